@@ -1,0 +1,25 @@
+# The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
+.PHONY: run test lint typecheck venv clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+venv:
+	@./scripts/bootstrap.sh
+
+run: venv
+	@$(PY) -m services.launcher
+
+test: venv
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy replication schemas
+	@$(PY) -m pytest -q -p no:cacheprovider
+
+lint: venv
+	@$(PY) -m ruff check .
+
+typecheck: venv
+	@$(PY) -m mypy replication schemas
+
+clean:
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache
