@@ -1,0 +1,84 @@
+"""Alpaca Trading API v2 adapter over a pooled httpx client (HTTP/2 where offered)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from brokers.alpaca import translate
+from replication.errors import Retryable, Unknown
+from replication.model import AccountSnapshot, BrokerOrder, OrderRequest, Position
+
+
+class AlpacaBroker:
+    """Implements replication.ports.Broker for one Alpaca account."""
+
+    def __init__(self, http: httpx.AsyncClient, key_id: str, secret_key: str) -> None:
+        self._http = http
+        self._headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        lookup: bool = False,
+    ) -> Any:
+        try:
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=self._headers
+            )
+        except asyncio.CancelledError:
+            raise
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # The request never left this process: sending again is safe.
+            raise Retryable(f"{type(exc).__name__}: {exc}", retry_after=0.5, code="connect") from exc
+        except httpx.HTTPError as exc:
+            # Sent, but no answer: the broker may or may not have the order.
+            raise Unknown(f"{type(exc).__name__}: {exc}", code="transport") from exc
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.is_success:
+            return body
+        raise translate.error_for(
+            response.status_code, body, response.headers.get("retry-after"), lookup=lookup
+        )
+
+    async def place_order(self, request: OrderRequest) -> BrokerOrder:
+        data = await self._request("POST", "/v2/orders", json=translate.order_request_body(request))
+        return translate.parse_order(data)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder:
+        data = await self._request(
+            "GET",
+            "/v2/orders:by_client_order_id",
+            params={"client_order_id": client_order_id},
+            lookup=True,
+        )
+        return translate.parse_order(data)
+
+    async def cancel_order(self, broker_order_id: str) -> None:
+        await self._request("DELETE", f"/v2/orders/{broker_order_id}")
+
+    async def list_orders(self, after: datetime | None = None) -> list[BrokerOrder]:
+        params = {"status": "all", "limit": "500", "direction": "asc"}
+        if after is not None:
+            params["after"] = after.isoformat()
+        data = await self._request("GET", "/v2/orders", params=params)
+        return [translate.parse_order(item) for item in data]
+
+    async def positions(self) -> list[Position]:
+        data = await self._request("GET", "/v2/positions")
+        return [translate.parse_position(item) for item in data]
+
+    async def account(self) -> AccountSnapshot:
+        return translate.parse_account(await self._request("GET", "/v2/account"))

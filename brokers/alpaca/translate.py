@@ -1,0 +1,107 @@
+"""Pure translation between Alpaca's wire JSON and our domain values, errors included."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from brokers.alpaca.constants import DUPLICATE_CLIENT_ORDER_ID_MESSAGE, STATUS_MAP
+from replication.errors import (
+    BrokerError,
+    DuplicateClientOrderId,
+    Fatal,
+    NotFound,
+    Rejected,
+    Retryable,
+    Unknown,
+)
+from replication.model import AccountSnapshot, BrokerOrder, OrderRequest, Position
+from schemas.common import OrderType, format_decimal
+
+
+def order_request_body(request: OrderRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "symbol": request.symbol,
+        "qty": format_decimal(request.qty),
+        "side": request.side.value,
+        "type": request.type.value,
+        "time_in_force": request.time_in_force.value,
+        "client_order_id": request.client_order_id,
+    }
+    if request.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and request.limit_price is not None:
+        body["limit_price"] = format_decimal(request.limit_price)
+    if request.type in (OrderType.STOP, OrderType.STOP_LIMIT) and request.stop_price is not None:
+        body["stop_price"] = format_decimal(request.stop_price)
+    return body
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def parse_order(data: dict[str, Any]) -> BrokerOrder:
+    broker_status = str(data["status"])
+    try:
+        status = STATUS_MAP[broker_status]
+    except KeyError as exc:
+        raise Unknown(f"unmapped alpaca order status {broker_status!r}") from exc
+    return BrokerOrder(
+        broker_order_id=str(data["id"]),
+        client_order_id=str(data.get("client_order_id") or ""),
+        status=status,
+        broker_status=broker_status,
+        filled_qty=_decimal(data.get("filled_qty")) or Decimal("0"),
+        filled_avg_price=_decimal(data.get("filled_avg_price")),
+    )
+
+
+def parse_account(data: dict[str, Any]) -> AccountSnapshot:
+    return AccountSnapshot(
+        account_id=str(data["id"]),
+        equity=Decimal(str(data.get("equity") or "0")),
+        cash=Decimal(str(data.get("cash") or "0")),
+        currency=str(data.get("currency") or "USD"),
+    )
+
+
+def parse_position(data: dict[str, Any]) -> Position:
+    qty = Decimal(str(data["qty"]))
+    if data.get("side") == "short" and qty > 0:
+        qty = -qty
+    return Position(
+        symbol=str(data["symbol"]), qty=qty, avg_entry_price=Decimal(str(data["avg_entry_price"]))
+    )
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("message") or body)
+    return str(body)[:200]
+
+
+def error_for(
+    status: int, body: Any, retry_after_header: str | None, *, lookup: bool = False
+) -> BrokerError:
+    """Map a non-2xx Alpaca answer onto the error taxonomy."""
+    message = _message(body)
+    if status == 429:
+        try:
+            retry_after = float(retry_after_header) if retry_after_header else 1.0
+        except ValueError:
+            retry_after = 1.0
+        return Retryable(f"rate limited: {message}", retry_after=retry_after, code="rate_limited")
+    if status == 401:
+        return Fatal(f"unauthorized: {message}", code="unauthorized")
+    if status == 403:
+        if message.strip().rstrip(".").lower() == "forbidden":
+            return Fatal(f"forbidden: {message}", code="forbidden")
+        return Rejected(message, code="insufficient_funds")
+    if status == 404:
+        if lookup:
+            return NotFound(message)
+        return Rejected(message, code="not_found")
+    if status == 422 and DUPLICATE_CLIENT_ORDER_ID_MESSAGE in message:
+        return DuplicateClientOrderId(message)
+    if 400 <= status < 500:
+        return Rejected(message, code=f"http_{status}")
+    return Unknown(f"broker answered {status}: {message}", code=f"http_{status}")

@@ -1,0 +1,33 @@
+"""Run the simulator: `python -m brokers.sim [--host H] [--port P]` (HTTP/1.1 and h2c)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from granian.constants import HTTPModes, Interfaces, Loops
+from granian.http import HTTP2Settings
+from granian.server import Server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="copytrade broker simulator (Alpaca v2 wire)")
+    parser.add_argument("--host", default=os.environ.get("COPYTRADE_SIM_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("COPYTRADE_SIM_PORT", "8100")))
+    args = parser.parse_args()
+    server = Server(
+        "brokers.sim.asgi:app",
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        loop=Loops.uvloop,
+        workers=1,
+        log_access=False,
+        http2_settings=HTTP2Settings(max_concurrent_streams=1000),
+    )
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""The simulator's in-memory broker: accounts, orders, fills, positions. No I/O here.
+
+Market orders fill at once at the simulator price. Limit orders fill at once when marketable,
+otherwise rest until a price update crosses them; stop orders rest until triggered. Prices are
+set through /sim/prices; an unknown symbol trades at DEFAULT_PRICE.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+DEFAULT_PRICE = Decimal("100")
+ASSET_NAMESPACE = uuid.UUID("0b5c4a55-7a3e-4e44-9a6e-6b8b0e6a1d42")
+OPEN_STATUSES = frozenset({"new", "accepted", "partially_filled", "pending_new"})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def dec(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass
+class Faults:
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    accept_then_timeout_rate: float = 0.0
+    dedup_client_order_id: bool = True
+    rate_limit_per_min: int | None = None
+
+    def updated(self, changes: dict[str, Any]) -> Faults:
+        data = {**self.__dict__, **changes}
+        return Faults(**data)
+
+
+@dataclass
+class SimPosition:
+    qty: Decimal = Decimal("0")
+    avg_entry_price: Decimal = Decimal("0")
+
+
+@dataclass
+class SimOrder:
+    id: str
+    account_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    type: str
+    time_in_force: str
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    created_at: datetime
+    status: str = "new"
+    updated_at: datetime | None = None
+    filled_at: datetime | None = None
+    canceled_at: datetime | None = None
+    replaced_at: datetime | None = None
+    replaced_by: str | None = None
+    replaces: str | None = None
+    filled_qty: Decimal = Decimal("0")
+    filled_avg_price: Decimal | None = None
+    extended_hours: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        """The order exactly as Alpaca's Order schema spells it."""
+        return {
+            "id": self.id,
+            "client_order_id": self.client_order_id,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at or self.created_at),
+            "submitted_at": rfc3339(self.created_at),
+            "filled_at": rfc3339(self.filled_at),
+            "expired_at": None,
+            "canceled_at": rfc3339(self.canceled_at),
+            "failed_at": None,
+            "replaced_at": rfc3339(self.replaced_at),
+            "replaced_by": self.replaced_by,
+            "replaces": self.replaces,
+            "asset_id": str(uuid.uuid5(ASSET_NAMESPACE, self.symbol)),
+            "symbol": self.symbol,
+            "asset_class": "us_equity",
+            "notional": None,
+            "qty": dec(self.qty),
+            "filled_qty": dec(self.filled_qty),
+            "filled_avg_price": dec(self.filled_avg_price),
+            "order_class": "",
+            "order_type": self.type,
+            "type": self.type,
+            "side": self.side,
+            "time_in_force": self.time_in_force,
+            "limit_price": dec(self.limit_price),
+            "stop_price": dec(self.stop_price),
+            "status": self.status,
+            "extended_hours": self.extended_hours,
+            "legs": None,
+            "trail_percent": None,
+            "trail_price": None,
+            "hwm": None,
+            "position_intent": ("buy_to_open" if self.side == "buy" else "sell_to_close"),
+        }
+
+
+@dataclass
+class SimAccount:
+    account_id: str
+    key_id: str
+    secret_key: str
+    cash: Decimal
+    created_at: datetime
+    faults: Faults | None = None
+    orders: dict[str, SimOrder] = field(default_factory=dict)
+    by_client_order_id: dict[str, SimOrder] = field(default_factory=dict)
+    positions: dict[str, SimPosition] = field(default_factory=dict)
+    request_times: deque[float] = field(default_factory=deque)
+    orders_received: int = 0
+
+
+class SimError(Exception):
+    """An Alpaca-style error answer: HTTP status plus {"code", "message"}."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.accounts: dict[str, SimAccount] = {}
+        self.by_key: dict[str, SimAccount] = {}
+        self.prices: dict[str, Decimal] = {}
+        self.faults = Faults()
+        self.orders_received = 0
+        self.duplicates_rejected = 0
+
+    # accounts -----------------------------------------------------------------------------
+    def create_account(
+        self,
+        cash: Decimal,
+        *,
+        account_id: str | None = None,
+        key_id: str | None = None,
+        secret_key: str | None = None,
+    ) -> SimAccount:
+        key = key_id or "PK" + secrets.token_hex(9).upper()
+        if key in self.by_key:
+            existing = self.by_key[key]
+            if secret_key is not None and not secrets.compare_digest(
+                existing.secret_key, secret_key
+            ):
+                raise SimError(409, 40910000, "key_id already exists with another secret")
+            return existing
+        account = SimAccount(
+            account_id=account_id or str(uuid.uuid4()),
+            key_id=key,
+            secret_key=secret_key or secrets.token_urlsafe(30),
+            cash=cash,
+            created_at=now(),
+        )
+        self.accounts[account.account_id] = account
+        self.by_key[account.key_id] = account
+        return account
+
+    def authenticate(self, key_id: str | None, secret_key: str | None) -> SimAccount:
+        account = self.by_key.get(key_id or "")
+        if account is None or not secrets.compare_digest(account.secret_key, secret_key or ""):
+            raise SimError(401, 40110000, "request is not authorized")
+        return account
+
+    def faults_for(self, account: SimAccount | None) -> Faults:
+        if account is not None and account.faults is not None:
+            return account.faults
+        return self.faults
+
+    def price(self, symbol: str) -> Decimal:
+        return self.prices.get(symbol, DEFAULT_PRICE)
+
+    def equity(self, account: SimAccount) -> Decimal:
+        market = sum(
+            (p.qty * self.price(s) for s, p in account.positions.items()), Decimal("0")
+        )
+        return account.cash + market
+
+    # orders -------------------------------------------------------------------------------
+    def place(self, account: SimAccount, body: dict[str, Any]) -> SimOrder:
+        request = _validate_order(body)
+        client_order_id = request["client_order_id"] or str(uuid.uuid4())
+        faults = self.faults_for(account)
+        if faults.dedup_client_order_id and client_order_id in account.by_client_order_id:
+            self.duplicates_rejected += 1
+            raise SimError(422, 40010001, "client_order_id must be unique")
+        price = self.price(request["symbol"])
+        if request["side"] == "buy":
+            reference = request["limit_price"] or price
+            if request["qty"] * reference > account.cash:
+                raise SimError(403, 40310000, "insufficient buying power")
+        moment = now()
+        order = SimOrder(
+            id=str(uuid.uuid4()),
+            account_id=account.account_id,
+            client_order_id=client_order_id,
+            symbol=request["symbol"],
+            side=request["side"],
+            qty=request["qty"],
+            type=request["type"],
+            time_in_force=request["time_in_force"],
+            limit_price=request["limit_price"],
+            stop_price=request["stop_price"],
+            created_at=moment,
+            status="new",
+            extended_hours=bool(body.get("extended_hours", False)),
+        )
+        account.orders[order.id] = order
+        account.by_client_order_id[client_order_id] = order
+        self._try_fill(account, order, price)
+        return order
+
+    def _try_fill(self, account: SimAccount, order: SimOrder, price: Decimal) -> None:
+        if order.status not in OPEN_STATUSES:
+            return
+        kind = order.type
+        if kind in ("stop", "stop_limit"):
+            assert order.stop_price is not None
+            triggered = price >= order.stop_price if order.side == "buy" else price <= order.stop_price
+            if not triggered:
+                return
+            kind = "market" if kind == "stop" else "limit"
+        if kind == "limit":
+            assert order.limit_price is not None
+            crosses = price <= order.limit_price if order.side == "buy" else price >= order.limit_price
+            if not crosses:
+                return
+        self._fill(account, order, price)
+
+    def _fill(self, account: SimAccount, order: SimOrder, price: Decimal) -> None:
+        moment = now()
+        qty = order.qty - order.filled_qty
+        signed = qty if order.side == "buy" else -qty
+        position = account.positions.setdefault(order.symbol, SimPosition())
+        new_qty = position.qty + signed
+        if position.qty == 0 or (position.qty > 0) == (signed > 0):
+            total = abs(position.qty) * position.avg_entry_price + qty * price
+            position.avg_entry_price = total / abs(new_qty) if new_qty else Decimal("0")
+        elif new_qty != 0 and (new_qty > 0) != (position.qty > 0):
+            position.avg_entry_price = price  # flipped through zero
+        position.qty = new_qty
+        if new_qty == 0:
+            del account.positions[order.symbol]
+        account.cash -= signed * price
+        order.filled_qty = order.qty
+        order.filled_avg_price = price
+        order.status = "filled"
+        order.filled_at = order.updated_at = moment
+
+    def set_prices(self, prices: dict[str, Decimal]) -> int:
+        self.prices.update(prices)
+        filled = 0
+        for account in self.accounts.values():
+            for order in account.orders.values():
+                if order.status in OPEN_STATUSES and order.symbol in prices:
+                    self._try_fill(account, order, prices[order.symbol])
+                    filled += order.status == "filled"
+        return filled
+
+    def cancel(self, account: SimAccount, order_id: str) -> None:
+        order = account.orders.get(order_id)
+        if order is None:
+            raise SimError(404, 40410000, "order not found")
+        if order.status not in OPEN_STATUSES:
+            raise SimError(422, 42210000, f"order is not cancelable (status {order.status})")
+        order.status = "canceled"
+        order.canceled_at = order.updated_at = now()
+
+    def replace(self, account: SimAccount, order_id: str, body: dict[str, Any]) -> SimOrder:
+        old = account.orders.get(order_id)
+        if old is None:
+            raise SimError(404, 40410000, "order not found")
+        if old.status not in OPEN_STATUSES:
+            raise SimError(422, 42210000, f"order is not replaceable (status {old.status})")
+        allowed = {"qty", "limit_price", "stop_price", "time_in_force", "client_order_id", "trail"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise SimError(422, 40010001, f"unknown fields: {sorted(unknown)}")
+        merged = {
+            "symbol": old.symbol,
+            "side": old.side,
+            "type": old.type,
+            "qty": body.get("qty", dec(old.qty)),
+            "time_in_force": body.get("time_in_force", old.time_in_force),
+            "limit_price": body.get("limit_price", dec(old.limit_price)),
+            "stop_price": body.get("stop_price", dec(old.stop_price)),
+            "client_order_id": body.get("client_order_id"),
+        }
+        moment = now()
+        old.status = "replaced"
+        old.replaced_at = old.updated_at = moment
+        new = self.place(account, merged)
+        new.replaces = old.id
+        old.replaced_by = new.id
+        return new
+
+    def list_orders(
+        self, account: SimAccount, status: str, limit: int, after: datetime | None, direction: str
+    ) -> list[SimOrder]:
+        orders = list(account.orders.values())
+        if status == "open":
+            orders = [o for o in orders if o.status in OPEN_STATUSES]
+        elif status == "closed":
+            orders = [o for o in orders if o.status not in OPEN_STATUSES]
+        if after is not None:
+            orders = [o for o in orders if o.created_at > after]
+        orders.sort(key=lambda o: o.created_at, reverse=direction != "asc")
+        return orders[:limit]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "orders_received": self.orders_received,
+            "orders_created": sum(len(a.orders) for a in self.accounts.values()),
+            "duplicates_rejected": self.duplicates_rejected,
+            "accounts": {
+                a.account_id: {
+                    "orders_received": a.orders_received,
+                    "orders": len(a.orders),
+                    "distinct_client_order_ids": len({o.client_order_id for o in a.orders.values()}),
+                }
+                for a in self.accounts.values()
+            },
+        }
+
+
+_SIDES = {"buy", "sell"}
+_TYPES = {"market", "limit", "stop", "stop_limit"}
+_TIFS = {"day", "gtc", "opg", "cls", "ioc", "fok"}
+
+
+def _positive_decimal(value: Any, name: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError as exc:
+        raise SimError(422, 40010001, f"invalid {name}") from exc
+    if not number.is_finite() or number <= 0:
+        raise SimError(422, 40010001, f"{name} must be > 0")
+    return number
+
+
+def _validate_order(body: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SimError(422, 40010001, "request body must be a JSON object")
+    symbol = body.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise SimError(422, 40010001, "symbol is required")
+    if body.get("notional") is not None:
+        raise SimError(422, 40010001, "notional orders are not supported by the simulator")
+    if body.get("qty") is None:
+        raise SimError(422, 40010001, "qty is required")
+    side, kind, tif = body.get("side"), body.get("type"), body.get("time_in_force")
+    if side not in _SIDES:
+        raise SimError(422, 40010001, "invalid side")
+    if kind not in _TYPES:
+        raise SimError(422, 40010001, "invalid order type")
+    if tif not in _TIFS:
+        raise SimError(422, 40010001, "invalid time_in_force")
+    limit_price = body.get("limit_price")
+    stop_price = body.get("stop_price")
+    if kind in ("limit", "stop_limit") and limit_price is None:
+        raise SimError(422, 40010001, "limit_price is required for limit orders")
+    if kind in ("stop", "stop_limit") and stop_price is None:
+        raise SimError(422, 40010001, "stop_price is required for stop orders")
+    client_order_id = body.get("client_order_id")
+    if client_order_id is not None and (
+        not isinstance(client_order_id, str) or len(client_order_id) > 128
+    ):
+        raise SimError(422, 40010001, "client_order_id must be a string of at most 128 characters")
+    return {
+        "symbol": symbol,
+        "qty": _positive_decimal(body["qty"], "qty"),
+        "side": side,
+        "type": kind,
+        "time_in_force": tif,
+        "limit_price": None if limit_price is None else _positive_decimal(limit_price, "limit_price"),
+        "stop_price": None if stop_price is None else _positive_decimal(stop_price, "stop_price"),
+        "client_order_id": client_order_id,
+    }

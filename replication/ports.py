@@ -1,0 +1,26 @@
+"""The one Broker contract every adapter implements (DESIGN §7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from replication.model import AccountSnapshot, BrokerOrder, OrderRequest, Position
+
+
+class Broker(Protocol):
+    async def place_order(self, request: OrderRequest) -> BrokerOrder:
+        """Place one order. Raises a replication.errors.BrokerError subclass on failure."""
+        ...
+
+    async def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder:
+        """Look an order up by our client order id; raises NotFound when there is none."""
+        ...
+
+    async def cancel_order(self, broker_order_id: str) -> None: ...
+
+    async def list_orders(self, after: datetime | None = None) -> list[BrokerOrder]: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def account(self) -> AccountSnapshot: ...

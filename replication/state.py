@@ -1,0 +1,70 @@
+"""Leg states and the one table of allowed transitions (DESIGN §5, FIX 4.4 OrdStatus)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class LegStatus(StrEnum):
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    UNKNOWN = "unknown"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+S = LegStatus
+
+TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
+    S.PLANNED: frozenset({S.SUBMITTING, S.SKIPPED}),
+    S.SUBMITTING: frozenset(
+        {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.UNKNOWN, S.CANCELED, S.FAILED}
+    ),
+    S.UNKNOWN: frozenset(
+        {S.SUBMITTING, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELED, S.FAILED}
+    ),
+    S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED}),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED}),
+    S.FILLED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.SKIPPED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.FAILED: frozenset(),
+}
+
+# The leg has reached the broker (or been refused) and needs nothing more from the sender.
+SETTLED = frozenset(
+    {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.SKIPPED, S.CANCELED, S.FAILED}
+)
+# No further transition is possible.
+TERMINAL = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
+# Legs whose outcome at the broker is not known yet: only the sweeper may resend these.
+IN_DOUBT = frozenset({S.SUBMITTING, S.UNKNOWN})
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, current: LegStatus, target: LegStatus) -> None:
+        super().__init__(f"leg cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+def can_transition(current: LegStatus, target: LegStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def transition(current: LegStatus, target: LegStatus) -> LegStatus:
+    """Return `target` if the move is allowed, else raise IllegalTransition."""
+    if not can_transition(current, target):
+        raise IllegalTransition(current, target)
+    return target
+
+
+def predecessors(target: LegStatus) -> frozenset[LegStatus]:
+    """Statuses from which `target` may be reached (used to guard bulk SQL updates)."""
+    return frozenset(status for status, nexts in TRANSITIONS.items() if target in nexts)
