@@ -1,0 +1,218 @@
+"""Bodies of the public ingest API (API.md). Requests reject unknown fields."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from schemas.common import (
+    BrokerName,
+    DecimalStr,
+    OrderType,
+    PositiveDecimal,
+    Side,
+    Strict,
+    TimeInForce,
+)
+from schemas.copy_settings import (
+    UNSUPPORTED_CAPS,
+    UNSUPPORTED_SIZING_MODES,
+    Caps,
+    Filters,
+    Sizing,
+)
+
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
+
+# Validation error types that carry their own machine-readable code to the client.
+CUSTOM_ERROR_CODES = frozenset(
+    {"unsupported_sizing_mode", "unsupported_cap", "missing_limit_price", "missing_stop_price",
+     "unexpected_price", "invalid_email"}
+)
+
+
+class RegisterRequest(Strict):
+    email: Annotated[str, Field(max_length=254)]
+    password: Annotated[str, Field(min_length=8, max_length=256)]
+    role: Literal["master", "follower"]
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _EMAIL_RE.match(value):
+            raise PydanticCustomError("invalid_email", "not a valid email address")
+        return value
+
+
+class RegisterResponse(BaseModel):
+    user_id: str
+
+
+class TokenRequest(Strict):
+    email: Annotated[str, Field(max_length=254)]
+    password: Annotated[str, Field(max_length=256)]
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class AccountCreate(Strict):
+    broker: BrokerName
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    credentials: dict[str, Any]
+
+
+class AccountOut(BaseModel):
+    account_id: str
+    broker: str
+    label: str
+    halted: bool = False
+    created_at: datetime | None = None
+
+
+def _check_unsupported(sizing: Any, caps: Any) -> None:
+    if isinstance(sizing, dict) and sizing.get("mode") in UNSUPPORTED_SIZING_MODES:
+        raise PydanticCustomError(
+            "unsupported_sizing_mode",
+            "sizing mode {mode} is not available yet; use fixed or multiplier",
+            {"mode": sizing.get("mode")},
+        )
+    if isinstance(caps, dict):
+        unsupported = sorted(set(caps) & UNSUPPORTED_CAPS)
+        if unsupported:
+            raise PydanticCustomError(
+                "unsupported_cap",
+                "caps {caps} are not enforced yet; refusing rather than copying without them",
+                {"caps": unsupported},
+            )
+
+
+class SubscriptionCreate(Strict):
+    master_id: UUID
+    account_id: UUID
+    sizing: Sizing
+    caps: Caps = Caps()
+    filters: Filters = Filters()
+    paused: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _check_unsupported(data.get("sizing"), data.get("caps"))
+        return data
+
+
+class SubscriptionPatch(Strict):
+    sizing: Sizing | None = None
+    caps: Caps | None = None
+    filters: Filters | None = None
+    paused: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _check_unsupported(data.get("sizing"), data.get("caps"))
+        return data
+
+
+class SubscriptionOut(BaseModel):
+    subscription_id: str
+    master_id: str
+    account_id: str
+    sizing: dict[str, Any]
+    caps: dict[str, Any]
+    filters: dict[str, Any]
+    paused: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+_CLIENT_ORDER_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+_SYMBOL = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9./-]*$")]
+
+
+class OrderCreate(Strict):
+    client_order_id: _CLIENT_ORDER_ID
+    account_id: UUID
+    symbol: _SYMBOL
+    side: Side
+    qty: PositiveDecimal
+    type: OrderType
+    limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    time_in_force: TimeInForce
+
+    @model_validator(mode="after")
+    def _prices(self) -> OrderCreate:
+        needs_limit = self.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if needs_limit and self.limit_price is None:
+            raise PydanticCustomError("missing_limit_price", "a {type} order needs limit_price",
+                                      {"type": self.type.value})
+        if needs_stop and self.stop_price is None:
+            raise PydanticCustomError("missing_stop_price", "a {type} order needs stop_price",
+                                      {"type": self.type.value})
+        if (not needs_limit and self.limit_price is not None) or (
+            not needs_stop and self.stop_price is not None
+        ):
+            raise PydanticCustomError("unexpected_price",
+                                      "a {type} order takes no such price", {"type": self.type.value})
+        return self
+
+
+class OrderAccepted(BaseModel):
+    order_id: str
+    client_order_id: str
+    status: str
+
+
+class LegCounts(BaseModel):
+    total: int
+    by_status: dict[str, int]
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    qty: DecimalStr
+    type: OrderType
+    limit_price: DecimalStr | None
+    stop_price: DecimalStr | None
+    time_in_force: TimeInForce
+    status: str
+    created_at: datetime
+    legs: LegCounts
+    fanout_ms: float | None
+
+
+class CopyOut(BaseModel):
+    leg_id: str
+    order_id: str
+    master_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    qty: DecimalStr | None
+    status: str
+    reason: str | None
+    details: dict[str, Any]
+    client_order_id: str
+    broker_order_id: str | None
+    filled_qty: DecimalStr
+    filled_avg_price: DecimalStr | None
+    created_at: datetime
+    updated_at: datetime

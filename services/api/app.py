@@ -1,0 +1,395 @@
+"""The ingest API (FastAPI): auth, accounts, subscriptions, master orders, copies, ops."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Query, Request, Response
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.api import (
+    AccountCreate,
+    AccountOut,
+    CopyOut,
+    LegCounts,
+    OrderAccepted,
+    OrderCreate,
+    OrderOut,
+    RegisterRequest,
+    RegisterResponse,
+    SubscriptionCreate,
+    SubscriptionOut,
+    SubscriptionPatch,
+    TokenRequest,
+    TokenResponse,
+)
+from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, OrderMessage
+from services import bus
+from services.api.errors import ApiError, install
+from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
+from services.brokerage import validate_credentials
+from services.crypto import CredentialCipher
+from services.db import repositories as repo
+from services.db.engine import make_engine
+from services.metrics import ORDER_PUBLISH, ORDERS_INGESTED
+from services.settings import Settings
+
+log = logging.getLogger("copytrade.api")
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    nc: NATS
+    js: JetStreamContext
+    redis: aioredis.Redis
+    cipher: CredentialCipher
+    issuer: TokenIssuer
+    dummy_hash: str
+
+
+def container(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+Deps = Annotated[Container, Depends(container)]
+
+
+def principal(request: Request, c: Deps) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "a bearer token is required",
+                       headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return c.issuer.verify(token.strip())
+    except TokenError as exc:
+        code = "token_expired" if "expired" in str(exc) else "invalid_token"
+        raise ApiError(401, code, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+
+
+Auth = Annotated[Principal, Depends(principal)]
+
+
+def require(user: Principal, *roles: str) -> None:
+    if user.role not in roles:
+        raise ApiError(403, "forbidden", f"this needs the {' or '.join(roles)} role")
+
+
+def _account_out(row: dict[str, Any]) -> AccountOut:
+    return AccountOut(
+        account_id=str(row["id"]), broker=row["broker"], label=row["label"],
+        halted=row["halted"], created_at=row["created_at"],
+    )
+
+
+def _subscription_out(row: dict[str, Any]) -> SubscriptionOut:
+    return SubscriptionOut(
+        subscription_id=str(row["id"]), master_id=str(row["master_id"]),
+        account_id=str(row["account_id"]), sizing=row["sizing"], caps=row["caps"],
+        filters=row["filters"], paused=row["paused"], created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _request_hash(body: OrderCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _order_message(row: dict[str, Any]) -> OrderMessage:
+    return OrderMessage(
+        order_id=str(row["id"]), master_id=str(row["master_id"]), account_id=str(row["account_id"]),
+        client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
+        qty=row["qty"], type=row["type"], limit_price=row["limit_price"],
+        stop_price=row["stop_price"], time_in_force=row["time_in_force"],
+        created_at=row["created_at"],
+    )
+
+
+def _copy_out(row: dict[str, Any]) -> CopyOut:
+    return CopyOut(
+        leg_id=str(row["id"]), order_id=str(row["order_id"]), master_id=str(row["master_id"]),
+        account_id=str(row["account_id"]), symbol=row["symbol"], side=row["side"], qty=row["qty"],
+        status=row["status"], reason=row["reason"], details=row["details"],
+        client_order_id=row["client_order_id"], broker_order_id=row["broker_order_id"],
+        filled_qty=row["filled_qty"], filled_avg_price=row["filled_avg_price"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+def build_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nats_url, database_url, redis_url = settings.require_urls()
+        jwt_secret, keys = settings.require_secrets()
+        engine = make_engine(database_url)
+        nc = await bus.connect(nats_url, "copytrade-api")
+        js = nc.jetstream()
+        await bus.ensure_stream(js)
+        redis_client = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        app.state.container = Container(
+            settings=settings, engine=engine, nc=nc, js=js, redis=redis_client,
+            cipher=CredentialCipher.from_setting(keys),
+            issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
+            dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
+        )
+        try:
+            yield
+        finally:
+            await nc.drain()
+            await redis_client.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="copytrade ingest API", version="1", lifespan=lifespan)
+    install(app)
+
+    # auth ---------------------------------------------------------------------------------
+    @app.post("/v1/auth/register", status_code=201, response_model=RegisterResponse)
+    async def register(body: RegisterRequest, c: Deps) -> RegisterResponse:
+        user_id = str(uuid.uuid4())
+        password_hash = await asyncio.to_thread(hash_password, body.password, settings.password_hash_n)
+        async with c.engine.begin() as conn:
+            try:
+                await repo.create_user(conn, user_id, body.email, password_hash, body.role)
+            except repo.Conflict as exc:
+                raise ApiError(409, "email_taken", "that email is already registered") from exc
+        return RegisterResponse(user_id=user_id)
+
+    @app.post("/v1/auth/token", response_model=TokenResponse)
+    async def token(body: TokenRequest, c: Deps) -> TokenResponse:
+        email = body.email.strip().lower()
+        throttle_key = "login:fail:" + hashlib.sha256(email.encode()).hexdigest()
+        failures = await c.redis.get(throttle_key)
+        if failures is not None and int(failures) >= settings.login_attempts_per_5min:
+            raise ApiError(429, "too_many_attempts", "too many failed sign-ins; try again later",
+                           headers={"Retry-After": "300"})
+        async with c.engine.connect() as conn:
+            user = await repo.get_user_by_email(conn, email)
+        stored = user["password_hash"] if user else c.dummy_hash  # same work for unknown emails
+        ok = await asyncio.to_thread(verify_password, body.password, stored)
+        if user is None or not ok:
+            pipe = c.redis.pipeline()
+            pipe.incr(throttle_key)
+            pipe.expire(throttle_key, 300)
+            await pipe.execute()
+            raise ApiError(401, "invalid_credentials", "email or password is wrong")
+        ttl = settings.access_token_ttl_s
+        issued = c.issuer.issue(Principal(str(user["id"]), user["role"]), ttl)
+        return TokenResponse(access_token=issued, expires_in=ttl)
+
+    # accounts -----------------------------------------------------------------------------
+    @app.post("/v1/accounts", status_code=201, response_model=AccountOut,
+              response_model_exclude={"halted", "created_at"})
+    async def create_account(body: AccountCreate, user: Auth, c: Deps) -> AccountOut:
+        problem = validate_credentials(body.broker.value, body.credentials)
+        if problem is not None:
+            code = "broker_not_supported" if "not supported" in problem else "invalid_credentials"
+            raise ApiError(422, code, problem)
+        account_id = str(uuid.uuid4())
+        sealed = c.cipher.encrypt(account_id, body.credentials)
+        async with c.engine.begin() as conn:
+            await repo.create_account(conn, account_id, user.user_id, body.broker.value,
+                                      body.label, sealed)
+        return AccountOut(account_id=account_id, broker=body.broker.value, label=body.label)
+
+    @app.get("/v1/accounts", response_model=list[AccountOut])
+    async def list_accounts(user: Auth, c: Deps) -> list[AccountOut]:
+        async with c.engine.connect() as conn:
+            return [_account_out(row) for row in await repo.list_accounts(conn, user.user_id)]
+
+    async def _set_halted(account_id: UUID, user: Principal, c: Container, halted: bool) -> AccountOut:
+        async with c.engine.begin() as conn:
+            row = await repo.set_account_halted(conn, str(account_id), user.user_id, halted)
+        if row is None:
+            raise ApiError(404, "account_not_found", "no such account")
+        await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(account_id).encode())
+        return _account_out(row)
+
+    @app.post("/v1/accounts/{account_id}/halt", response_model=AccountOut)
+    async def halt(account_id: UUID, user: Auth, c: Deps) -> AccountOut:
+        return await _set_halted(account_id, user, c, True)
+
+    @app.post("/v1/accounts/{account_id}/resume", response_model=AccountOut)
+    async def resume(account_id: UUID, user: Auth, c: Deps) -> AccountOut:
+        return await _set_halted(account_id, user, c, False)
+
+    # subscriptions ------------------------------------------------------------------------
+    @app.post("/v1/subscriptions", status_code=201, response_model=SubscriptionOut)
+    async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> SubscriptionOut:
+        require(user, "follower")
+        async with c.engine.begin() as conn:
+            if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
+                raise ApiError(404, "account_not_found", "no such account")
+            master = await repo.get_user(conn, str(body.master_id))
+            if master is None or master["role"] != "master":
+                raise ApiError(404, "master_not_found", "no such master")
+            values = body.model_dump(mode="json", exclude_none=True)
+            try:
+                row = await repo.create_subscription(conn, {
+                    "id": str(uuid.uuid4()), "follower_id": user.user_id,
+                    "master_id": str(body.master_id), "account_id": str(body.account_id),
+                    "sizing": values["sizing"], "caps": values.get("caps", {}),
+                    "filters": values.get("filters", {}), "paused": body.paused,
+                })
+            except repo.Conflict as exc:
+                raise ApiError(409, "subscription_exists",
+                               "this account already follows this master") from exc
+        await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(body.master_id).encode())
+        return _subscription_out(row)
+
+    @app.get("/v1/subscriptions", response_model=list[SubscriptionOut])
+    async def list_subscriptions(user: Auth, c: Deps) -> list[SubscriptionOut]:
+        async with c.engine.connect() as conn:
+            rows = await repo.list_subscriptions(conn, user.user_id)
+        return [_subscription_out(row) for row in rows]
+
+    @app.patch("/v1/subscriptions/{subscription_id}", response_model=SubscriptionOut)
+    async def patch_subscription(
+        subscription_id: UUID, body: SubscriptionPatch, user: Auth, c: Deps
+    ) -> SubscriptionOut:
+        changes = body.model_dump(mode="json", exclude_unset=True)
+        if any(value is None for value in changes.values()):
+            raise ApiError(422, "validation_error", "fields may be changed but not set to null")
+        async with c.engine.begin() as conn:
+            row = await repo.update_subscription(conn, str(subscription_id), user.user_id, changes)
+        if row is None:
+            raise ApiError(404, "subscription_not_found", "no such subscription")
+        await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(row["master_id"]).encode())
+        return _subscription_out(row)
+
+    @app.delete("/v1/subscriptions/{subscription_id}", status_code=204)
+    async def delete_subscription(subscription_id: UUID, user: Auth, c: Deps) -> Response:
+        async with c.engine.begin() as conn:
+            deleted = await repo.delete_subscription(conn, str(subscription_id), user.user_id)
+        if not deleted:
+            raise ApiError(404, "subscription_not_found", "no such subscription")
+        return Response(status_code=204)
+
+    # orders -------------------------------------------------------------------------------
+    async def _publish(c: Container, row: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            await bus.publish_order(c.js, _order_message(row), timeout_s=2.0)
+        except Exception:
+            # The order is durable in PostgreSQL; the sweeper's outbox pass publishes it.
+            log.warning("publish of order %s failed; left to the outbox", row["id"], exc_info=True)
+            return
+        ORDER_PUBLISH.observe(time.perf_counter() - started)
+        async with c.engine.begin() as conn:
+            await repo.mark_published(conn, str(row["id"]))
+
+    @app.post("/v1/orders", status_code=202, response_model=OrderAccepted)
+    async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
+        require(user, "master")
+        request_hash = _request_hash(body)
+        async with c.engine.begin() as conn:
+            if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
+                raise ApiError(404, "account_not_found", "no such account")
+            row = await repo.insert_master_order(conn, {
+                "id": str(uuid.uuid4()), "master_id": user.user_id,
+                "account_id": str(body.account_id), "client_order_id": body.client_order_id,
+                "request_hash": request_hash, "symbol": body.symbol, "side": body.side.value,
+                "qty": body.qty, "type": body.type.value, "limit_price": body.limit_price,
+                "stop_price": body.stop_price, "time_in_force": body.time_in_force.value,
+            })
+            replay = row is None
+            if row is None:
+                row = await repo.get_master_order_by_client_id(conn, user.user_id,
+                                                               body.client_order_id)
+                assert row is not None
+        if replay and row["request_hash"] != request_hash:
+            ORDERS_INGESTED.labels("conflict").inc()
+            raise ApiError(409, "idempotency_conflict",
+                           "client_order_id was already used with a different order",
+                           {"order_id": str(row["id"])})
+        if row["published_at"] is None:
+            await _publish(c, row)
+        ORDERS_INGESTED.labels("replayed" if replay else "accepted").inc()
+        return OrderAccepted(order_id=str(row["id"]), client_order_id=row["client_order_id"],
+                             status="accepted")
+
+    @app.get("/v1/orders/{order_id}", response_model=OrderOut)
+    async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
+        require(user, "master")
+        async with c.engine.connect() as conn:
+            row = await repo.get_master_order(conn, str(order_id), user.user_id)
+            if row is None:
+                raise ApiError(404, "order_not_found", "no such order")
+            progress = await repo.order_progress(conn, str(order_id))
+        return OrderOut(
+            order_id=str(row["id"]), client_order_id=row["client_order_id"],
+            account_id=str(row["account_id"]), symbol=row["symbol"], side=row["side"],
+            qty=row["qty"], type=row["type"], limit_price=row["limit_price"],
+            stop_price=row["stop_price"], time_in_force=row["time_in_force"],
+            status=progress["status"], created_at=row["created_at"],
+            legs=LegCounts(total=progress["total"], by_status=progress["by_status"]),
+            fanout_ms=progress["fanout_ms"],
+        )
+
+    @app.get("/v1/copies", response_model=list[CopyOut])
+    async def copies(
+        user: Auth, c: Deps, order_id: UUID | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[CopyOut]:
+        require(user, "follower")
+        async with c.engine.connect() as conn:
+            rows = await repo.list_copies(conn, user.user_id, str(order_id) if order_id else None,
+                                          limit)
+        return [_copy_out(row) for row in rows]
+
+    # ops ----------------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(c: Deps) -> Response:
+        checks: dict[str, str] = {}
+
+        async def database() -> None:
+            async with c.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        async def nats_server() -> None:
+            if not c.nc.is_connected:
+                raise ConnectionError("not connected")
+            await c.js.stream_info("ORDERS")
+
+        async def redis_server() -> None:
+            await c.redis.ping()
+
+        for name, check in (("database", database), ("nats", nats_server), ("redis", redis_server)):
+            try:
+                await asyncio.wait_for(check(), timeout=2)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"unavailable: {type(exc).__name__}"
+        ready = all(value == "ok" for value in checks.values())
+        return Response(
+            json.dumps({"status": "ready" if ready else "not_ready", "checks": checks}),
+            status_code=200 if ready else 503, media_type="application/json",
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

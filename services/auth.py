@@ -1,0 +1,90 @@
+"""Passwords (scrypt) and JWTs (PyJWT, pinned algorithm, required claims)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
+WS_AUDIENCE_SUFFIX = "-ws"
+
+
+def hash_password(password: str, n: int = 2**14) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
+    return "scrypt${}${}${}".format(
+        n, base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    )
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n_text, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt_b64), n=int(n_text), r=8, p=1, dklen=32
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    role: str
+
+
+class TokenError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    secret: str
+    issuer: str
+    audience: str
+
+    def issue(self, principal: Principal, ttl_s: int, *, websocket: bool = False) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": principal.user_id,
+            "role": principal.role,
+            "iss": self.issuer,
+            "aud": self.audience + (WS_AUDIENCE_SUFFIX if websocket else ""),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_s,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str, *, websocket: bool = False) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                audience=self.audience + (WS_AUDIENCE_SUFFIX if websocket else ""),
+                issuer=self.issuer,
+                options={"require": REQUIRED_CLAIMS},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise TokenError("invalid token") from exc
+        role = claims.get("role")
+        sub = claims.get("sub")
+        if role not in ("master", "follower", "admin") or not isinstance(sub, str):
+            raise TokenError("invalid token")
+        return Principal(user_id=sub, role=role)

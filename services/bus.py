@@ -1,0 +1,89 @@
+"""NATS wiring: the ORDERS stream, the durable pull consumer, publishing master orders."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from schemas.messages import ORDERS_STREAM, ORDERS_SUBJECT_PREFIX, OrderMessage, order_subject
+
+log = logging.getLogger(__name__)
+
+REPLICATOR_CONSUMER = "replicator"
+DUPLICATE_WINDOW_S = 300.0
+STREAM_MAX_AGE_S = 7 * 24 * 3600.0
+
+
+async def connect(url: str, name: str) -> NATS:
+    return await nats.connect(
+        url,
+        name=name,
+        connect_timeout=5,
+        reconnect_time_wait=0.5,
+        max_reconnect_attempts=-1,
+        allow_reconnect=True,
+    )
+
+
+def stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=ORDERS_STREAM,
+        subjects=[f"{ORDERS_SUBJECT_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=STREAM_MAX_AGE_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=1,
+    )
+
+
+def consumer_config(ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=REPLICATOR_CONSUMER,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=max_deliver,
+        # One in-flight message is one master order fanned out in process; bounded on purpose.
+        max_ack_pending=1000,
+        filter_subject=f"{ORDERS_SUBJECT_PREFIX}.>",
+    )
+
+
+async def ensure_stream(js: JetStreamContext) -> None:
+    config = stream_config()
+    try:
+        await js.stream_info(ORDERS_STREAM)
+        await js.update_stream(config)
+    except NotFoundError:
+        await js.add_stream(config)
+
+
+async def ensure_consumer(js: JetStreamContext, ack_wait_s: float, max_deliver: int) -> None:
+    await js.add_consumer(ORDERS_STREAM, consumer_config(ack_wait_s, max_deliver))
+
+
+async def publish_order(js: JetStreamContext, message: OrderMessage, timeout_s: float = 5.0) -> int:
+    """Publish with Nats-Msg-Id = order id: a republish inside the window is a no-op."""
+    ack = await js.publish(
+        order_subject(message.master_id),
+        message.model_dump_json().encode(),
+        timeout=timeout_s,
+        stream=ORDERS_STREAM,
+        headers={"Nats-Msg-Id": message.order_id},
+    )
+    return int(ack.seq)

@@ -1,0 +1,92 @@
+"""Demo seed for `make run`: one master and N followers, each with a simulator account.
+
+Idempotent: users and accounts are created once; simulator accounts (the simulator keeps state
+in memory) are re-created on every start with the same derived keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.auth import hash_password
+from services.crypto import CredentialCipher
+from services.db import repositories as repo
+
+MASTER_EMAIL = "master@demo.copytrade.dev"
+MASTER_PASSWORD = "demo-master-password"
+FOLLOWER_PASSWORD = "demo-follower-password"
+_NAMESPACE = uuid.UUID("a3c9f0f2-5b1e-4c8e-9d2a-1f7e6b5c4d3a")
+
+
+def follower_email(index: int) -> str:
+    return f"follower{index:04d}@demo.copytrade.dev"
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    master_id: str
+    master_account_id: str
+    followers: int
+
+
+def _sim_keys(secret: str, name: str) -> tuple[str, str]:
+    digest = hmac.new(secret.encode(), name.encode(), hashlib.sha256).hexdigest()
+    return "PKDEMO" + hashlib.sha256(name.encode()).hexdigest()[:14].upper(), digest
+
+
+async def seed(
+    engine: AsyncEngine, cipher: CredentialCipher, sim_url: str, secret: str, followers: int,
+    password_hash_n: int,
+) -> DemoSeed:
+    names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
+    keys = {name: _sim_keys(secret, name) for name in names}
+    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
+        semaphore = asyncio.Semaphore(50)
+
+        async def create(name: str) -> None:
+            key_id, secret_key = keys[name]
+            async with semaphore:
+                response = await sim.post("/sim/accounts", json={
+                    "cash": "1000000" if name == "master" else "100000",
+                    "key_id": key_id, "secret_key": secret_key,
+                })
+                response.raise_for_status()
+
+        await asyncio.gather(*(create(name) for name in names))
+
+    master_id = str(uuid.uuid5(_NAMESPACE, "user/master"))
+    master_account = str(uuid.uuid5(_NAMESPACE, "account/master"))
+    master_hash = hash_password(MASTER_PASSWORD, password_hash_n)
+    follower_hash = hash_password(FOLLOWER_PASSWORD, password_hash_n)
+    async with engine.begin() as conn:
+        if await repo.get_user(conn, master_id) is None:
+            await repo.create_user(conn, master_id, MASTER_EMAIL, master_hash, "master")
+            key_id, secret_key = keys["master"]
+            await repo.create_account(conn, master_account, master_id, "sim", "demo master",
+                                      cipher.encrypt(master_account,
+                                                     {"key_id": key_id, "secret_key": secret_key}))
+        for index in range(1, followers + 1):
+            name = f"follower{index:04d}"
+            user_id = str(uuid.uuid5(_NAMESPACE, f"user/{name}"))
+            if await repo.get_user(conn, user_id) is not None:
+                continue
+            account_id = str(uuid.uuid5(_NAMESPACE, f"account/{name}"))
+            key_id, secret_key = keys[name]
+            await repo.create_user(conn, user_id, follower_email(index), follower_hash, "follower")
+            await repo.create_account(conn, account_id, user_id, "sim", f"demo {name}",
+                                      cipher.encrypt(account_id,
+                                                     {"key_id": key_id, "secret_key": secret_key}))
+            await repo.create_subscription(conn, {
+                "id": str(uuid.uuid5(_NAMESPACE, f"subscription/{name}")),
+                "follower_id": user_id, "master_id": master_id, "account_id": account_id,
+                "sizing": {"mode": "multiplier", "factor": "1"},
+                "caps": {"max_qty": "1000"}, "filters": {}, "paused": False,
+            })
+    return DemoSeed(master_id=master_id, master_account_id=master_account, followers=followers)

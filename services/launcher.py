@@ -1,0 +1,173 @@
+"""`make run`: the whole stack on one machine.
+
+Starts NATS (JetStream), PostgreSQL and Valkey from pinned wheels when their URLs are not
+configured, runs the migrations, starts the simulator, the ingest API, the replicator pool and
+the sweeper, seeds the demo and prints where everything is. Ctrl-C or SIGTERM stops it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from services import bus
+from services.crypto import CredentialCipher
+from services.db.engine import make_engine
+from services.db.migrate import upgrade
+from services.demo import FOLLOWER_PASSWORD, MASTER_EMAIL, MASTER_PASSWORD, follower_email, seed
+from services.embedded import EmbeddedStack, die_with_parent, start_stack
+from services.logs import setup_logging
+from services.processes import Child, stop_all
+from services.settings import Settings, SettingsError, development_secrets
+
+log = logging.getLogger("copytrade.launcher")
+
+
+def _wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited during start-up (see its log)")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s")
+
+
+async def _prepare(settings: Settings, env: dict[str, str]) -> None:
+    nc = await bus.connect(env["COPYTRADE_NATS_URL"], "copytrade-launcher")
+    try:
+        js = nc.jetstream()
+        await bus.ensure_stream(js)
+        await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)
+    finally:
+        await nc.drain()
+
+
+async def _seed(settings: Settings, env: dict[str, str]) -> None:
+    engine = make_engine(env["COPYTRADE_DATABASE_URL"], pool_size=2, max_overflow=0)
+    try:
+        await seed(
+            engine, CredentialCipher.from_setting(env["COPYTRADE_CREDENTIAL_KEYS"]),
+            settings.sim_url, env["COPYTRADE_JWT_SECRET"], settings.demo_followers,
+            settings.password_hash_n,
+        )
+    finally:
+        await engine.dispose()
+
+
+def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> list[Child]:
+    children = [
+        Child("simulator", "brokers.sim", env, log_dir / "simulator.log"),
+        Child("api", "services.api", env, log_dir / "api.log"),
+    ]
+    for index in range(settings.workers):
+        worker_env = {**env, "COPYTRADE_METRICS_PORT": str(9101 + index) if settings.metrics_port
+                      else "0"}
+        children.append(Child(f"replicator-{index + 1}", "services.replicator", worker_env,
+                              log_dir / f"replicator-{index + 1}.log"))
+    children.append(Child("sweeper", "services.sweeper", env, log_dir / "sweeper.log"))
+    return children
+
+
+def run(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if not (settings.jwt_secret and settings.credential_keys):
+        if settings.environment != "development":
+            raise SettingsError("set COPYTRADE_JWT_SECRET and COPYTRADE_CREDENTIAL_KEYS")
+        for key, value in development_secrets(data_dir).items():
+            env.setdefault(key, value)
+
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    stack = EmbeddedStack()
+    children: list[Child] = []
+    try:
+        stack, urls = start_stack(
+            data_dir, nats_url=settings.nats_url, database_url=settings.database_url,
+            redis_url=settings.redis_url,
+        )
+        env.update({
+            "COPYTRADE_NATS_URL": urls["nats"],
+            "COPYTRADE_DATABASE_URL": urls["database"],
+            "COPYTRADE_REDIS_URL": urls["redis"],
+            "COPYTRADE_SIM_URL": settings.sim_url,
+        })
+        upgrade(urls["database"])
+        asyncio.run(_prepare(settings, env))
+        children = build_children(settings, env, log_dir)
+        for child in children:
+            child.start()
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_http(f"{settings.sim_url}/healthz", 20, children)
+        _wait_http(f"{api_url}/healthz", 30, children)
+        if settings.demo_followers:
+            asyncio.run(_seed(settings, env))
+        print(
+            f"\ncopytrade is running\n"
+            f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
+            f"  simulator    {settings.sim_url}\n"
+            f"  replicators  {settings.workers} processes, plus 1 sweeper\n"
+            f"  data         {data_dir} (logs in {log_dir})\n"
+            f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"
+            f"  demo followers {settings.demo_followers} "
+            f"({follower_email(1)} … / {FOLLOWER_PASSWORD})\n"
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        restarts: dict[str, list[float]] = {}
+        while not stopping:
+            time.sleep(0.2)
+            for child in children:
+                if stopping or child.alive():
+                    continue
+                recent = [t for t in restarts.get(child.name, []) if time.monotonic() - t < 60]
+                if len(recent) >= 5:
+                    log.error("%s keeps crashing; stopping everything", child.name)
+                    stopping = True
+                    break
+                log.warning("%s exited (%s); restarting", child.name,
+                            child.process.returncode if child.process else "?")
+                restarts[child.name] = [*recent, time.monotonic()]
+                child.start()
+        return 0
+    finally:
+        print("stopping …", flush=True)
+        stop_all(children)
+        stack.stop()
+        print("stopped", flush=True)
+
+
+def main() -> None:
+    setup_logging()
+    die_with_parent()  # if `make` (or a supervisor) dies, we still stop everything we started
+    try:
+        sys.exit(run(Settings.from_env()))
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

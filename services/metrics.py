@@ -1,0 +1,44 @@
+"""Prometheus metrics of every copytrade process.
+
+copytrade_orders_ingested_total{outcome}          POST /v1/orders: accepted, replayed, conflict
+copytrade_order_publish_seconds                   JetStream publish (with ack) latency
+copytrade_legs_total{status}                      legs settled by status
+copytrade_fanout_seconds                          master order created → all its legs settled
+copytrade_first_leg_seconds                       master order created → first leg answered
+copytrade_broker_request_seconds{broker,operation,outcome}
+copytrade_sweeper_legs_total{outcome}             in-doubt legs resolved by the sweeper
+copytrade_outbox_republished_total                master orders republished by the sweeper
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+ORDERS_INGESTED = Counter(
+    "copytrade_orders_ingested_total", "Master orders received by the ingest API", ["outcome"]
+)
+ORDER_PUBLISH = Histogram(
+    "copytrade_order_publish_seconds", "JetStream publish latency", buckets=_LATENCY_BUCKETS
+)
+LEGS = Counter("copytrade_legs_total", "Legs settled, by final status", ["status"])
+FANOUT = Histogram(
+    "copytrade_fanout_seconds", "Master order created to all legs settled", buckets=_LATENCY_BUCKETS
+)
+FIRST_LEG = Histogram(
+    "copytrade_first_leg_seconds", "Master order created to first leg answered",
+    buckets=_LATENCY_BUCKETS,
+)
+BROKER_REQUESTS = Histogram(
+    "copytrade_broker_request_seconds",
+    "Broker requests",
+    ["broker", "operation", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+SWEEPER_LEGS = Counter("copytrade_sweeper_legs_total", "In-doubt legs resolved", ["outcome"])
+OUTBOX_REPUBLISHED = Counter(
+    "copytrade_outbox_republished_total", "Master orders republished from the outbox"
+)

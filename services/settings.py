@@ -1,0 +1,101 @@
+"""Settings from COPYTRADE_* environment variables. Refuses unsafe defaults outside development."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".data")
+    nats_url: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    sim_host: str = "127.0.0.1"
+    sim_port: int = 8100
+    sim_url: str = "http://127.0.0.1:8100"
+    workers: int = Field(default=2, ge=1, le=64)
+    demo_followers: int = Field(default=200, ge=0, le=100_000)
+    metrics_port: int = 0
+
+    jwt_secret: str | None = None
+    jwt_issuer: str = "copytrade"
+    jwt_audience: str = "copytrade-api"
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    ws_token_ttl_s: int = Field(default=60, ge=5, le=60)
+    # "kid:base64key,kid2:base64key2"; the first key encrypts, all keys decrypt (rotation).
+    credential_keys: str | None = None
+    password_hash_n: int = 2**14
+    login_attempts_per_5min: int = 20
+
+    consumer_ack_wait_s: float = 30.0
+    max_deliver: int = 10
+    fetch_batch: int = 16
+    max_orders_in_flight: int = 8
+    leg_lease_s: float = 15.0
+    unknown_recheck_s: float = 1.0
+    sweep_interval_s: float = 0.5
+    resend_grace_s: float = 2.0
+    max_leg_attempts: int = 8
+    broker_connect_timeout_s: float = 3.0
+    broker_read_timeout_s: float = 8.0
+    max_concurrent_per_host: int = 500
+    allowed_origins: str = ""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            key = f"COPYTRADE_{name.upper()}"
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        return cls.model_validate(values)
+
+    def require_urls(self) -> tuple[str, str, str]:
+        if not (self.nats_url and self.database_url and self.redis_url):
+            raise SettingsError(
+                "COPYTRADE_NATS_URL, COPYTRADE_DATABASE_URL and COPYTRADE_REDIS_URL must be set "
+                "(the launcher sets them when it starts the embedded servers)"
+            )
+        return self.nats_url, self.database_url, self.redis_url
+
+    def require_secrets(self) -> tuple[str, str]:
+        if not self.jwt_secret or not self.credential_keys:
+            raise SettingsError("COPYTRADE_JWT_SECRET and COPYTRADE_CREDENTIAL_KEYS must be set")
+        if self.environment == "production" and len(self.jwt_secret) < 32:
+            raise SettingsError("COPYTRADE_JWT_SECRET must be at least 32 characters in production")
+        return self.jwt_secret, self.credential_keys
+
+
+def development_secrets(data_dir: Path) -> dict[str, str]:
+    """Generate (once) and persist development secrets under the data directory, mode 0600."""
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    data_dir.mkdir(parents=True, exist_ok=True)
+    generated = {
+        "COPYTRADE_JWT_SECRET": secrets.token_urlsafe(48),
+        "COPYTRADE_CREDENTIAL_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(generated, handle)
+    return generated

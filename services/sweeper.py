@@ -1,0 +1,200 @@
+"""Sweeper: resolves legs left in doubt, and republishes master orders stuck in the outbox.
+
+A leg is in doubt when it is `submitting` or `unknown` past its lease: its worker died, or the
+broker timed out or answered 5xx or 429. The sweeper first asks the broker for the order by
+client order id; only when the broker has none (and the last send is older than the grace
+period) does it send again. It is the only path that ever resends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from prometheus_client import start_http_server
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from brokers.http import HttpClientPool, HttpSettings
+from replication.state import LegStatus
+from schemas.messages import OrderMessage
+from services import bus
+from services.brokerage import BrokerFactory
+from services.crypto import CredentialCipher, CredentialError
+from services.db import repositories as repo
+from services.db.engine import make_engine
+from services.events import publish_leg_events, publish_order_event
+from services.logs import setup_logging
+from services.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.sending import look_up, place_once, request_from_row
+from services.settings import Settings
+from services.targets import broker_for_row
+
+log = logging.getLogger("copytrade.sweeper")
+
+
+def order_message_from_row(row: dict[str, Any]) -> OrderMessage:
+    return OrderMessage(
+        order_id=str(row["id"]),
+        master_id=str(row["master_id"]),
+        account_id=str(row["account_id"]),
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=row["qty"],
+        type=row["type"],
+        limit_price=row["limit_price"],
+        stop_price=row["stop_price"],
+        time_in_force=row["time_in_force"],
+        created_at=row["created_at"],
+    )
+
+
+class Sweeper:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        nc: NATS,
+        js: JetStreamContext,
+        cipher: CredentialCipher,
+        factory: BrokerFactory,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.nc = nc
+        self.js = js
+        self.cipher = cipher
+        self.factory = factory
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.sweep_once()
+                await self.republish_outbox()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed")
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.settings.sweep_interval_s)
+                except TimeoutError:
+                    pass
+
+    async def sweep_once(self, limit: int = 200) -> bool:
+        """Resolve one batch of legs in doubt; True when the batch was full."""
+        async with self.engine.begin() as conn:
+            claimed = await repo.claim_in_doubt(conn, limit, self.settings.leg_lease_s)
+        if not claimed:
+            return False
+        outcomes = await asyncio.gather(*(self._resolve(row) for row in claimed))
+        async with self.engine.begin() as conn:
+            rows = await repo.settle_legs(conn, outcomes)
+            progress = {
+                order_id: await repo.order_progress(conn, order_id)
+                for order_id in {str(row["order_id"]) for row in rows}
+            }
+        for row in rows:
+            LEGS.labels(row["status"]).inc()
+        await publish_leg_events(self.nc, rows)
+        masters = {str(row["order_id"]): str(row["master_id"]) for row in rows}
+        for order_id, order_progress in progress.items():
+            await publish_order_event(self.nc, order_id, masters[order_id], order_progress)
+        return len(claimed) == limit
+
+    async def _resolve(self, row: dict[str, Any]) -> repo.LegOutcome:
+        leg_id = str(row["id"])
+        settings = self.settings
+        if row["attempts"] > settings.max_leg_attempts:
+            SWEEPER_LEGS.labels("failed").inc()
+            return repo.LegOutcome(leg_id, LegStatus.FAILED, reason="retries_exhausted")
+        try:
+            broker = broker_for_row(self.factory, self.cipher, row)
+        except CredentialError:
+            SWEEPER_LEGS.labels("failed").inc()
+            return repo.LegOutcome(leg_id, LegStatus.FAILED, reason="credentials_unreadable")
+        deadline = settings.leg_lease_s * 0.5
+        found = await look_up(
+            broker, row["broker"], leg_id, row["client_order_id"], deadline,
+            settings.unknown_recheck_s,
+        )
+        if found is not None:
+            SWEEPER_LEGS.labels("found" if found.status is not LegStatus.UNKNOWN else "retry").inc()
+            return found
+        last_sent: datetime | None = row["last_sent_at"]
+        if last_sent is not None:
+            quiet_for = (datetime.now(UTC) - last_sent).total_seconds()
+            if quiet_for < settings.resend_grace_s:
+                # A request sent moments ago may still be on its way: look again before resending.
+                SWEEPER_LEGS.labels("grace").inc()
+                return repo.LegOutcome(
+                    leg_id, LegStatus.UNKNOWN, reason="in_doubt: not_found_yet",
+                    recheck_after_s=settings.resend_grace_s - quiet_for,
+                )
+        async with self.engine.begin() as conn:
+            await repo.mark_sent(conn, leg_id, settings.leg_lease_s)
+        SWEEPER_LEGS.labels("resent").inc()
+        return await place_once(
+            broker, row["broker"], leg_id, request_from_row(row), deadline,
+            settings.unknown_recheck_s,
+        )
+
+    async def republish_outbox(self) -> None:
+        async with self.engine.connect() as conn:
+            rows = await repo.unpublished_orders(conn, older_than_s=2.0, limit=100)
+        for row in rows:
+            await bus.publish_order(self.js, order_message_from_row(row))
+            async with self.engine.begin() as conn:
+                await repo.mark_published(conn, str(row["id"]))
+            OUTBOX_REPUBLISHED.inc()
+
+
+async def main_async(settings: Settings) -> None:
+    nats_url, database_url, _ = settings.require_urls()
+    _, keys = settings.require_secrets()
+    engine = make_engine(database_url, pool_size=3, max_overflow=2)
+    nc = await bus.connect(nats_url, "copytrade-sweeper")
+    js = nc.jetstream()
+    await bus.ensure_stream(js)
+    pool = HttpClientPool(
+        HttpSettings(
+            connect_timeout_s=settings.broker_connect_timeout_s,
+            read_timeout_s=settings.broker_read_timeout_s,
+        )
+    )
+    sweeper = Sweeper(
+        settings, engine, nc, js, CredentialCipher.from_setting(keys),
+        BrokerFactory(pool, settings.sim_url),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("sweeper started")
+    try:
+        await sweeper.run(stop)
+    finally:
+        await pool.aclose()
+        await nc.drain()
+        await engine.dispose()
+        log.info("sweeper stopped")
+
+
+def main() -> None:
+    setup_logging()
+    settings = Settings.from_env()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    import uvloop
+
+    uvloop.run(main_async(settings))
+
+
+if __name__ == "__main__":
+    main()
