@@ -1,0 +1,78 @@
+"""Fixtures: real servers. By default the embedded NATS, PostgreSQL and Valkey from the wheels,
+on free ports under a temporary directory; COPYTRADE_{NATS,DATABASE,REDIS}_URL point the tests
+at other servers instead (a fresh database is created on that server for the run)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.db.engine import make_engine
+from services.db.migrate import upgrade
+from services.embedded import EmbeddedStack, start_stack
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+async def _create_database(server_url: str) -> str:
+    """A fresh database on an existing server, so a run never touches anyone's data."""
+    name = "copytrade_test_" + uuid.uuid4().hex[:12]
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    await admin.dispose()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    external = {
+        "nats": os.environ.get("COPYTRADE_NATS_URL"),
+        "database": os.environ.get("COPYTRADE_DATABASE_URL"),
+        "redis": os.environ.get("COPYTRADE_REDIS_URL"),
+    }
+    stack: EmbeddedStack
+    stack, urls = start_stack(
+        tmp_path_factory.mktemp("servers"),
+        nats_url=external["nats"], database_url=external["database"], redis_url=external["redis"],
+    )
+    try:
+        if external["database"]:
+            urls["database"] = asyncio.run(_create_database(external["database"]))
+        upgrade(urls["database"])
+        urls["external_nats"] = external["nats"] or ""
+        yield urls
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(servers: dict[str, str]) -> dict[str, str]:
+    env = {
+        "COPYTRADE_DATABASE_URL": servers["database"],
+        "COPYTRADE_REDIS_URL": servers["redis"],
+        "COPYTRADE_JWT_SECRET": secrets.token_urlsafe(48),
+        "COPYTRADE_CREDENTIAL_KEYS": "t1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "COPYTRADE_LOG_LEVEL": "INFO",
+    }
+    if servers["external_nats"]:
+        env["COPYTRADE_NATS_URL"] = servers["external_nats"]
+    return env
+
+
+@pytest.fixture
+async def engine(servers: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(servers["database"], pool_size=5, max_overflow=5)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()

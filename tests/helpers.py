@@ -1,0 +1,181 @@
+"""Test helpers: eventually(), and a Stack of real service processes on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from services.embedded import ServerProcess, free_port, start_nats
+from services.processes import Child, stop_all
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout_s: float = 20.0, interval_s: float = 0.1,
+    message: str = "condition not reached",
+) -> T:
+    """Call `probe` until it returns a truthy value (returned) or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"{message} within {timeout_s}s (last value: {last!r})")
+
+
+def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                log = child.log_path.read_text()[-3000:] if child.log_path else ""
+                raise RuntimeError(f"{child.name} exited during start-up:\n{log}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+@dataclass
+class Stack:
+    """Simulator, ingest API, replicators and sweeper as real processes (own NATS server)."""
+
+    base_env: dict[str, str]
+    log_dir: Path
+    workers: int = 2
+    overrides: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+    nats: ServerProcess | None = None
+    api_url: str = ""
+    sim_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    _worker_count: int = 0
+
+    def start(self) -> Stack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if "COPYTRADE_NATS_URL" not in self.base_env:
+            self.nats = start_nats(self.log_dir / "nats")
+        api_port, sim_port = free_port(), free_port()
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.sim_url = f"http://127.0.0.1:{sim_port}"
+        self.env = {
+            **os.environ,
+            **self.base_env,
+            "COPYTRADE_API_PORT": str(api_port),
+            "COPYTRADE_SIM_PORT": str(sim_port),
+            "COPYTRADE_SIM_URL": self.sim_url,
+            "COPYTRADE_PASSWORD_HASH_N": "1024",
+            **self.overrides,
+        }
+        if self.nats is not None:
+            self.env["COPYTRADE_NATS_URL"] = self.nats.url
+        self.children = [
+            Child("simulator", "brokers.sim", self.env, self.log_dir / "simulator.log"),
+            Child("api", "services.api", self.env, self.log_dir / "api.log"),
+            Child("sweeper", "services.sweeper", self.env, self.log_dir / "sweeper.log"),
+        ]
+        for child in self.children:
+            child.start()
+        wait_http(f"{self.sim_url}/healthz", 30, self.children)
+        wait_http(f"{self.api_url}/healthz", 30, self.children)
+        for _ in range(self.workers):
+            self.start_worker()
+        return self
+
+    def start_worker(self) -> Child:
+        self._worker_count += 1
+        child = Child(f"replicator-{self._worker_count}", "services.replicator", self.env,
+                      self.log_dir / f"replicator-{self._worker_count}.log")
+        child.start()
+        self.children.append(child)
+        return child
+
+    def workers_alive(self) -> list[Child]:
+        return [c for c in self.children if c.name.startswith("replicator") and c.alive()]
+
+    def stop(self) -> None:
+        stop_all(self.children)
+        if self.nats is not None:
+            self.nats.stop()
+
+
+class Api:
+    """A thin test client of the public API (and the simulator's admin endpoints)."""
+
+    def __init__(self, api_url: str, sim_url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=api_url, timeout=30)
+        self.sim = httpx.AsyncClient(base_url=sim_url, timeout=30)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.sim.aclose()
+
+    @staticmethod
+    def auth(token: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}"}
+
+    async def user(self, role: str) -> tuple[str, str]:
+        """Register a user and sign in: (user_id, access token)."""
+        email = f"{role}-{os.urandom(6).hex()}@example.test"
+        response = await self.http.post(
+            "/v1/auth/register", json={"email": email, "password": "correct horse", "role": role}
+        )
+        assert response.status_code == 201, response.text
+        user_id = response.json()["user_id"]
+        response = await self.http.post(
+            "/v1/auth/token", json={"email": email, "password": "correct horse"}
+        )
+        assert response.status_code == 200, response.text
+        return user_id, response.json()["access_token"]
+
+    async def sim_account(self, token: str, cash: str = "1000000") -> tuple[str, str]:
+        """A simulator account linked through the API: (our account_id, simulator account id)."""
+        sim = (await self.sim.post("/sim/accounts", json={"cash": cash})).json()
+        response = await self.http.post(
+            "/v1/accounts", headers=self.auth(token),
+            json={"broker": "sim", "label": "sim",
+                  "credentials": {"key_id": sim["key_id"], "secret_key": sim["secret_key"]}},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["account_id"], sim["account_id"]
+
+    async def follower(
+        self, master_id: str, sizing: dict[str, Any], caps: dict[str, Any] | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        user_id, token = await self.user("follower")
+        account_id, sim_account_id = await self.sim_account(token)
+        body: dict[str, Any] = {"master_id": master_id, "account_id": account_id, "sizing": sizing}
+        if caps:
+            body["caps"] = caps
+        if filters:
+            body["filters"] = filters
+        response = await self.http.post("/v1/subscriptions", headers=self.auth(token), json=body)
+        assert response.status_code == 201, response.text
+        return {"user_id": user_id, "token": token, "account_id": account_id,
+                "sim_account_id": sim_account_id}
+
+    async def order(self, token: str, account_id: str, **fields: Any) -> httpx.Response:
+        body = {"client_order_id": os.urandom(8).hex(), "account_id": account_id,
+                "symbol": "AAPL", "side": "buy", "qty": "10", "type": "market",
+                "time_in_force": "day", **fields}
+        return await self.http.post("/v1/orders", headers=self.auth(token), json=body)
+
+    async def sim_orders(self) -> list[dict[str, Any]]:
+        response = await self.sim.get("/sim/orders")
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
