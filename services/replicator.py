@@ -132,9 +132,13 @@ class Replicator:
         LEGS.labels("skipped").inc(len(skipped))
 
         first_answer: list[float] = []
-        outcomes = await asyncio.gather(
-            *(self._send(leg, by_account[leg.account_id], first_answer) for leg in to_send)
-        )
+        renewal = asyncio.create_task(self._renew_leases([leg.leg_id for leg in to_send]))
+        try:
+            outcomes = await asyncio.gather(
+                *(self._send(leg, by_account[leg.account_id], first_answer) for leg in to_send)
+            )
+        finally:
+            renewal.cancel()
         async with self.engine.begin() as conn:
             settled_rows = await repo.settle_legs(conn, outcomes)
             skipped_rows = await repo.list_copies_by_ids(conn, skipped) if skipped else []
@@ -151,6 +155,21 @@ class Replicator:
             "order %s: %d legs (%d sent, %d skipped) in %s ms",
             order.order_id, len(legs), len(to_send), len(skipped), progress["fanout_ms"],
         )
+
+    async def _renew_leases(self, leg_ids: list[str]) -> None:
+        """While this worker sends, keep its legs' leases fresh (a third of the lease apart)."""
+        if not leg_ids:
+            return
+        interval = self.settings.leg_lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.engine.begin() as conn:
+                    await repo.renew_leases(conn, leg_ids, self.settings.leg_lease_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lease renewal failed", exc_info=True)
 
     async def _send(
         self, leg: PlannedLeg, row: dict[str, Any], first_answer: list[float]

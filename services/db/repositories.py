@@ -448,6 +448,18 @@ async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> l
     )
 
 
+async def renew_leases(conn: AsyncConnection, leg_ids: Sequence[str], lease_s: float) -> int:
+    """Extend the lease of legs a live worker is still sending, so no sweeper steps in."""
+    result = await conn.execute(
+        text(
+            "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease) "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'submitting'"
+        ),
+        {"ids": list(leg_ids), "lease": lease_s},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
     await conn.execute(
         text(
