@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.helpers import Api, Stack, eventually
+from tests.helpers import Api, eventually
 
 FOLLOWERS = 200
-
-
-@pytest.fixture(scope="module")
-def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(service_env, Path(tmp_path_factory.mktemp("fanout")), workers=2).start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-async def api(stack: Stack) -> AsyncIterator[Api]:
-    client = Api(stack.api_url, stack.sim_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _sizing(index: int) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Api, Stack
+
+
+@pytest.fixture(scope="package")
+def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(service_env, Path(tmp_path_factory.mktemp("e2e")), workers=2).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    client = Api(stack.api_url, stack.sim_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

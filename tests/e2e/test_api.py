@@ -1,0 +1,192 @@
+"""Bad input and unauthorized requests: a 4xx with a machine-readable code, and no change."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.helpers import Api, Stack
+
+
+async def _counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        out = {}
+        for table in ("users", "accounts", "subscriptions", "master_orders", "legs"):
+            out[table] = int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+        return out
+
+
+def _assert_error(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str)
+    assert "Traceback" not in response.text
+
+
+BAD_ORDERS = [
+    ({"qty": "-1"}, "validation_error"),
+    ({"qty": "0"}, "validation_error"),
+    ({"qty": "abc"}, "validation_error"),
+    ({"qty": 1.5}, "validation_error"),
+    ({"qty": "1e3"}, "validation_error"),
+    ({"side": "hold"}, "validation_error"),
+    ({"type": "trailing"}, "validation_error"),
+    ({"type": "limit"}, "missing_limit_price"),
+    ({"type": "stop_limit", "limit_price": "10"}, "missing_stop_price"),
+    ({"type": "market", "limit_price": "10"}, "unexpected_price"),
+    ({"time_in_force": "forever"}, "validation_error"),
+    ({"symbol": "aapl; drop table"}, "validation_error"),
+    ({"client_order_id": ""}, "validation_error"),
+    ({"surprise": "field"}, "validation_error"),
+]
+
+
+@pytest.mark.parametrize("fields,code", BAD_ORDERS)
+async def test_bad_orders_change_nothing(api: Api, engine: AsyncEngine, fields: dict[str, Any],
+                                         code: str) -> None:
+    _, token = await api.user("master")
+    account_id, _ = await api.sim_account(token)
+    before = await _counts(engine)
+    _assert_error(await api.order(token, account_id, **fields), 422, code)
+    assert await _counts(engine) == before
+
+
+async def test_ownership_and_roles(api: Api, engine: AsyncEngine) -> None:
+    master_id, master_token = await api.user("master")
+    master_account, _ = await api.sim_account(master_token)
+    _, other_token = await api.user("master")
+    other_account, _ = await api.sim_account(other_token)
+    follower_id, follower_token = await api.user("follower")
+    follower_account, _ = await api.sim_account(follower_token)
+    before = await _counts(engine)
+
+    # Unknown account, another user's account, a follower placing master orders.
+    _assert_error(await api.order(master_token, str(uuid.uuid4())), 404, "account_not_found")
+    _assert_error(await api.order(master_token, other_account), 404, "account_not_found")
+    _assert_error(await api.order(follower_token, follower_account), 403, "forbidden")
+    # A master cannot subscribe; a follower cannot follow a follower or use others' accounts.
+    body = {"master_id": master_id, "account_id": master_account,
+            "sizing": {"mode": "fixed", "qty": "1"}}
+    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(master_token),
+                                      json=body), 403, "forbidden")
+    body = {"master_id": follower_id, "account_id": follower_account,
+            "sizing": {"mode": "fixed", "qty": "1"}}
+    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(follower_token),
+                                      json=body), 404, "master_not_found")
+    body = {"master_id": master_id, "account_id": other_account,
+            "sizing": {"mode": "fixed", "qty": "1"}}
+    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(follower_token),
+                                      json=body), 404, "account_not_found")
+    # Halting someone else's account, reading someone else's order.
+    _assert_error(await api.http.post(f"/v1/accounts/{other_account}/halt",
+                                      headers=api.auth(master_token)), 404, "account_not_found")
+    order = (await api.order(other_token, other_account)).json()
+    after_order = await _counts(engine)
+    _assert_error(await api.http.get(f"/v1/orders/{order['order_id']}",
+                                     headers=api.auth(master_token)), 404, "order_not_found")
+    _assert_error(await api.http.get("/v1/copies", headers=api.auth(master_token)), 403,
+                  "forbidden")
+    assert after_order["master_orders"] == before["master_orders"] + 1
+    assert after_order["accounts"] == before["accounts"]
+    assert after_order["subscriptions"] == before["subscriptions"]
+
+
+@pytest.mark.parametrize(
+    "sizing,caps,code",
+    [
+        ({"mode": "equity_ratio", "factor": "1"}, None, "unsupported_sizing_mode"),
+        ({"mode": "fixed", "qty": "1"}, {"max_position": "10"}, "unsupported_cap"),
+        ({"mode": "fixed", "qty": "-1"}, None, "validation_error"),
+        ({"mode": "multiplier"}, None, "validation_error"),
+        ({"mode": "martingale"}, None, "validation_error"),
+        ({"mode": "fixed", "qty": "1"}, {"on_cap": "explode"}, "validation_error"),
+    ],
+)
+async def test_bad_subscriptions(api: Api, engine: AsyncEngine, sizing: dict[str, Any],
+                                 caps: dict[str, Any] | None, code: str) -> None:
+    master_id, _ = await api.user("master")
+    _, token = await api.user("follower")
+    account_id, _ = await api.sim_account(token)
+    before = await _counts(engine)
+    body: dict[str, Any] = {"master_id": master_id, "account_id": account_id, "sizing": sizing}
+    if caps:
+        body["caps"] = caps
+    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(token), json=body),
+                  422, code)
+    assert await _counts(engine) == before
+
+
+def _token(secret: str, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "role": "master", "iss": "copytrade",
+              "aud": "copytrade-api", "iat": now, "exp": now + 60, **overrides}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_tokens(api: Api, stack: Stack) -> None:
+    secret = stack.env["COPYTRADE_JWT_SECRET"]
+    _assert_error(await api.http.get("/v1/accounts"), 401, "unauthorized")
+    _assert_error(await api.http.get("/v1/accounts", headers=api.auth("garbage")), 401,
+                  "invalid_token")
+    expired = _token(secret, exp=int(time.time()) - 120, iat=int(time.time()) - 300)
+    _assert_error(await api.http.get("/v1/accounts", headers=api.auth(expired)), 401,
+                  "token_expired")
+    forged = _token("an-attacker-guessed-this-secret-and-it-is-wrong")
+    _assert_error(await api.http.get("/v1/accounts", headers=api.auth(forged)), 401,
+                  "invalid_token")
+    assert (await api.http.get("/v1/accounts", headers=api.auth(_token(secret)))).status_code == 200
+
+
+async def test_register_login_and_throttle(api: Api) -> None:
+    email = f"t-{uuid.uuid4().hex[:8]}@example.test"
+    body = {"email": email, "password": "long enough", "role": "follower"}
+    assert (await api.http.post("/v1/auth/register", json=body)).status_code == 201
+    _assert_error(await api.http.post("/v1/auth/register", json=body), 409, "email_taken")
+    _assert_error(await api.http.post("/v1/auth/register", json={**body, "role": "admin"}), 422,
+                  "validation_error")
+    _assert_error(await api.http.post("/v1/auth/register",
+                                      json={**body, "email": "not-an-email"}), 422,
+                  "invalid_email")
+    _assert_error(await api.http.post("/v1/auth/register", content=b"{not json",
+                                      headers={"content-type": "application/json"}), 422,
+                  "invalid_json")
+    for _ in range(20):
+        _assert_error(await api.http.post("/v1/auth/token",
+                                          json={"email": email, "password": "wrong"}), 401,
+                      "invalid_credentials")
+    # The counter lives in Redis, shared by every API replica: now even the right password waits.
+    _assert_error(await api.http.post("/v1/auth/token",
+                                      json={"email": email, "password": "long enough"}), 429,
+                  "too_many_attempts")
+
+
+async def test_accounts_never_echo_credentials(api: Api) -> None:
+    _, token = await api.user("follower")
+    r = await api.http.post("/v1/accounts", headers=api.auth(token), json={
+        "broker": "sim", "label": "x", "credentials": {"key_id": "PKX", "secret_key": "hunter2"}})
+    assert r.status_code == 201 and "hunter2" not in r.text and "PKX" not in r.text
+    listing = await api.http.get("/v1/accounts", headers=api.auth(token))
+    assert "hunter2" not in listing.text
+    _assert_error(await api.http.post("/v1/accounts", headers=api.auth(token), json={
+        "broker": "kite", "label": "x", "credentials": {"key_id": "a", "secret_key": "b"}}),
+        422, "broker_not_supported")
+    _assert_error(await api.http.post("/v1/accounts", headers=api.auth(token), json={
+        "broker": "sim", "label": "x", "credentials": {"key_id": "a"}}), 422,
+        "invalid_credentials")
+
+
+async def test_ops_endpoints(api: Api) -> None:
+    assert (await api.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "nats": "ok", "redis": "ok"}
+    metrics = await api.http.get("/metrics")
+    assert "copytrade_orders_ingested_total" in metrics.text
+    _assert_error(await api.http.get("/v1/nothing-here"), 404, "not_found")

@@ -1,0 +1,92 @@
+import base64
+import os
+import time
+
+import jwt
+import pytest
+
+from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
+from services.crypto import CredentialCipher, CredentialError
+
+
+def key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def test_credentials_round_trip_and_bind_to_the_account() -> None:
+    cipher = CredentialCipher.from_setting(f"k1:{key()}")
+    blob = cipher.encrypt("acct-1", {"key_id": "PK1", "secret_key": "s3cret"})
+    assert b"s3cret" not in blob and b"PK1" not in blob
+    assert cipher.decrypt("acct-1", blob) == {"key_id": "PK1", "secret_key": "s3cret"}
+    with pytest.raises(CredentialError):
+        cipher.decrypt("acct-2", blob)  # a ciphertext copied to another account is useless
+
+
+def test_key_rotation_keeps_old_ciphertexts_readable() -> None:
+    old_key, new_key = key(), key()
+    old = CredentialCipher.from_setting(f"k1:{old_key}")
+    blob = old.encrypt("a", {"x": 1})
+    rotated = CredentialCipher.from_setting(f"k2:{new_key},k1:{old_key}")
+    assert rotated.decrypt("a", blob) == {"x": 1}
+    assert rotated.needs_rotation(blob)
+    assert not rotated.needs_rotation(rotated.encrypt("a", {"x": 1}))
+    with pytest.raises(CredentialError):
+        CredentialCipher.from_setting(f"k2:{new_key}").decrypt("a", blob)
+
+
+def test_bad_key_settings_are_refused() -> None:
+    with pytest.raises(CredentialError):
+        CredentialCipher.from_setting("nokey")
+    with pytest.raises(CredentialError):
+        CredentialCipher.from_setting("k1:" + base64.b64encode(b"short").decode())
+
+
+def test_passwords() -> None:
+    stored = hash_password("correct horse", n=1024)
+    assert verify_password("correct horse", stored)
+    assert not verify_password("wrong horse", stored)
+    assert not verify_password("x", "garbage")
+
+
+ISSUER = TokenIssuer("s" * 48, "copytrade", "copytrade-api")
+
+
+def test_token_round_trip() -> None:
+    token = ISSUER.issue(Principal("u1", "master"), 60)
+    assert ISSUER.verify(token) == Principal("u1", "master")
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "u1", "role": "master", "iss": "copytrade",
+                                 "aud": "copytrade-api", "iat": now, "exp": now + 60}
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode(_claims(exp=int(time.time()) - 60), "s" * 48, algorithm="HS256"),  # expired
+        jwt.encode(_claims(), "forged-secret-forged-secret-forged!!", algorithm="HS256"),
+        jwt.encode(_claims(aud="someone-else"), "s" * 48, algorithm="HS256"),
+        jwt.encode(_claims(iss="someone-else"), "s" * 48, algorithm="HS256"),
+        jwt.encode(_claims(exp=None), "s" * 48, algorithm="HS256"),
+        jwt.encode(_claims(iat=None), "s" * 48, algorithm="HS256"),
+        jwt.encode(_claims(sub=None), "s" * 48, algorithm="HS256"),
+        jwt.encode(_claims(role="superuser"), "s" * 48, algorithm="HS256"),
+        jwt.encode(_claims(), "s" * 48, algorithm="HS512"),  # algorithm is pinned
+        jwt.encode(_claims(), None, algorithm="none"),
+        "not-a-jwt",
+    ],
+)
+def test_bad_tokens_are_refused(token: str) -> None:
+    with pytest.raises(TokenError):
+        ISSUER.verify(token)
+
+
+def test_websocket_tokens_do_not_work_as_access_tokens() -> None:
+    ws_token = ISSUER.issue(Principal("u1", "follower"), 30, websocket=True)
+    assert ISSUER.verify(ws_token, websocket=True).user_id == "u1"
+    with pytest.raises(TokenError):
+        ISSUER.verify(ws_token)

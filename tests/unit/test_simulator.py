@@ -1,0 +1,138 @@
+"""The simulator over its ASGI app: Alpaca wire shapes, fills, dedup, faults."""
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from brokers.sim.app import build_app
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "resources" / "alpaca" / "schema_fields.json").read_text()
+)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(seed=7))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+        yield client
+
+
+async def account(sim: httpx.AsyncClient, cash: str = "10000") -> dict[str, str]:
+    r = await sim.post("/sim/accounts", json={"cash": cash})
+    assert r.status_code == 201
+    body = r.json()
+    return {"APCA-API-KEY-ID": body["key_id"], "APCA-API-SECRET-KEY": body["secret_key"]}
+
+
+def market(cid: str, qty: str = "2", side: str = "buy") -> dict[str, str]:
+    return {"symbol": "AAPL", "qty": qty, "side": side, "type": "market", "time_in_force": "day",
+            "client_order_id": cid}
+
+
+async def test_market_order_fills_with_spec_shaped_answers(sim: httpx.AsyncClient) -> None:
+    keys = await account(sim)
+    await sim.put("/sim/prices", json={"AAPL": "150.25"})
+    r = await sim.post("/v2/orders", headers=keys, json=market("c1"))
+    assert r.status_code == 200
+    order = r.json()
+    assert set(SCHEMA["Order"]["required"]) <= set(order)
+    assert set(order) <= set(SCHEMA["Order"]["properties"])
+    assert order["status"] == "filled" and order["filled_avg_price"] == "150.25"
+    positions = (await sim.get("/v2/positions", headers=keys)).json()
+    assert set(SCHEMA["Position"]["required"]) <= set(positions[0])
+    assert positions[0]["qty"] == "2" and positions[0]["side"] == "long"
+    acct = (await sim.get("/v2/account", headers=keys)).json()
+    assert set(SCHEMA["Account"]["required"]) <= set(acct) <= set(SCHEMA["Account"]["properties"])
+    assert acct["cash"] == "9699.5" and acct["equity"] == "10000"
+    by_cid = await sim.get("/v2/orders:by_client_order_id", headers=keys,
+                           params={"client_order_id": "c1"})
+    assert by_cid.json()["id"] == order["id"]
+
+
+async def test_duplicate_client_order_id_is_422_unless_dedup_is_off(sim: httpx.AsyncClient) -> None:
+    keys = await account(sim)
+    assert (await sim.post("/v2/orders", headers=keys, json=market("dup"))).status_code == 200
+    r = await sim.post("/v2/orders", headers=keys, json=market("dup"))
+    assert r.status_code == 422 and r.json()["message"] == "client_order_id must be unique"
+    await sim.put("/sim/faults", json={"dedup_client_order_id": False})
+    assert (await sim.post("/v2/orders", headers=keys, json=market("dup"))).status_code == 200
+    stats = (await sim.get("/sim/stats")).json()
+    assert stats["orders_created"] == 2 and stats["duplicates_rejected"] == 1
+
+
+async def test_limit_order_rests_until_the_price_crosses(sim: httpx.AsyncClient) -> None:
+    keys = await account(sim)
+    await sim.put("/sim/prices", json={"MSFT": "100"})
+    body = {"symbol": "MSFT", "qty": "1", "side": "buy", "type": "limit", "limit_price": "95",
+            "time_in_force": "gtc", "client_order_id": "l1"}
+    order = (await sim.post("/v2/orders", headers=keys, json=body)).json()
+    assert order["status"] == "new"
+    open_orders = (await sim.get("/v2/orders", headers=keys, params={"status": "open"})).json()
+    assert [o["id"] for o in open_orders] == [order["id"]]
+    await sim.put("/sim/prices", json={"MSFT": "94.5"})
+    filled = (await sim.get(f"/v2/orders/{order['id']}", headers=keys)).json()
+    assert filled["status"] == "filled" and filled["filled_avg_price"] == "94.5"
+    r = await sim.delete(f"/v2/orders/{order['id']}", headers=keys)
+    assert r.status_code == 422  # a filled order cannot be canceled
+
+
+async def test_cancel_and_replace(sim: httpx.AsyncClient) -> None:
+    keys = await account(sim)
+    body = {"symbol": "MSFT", "qty": "1", "side": "buy", "type": "limit", "limit_price": "50",
+            "time_in_force": "gtc", "client_order_id": "r1"}
+    order = (await sim.post("/v2/orders", headers=keys, json=body)).json()
+    new = (await sim.patch(f"/v2/orders/{order['id']}", headers=keys,
+                           json={"qty": "3", "limit_price": "55"})).json()
+    assert new["replaces"] == order["id"] and new["qty"] == "3" and new["limit_price"] == "55"
+    old = (await sim.get(f"/v2/orders/{order['id']}", headers=keys)).json()
+    assert old["status"] == "replaced" and old["replaced_by"] == new["id"]
+    assert (await sim.delete(f"/v2/orders/{new['id']}", headers=keys)).status_code == 204
+    assert (await sim.get(f"/v2/orders/{new['id']}", headers=keys)).json()["status"] == "canceled"
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"symbol": "AAPL", "qty": "-1", "side": "buy", "type": "market", "time_in_force": "day"},
+         "qty must be > 0"),
+        ({"symbol": "AAPL", "qty": "1", "side": "hold", "type": "market", "time_in_force": "day"},
+         "invalid side"),
+        ({"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day"},
+         "limit_price is required for limit orders"),
+    ],
+)
+async def test_bad_orders_are_422(sim: httpx.AsyncClient, body: dict[str, str], message: str) -> None:
+    keys = await account(sim)
+    r = await sim.post("/v2/orders", headers=keys, json=body)
+    assert r.status_code == 422 and r.json()["message"] == message
+
+
+async def test_auth_funds_and_rate_limit(sim: httpx.AsyncClient) -> None:
+    r = await sim.get("/v2/account", headers={"APCA-API-KEY-ID": "nope"})
+    assert r.status_code == 401 and r.json()["code"] == 40110000
+    keys = await account(sim, cash="50")
+    r = await sim.post("/v2/orders", headers=keys, json=market("big", qty="10"))
+    assert r.status_code == 403 and r.json()["message"] == "insufficient buying power"
+    rich = await account(sim)
+    acct_id = (await sim.get("/v2/account", headers=rich)).json()["id"]
+    await sim.put("/sim/faults", params={"account_id": acct_id}, json={"rate_limit_per_min": 2})
+    assert (await sim.get("/v2/account", headers=rich)).status_code == 200
+    assert (await sim.get("/v2/account", headers=rich)).status_code == 200
+    limited = await sim.get("/v2/account", headers=rich)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert (await sim.get("/v2/account", headers=keys)).status_code == 200  # other accounts fine
+
+
+async def test_injected_errors(sim: httpx.AsyncClient) -> None:
+    keys = await account(sim)
+    await sim.put("/sim/faults", json={"error_rate": 1.0})
+    r = await sim.post("/v2/orders", headers=keys, json=market("e1"))
+    assert r.status_code == 500
+    await sim.put("/sim/faults", json={"error_rate": 0.0})
+    assert (await sim.post("/v2/orders", headers=keys, json=market("e1"))).status_code == 200
+    r = await sim.put("/sim/faults", json={"bogus": 1})
+    assert r.status_code == 422

@@ -1,0 +1,58 @@
+import itertools
+
+import pytest
+
+from replication.state import (
+    IN_DOUBT,
+    SETTLED,
+    TERMINAL,
+    TRANSITIONS,
+    IllegalTransition,
+    LegStatus,
+    can_transition,
+    predecessors,
+    transition,
+)
+
+S = LegStatus
+
+ALLOWED = {
+    (S.PLANNED, S.SUBMITTING), (S.PLANNED, S.SKIPPED),
+    (S.SUBMITTING, S.ACCEPTED), (S.SUBMITTING, S.PARTIALLY_FILLED), (S.SUBMITTING, S.FILLED),
+    (S.SUBMITTING, S.REJECTED), (S.SUBMITTING, S.UNKNOWN), (S.SUBMITTING, S.CANCELED),
+    (S.SUBMITTING, S.FAILED),
+    (S.UNKNOWN, S.SUBMITTING), (S.UNKNOWN, S.ACCEPTED), (S.UNKNOWN, S.PARTIALLY_FILLED),
+    (S.UNKNOWN, S.FILLED), (S.UNKNOWN, S.REJECTED), (S.UNKNOWN, S.CANCELED), (S.UNKNOWN, S.FAILED),
+    (S.ACCEPTED, S.PARTIALLY_FILLED), (S.ACCEPTED, S.FILLED), (S.ACCEPTED, S.CANCELED),
+    (S.ACCEPTED, S.REJECTED),
+    (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED), (S.PARTIALLY_FILLED, S.FILLED),
+    (S.PARTIALLY_FILLED, S.CANCELED),
+}
+
+
+@pytest.mark.parametrize("current,target", sorted(itertools.product(S, S)))
+def test_every_transition(current: LegStatus, target: LegStatus) -> None:
+    if (current, target) in ALLOWED:
+        assert can_transition(current, target)
+        assert transition(current, target) is target
+    else:
+        assert not can_transition(current, target)
+        with pytest.raises(IllegalTransition):
+            transition(current, target)
+
+
+def test_table_covers_every_status() -> None:
+    assert set(TRANSITIONS) == set(S)
+
+
+def test_terminal_states_have_no_exit_and_in_doubt_ones_can_settle() -> None:
+    assert TERMINAL == {S.FILLED, S.REJECTED, S.SKIPPED, S.CANCELED, S.FAILED}
+    assert IN_DOUBT == {S.SUBMITTING, S.UNKNOWN}
+    assert not IN_DOUBT & SETTLED
+    for status in IN_DOUBT:
+        assert TRANSITIONS[status] & SETTLED
+
+
+def test_predecessors() -> None:
+    assert predecessors(S.SKIPPED) == {S.PLANNED}
+    assert predecessors(S.UNKNOWN) == {S.SUBMITTING}
