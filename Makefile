@@ -12,14 +12,14 @@ run: venv
 
 test: venv
 	@$(PY) -m ruff check .
-	@$(PY) -m mypy replication schemas
+	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider
 
 lint: venv
 	@$(PY) -m ruff check .
 
 typecheck: venv
-	@$(PY) -m mypy replication schemas
+	@$(PY) -m mypy replication schemas brokers services
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

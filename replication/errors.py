@@ -1,10 +1,10 @@
 """The broker error taxonomy. Every adapter maps its failures onto exactly these four.
 
-    BrokerError
-    ├── Retryable(retry_after)  the broker did not take the order; sending again later is safe
-    ├── Rejected(reason)        the broker refused the order; final
-    ├── Unknown                 the outcome is not known (timeout, 5xx): look up before resending
-    └── Fatal                   misconfiguration (bad credentials, bad endpoint): stop and alert
+BrokerError
+├── Retryable(retry_after)  the broker did not take the order; sending again later is safe
+├── Rejected(reason)        the broker refused the order; final
+├── Unknown                 the outcome is not known (timeout, 5xx): look up before resending
+└── Fatal                   misconfiguration (bad credentials, bad endpoint): stop and alert
 """
 
 from __future__ import annotations

@@ -31,8 +31,14 @@ _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
 
 # Validation error types that carry their own machine-readable code to the client.
 CUSTOM_ERROR_CODES = frozenset(
-    {"unsupported_sizing_mode", "unsupported_cap", "missing_limit_price", "missing_stop_price",
-     "unexpected_price", "invalid_email"}
+    {
+        "unsupported_sizing_mode",
+        "unsupported_cap",
+        "missing_limit_price",
+        "missing_stop_price",
+        "unexpected_price",
+        "invalid_email",
+    }
 )
 
 
@@ -61,7 +67,7 @@ class TokenRequest(Strict):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int
 
 
@@ -158,16 +164,19 @@ class OrderCreate(Strict):
         needs_limit = self.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
         if needs_limit and self.limit_price is None:
-            raise PydanticCustomError("missing_limit_price", "a {type} order needs limit_price",
-                                      {"type": self.type.value})
+            raise PydanticCustomError(
+                "missing_limit_price", "a {type} order needs limit_price", {"type": self.type.value}
+            )
         if needs_stop and self.stop_price is None:
-            raise PydanticCustomError("missing_stop_price", "a {type} order needs stop_price",
-                                      {"type": self.type.value})
+            raise PydanticCustomError(
+                "missing_stop_price", "a {type} order needs stop_price", {"type": self.type.value}
+            )
         if (not needs_limit and self.limit_price is not None) or (
             not needs_stop and self.stop_price is not None
         ):
-            raise PydanticCustomError("unexpected_price",
-                                      "a {type} order takes no such price", {"type": self.type.value})
+            raise PydanticCustomError(
+                "unexpected_price", "a {type} order takes no such price", {"type": self.type.value}
+            )
         return self
 
 

@@ -23,7 +23,7 @@ def _parse_decimal(value: Any) -> Decimal:
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise ValueError("must be a decimal string, e.g. \"12.5\"")
+        raise ValueError('must be a decimal string, e.g. "12.5"')
     if not _DECIMAL_RE.match(text):
         raise ValueError("must be a non-negative decimal string with at most 9 decimal places")
     try:

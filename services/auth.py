@@ -20,9 +20,7 @@ WS_AUDIENCE_SUFFIX = "-ws"
 def hash_password(password: str, n: int = 2**14) -> str:
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
-    return "scrypt${}${}${}".format(
-        n, base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
-    )
+    return f"scrypt${n}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def verify_password(password: str, stored: str) -> bool:

@@ -42,7 +42,11 @@ def _sim_keys(secret: str, name: str) -> tuple[str, str]:
 
 
 async def seed(
-    engine: AsyncEngine, cipher: CredentialCipher, sim_url: str, secret: str, followers: int,
+    engine: AsyncEngine,
+    cipher: CredentialCipher,
+    sim_url: str,
+    secret: str,
+    followers: int,
     password_hash_n: int,
 ) -> DemoSeed:
     names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
@@ -53,10 +57,14 @@ async def seed(
         async def create(name: str) -> None:
             key_id, secret_key = keys[name]
             async with semaphore:
-                response = await sim.post("/sim/accounts", json={
-                    "cash": "1000000" if name == "master" else "100000",
-                    "key_id": key_id, "secret_key": secret_key,
-                })
+                response = await sim.post(
+                    "/sim/accounts",
+                    json={
+                        "cash": "1000000" if name == "master" else "100000",
+                        "key_id": key_id,
+                        "secret_key": secret_key,
+                    },
+                )
                 response.raise_for_status()
 
         await asyncio.gather(*(create(name) for name in names))
@@ -69,9 +77,14 @@ async def seed(
         if await repo.get_user(conn, master_id) is None:
             await repo.create_user(conn, master_id, MASTER_EMAIL, master_hash, "master")
             key_id, secret_key = keys["master"]
-            await repo.create_account(conn, master_account, master_id, "sim", "demo master",
-                                      cipher.encrypt(master_account,
-                                                     {"key_id": key_id, "secret_key": secret_key}))
+            await repo.create_account(
+                conn,
+                master_account,
+                master_id,
+                "sim",
+                "demo master",
+                cipher.encrypt(master_account, {"key_id": key_id, "secret_key": secret_key}),
+            )
         for index in range(1, followers + 1):
             name = f"follower{index:04d}"
             user_id = str(uuid.uuid5(_NAMESPACE, f"user/{name}"))
@@ -80,13 +93,25 @@ async def seed(
             account_id = str(uuid.uuid5(_NAMESPACE, f"account/{name}"))
             key_id, secret_key = keys[name]
             await repo.create_user(conn, user_id, follower_email(index), follower_hash, "follower")
-            await repo.create_account(conn, account_id, user_id, "sim", f"demo {name}",
-                                      cipher.encrypt(account_id,
-                                                     {"key_id": key_id, "secret_key": secret_key}))
-            await repo.create_subscription(conn, {
-                "id": str(uuid.uuid5(_NAMESPACE, f"subscription/{name}")),
-                "follower_id": user_id, "master_id": master_id, "account_id": account_id,
-                "sizing": {"mode": "multiplier", "factor": "1"},
-                "caps": {"max_qty": "1000"}, "filters": {}, "paused": False,
-            })
+            await repo.create_account(
+                conn,
+                account_id,
+                user_id,
+                "sim",
+                f"demo {name}",
+                cipher.encrypt(account_id, {"key_id": key_id, "secret_key": secret_key}),
+            )
+            await repo.create_subscription(
+                conn,
+                {
+                    "id": str(uuid.uuid5(_NAMESPACE, f"subscription/{name}")),
+                    "follower_id": user_id,
+                    "master_id": master_id,
+                    "account_id": account_id,
+                    "sizing": {"mode": "multiplier", "factor": "1"},
+                    "caps": {"max_qty": "1000"},
+                    "filters": {},
+                    "paused": False,
+                },
+            )
     return DemoSeed(master_id=master_id, master_account_id=master_account, followers=followers)

@@ -35,11 +35,15 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"process exited with {process.returncode} before listening on {port}"
+            )
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -111,7 +115,7 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent,
         )
     finally:
         log.close()
@@ -124,11 +128,15 @@ def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
     process = _spawn(
         [
             str(nats_server_binary()),
-            "-a", "127.0.0.1",
-            "-p", str(port),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
             "-js",
-            "-sd", str(state_dir / "jetstream"),
-            "--server_name", "copytrade-embedded",
+            "-sd",
+            str(state_dir / "jetstream"),
+            "--server_name",
+            "copytrade-embedded",
         ],
         log_path,
     )
@@ -156,23 +164,44 @@ def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
     if not (data / "PG_VERSION").exists():
         with log_path.open("ab") as log:
             subprocess.run(  # noqa: S603
-                [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                 "--auth=trust", "-E", "UTF8", "--no-instructions"],
-                check=True, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    *prefix,
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
     stale = data / "postmaster.pid"
     if stale.exists():
         stale.unlink()  # left by a killed server; our own process group is gone by now
     process = _spawn(
         [
-            *prefix, str(bin_dir / "postgres"),
-            "-D", str(data),
-            "-p", str(port),
-            "-k", str(state_dir),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=128MB",
-            "-c", "synchronous_commit=on",
+            *prefix,
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(state_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            "synchronous_commit=on",
         ],
         log_path,
     )
@@ -193,12 +222,18 @@ def start_valkey(state_dir: Path, port: int | None = None) -> ServerProcess:
     process = _spawn(
         [
             str(valkey_binary()),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(state_dir),
-            "--save", "",
-            "--appendonly", "yes",
-            "--protected-mode", "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(state_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--protected-mode",
+            "yes",
         ],
         log_path,
     )

@@ -59,8 +59,11 @@ async def _seed(settings: Settings, env: dict[str, str]) -> None:
     engine = make_engine(env["COPYTRADE_DATABASE_URL"], pool_size=2, max_overflow=0)
     try:
         await seed(
-            engine, CredentialCipher.from_setting(env["COPYTRADE_CREDENTIAL_KEYS"]),
-            settings.sim_url, env["COPYTRADE_JWT_SECRET"], settings.demo_followers,
+            engine,
+            CredentialCipher.from_setting(env["COPYTRADE_CREDENTIAL_KEYS"]),
+            settings.sim_url,
+            env["COPYTRADE_JWT_SECRET"],
+            settings.demo_followers,
             settings.password_hash_n,
         )
     finally:
@@ -73,10 +76,18 @@ def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> li
         Child("api", "services.api", env, log_dir / "api.log"),
     ]
     for index in range(settings.workers):
-        worker_env = {**env, "COPYTRADE_METRICS_PORT": str(9101 + index) if settings.metrics_port
-                      else "0"}
-        children.append(Child(f"replicator-{index + 1}", "services.replicator", worker_env,
-                              log_dir / f"replicator-{index + 1}.log"))
+        worker_env = {
+            **env,
+            "COPYTRADE_METRICS_PORT": str(9101 + index) if settings.metrics_port else "0",
+        }
+        children.append(
+            Child(
+                f"replicator-{index + 1}",
+                "services.replicator",
+                worker_env,
+                log_dir / f"replicator-{index + 1}.log",
+            )
+        )
     children.append(Child("sweeper", "services.sweeper", env, log_dir / "sweeper.log"))
     return children
 
@@ -105,15 +116,19 @@ def run(settings: Settings) -> int:
     children: list[Child] = []
     try:
         stack, urls = start_stack(
-            data_dir, nats_url=settings.nats_url, database_url=settings.database_url,
+            data_dir,
+            nats_url=settings.nats_url,
+            database_url=settings.database_url,
             redis_url=settings.redis_url,
         )
-        env.update({
-            "COPYTRADE_NATS_URL": urls["nats"],
-            "COPYTRADE_DATABASE_URL": urls["database"],
-            "COPYTRADE_REDIS_URL": urls["redis"],
-            "COPYTRADE_SIM_URL": settings.sim_url,
-        })
+        env.update(
+            {
+                "COPYTRADE_NATS_URL": urls["nats"],
+                "COPYTRADE_DATABASE_URL": urls["database"],
+                "COPYTRADE_REDIS_URL": urls["redis"],
+                "COPYTRADE_SIM_URL": settings.sim_url,
+            }
+        )
         upgrade(urls["database"])
         asyncio.run(_prepare(settings, env))
         children = build_children(settings, env, log_dir)
@@ -147,8 +162,11 @@ def run(settings: Settings) -> int:
                     log.error("%s keeps crashing; stopping everything", child.name)
                     stopping = True
                     break
-                log.warning("%s exited (%s); restarting", child.name,
-                            child.process.returncode if child.process else "?")
+                log.warning(
+                    "%s exited (%s); restarting",
+                    child.name,
+                    child.process.returncode if child.process else "?",
+                )
                 restarts[child.name] = [*recent, time.monotonic()]
                 child.start()
         return 0

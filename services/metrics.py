@@ -15,7 +15,20 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 _LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 
 ORDERS_INGESTED = Counter(
@@ -29,7 +42,8 @@ FANOUT = Histogram(
     "copytrade_fanout_seconds", "Master order created to all legs settled", buckets=_LATENCY_BUCKETS
 )
 FIRST_LEG = Histogram(
-    "copytrade_first_leg_seconds", "Master order created to first leg answered",
+    "copytrade_first_leg_seconds",
+    "Master order created to first leg answered",
     buckets=_LATENCY_BUCKETS,
 )
 BROKER_REQUESTS = Histogram(

@@ -153,7 +153,11 @@ class Replicator:
         await publish_order_event(self.nc, order.order_id, order.master_id, progress)
         log.info(
             "order %s: %d legs (%d sent, %d skipped) in %s ms",
-            order.order_id, len(legs), len(to_send), len(skipped), progress["fanout_ms"],
+            order.order_id,
+            len(legs),
+            len(to_send),
+            len(skipped),
+            progress["fanout_ms"],
         )
 
     async def _renew_leases(self, leg_ids: list[str]) -> None:

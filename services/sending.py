@@ -71,11 +71,14 @@ def outcome_from_error(leg_id: str, error: BrokerError, recheck_s: float) -> Leg
     if isinstance(error, Retryable):
         # Not placed; the sweeper (the only path that resends) retries after the broker's hint.
         return LegOutcome(
-            leg_id, LegStatus.UNKNOWN, reason=f"retrying: {error.code}",
+            leg_id,
+            LegStatus.UNKNOWN,
+            reason=f"retrying: {error.code}",
             recheck_after_s=max(error.retry_after, recheck_s),
         )
-    return LegOutcome(leg_id, LegStatus.UNKNOWN, reason=f"in_doubt: {error.code}",
-                      recheck_after_s=recheck_s)
+    return LegOutcome(
+        leg_id, LegStatus.UNKNOWN, reason=f"in_doubt: {error.code}", recheck_after_s=recheck_s
+    )
 
 
 async def _timed(broker_name: str, operation: str, coro: Any) -> Any:
@@ -96,7 +99,11 @@ async def _timed(broker_name: str, operation: str, coro: Any) -> Any:
 
 
 async def place_once(
-    broker: Broker, broker_name: str, leg_id: str, request: OrderRequest, deadline_s: float,
+    broker: Broker,
+    broker_name: str,
+    leg_id: str,
+    request: OrderRequest,
+    deadline_s: float,
     recheck_s: float,
 ) -> LegOutcome:
     """Place a leg; a duplicate client id means it is already there, so look it up instead."""
@@ -119,13 +126,19 @@ async def place_once(
 
 
 async def look_up(
-    broker: Broker, broker_name: str, leg_id: str, client_order_id: str, deadline_s: float,
+    broker: Broker,
+    broker_name: str,
+    leg_id: str,
+    client_order_id: str,
+    deadline_s: float,
     recheck_s: float,
 ) -> LegOutcome | None:
     """The leg's order at the broker, or None when the broker has no such order."""
     try:
         async with asyncio.timeout(deadline_s):
-            order = await _timed(broker_name, "lookup", broker.get_order_by_client_id(client_order_id))
+            order = await _timed(
+                broker_name, "lookup", broker.get_order_by_client_id(client_order_id)
+            )
         return outcome_from_order(leg_id, order)
     except NotFound:
         return None

@@ -121,7 +121,11 @@ class Sweeper:
             return repo.LegOutcome(leg_id, LegStatus.FAILED, reason="credentials_unreadable")
         deadline = settings.leg_lease_s * 0.5
         found = await look_up(
-            broker, row["broker"], leg_id, row["client_order_id"], deadline,
+            broker,
+            row["broker"],
+            leg_id,
+            row["client_order_id"],
+            deadline,
             settings.unknown_recheck_s,
         )
         if found is not None:
@@ -134,14 +138,20 @@ class Sweeper:
                 # A request sent moments ago may still be on its way: look again before resending.
                 SWEEPER_LEGS.labels("grace").inc()
                 return repo.LegOutcome(
-                    leg_id, LegStatus.UNKNOWN, reason="in_doubt: not_found_yet",
+                    leg_id,
+                    LegStatus.UNKNOWN,
+                    reason="in_doubt: not_found_yet",
                     recheck_after_s=settings.resend_grace_s - quiet_for,
                 )
         async with self.engine.begin() as conn:
             await repo.mark_sent(conn, leg_id, settings.leg_lease_s)
         SWEEPER_LEGS.labels("resent").inc()
         return await place_once(
-            broker, row["broker"], leg_id, request_from_row(row), deadline,
+            broker,
+            row["broker"],
+            leg_id,
+            request_from_row(row),
+            deadline,
             settings.unknown_recheck_s,
         )
 
@@ -169,7 +179,11 @@ async def main_async(settings: Settings) -> None:
         )
     )
     sweeper = Sweeper(
-        settings, engine, nc, js, CredentialCipher.from_setting(keys),
+        settings,
+        engine,
+        nc,
+        js,
+        CredentialCipher.from_setting(keys),
         BrokerFactory(pool, settings.sim_url),
     )
     stop = asyncio.Event()

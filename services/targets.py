@@ -29,9 +29,7 @@ def target_from_row(row: dict[str, Any]) -> FollowerTarget:
     )
 
 
-def broker_for_row(
-    factory: BrokerFactory, cipher: CredentialCipher, row: dict[str, Any]
-) -> Broker:
+def broker_for_row(factory: BrokerFactory, cipher: CredentialCipher, row: dict[str, Any]) -> Broker:
     account_id = str(row["account_id"])
     return factory.for_account(
         account_id, row["broker"], cipher.decrypt(account_id, row["credentials"])

@@ -43,7 +43,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     stack: EmbeddedStack
     stack, urls = start_stack(
         tmp_path_factory.mktemp("servers"),
-        nats_url=external["nats"], database_url=external["database"], redis_url=external["redis"],
+        nats_url=external["nats"],
+        database_url=external["database"],
+        redis_url=external["redis"],
     )
     try:
         if external["database"]:

@@ -19,7 +19,10 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout_s: float = 20.0, interval_s: float = 0.1,
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.1,
     message: str = "condition not reached",
 ) -> T:
     """Call `probe` until it returns a truthy value (returned) or the time runs out."""
@@ -97,8 +100,12 @@ class Stack:
 
     def start_worker(self) -> Child:
         self._worker_count += 1
-        child = Child(f"replicator-{self._worker_count}", "services.replicator", self.env,
-                      self.log_dir / f"replicator-{self._worker_count}.log")
+        child = Child(
+            f"replicator-{self._worker_count}",
+            "services.replicator",
+            self.env,
+            self.log_dir / f"replicator-{self._worker_count}.log",
+        )
         child.start()
         self.children.append(child)
         return child
@@ -145,15 +152,22 @@ class Api:
         """A simulator account linked through the API: (our account_id, simulator account id)."""
         sim = (await self.sim.post("/sim/accounts", json={"cash": cash})).json()
         response = await self.http.post(
-            "/v1/accounts", headers=self.auth(token),
-            json={"broker": "sim", "label": "sim",
-                  "credentials": {"key_id": sim["key_id"], "secret_key": sim["secret_key"]}},
+            "/v1/accounts",
+            headers=self.auth(token),
+            json={
+                "broker": "sim",
+                "label": "sim",
+                "credentials": {"key_id": sim["key_id"], "secret_key": sim["secret_key"]},
+            },
         )
         assert response.status_code == 201, response.text
         return response.json()["account_id"], sim["account_id"]
 
     async def follower(
-        self, master_id: str, sizing: dict[str, Any], caps: dict[str, Any] | None = None,
+        self,
+        master_id: str,
+        sizing: dict[str, Any],
+        caps: dict[str, Any] | None = None,
         filters: dict[str, Any] | None = None,
     ) -> dict[str, str]:
         user_id, token = await self.user("follower")
@@ -165,13 +179,24 @@ class Api:
             body["filters"] = filters
         response = await self.http.post("/v1/subscriptions", headers=self.auth(token), json=body)
         assert response.status_code == 201, response.text
-        return {"user_id": user_id, "token": token, "account_id": account_id,
-                "sim_account_id": sim_account_id}
+        return {
+            "user_id": user_id,
+            "token": token,
+            "account_id": account_id,
+            "sim_account_id": sim_account_id,
+        }
 
     async def order(self, token: str, account_id: str, **fields: Any) -> httpx.Response:
-        body = {"client_order_id": os.urandom(8).hex(), "account_id": account_id,
-                "symbol": "AAPL", "side": "buy", "qty": "10", "type": "market",
-                "time_in_force": "day", **fields}
+        body = {
+            "client_order_id": os.urandom(8).hex(),
+            "account_id": account_id,
+            "symbol": "AAPL",
+            "side": "buy",
+            "qty": "10",
+            "type": "market",
+            "time_in_force": "day",
+            **fields,
+        }
         return await self.http.post("/v1/orders", headers=self.auth(token), json=body)
 
     async def sim_orders(self) -> list[dict[str, Any]]:

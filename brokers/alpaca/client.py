@@ -37,7 +37,9 @@ class AlpacaBroker:
             raise
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left this process: sending again is safe.
-            raise Retryable(f"{type(exc).__name__}: {exc}", retry_after=0.5, code="connect") from exc
+            raise Retryable(
+                f"{type(exc).__name__}: {exc}", retry_after=0.5, code="connect"
+            ) from exc
         except httpx.HTTPError as exc:
             # Sent, but no answer: the broker may or may not have the order.
             raise Unknown(f"{type(exc).__name__}: {exc}", code="transport") from exc

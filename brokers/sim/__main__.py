@@ -13,7 +13,9 @@ from granian.server import Server
 def main() -> None:
     parser = argparse.ArgumentParser(description="copytrade broker simulator (Alpaca v2 wire)")
     parser.add_argument("--host", default=os.environ.get("COPYTRADE_SIM_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("COPYTRADE_SIM_PORT", "8100")))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("COPYTRADE_SIM_PORT", "8100"))
+    )
     args = parser.parse_args()
     server = Server(
         "brokers.sim.asgi:app",

@@ -8,6 +8,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -18,6 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokers.sim.engine import ASSET_NAMESPACE, Engine, Faults, SimAccount, SimError, dec, rfc3339
+
+Handler = Callable[[Request, SimAccount], Awaitable[Response]]
 
 # How long a "timeout" fault holds a request before dropping it: far past any client timeout.
 TIMEOUT_HOLD_S = float(os.environ.get("COPYTRADE_SIM_TIMEOUT_HOLD_S", "30"))
@@ -53,7 +56,9 @@ def build_app(seed: int | None = None) -> Starlette:
                 window.popleft()
             if len(window) >= faults.rate_limit_per_min:
                 retry_after = max(1, int(60 - (moment - window[0])) + 1)
-                return _error(429, 42910000, "rate limit exceeded", {"Retry-After": str(retry_after)})
+                return _error(
+                    429, 42910000, "rate limit exceeded", {"Retry-After": str(retry_after)}
+                )
             window.append(moment)
         delay = faults.latency_ms + (rng.uniform(0, faults.jitter_ms) if faults.jitter_ms else 0)
         if delay > 0:
@@ -65,7 +70,7 @@ def build_app(seed: int | None = None) -> Starlette:
             return _error(504, 50410000, "gateway timeout (injected)")
         return None
 
-    async def guarded(request: Request, handler: Any) -> Response:
+    async def guarded(request: Request, handler: Handler) -> Response:
         try:
             account = account_of(request)
             faulted = await apply_faults(account)
@@ -93,7 +98,11 @@ def build_app(seed: int | None = None) -> Starlette:
             raise SimError(422, 40010001, "invalid status")
         try:
             limit = min(int(query.get("limit", "50")), 500)
-            after = datetime.fromisoformat(query["after"].replace("Z", "+00:00")) if "after" in query else None
+            after = (
+                datetime.fromisoformat(query["after"].replace("Z", "+00:00"))
+                if "after" in query
+                else None
+            )
         except ValueError as exc:
             raise SimError(422, 40010001, "invalid limit or after") from exc
         orders = engine.list_orders(account, status, limit, after, query.get("direction", "desc"))
@@ -136,26 +145,32 @@ def build_app(seed: int | None = None) -> Starlette:
                 market_value = p.qty * price
                 cost_basis = p.qty * p.avg_entry_price
                 unrealized = market_value - cost_basis
-                out.append({
-                    "asset_id": str(uuid.uuid5(ASSET_NAMESPACE, symbol)),
-                    "symbol": symbol,
-                    "exchange": "NASDAQ",
-                    "asset_class": "us_equity",
-                    "avg_entry_price": dec(p.avg_entry_price),
-                    "qty": dec(abs(p.qty)),
-                    "qty_available": dec(abs(p.qty)),
-                    "side": "long" if p.qty > 0 else "short",
-                    "market_value": dec(market_value),
-                    "cost_basis": dec(cost_basis),
-                    "unrealized_pl": dec(unrealized),
-                    "unrealized_plpc": dec(unrealized / cost_basis if cost_basis else Decimal(0)),
-                    "unrealized_intraday_pl": dec(unrealized),
-                    "unrealized_intraday_plpc": dec(unrealized / cost_basis if cost_basis else Decimal(0)),
-                    "current_price": dec(price),
-                    "lastday_price": dec(price),
-                    "change_today": "0",
-                    "asset_marginable": True,
-                })
+                out.append(
+                    {
+                        "asset_id": str(uuid.uuid5(ASSET_NAMESPACE, symbol)),
+                        "symbol": symbol,
+                        "exchange": "NASDAQ",
+                        "asset_class": "us_equity",
+                        "avg_entry_price": dec(p.avg_entry_price),
+                        "qty": dec(abs(p.qty)),
+                        "qty_available": dec(abs(p.qty)),
+                        "side": "long" if p.qty > 0 else "short",
+                        "market_value": dec(market_value),
+                        "cost_basis": dec(cost_basis),
+                        "unrealized_pl": dec(unrealized),
+                        "unrealized_plpc": dec(
+                            unrealized / cost_basis if cost_basis else Decimal(0)
+                        ),
+                        "unrealized_intraday_pl": dec(unrealized),
+                        "unrealized_intraday_plpc": dec(
+                            unrealized / cost_basis if cost_basis else Decimal(0)
+                        ),
+                        "current_price": dec(price),
+                        "lastday_price": dec(price),
+                        "change_today": "0",
+                        "asset_marginable": True,
+                    }
+                )
             return JSONResponse(out)
 
         return await guarded(request, handler)
@@ -163,41 +178,49 @@ def build_app(seed: int | None = None) -> Starlette:
     async def account_info(request: Request) -> Response:
         async def handler(request: Request, account: SimAccount) -> Response:
             equity = engine.equity(account)
-            long_value = sum((p.qty * engine.price(s) for s, p in account.positions.items() if p.qty > 0), Decimal(0))
-            short_value = sum((p.qty * engine.price(s) for s, p in account.positions.items() if p.qty < 0), Decimal(0))
-            return JSONResponse({
-                "id": account.account_id,
-                "account_number": "SIM" + account.account_id.replace("-", "")[:9].upper(),
-                "status": "ACTIVE",
-                "currency": "USD",
-                "cash": dec(account.cash),
-                "portfolio_value": dec(equity),
-                "equity": dec(equity),
-                "last_equity": dec(equity),
-                "long_market_value": dec(long_value),
-                "short_market_value": dec(short_value),
-                "buying_power": dec(max(account.cash, Decimal(0))),
-                "regt_buying_power": dec(max(account.cash, Decimal(0))),
-                "daytrading_buying_power": "0",
-                "non_marginable_buying_power": dec(max(account.cash, Decimal(0))),
-                "multiplier": "1",
-                "initial_margin": "0",
-                "maintenance_margin": "0",
-                "last_maintenance_margin": "0",
-                "sma": "0",
-                "daytrade_count": 0,
-                "pattern_day_trader": False,
-                "trade_suspended_by_user": False,
-                "trading_blocked": False,
-                "transfers_blocked": False,
-                "account_blocked": False,
-                "shorting_enabled": True,
-                "accrued_fees": "0",
-                "pending_transfer_in": "0",
-                "pending_transfer_out": "0",
-                "created_at": rfc3339(account.created_at),
-                "balance_asof": account.created_at.date().isoformat(),
-            })
+            long_value = sum(
+                (p.qty * engine.price(s) for s, p in account.positions.items() if p.qty > 0),
+                Decimal(0),
+            )
+            short_value = sum(
+                (p.qty * engine.price(s) for s, p in account.positions.items() if p.qty < 0),
+                Decimal(0),
+            )
+            return JSONResponse(
+                {
+                    "id": account.account_id,
+                    "account_number": "SIM" + account.account_id.replace("-", "")[:9].upper(),
+                    "status": "ACTIVE",
+                    "currency": "USD",
+                    "cash": dec(account.cash),
+                    "portfolio_value": dec(equity),
+                    "equity": dec(equity),
+                    "last_equity": dec(equity),
+                    "long_market_value": dec(long_value),
+                    "short_market_value": dec(short_value),
+                    "buying_power": dec(max(account.cash, Decimal(0))),
+                    "regt_buying_power": dec(max(account.cash, Decimal(0))),
+                    "daytrading_buying_power": "0",
+                    "non_marginable_buying_power": dec(max(account.cash, Decimal(0))),
+                    "multiplier": "1",
+                    "initial_margin": "0",
+                    "maintenance_margin": "0",
+                    "last_maintenance_margin": "0",
+                    "sma": "0",
+                    "daytrade_count": 0,
+                    "pattern_day_trader": False,
+                    "trade_suspended_by_user": False,
+                    "trading_blocked": False,
+                    "transfers_blocked": False,
+                    "account_blocked": False,
+                    "shorting_enabled": True,
+                    "accrued_fees": "0",
+                    "pending_transfer_in": "0",
+                    "pending_transfer_out": "0",
+                    "created_at": rfc3339(account.created_at),
+                    "balance_asof": account.created_at.date().isoformat(),
+                }
+            )
 
         return await guarded(request, handler)
 
@@ -219,7 +242,11 @@ def build_app(seed: int | None = None) -> Starlette:
         except InvalidOperation:
             return _error(422, 40010001, "cash must be a decimal")
         return JSONResponse(
-            {"account_id": account.account_id, "key_id": account.key_id, "secret_key": account.secret_key},
+            {
+                "account_id": account.account_id,
+                "key_id": account.key_id,
+                "secret_key": account.secret_key,
+            },
             status_code=201,
         )
 
@@ -263,12 +290,14 @@ def build_app(seed: int | None = None) -> Starlette:
 
     async def sim_orders(request: Request) -> Response:
         account_id = request.query_params.get("account_id")
-        accounts = [engine.accounts[account_id]] if account_id in engine.accounts else (
-            [] if account_id else list(engine.accounts.values())
+        accounts = (
+            [engine.accounts[account_id]]
+            if account_id in engine.accounts
+            else ([] if account_id else list(engine.accounts.values()))
         )
-        return JSONResponse([
-            {"account_id": a.account_id, **o.wire()} for a in accounts for o in a.orders.values()
-        ])
+        return JSONResponse(
+            [{"account_id": a.account_id, **o.wire()} for a in accounts for o in a.orders.values()]
+        )
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -289,4 +318,3 @@ def build_app(seed: int | None = None) -> Starlette:
     app = Starlette(routes=routes)
     app.state.engine = engine
     return app
-

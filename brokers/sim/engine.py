@@ -196,9 +196,7 @@ class Engine:
         return self.prices.get(symbol, DEFAULT_PRICE)
 
     def equity(self, account: SimAccount) -> Decimal:
-        market = sum(
-            (p.qty * self.price(s) for s, p in account.positions.items()), Decimal("0")
-        )
+        market = sum((p.qty * self.price(s) for s, p in account.positions.items()), Decimal("0"))
         return account.cash + market
 
     # orders -------------------------------------------------------------------------------
@@ -241,13 +239,17 @@ class Engine:
         kind = order.type
         if kind in ("stop", "stop_limit"):
             assert order.stop_price is not None
-            triggered = price >= order.stop_price if order.side == "buy" else price <= order.stop_price
+            triggered = (
+                price >= order.stop_price if order.side == "buy" else price <= order.stop_price
+            )
             if not triggered:
                 return
             kind = "market" if kind == "stop" else "limit"
         if kind == "limit":
             assert order.limit_price is not None
-            crosses = price <= order.limit_price if order.side == "buy" else price >= order.limit_price
+            crosses = (
+                price <= order.limit_price if order.side == "buy" else price >= order.limit_price
+            )
             if not crosses:
                 return
         self._fill(account, order, price)
@@ -341,7 +343,9 @@ class Engine:
                 a.account_id: {
                     "orders_received": a.orders_received,
                     "orders": len(a.orders),
-                    "distinct_client_order_ids": len({o.client_order_id for o in a.orders.values()}),
+                    "distinct_client_order_ids": len(
+                        {o.client_order_id for o in a.orders.values()}
+                    ),
                 }
                 for a in self.accounts.values()
             },
@@ -397,7 +401,9 @@ def _validate_order(body: dict[str, Any]) -> dict[str, Any]:
         "side": side,
         "type": kind,
         "time_in_force": tif,
-        "limit_price": None if limit_price is None else _positive_decimal(limit_price, "limit_price"),
+        "limit_price": None
+        if limit_price is None
+        else _positive_decimal(limit_price, "limit_price"),
         "stop_price": None if stop_price is None else _positive_decimal(stop_price, "stop_price"),
         "client_order_id": client_order_id,
     }

@@ -76,8 +76,12 @@ def principal(request: Request, c: Deps) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", "a bearer token is required",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     try:
         return c.issuer.verify(token.strip())
     except TokenError as exc:
@@ -95,16 +99,24 @@ def require(user: Principal, *roles: str) -> None:
 
 def _account_out(row: dict[str, Any]) -> AccountOut:
     return AccountOut(
-        account_id=str(row["id"]), broker=row["broker"], label=row["label"],
-        halted=row["halted"], created_at=row["created_at"],
+        account_id=str(row["id"]),
+        broker=row["broker"],
+        label=row["label"],
+        halted=row["halted"],
+        created_at=row["created_at"],
     )
 
 
 def _subscription_out(row: dict[str, Any]) -> SubscriptionOut:
     return SubscriptionOut(
-        subscription_id=str(row["id"]), master_id=str(row["master_id"]),
-        account_id=str(row["account_id"]), sizing=row["sizing"], caps=row["caps"],
-        filters=row["filters"], paused=row["paused"], created_at=row["created_at"],
+        subscription_id=str(row["id"]),
+        master_id=str(row["master_id"]),
+        account_id=str(row["account_id"]),
+        sizing=row["sizing"],
+        caps=row["caps"],
+        filters=row["filters"],
+        paused=row["paused"],
+        created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
@@ -116,22 +128,39 @@ def _request_hash(body: OrderCreate) -> str:
 
 def _order_message(row: dict[str, Any]) -> OrderMessage:
     return OrderMessage(
-        order_id=str(row["id"]), master_id=str(row["master_id"]), account_id=str(row["account_id"]),
-        client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
-        qty=row["qty"], type=row["type"], limit_price=row["limit_price"],
-        stop_price=row["stop_price"], time_in_force=row["time_in_force"],
+        order_id=str(row["id"]),
+        master_id=str(row["master_id"]),
+        account_id=str(row["account_id"]),
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=row["qty"],
+        type=row["type"],
+        limit_price=row["limit_price"],
+        stop_price=row["stop_price"],
+        time_in_force=row["time_in_force"],
         created_at=row["created_at"],
     )
 
 
 def _copy_out(row: dict[str, Any]) -> CopyOut:
     return CopyOut(
-        leg_id=str(row["id"]), order_id=str(row["order_id"]), master_id=str(row["master_id"]),
-        account_id=str(row["account_id"]), symbol=row["symbol"], side=row["side"], qty=row["qty"],
-        status=row["status"], reason=row["reason"], details=row["details"],
-        client_order_id=row["client_order_id"], broker_order_id=row["broker_order_id"],
-        filled_qty=row["filled_qty"], filled_avg_price=row["filled_avg_price"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
+        leg_id=str(row["id"]),
+        order_id=str(row["order_id"]),
+        master_id=str(row["master_id"]),
+        account_id=str(row["account_id"]),
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=row["qty"],
+        status=row["status"],
+        reason=row["reason"],
+        details=row["details"],
+        client_order_id=row["client_order_id"],
+        broker_order_id=row["broker_order_id"],
+        filled_qty=row["filled_qty"],
+        filled_avg_price=row["filled_avg_price"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -146,7 +175,11 @@ def build_app(settings: Settings) -> FastAPI:
         await bus.ensure_stream(js)
         redis_client = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.state.container = Container(
-            settings=settings, engine=engine, nc=nc, js=js, redis=redis_client,
+            settings=settings,
+            engine=engine,
+            nc=nc,
+            js=js,
+            redis=redis_client,
             cipher=CredentialCipher.from_setting(keys),
             issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
             dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
@@ -165,7 +198,9 @@ def build_app(settings: Settings) -> FastAPI:
     @app.post("/v1/auth/register", status_code=201, response_model=RegisterResponse)
     async def register(body: RegisterRequest, c: Deps) -> RegisterResponse:
         user_id = str(uuid.uuid4())
-        password_hash = await asyncio.to_thread(hash_password, body.password, settings.password_hash_n)
+        password_hash = await asyncio.to_thread(
+            hash_password, body.password, settings.password_hash_n
+        )
         async with c.engine.begin() as conn:
             try:
                 await repo.create_user(conn, user_id, body.email, password_hash, body.role)
@@ -179,8 +214,12 @@ def build_app(settings: Settings) -> FastAPI:
         throttle_key = "login:fail:" + hashlib.sha256(email.encode()).hexdigest()
         failures = await c.redis.get(throttle_key)
         if failures is not None and int(failures) >= settings.login_attempts_per_5min:
-            raise ApiError(429, "too_many_attempts", "too many failed sign-ins; try again later",
-                           headers={"Retry-After": "300"})
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                "too many failed sign-ins; try again later",
+                headers={"Retry-After": "300"},
+            )
         async with c.engine.connect() as conn:
             user = await repo.get_user_by_email(conn, email)
         stored = user["password_hash"] if user else c.dummy_hash  # same work for unknown emails
@@ -196,8 +235,12 @@ def build_app(settings: Settings) -> FastAPI:
         return TokenResponse(access_token=issued, expires_in=ttl)
 
     # accounts -----------------------------------------------------------------------------
-    @app.post("/v1/accounts", status_code=201, response_model=AccountOut,
-              response_model_exclude={"halted", "created_at"})
+    @app.post(
+        "/v1/accounts",
+        status_code=201,
+        response_model=AccountOut,
+        response_model_exclude={"halted", "created_at"},
+    )
     async def create_account(body: AccountCreate, user: Auth, c: Deps) -> AccountOut:
         problem = validate_credentials(body.broker.value, body.credentials)
         if problem is not None:
@@ -206,8 +249,9 @@ def build_app(settings: Settings) -> FastAPI:
         account_id = str(uuid.uuid4())
         sealed = c.cipher.encrypt(account_id, body.credentials)
         async with c.engine.begin() as conn:
-            await repo.create_account(conn, account_id, user.user_id, body.broker.value,
-                                      body.label, sealed)
+            await repo.create_account(
+                conn, account_id, user.user_id, body.broker.value, body.label, sealed
+            )
         return AccountOut(account_id=account_id, broker=body.broker.value, label=body.label)
 
     @app.get("/v1/accounts", response_model=list[AccountOut])
@@ -215,7 +259,9 @@ def build_app(settings: Settings) -> FastAPI:
         async with c.engine.connect() as conn:
             return [_account_out(row) for row in await repo.list_accounts(conn, user.user_id)]
 
-    async def _set_halted(account_id: UUID, user: Principal, c: Container, halted: bool) -> AccountOut:
+    async def _set_halted(
+        account_id: UUID, user: Principal, c: Container, halted: bool
+    ) -> AccountOut:
         async with c.engine.begin() as conn:
             row = await repo.set_account_halted(conn, str(account_id), user.user_id, halted)
         if row is None:
@@ -243,15 +289,23 @@ def build_app(settings: Settings) -> FastAPI:
                 raise ApiError(404, "master_not_found", "no such master")
             values = body.model_dump(mode="json", exclude_none=True)
             try:
-                row = await repo.create_subscription(conn, {
-                    "id": str(uuid.uuid4()), "follower_id": user.user_id,
-                    "master_id": str(body.master_id), "account_id": str(body.account_id),
-                    "sizing": values["sizing"], "caps": values.get("caps", {}),
-                    "filters": values.get("filters", {}), "paused": body.paused,
-                })
+                row = await repo.create_subscription(
+                    conn,
+                    {
+                        "id": str(uuid.uuid4()),
+                        "follower_id": user.user_id,
+                        "master_id": str(body.master_id),
+                        "account_id": str(body.account_id),
+                        "sizing": values["sizing"],
+                        "caps": values.get("caps", {}),
+                        "filters": values.get("filters", {}),
+                        "paused": body.paused,
+                    },
+                )
             except repo.Conflict as exc:
-                raise ApiError(409, "subscription_exists",
-                               "this account already follows this master") from exc
+                raise ApiError(
+                    409, "subscription_exists", "this account already follows this master"
+                ) from exc
         await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(body.master_id).encode())
         return _subscription_out(row)
 
@@ -303,28 +357,43 @@ def build_app(settings: Settings) -> FastAPI:
         async with c.engine.begin() as conn:
             if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
                 raise ApiError(404, "account_not_found", "no such account")
-            row = await repo.insert_master_order(conn, {
-                "id": str(uuid.uuid4()), "master_id": user.user_id,
-                "account_id": str(body.account_id), "client_order_id": body.client_order_id,
-                "request_hash": request_hash, "symbol": body.symbol, "side": body.side.value,
-                "qty": body.qty, "type": body.type.value, "limit_price": body.limit_price,
-                "stop_price": body.stop_price, "time_in_force": body.time_in_force.value,
-            })
+            row = await repo.insert_master_order(
+                conn,
+                {
+                    "id": str(uuid.uuid4()),
+                    "master_id": user.user_id,
+                    "account_id": str(body.account_id),
+                    "client_order_id": body.client_order_id,
+                    "request_hash": request_hash,
+                    "symbol": body.symbol,
+                    "side": body.side.value,
+                    "qty": body.qty,
+                    "type": body.type.value,
+                    "limit_price": body.limit_price,
+                    "stop_price": body.stop_price,
+                    "time_in_force": body.time_in_force.value,
+                },
+            )
             replay = row is None
             if row is None:
-                row = await repo.get_master_order_by_client_id(conn, user.user_id,
-                                                               body.client_order_id)
+                row = await repo.get_master_order_by_client_id(
+                    conn, user.user_id, body.client_order_id
+                )
                 assert row is not None
         if replay and row["request_hash"] != request_hash:
             ORDERS_INGESTED.labels("conflict").inc()
-            raise ApiError(409, "idempotency_conflict",
-                           "client_order_id was already used with a different order",
-                           {"order_id": str(row["id"])})
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "client_order_id was already used with a different order",
+                {"order_id": str(row["id"])},
+            )
         if row["published_at"] is None:
             await _publish(c, row)
         ORDERS_INGESTED.labels("replayed" if replay else "accepted").inc()
-        return OrderAccepted(order_id=str(row["id"]), client_order_id=row["client_order_id"],
-                             status="accepted")
+        return OrderAccepted(
+            order_id=str(row["id"]), client_order_id=row["client_order_id"], status="accepted"
+        )
 
     @app.get("/v1/orders/{order_id}", response_model=OrderOut)
     async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
@@ -335,24 +404,34 @@ def build_app(settings: Settings) -> FastAPI:
                 raise ApiError(404, "order_not_found", "no such order")
             progress = await repo.order_progress(conn, str(order_id))
         return OrderOut(
-            order_id=str(row["id"]), client_order_id=row["client_order_id"],
-            account_id=str(row["account_id"]), symbol=row["symbol"], side=row["side"],
-            qty=row["qty"], type=row["type"], limit_price=row["limit_price"],
-            stop_price=row["stop_price"], time_in_force=row["time_in_force"],
-            status=progress["status"], created_at=row["created_at"],
+            order_id=str(row["id"]),
+            client_order_id=row["client_order_id"],
+            account_id=str(row["account_id"]),
+            symbol=row["symbol"],
+            side=row["side"],
+            qty=row["qty"],
+            type=row["type"],
+            limit_price=row["limit_price"],
+            stop_price=row["stop_price"],
+            time_in_force=row["time_in_force"],
+            status=progress["status"],
+            created_at=row["created_at"],
             legs=LegCounts(total=progress["total"], by_status=progress["by_status"]),
             fanout_ms=progress["fanout_ms"],
         )
 
     @app.get("/v1/copies", response_model=list[CopyOut])
     async def copies(
-        user: Auth, c: Deps, order_id: UUID | None = None,
+        user: Auth,
+        c: Deps,
+        order_id: UUID | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[CopyOut]:
         require(user, "follower")
         async with c.engine.connect() as conn:
-            rows = await repo.list_copies(conn, user.user_id, str(order_id) if order_id else None,
-                                          limit)
+            rows = await repo.list_copies(
+                conn, user.user_id, str(order_id) if order_id else None, limit
+            )
         return [_copy_out(row) for row in rows]
 
     # ops ----------------------------------------------------------------------------------
@@ -385,7 +464,8 @@ def build_app(settings: Settings) -> FastAPI:
         ready = all(value == "ok" for value in checks.values())
         return Response(
             json.dumps({"status": "ready" if ready else "not_ready", "checks": checks}),
-            status_code=200 if ready else 503, media_type="application/json",
+            status_code=200 if ready else 503,
+            media_type="application/json",
         )
 
     @app.get("/metrics")

@@ -63,21 +63,33 @@ async def get_user_by_email(conn: AsyncConnection, email: str) -> Row | None:
 
 async def get_user(conn: AsyncConnection, user_id: str) -> Row | None:
     return _row(
-        await conn.execute(text("SELECT id, email, role FROM users WHERE id = :id"), {"id": user_id})
+        await conn.execute(
+            text("SELECT id, email, role FROM users WHERE id = :id"), {"id": user_id}
+        )
     )
 
 
 # accounts ---------------------------------------------------------------------------------
 async def create_account(
-    conn: AsyncConnection, account_id: str, user_id: str, broker: str, label: str, credentials: bytes
+    conn: AsyncConnection,
+    account_id: str,
+    user_id: str,
+    broker: str,
+    label: str,
+    credentials: bytes,
 ) -> None:
     await conn.execute(
         text(
             "INSERT INTO accounts (id, user_id, broker, label, credentials) "
             "VALUES (:id, :user_id, :broker, :label, :credentials)"
         ),
-        {"id": account_id, "user_id": user_id, "broker": broker, "label": label,
-         "credentials": credentials},
+        {
+            "id": account_id,
+            "user_id": user_id,
+            "broker": broker,
+            "label": label,
+            "credentials": credentials,
+        },
     )
 
 
@@ -185,7 +197,9 @@ async def update_subscription(
     )
 
 
-async def delete_subscription(conn: AsyncConnection, subscription_id: str, follower_id: str) -> bool:
+async def delete_subscription(
+    conn: AsyncConnection, subscription_id: str, follower_id: str
+) -> bool:
     result = await conn.execute(
         text("DELETE FROM subscriptions WHERE id = :id AND follower_id = :f RETURNING id"),
         {"id": subscription_id, "f": follower_id},
@@ -256,7 +270,9 @@ async def get_master_order(conn: AsyncConnection, order_id: str, master_id: str)
 
 async def mark_published(conn: AsyncConnection, order_id: str) -> None:
     await conn.execute(
-        text("UPDATE master_orders SET published_at = now() WHERE id = :id AND published_at IS NULL"),
+        text(
+            "UPDATE master_orders SET published_at = now() WHERE id = :id AND published_at IS NULL"
+        ),
         {"id": order_id},
     )
 
@@ -296,8 +312,9 @@ async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
     timing = _row(
         await conn.execute(
             text(
-                "SELECT o.planned_at, EXTRACT(EPOCH FROM (max(l.settled_at) - o.created_at)) * 1000 "
-                "AS fanout_ms FROM master_orders o LEFT JOIN legs l ON l.order_id = o.id "
+                "SELECT o.planned_at, "
+                "EXTRACT(EPOCH FROM (max(l.settled_at) - o.created_at)) * 1000 AS fanout_ms "
+                "FROM master_orders o LEFT JOIN legs l ON l.order_id = o.id "
                 "WHERE o.id = :id GROUP BY o.id"
             ),
             {"id": order_id},

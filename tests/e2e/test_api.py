@@ -18,7 +18,9 @@ async def _counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         out = {}
         for table in ("users", "accounts", "subscriptions", "master_orders", "legs"):
-            out[table] = int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+            out[table] = int(
+                (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            )
         return out
 
 
@@ -49,8 +51,9 @@ BAD_ORDERS = [
 
 
 @pytest.mark.parametrize("fields,code", BAD_ORDERS)
-async def test_bad_orders_change_nothing(api: Api, engine: AsyncEngine, fields: dict[str, Any],
-                                         code: str) -> None:
+async def test_bad_orders_change_nothing(
+    api: Api, engine: AsyncEngine, fields: dict[str, Any], code: str
+) -> None:
     _, token = await api.user("master")
     account_id, _ = await api.sim_account(token)
     before = await _counts(engine)
@@ -72,27 +75,52 @@ async def test_ownership_and_roles(api: Api, engine: AsyncEngine) -> None:
     _assert_error(await api.order(master_token, other_account), 404, "account_not_found")
     _assert_error(await api.order(follower_token, follower_account), 403, "forbidden")
     # A master cannot subscribe; a follower cannot follow a follower or use others' accounts.
-    body = {"master_id": master_id, "account_id": master_account,
-            "sizing": {"mode": "fixed", "qty": "1"}}
-    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(master_token),
-                                      json=body), 403, "forbidden")
-    body = {"master_id": follower_id, "account_id": follower_account,
-            "sizing": {"mode": "fixed", "qty": "1"}}
-    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(follower_token),
-                                      json=body), 404, "master_not_found")
-    body = {"master_id": master_id, "account_id": other_account,
-            "sizing": {"mode": "fixed", "qty": "1"}}
-    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(follower_token),
-                                      json=body), 404, "account_not_found")
+    body = {
+        "master_id": master_id,
+        "account_id": master_account,
+        "sizing": {"mode": "fixed", "qty": "1"},
+    }
+    _assert_error(
+        await api.http.post("/v1/subscriptions", headers=api.auth(master_token), json=body),
+        403,
+        "forbidden",
+    )
+    body = {
+        "master_id": follower_id,
+        "account_id": follower_account,
+        "sizing": {"mode": "fixed", "qty": "1"},
+    }
+    _assert_error(
+        await api.http.post("/v1/subscriptions", headers=api.auth(follower_token), json=body),
+        404,
+        "master_not_found",
+    )
+    body = {
+        "master_id": master_id,
+        "account_id": other_account,
+        "sizing": {"mode": "fixed", "qty": "1"},
+    }
+    _assert_error(
+        await api.http.post("/v1/subscriptions", headers=api.auth(follower_token), json=body),
+        404,
+        "account_not_found",
+    )
     # Halting someone else's account, reading someone else's order.
-    _assert_error(await api.http.post(f"/v1/accounts/{other_account}/halt",
-                                      headers=api.auth(master_token)), 404, "account_not_found")
+    _assert_error(
+        await api.http.post(f"/v1/accounts/{other_account}/halt", headers=api.auth(master_token)),
+        404,
+        "account_not_found",
+    )
     order = (await api.order(other_token, other_account)).json()
     after_order = await _counts(engine)
-    _assert_error(await api.http.get(f"/v1/orders/{order['order_id']}",
-                                     headers=api.auth(master_token)), 404, "order_not_found")
-    _assert_error(await api.http.get("/v1/copies", headers=api.auth(master_token)), 403,
-                  "forbidden")
+    _assert_error(
+        await api.http.get(f"/v1/orders/{order['order_id']}", headers=api.auth(master_token)),
+        404,
+        "order_not_found",
+    )
+    _assert_error(
+        await api.http.get("/v1/copies", headers=api.auth(master_token)), 403, "forbidden"
+    )
     assert after_order["master_orders"] == before["master_orders"] + 1
     assert after_order["accounts"] == before["accounts"]
     assert after_order["subscriptions"] == before["subscriptions"]
@@ -109,8 +137,9 @@ async def test_ownership_and_roles(api: Api, engine: AsyncEngine) -> None:
         ({"mode": "fixed", "qty": "1"}, {"on_cap": "explode"}, "validation_error"),
     ],
 )
-async def test_bad_subscriptions(api: Api, engine: AsyncEngine, sizing: dict[str, Any],
-                                 caps: dict[str, Any] | None, code: str) -> None:
+async def test_bad_subscriptions(
+    api: Api, engine: AsyncEngine, sizing: dict[str, Any], caps: dict[str, Any] | None, code: str
+) -> None:
     master_id, _ = await api.user("master")
     _, token = await api.user("follower")
     account_id, _ = await api.sim_account(token)
@@ -118,29 +147,40 @@ async def test_bad_subscriptions(api: Api, engine: AsyncEngine, sizing: dict[str
     body: dict[str, Any] = {"master_id": master_id, "account_id": account_id, "sizing": sizing}
     if caps:
         body["caps"] = caps
-    _assert_error(await api.http.post("/v1/subscriptions", headers=api.auth(token), json=body),
-                  422, code)
+    _assert_error(
+        await api.http.post("/v1/subscriptions", headers=api.auth(token), json=body), 422, code
+    )
     assert await _counts(engine) == before
 
 
 def _token(secret: str, **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"sub": str(uuid.uuid4()), "role": "master", "iss": "copytrade",
-              "aud": "copytrade-api", "iat": now, "exp": now + 60, **overrides}
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "role": "master",
+        "iss": "copytrade",
+        "aud": "copytrade-api",
+        "iat": now,
+        "exp": now + 60,
+        **overrides,
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
 async def test_tokens(api: Api, stack: Stack) -> None:
     secret = stack.env["COPYTRADE_JWT_SECRET"]
     _assert_error(await api.http.get("/v1/accounts"), 401, "unauthorized")
-    _assert_error(await api.http.get("/v1/accounts", headers=api.auth("garbage")), 401,
-                  "invalid_token")
+    _assert_error(
+        await api.http.get("/v1/accounts", headers=api.auth("garbage")), 401, "invalid_token"
+    )
     expired = _token(secret, exp=int(time.time()) - 120, iat=int(time.time()) - 300)
-    _assert_error(await api.http.get("/v1/accounts", headers=api.auth(expired)), 401,
-                  "token_expired")
+    _assert_error(
+        await api.http.get("/v1/accounts", headers=api.auth(expired)), 401, "token_expired"
+    )
     forged = _token("an-attacker-guessed-this-secret-and-it-is-wrong")
-    _assert_error(await api.http.get("/v1/accounts", headers=api.auth(forged)), 401,
-                  "invalid_token")
+    _assert_error(
+        await api.http.get("/v1/accounts", headers=api.auth(forged)), 401, "invalid_token"
+    )
     assert (await api.http.get("/v1/accounts", headers=api.auth(_token(secret)))).status_code == 200
 
 
@@ -149,37 +189,73 @@ async def test_register_login_and_throttle(api: Api) -> None:
     body = {"email": email, "password": "long enough", "role": "follower"}
     assert (await api.http.post("/v1/auth/register", json=body)).status_code == 201
     _assert_error(await api.http.post("/v1/auth/register", json=body), 409, "email_taken")
-    _assert_error(await api.http.post("/v1/auth/register", json={**body, "role": "admin"}), 422,
-                  "validation_error")
-    _assert_error(await api.http.post("/v1/auth/register",
-                                      json={**body, "email": "not-an-email"}), 422,
-                  "invalid_email")
-    _assert_error(await api.http.post("/v1/auth/register", content=b"{not json",
-                                      headers={"content-type": "application/json"}), 422,
-                  "invalid_json")
+    _assert_error(
+        await api.http.post("/v1/auth/register", json={**body, "role": "admin"}),
+        422,
+        "validation_error",
+    )
+    _assert_error(
+        await api.http.post("/v1/auth/register", json={**body, "email": "not-an-email"}),
+        422,
+        "invalid_email",
+    )
+    _assert_error(
+        await api.http.post(
+            "/v1/auth/register", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        422,
+        "invalid_json",
+    )
     for _ in range(20):
-        _assert_error(await api.http.post("/v1/auth/token",
-                                          json={"email": email, "password": "wrong"}), 401,
-                      "invalid_credentials")
+        _assert_error(
+            await api.http.post("/v1/auth/token", json={"email": email, "password": "wrong"}),
+            401,
+            "invalid_credentials",
+        )
     # The counter lives in Redis, shared by every API replica: now even the right password waits.
-    _assert_error(await api.http.post("/v1/auth/token",
-                                      json={"email": email, "password": "long enough"}), 429,
-                  "too_many_attempts")
+    _assert_error(
+        await api.http.post("/v1/auth/token", json={"email": email, "password": "long enough"}),
+        429,
+        "too_many_attempts",
+    )
 
 
 async def test_accounts_never_echo_credentials(api: Api) -> None:
     _, token = await api.user("follower")
-    r = await api.http.post("/v1/accounts", headers=api.auth(token), json={
-        "broker": "sim", "label": "x", "credentials": {"key_id": "PKX", "secret_key": "hunter2"}})
+    r = await api.http.post(
+        "/v1/accounts",
+        headers=api.auth(token),
+        json={
+            "broker": "sim",
+            "label": "x",
+            "credentials": {"key_id": "PKX", "secret_key": "hunter2"},
+        },
+    )
     assert r.status_code == 201 and "hunter2" not in r.text and "PKX" not in r.text
     listing = await api.http.get("/v1/accounts", headers=api.auth(token))
     assert "hunter2" not in listing.text
-    _assert_error(await api.http.post("/v1/accounts", headers=api.auth(token), json={
-        "broker": "kite", "label": "x", "credentials": {"key_id": "a", "secret_key": "b"}}),
-        422, "broker_not_supported")
-    _assert_error(await api.http.post("/v1/accounts", headers=api.auth(token), json={
-        "broker": "sim", "label": "x", "credentials": {"key_id": "a"}}), 422,
-        "invalid_credentials")
+    _assert_error(
+        await api.http.post(
+            "/v1/accounts",
+            headers=api.auth(token),
+            json={
+                "broker": "kite",
+                "label": "x",
+                "credentials": {"key_id": "a", "secret_key": "b"},
+            },
+        ),
+        422,
+        "broker_not_supported",
+    )
+    _assert_error(
+        await api.http.post(
+            "/v1/accounts",
+            headers=api.auth(token),
+            json={"broker": "sim", "label": "x", "credentials": {"key_id": "a"}},
+        ),
+        422,
+        "invalid_credentials",
+    )
 
 
 async def test_ops_endpoints(api: Api) -> None:

@@ -22,7 +22,9 @@ FOLLOWERS = 200
 @pytest.fixture(scope="module")
 def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(
-        service_env, Path(tmp_path_factory.mktemp("crash")), workers=1,
+        service_env,
+        Path(tmp_path_factory.mktemp("crash")),
+        workers=1,
         overrides={
             # Ten requests at a time at 200 ms each: the fan-out takes about four seconds.
             "COPYTRADE_MAX_CONCURRENT_PER_HOST": "10",
@@ -52,8 +54,9 @@ async def test_kill_a_worker_mid_fanout(stack: Stack) -> None:
 
         followers = await asyncio.gather(*(make() for _ in range(FOLLOWERS)))
         # Slow broker, and no broker-side dedup: only our own bookkeeping prevents duplicates.
-        r = await api.sim.put("/sim/faults",
-                              json={"latency_ms": 200, "dedup_client_order_id": False})
+        r = await api.sim.put(
+            "/sim/faults", json={"latency_ms": 200, "dedup_client_order_id": False}
+        )
         assert r.status_code == 200
 
         response = await api.order(master_token, master_account, qty="1")
@@ -73,16 +76,18 @@ async def test_kill_a_worker_mid_fanout(stack: Stack) -> None:
         stack.start_worker()
 
         async def settled() -> dict[str, Any] | None:
-            body: dict[str, Any] = (await api.http.get(
-                f"/v1/orders/{order_id}", headers=api.auth(master_token))).json()
+            body: dict[str, Any] = (
+                await api.http.get(f"/v1/orders/{order_id}", headers=api.auth(master_token))
+            ).json()
             return body if body["status"] == "replicated" else None
 
         summary = await eventually(settled, timeout_s=60, message="legs left unsettled")
         assert summary["legs"] == {"total": FOLLOWERS, "by_status": {"filled": FOLLOWERS}}
 
         sim_accounts = {f["sim_account_id"] for f in followers}
-        counts = Counter(o["account_id"] for o in await api.sim_orders()
-                         if o["account_id"] in sim_accounts)
+        counts = Counter(
+            o["account_id"] for o in await api.sim_orders() if o["account_id"] in sim_accounts
+        )
         assert len(counts) == FOLLOWERS, "a follower got no order"
         assert set(counts.values()) == {1}, f"duplicates: {[a for a, n in counts.items() if n > 1]}"
 

@@ -75,7 +75,9 @@ async def test_one_order_reaches_every_follower_exactly_once(api: Api) -> None:
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
     await asyncio.sleep(0.5)
-    assert len([o for o in await api.sim_orders() if o["account_id"] in by_sim_account]) == FOLLOWERS
+    assert (
+        len([o for o in await api.sim_orders() if o["account_id"] in by_sim_account]) == FOLLOWERS
+    )
 
     # Each follower sees its own copy, and only its own.
     follower = followers[1]
@@ -97,23 +99,36 @@ async def test_paused_and_halted_followers_are_skipped_with_a_reason(api: Api) -
     active = await api.follower(master_id, {"mode": "fixed", "qty": "1"})
     paused = await api.follower(master_id, {"mode": "fixed", "qty": "1"})
     halted = await api.follower(master_id, {"mode": "fixed", "qty": "1"})
-    blocked = await api.follower(master_id, {"mode": "fixed", "qty": "1"},
-                                 filters={"symbols_block": ["AAPL"]})
+    blocked = await api.follower(
+        master_id, {"mode": "fixed", "qty": "1"}, filters={"symbols_block": ["AAPL"]}
+    )
     subs = (await api.http.get("/v1/subscriptions", headers=api.auth(paused["token"]))).json()
-    r = await api.http.patch(f"/v1/subscriptions/{subs[0]['subscription_id']}",
-                             headers=api.auth(paused["token"]), json={"paused": True})
+    r = await api.http.patch(
+        f"/v1/subscriptions/{subs[0]['subscription_id']}",
+        headers=api.auth(paused["token"]),
+        json={"paused": True},
+    )
     assert r.status_code == 200 and r.json()["paused"] is True
-    r = await api.http.post(f"/v1/accounts/{halted['account_id']}/halt",
-                            headers=api.auth(halted["token"]))
+    r = await api.http.post(
+        f"/v1/accounts/{halted['account_id']}/halt", headers=api.auth(halted["token"])
+    )
     assert r.status_code == 200 and r.json()["halted"] is True
 
     order = (await api.order(master_token, master_account)).json()
 
     async def reason(follower: dict[str, str]) -> tuple[str, str | None] | None:
-        rows = (await api.http.get("/v1/copies", headers=api.auth(follower["token"]),
-                                   params={"order_id": order["order_id"]})).json()
-        return (rows[0]["status"], rows[0]["reason"]) if rows and rows[0]["status"] in (
-            "filled", "skipped") else None
+        rows = (
+            await api.http.get(
+                "/v1/copies",
+                headers=api.auth(follower["token"]),
+                params={"order_id": order["order_id"]},
+            )
+        ).json()
+        return (
+            (rows[0]["status"], rows[0]["reason"])
+            if rows and rows[0]["status"] in ("filled", "skipped")
+            else None
+        )
 
     assert await eventually(lambda: reason(active)) == ("filled", None)
     assert await eventually(lambda: reason(paused)) == ("skipped", "paused")
@@ -121,18 +136,26 @@ async def test_paused_and_halted_followers_are_skipped_with_a_reason(api: Api) -
     assert await eventually(lambda: reason(blocked)) == ("skipped", "symbol_blocked")
     sim_accounts = {o["account_id"] for o in await api.sim_orders()}
     assert active["sim_account_id"] in sim_accounts
-    assert not {paused["sim_account_id"], halted["sim_account_id"],
-                blocked["sim_account_id"]} & sim_accounts
+    assert (
+        not {paused["sim_account_id"], halted["sim_account_id"], blocked["sim_account_id"]}
+        & sim_accounts
+    )
 
     # Resume: the next order is copied again.
-    r = await api.http.post(f"/v1/accounts/{halted['account_id']}/resume",
-                            headers=api.auth(halted["token"]))
+    r = await api.http.post(
+        f"/v1/accounts/{halted['account_id']}/resume", headers=api.auth(halted["token"])
+    )
     assert r.status_code == 200 and r.json()["halted"] is False
     second = (await api.order(master_token, master_account)).json()
 
     async def copied() -> bool:
-        rows = (await api.http.get("/v1/copies", headers=api.auth(halted["token"]),
-                                   params={"order_id": second["order_id"]})).json()
+        rows = (
+            await api.http.get(
+                "/v1/copies",
+                headers=api.auth(halted["token"]),
+                params={"order_id": second["order_id"]},
+            )
+        ).json()
         return bool(rows) and rows[0]["status"] == "filled"
 
     await eventually(copied)
@@ -141,11 +164,17 @@ async def test_paused_and_halted_followers_are_skipped_with_a_reason(api: Api) -
 async def test_broker_rejection_is_recorded_not_retried(api: Api) -> None:
     master_id, master_token = await api.user("master")
     master_account, _ = await api.sim_account(master_token)
-    user_id, token = await api.user("follower")
+    _, token = await api.user("follower")
     poor_account, poor_sim = await api.sim_account(token, cash="10")
-    r = await api.http.post("/v1/subscriptions", headers=api.auth(token), json={
-        "master_id": master_id, "account_id": poor_account,
-        "sizing": {"mode": "fixed", "qty": "5"}})
+    r = await api.http.post(
+        "/v1/subscriptions",
+        headers=api.auth(token),
+        json={
+            "master_id": master_id,
+            "account_id": poor_account,
+            "sizing": {"mode": "fixed", "qty": "5"},
+        },
+    )
     assert r.status_code == 201
     order = (await api.order(master_token, master_account)).json()
 

@@ -58,8 +58,14 @@ def test_token_round_trip() -> None:
 
 def _claims(**overrides: object) -> dict[str, object]:
     now = int(time.time())
-    claims: dict[str, object] = {"sub": "u1", "role": "master", "iss": "copytrade",
-                                 "aud": "copytrade-api", "iat": now, "exp": now + 60}
+    claims: dict[str, object] = {
+        "sub": "u1",
+        "role": "master",
+        "iss": "copytrade",
+        "aud": "copytrade-api",
+        "iat": now,
+        "exp": now + 60,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 

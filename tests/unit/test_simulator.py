@@ -10,7 +10,9 @@ import pytest
 from brokers.sim.app import build_app
 
 SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "resources" / "alpaca" / "schema_fields.json").read_text()
+    (
+        Path(__file__).resolve().parents[1] / "resources" / "alpaca" / "schema_fields.json"
+    ).read_text()
 )
 
 
@@ -29,8 +31,14 @@ async def account(sim: httpx.AsyncClient, cash: str = "10000") -> dict[str, str]
 
 
 def market(cid: str, qty: str = "2", side: str = "buy") -> dict[str, str]:
-    return {"symbol": "AAPL", "qty": qty, "side": side, "type": "market", "time_in_force": "day",
-            "client_order_id": cid}
+    return {
+        "symbol": "AAPL",
+        "qty": qty,
+        "side": side,
+        "type": "market",
+        "time_in_force": "day",
+        "client_order_id": cid,
+    }
 
 
 async def test_market_order_fills_with_spec_shaped_answers(sim: httpx.AsyncClient) -> None:
@@ -48,8 +56,9 @@ async def test_market_order_fills_with_spec_shaped_answers(sim: httpx.AsyncClien
     acct = (await sim.get("/v2/account", headers=keys)).json()
     assert set(SCHEMA["Account"]["required"]) <= set(acct) <= set(SCHEMA["Account"]["properties"])
     assert acct["cash"] == "9699.5" and acct["equity"] == "10000"
-    by_cid = await sim.get("/v2/orders:by_client_order_id", headers=keys,
-                           params={"client_order_id": "c1"})
+    by_cid = await sim.get(
+        "/v2/orders:by_client_order_id", headers=keys, params={"client_order_id": "c1"}
+    )
     assert by_cid.json()["id"] == order["id"]
 
 
@@ -67,8 +76,15 @@ async def test_duplicate_client_order_id_is_422_unless_dedup_is_off(sim: httpx.A
 async def test_limit_order_rests_until_the_price_crosses(sim: httpx.AsyncClient) -> None:
     keys = await account(sim)
     await sim.put("/sim/prices", json={"MSFT": "100"})
-    body = {"symbol": "MSFT", "qty": "1", "side": "buy", "type": "limit", "limit_price": "95",
-            "time_in_force": "gtc", "client_order_id": "l1"}
+    body = {
+        "symbol": "MSFT",
+        "qty": "1",
+        "side": "buy",
+        "type": "limit",
+        "limit_price": "95",
+        "time_in_force": "gtc",
+        "client_order_id": "l1",
+    }
     order = (await sim.post("/v2/orders", headers=keys, json=body)).json()
     assert order["status"] == "new"
     open_orders = (await sim.get("/v2/orders", headers=keys, params={"status": "open"})).json()
@@ -82,11 +98,21 @@ async def test_limit_order_rests_until_the_price_crosses(sim: httpx.AsyncClient)
 
 async def test_cancel_and_replace(sim: httpx.AsyncClient) -> None:
     keys = await account(sim)
-    body = {"symbol": "MSFT", "qty": "1", "side": "buy", "type": "limit", "limit_price": "50",
-            "time_in_force": "gtc", "client_order_id": "r1"}
+    body = {
+        "symbol": "MSFT",
+        "qty": "1",
+        "side": "buy",
+        "type": "limit",
+        "limit_price": "50",
+        "time_in_force": "gtc",
+        "client_order_id": "r1",
+    }
     order = (await sim.post("/v2/orders", headers=keys, json=body)).json()
-    new = (await sim.patch(f"/v2/orders/{order['id']}", headers=keys,
-                           json={"qty": "3", "limit_price": "55"})).json()
+    new = (
+        await sim.patch(
+            f"/v2/orders/{order['id']}", headers=keys, json={"qty": "3", "limit_price": "55"}
+        )
+    ).json()
     assert new["replaces"] == order["id"] and new["qty"] == "3" and new["limit_price"] == "55"
     old = (await sim.get(f"/v2/orders/{order['id']}", headers=keys)).json()
     assert old["status"] == "replaced" and old["replaced_by"] == new["id"]
@@ -97,15 +123,35 @@ async def test_cancel_and_replace(sim: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     "body,message",
     [
-        ({"symbol": "AAPL", "qty": "-1", "side": "buy", "type": "market", "time_in_force": "day"},
-         "qty must be > 0"),
-        ({"symbol": "AAPL", "qty": "1", "side": "hold", "type": "market", "time_in_force": "day"},
-         "invalid side"),
-        ({"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day"},
-         "limit_price is required for limit orders"),
+        (
+            {
+                "symbol": "AAPL",
+                "qty": "-1",
+                "side": "buy",
+                "type": "market",
+                "time_in_force": "day",
+            },
+            "qty must be > 0",
+        ),
+        (
+            {
+                "symbol": "AAPL",
+                "qty": "1",
+                "side": "hold",
+                "type": "market",
+                "time_in_force": "day",
+            },
+            "invalid side",
+        ),
+        (
+            {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day"},
+            "limit_price is required for limit orders",
+        ),
     ],
 )
-async def test_bad_orders_are_422(sim: httpx.AsyncClient, body: dict[str, str], message: str) -> None:
+async def test_bad_orders_are_422(
+    sim: httpx.AsyncClient, body: dict[str, str], message: str
+) -> None:
     keys = await account(sim)
     r = await sim.post("/v2/orders", headers=keys, json=body)
     assert r.status_code == 422 and r.json()["message"] == message

@@ -17,20 +17,41 @@ NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
 D = Decimal
 
 
-def order(qty: str = "10", side: Side = Side.BUY, symbol: str = "AAPL", age_ms: int = 0) -> OrderMessage:
+def order(
+    qty: str = "10", side: Side = Side.BUY, symbol: str = "AAPL", age_ms: int = 0
+) -> OrderMessage:
     return OrderMessage(
-        order_id="11111111-1111-1111-1111-111111111111", master_id="m", account_id="ma",
-        client_order_id="c", symbol=symbol, side=side, qty=D(qty), type=OrderType.MARKET,
-        time_in_force=TimeInForce.DAY, created_at=NOW - timedelta(milliseconds=age_ms),
+        order_id="11111111-1111-1111-1111-111111111111",
+        master_id="m",
+        account_id="ma",
+        client_order_id="c",
+        symbol=symbol,
+        side=side,
+        qty=D(qty),
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        created_at=NOW - timedelta(milliseconds=age_ms),
     )
 
 
-def target(sizing: FixedSizing | MultiplierSizing, account: str = "a1", caps: Caps | None = None,
-           filters: Filters | None = None, step: str = "1", **flags: bool) -> FollowerTarget:
+def target(
+    sizing: FixedSizing | MultiplierSizing,
+    account: str = "a1",
+    caps: Caps | None = None,
+    filters: Filters | None = None,
+    step: str = "1",
+    **flags: bool,
+) -> FollowerTarget:
     return FollowerTarget(
-        subscription_id="s-" + account, follower_id="f-" + account, account_id=account,
-        broker="sim", sizing=sizing, caps=caps or Caps(), filters=filters or Filters(),
-        qty_step=D(step), **flags,
+        subscription_id="s-" + account,
+        follower_id="f-" + account,
+        account_id=account,
+        broker="sim",
+        sizing=sizing,
+        caps=caps or Caps(),
+        filters=filters or Filters(),
+        qty_step=D(step),
+        **flags,
     )
 
 
@@ -82,8 +103,13 @@ def test_size(sizing: FixedSizing | MultiplierSizing, master_qty: str, expected:
         (mult("2"), Caps(max_qty=D("0.5")), LegStatus.SKIPPED, None, "below_min_qty"),
     ],
 )
-def test_caps(sizing: MultiplierSizing, caps: Caps, expected_status: LegStatus,
-              expected_qty: str | None, expected_reason: str | None) -> None:
+def test_caps(
+    sizing: MultiplierSizing,
+    caps: Caps,
+    expected_status: LegStatus,
+    expected_qty: str | None,
+    expected_reason: str | None,
+) -> None:
     [leg] = plan(order("10"), [target(sizing, caps=caps)], NOW)
     assert leg.status is expected_status
     assert leg.qty == (None if expected_qty is None else D(expected_qty))
@@ -104,8 +130,13 @@ def test_caps(sizing: MultiplierSizing, caps: Caps, expected_status: LegStatus,
         (Filters(reverse=True, sides=[Side.SELL]), {}, order(), None, Side.SELL),
     ],
 )
-def test_filters(filters: Filters, flags: dict[str, bool], the_order: OrderMessage,
-                 reason: str | None, side: Side) -> None:
+def test_filters(
+    filters: Filters,
+    flags: dict[str, bool],
+    the_order: OrderMessage,
+    reason: str | None,
+    side: Side,
+) -> None:
     [leg] = plan(the_order, [target(fixed("1"), filters=filters, **flags)], NOW)
     assert leg.reason == reason
     assert leg.status is (LegStatus.SKIPPED if reason else LegStatus.PLANNED)
@@ -128,14 +159,26 @@ qtys = st.decimals(min_value=D("0.001"), max_value=D("100000"), places=3)
 factors = st.decimals(min_value=D("0.01"), max_value=D("50"), places=2)
 
 
-@given(qtys, factors, st.one_of(st.none(), qtys), st.sampled_from(list(OnCap)),
-       st.sampled_from(list(Rounding)), st.sampled_from(["1", "0.1", "0.001"]))
-def test_a_planned_leg_never_exceeds_max_qty(master_qty: Decimal, factor: Decimal,
-                                             max_qty: Decimal | None, on_cap: OnCap,
-                                             rounding: Rounding, step: str) -> None:
+@given(
+    qtys,
+    factors,
+    st.one_of(st.none(), qtys),
+    st.sampled_from(list(OnCap)),
+    st.sampled_from(list(Rounding)),
+    st.sampled_from(["1", "0.1", "0.001"]),
+)
+def test_a_planned_leg_never_exceeds_max_qty(
+    master_qty: Decimal,
+    factor: Decimal,
+    max_qty: Decimal | None,
+    on_cap: OnCap,
+    rounding: Rounding,
+    step: str,
+) -> None:
     caps = Caps(max_qty=max_qty, on_cap=on_cap)
-    [leg] = plan(order(str(master_qty)), [target(mult(str(factor), rounding), caps=caps,
-                                                 step=step)], NOW)
+    [leg] = plan(
+        order(str(master_qty)), [target(mult(str(factor), rounding), caps=caps, step=step)], NOW
+    )
     if leg.status is LegStatus.PLANNED:
         assert leg.qty is not None and leg.qty > 0
         assert leg.qty % D(step) == 0

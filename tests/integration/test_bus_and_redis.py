@@ -1,0 +1,82 @@
+"""JetStream stream/consumer and Redis against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import nats
+import redis.asyncio as aioredis
+from nats.js.api import ConsumerConfig
+
+from schemas.common import OrderType, Side, TimeInForce
+from schemas.messages import ORDERS_STREAM, OrderMessage
+from services import bus
+
+
+def _message(master_id: str) -> OrderMessage:
+    return OrderMessage(
+        order_id=str(uuid.uuid4()),
+        master_id=master_id,
+        account_id="a",
+        client_order_id="c",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal("1.5"),
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        created_at=datetime.now(UTC),
+    )
+
+
+async def test_stream_dedups_by_order_id_and_redelivers_unacked(servers: dict[str, str]) -> None:
+    nc = await nats.connect(servers["nats"])
+    try:
+        js = nc.jetstream()
+        await bus.ensure_stream(js)
+        await bus.ensure_stream(js)  # idempotent
+        info = await js.stream_info(ORDERS_STREAM)
+        assert info.config.duplicate_window == bus.DUPLICATE_WINDOW_S
+        assert str(getattr(info.config.storage, "value", info.config.storage)) == "file"
+        durable = "test-" + uuid.uuid4().hex[:8]
+        master = uuid.uuid4().hex
+        await js.add_consumer(
+            ORDERS_STREAM,
+            ConsumerConfig(
+                durable_name=durable, ack_wait=1, max_deliver=5, filter_subject=f"orders.{master}"
+            ),
+        )
+        message = _message(master)
+        first = await bus.publish_order(js, message)
+        second = await bus.publish_order(js, message)  # same Nats-Msg-Id: not stored twice
+        assert first == second
+        psub = await js.pull_subscribe_bind(durable=durable, stream=ORDERS_STREAM)
+        [got] = await psub.fetch(batch=10, timeout=2)
+        assert OrderMessage.model_validate_json(got.data) == message
+        # Not acked: JetStream delivers it again after ack_wait.
+        await asyncio.sleep(1.2)
+        [again] = await psub.fetch(batch=10, timeout=3)
+        assert again.metadata.num_delivered == 2
+        await again.ack_sync()
+        consumer = await js.consumer_info(ORDERS_STREAM, durable)
+        assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
+        await js.delete_consumer(ORDERS_STREAM, durable)
+    finally:
+        await nc.close()
+
+
+async def test_redis_counters_expire(servers: dict[str, str]) -> None:
+    client = aioredis.from_url(servers["redis"])
+    try:
+        key = "login:fail:test-" + uuid.uuid4().hex
+        pipe = client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 1)
+        assert await pipe.execute() == [1, True]
+        assert int(await client.get(key)) == 1
+        await asyncio.sleep(1.2)
+        assert await client.get(key) is None
+    finally:
+        await client.aclose()

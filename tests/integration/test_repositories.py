@@ -1,0 +1,217 @@
+"""Repositories against a real PostgreSQL (embedded by default)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from replication.model import FollowerTarget
+from replication.plan import plan
+from replication.state import LegStatus
+from schemas.common import OrderType, Side, TimeInForce
+from schemas.copy_settings import Caps, Filters, FixedSizing
+from schemas.messages import OrderMessage
+from services.db import repositories as repo
+
+
+async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
+    master_id, master_account = str(uuid.uuid4()), str(uuid.uuid4())
+    order_id = str(uuid.uuid4())
+    targets = []
+    async with engine.begin() as conn:
+        await repo.create_user(conn, master_id, f"m-{master_id}@x.test", "h", "master")
+        await repo.create_account(conn, master_account, master_id, "sim", "m", b"x")
+        await repo.insert_master_order(
+            conn,
+            {
+                "id": order_id,
+                "master_id": master_id,
+                "account_id": master_account,
+                "client_order_id": "c",
+                "request_hash": "h",
+                "symbol": "AAPL",
+                "side": "buy",
+                "qty": Decimal(5),
+                "type": "market",
+                "limit_price": None,
+                "stop_price": None,
+                "time_in_force": "day",
+            },
+        )
+        for _ in range(followers):
+            user_id, account_id = str(uuid.uuid4()), str(uuid.uuid4())
+            await repo.create_user(conn, user_id, f"f-{user_id}@x.test", "h", "follower")
+            await repo.create_account(conn, account_id, user_id, "sim", "f", b"x")
+            targets.append(
+                FollowerTarget(
+                    subscription_id=str(uuid.uuid4()),
+                    follower_id=user_id,
+                    account_id=account_id,
+                    broker="sim",
+                    sizing=FixedSizing(mode="fixed", qty=Decimal(1)),
+                    caps=Caps(),
+                    filters=Filters(),
+                )
+            )
+    order = OrderMessage(
+        order_id=order_id,
+        master_id=master_id,
+        account_id=master_account,
+        client_order_id="c",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal(5),
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        created_at=datetime.now(UTC),
+    )
+    return order, targets
+
+
+def _submitting(legs: list) -> list:
+    from dataclasses import replace
+
+    return [replace(leg, status=LegStatus.SUBMITTING) for leg in legs]
+
+
+async def test_legs_are_recorded_once_even_when_two_workers_race(engine: AsyncEngine) -> None:
+    order, targets = await _order_with_followers(engine, 50)
+    legs = _submitting(plan(order, targets, datetime.now(UTC)))
+
+    async def record() -> list[str]:
+        async with engine.begin() as conn:
+            return await repo.insert_legs(conn, order.master_id, legs, 10)
+
+    first, second = await asyncio.gather(record(), record())
+    assert sorted(first + second) == sorted(leg.leg_id for leg in legs)  # disjoint, complete
+    async with engine.connect() as conn:
+        count = (
+            await conn.execute(
+                text("SELECT count(*) FROM legs WHERE order_id = :o"), {"o": order.order_id}
+            )
+        ).scalar_one()
+    assert count == 50
+
+
+async def test_settle_only_touches_legs_in_doubt(engine: AsyncEngine) -> None:
+    order, targets = await _order_with_followers(engine, 3)
+    legs = _submitting(plan(order, targets, datetime.now(UTC)))
+    async with engine.begin() as conn:
+        await repo.insert_legs(conn, order.master_id, legs, 10)
+        rows = await repo.settle_legs(
+            conn,
+            [
+                repo.LegOutcome(
+                    legs[0].leg_id,
+                    LegStatus.FILLED,
+                    broker_order_id="b0",
+                    filled_qty=Decimal(1),
+                    filled_avg_price=Decimal(100),
+                ),
+                repo.LegOutcome(
+                    legs[1].leg_id,
+                    LegStatus.UNKNOWN,
+                    reason="in_doubt: http_500",
+                    recheck_after_s=5,
+                ),
+            ],
+        )
+        assert {r["status"] for r in rows} == {"filled", "unknown"}
+        # A late answer for an already filled leg changes nothing.
+        again = await repo.settle_legs(conn, [repo.LegOutcome(legs[0].leg_id, LegStatus.REJECTED)])
+        assert again == []
+        progress = await repo.order_progress(conn, order.order_id)
+    assert progress["by_status"] == {"filled": 1, "unknown": 1, "submitting": 1}
+    assert progress["status"] == "accepted" and progress["fanout_ms"] is None
+
+
+async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
+    order, targets = await _order_with_followers(engine, 40)
+    legs = _submitting(plan(order, targets, datetime.now(UTC)))
+    async with engine.begin() as conn:
+        await repo.insert_legs(conn, order.master_id, legs, 0.001)
+    await asyncio.sleep(0.05)
+
+    async def claim() -> list[str]:
+        async with engine.begin() as conn:
+            return [
+                str(r["id"])
+                for r in await repo.claim_in_doubt(conn, 1000, 30)
+                if str(r["order_id"]) == order.order_id
+            ]
+
+    results = await asyncio.gather(*(claim() for _ in range(4)))
+    claimed = [leg for result in results for leg in result]
+    assert len(claimed) == len(set(claimed)) == 40
+    async with engine.begin() as conn:
+        assert [
+            r
+            for r in await repo.claim_in_doubt(conn, 1000, 30)
+            if str(r["order_id"]) == order.order_id
+        ] == []
+
+
+async def test_master_order_idempotency_key(engine: AsyncEngine) -> None:
+    order, _ = await _order_with_followers(engine, 0)
+    async with engine.begin() as conn:
+        again = await repo.insert_master_order(
+            conn,
+            {
+                "id": str(uuid.uuid4()),
+                "master_id": order.master_id,
+                "account_id": order.account_id,
+                "client_order_id": "c",
+                "request_hash": "other",
+                "symbol": "AAPL",
+                "side": "buy",
+                "qty": Decimal(5),
+                "type": "market",
+                "limit_price": None,
+                "stop_price": None,
+                "time_in_force": "day",
+            },
+        )
+        assert again is None
+        existing = await repo.get_master_order_by_client_id(conn, order.master_id, "c")
+    assert existing is not None and str(existing["id"]) == order.order_id
+
+
+async def test_database_rejects_a_second_leg_for_the_same_follower_and_action(
+    engine: AsyncEngine,
+) -> None:
+    """Invariant 1 is enforced by PostgreSQL itself, not only by our code."""
+    order, targets = await _order_with_followers(engine, 1)
+    [leg] = _submitting(plan(order, targets, datetime.now(UTC)))
+    async with engine.begin() as conn:
+        await repo.insert_legs(conn, order.master_id, [leg], 10)
+    from dataclasses import replace
+
+    from sqlalchemy.exc import IntegrityError
+
+    clone = replace(leg, leg_id=str(uuid.uuid4()))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO legs (id, order_id, master_id, subscription_id, follower_id, "
+                    "account_id, action, client_order_id, symbol, side, qty, type, time_in_force, "
+                    "status) VALUES (:id, :o, :m, :s, :f, :a, 'open', 'other', 'AAPL', 'buy', 1, "
+                    "'market', 'day', 'submitting')"
+                ),
+                {
+                    "id": clone.leg_id,
+                    "o": leg.order_id,
+                    "m": order.master_id,
+                    "s": leg.subscription_id,
+                    "f": leg.follower_id,
+                    "a": leg.account_id,
+                },
+            )
+        raise AssertionError("a duplicate leg was accepted")
+    except IntegrityError as exc:
+        assert "legs_order_id_account_id_action_key" in str(exc)
