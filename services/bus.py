@@ -38,6 +38,15 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
+async def close(nc: NATS) -> None:
+    """Flush what we published, then close. (drain() waits out pull subscriptions: too slow.)"""
+    try:
+        await nc.flush(timeout=2)
+    except Exception:
+        log.warning("flush before close failed", exc_info=True)
+    await nc.close()
+
+
 def stream_config() -> StreamConfig:
     return StreamConfig(
         name=ORDERS_STREAM,

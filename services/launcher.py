@@ -52,7 +52,7 @@ async def _prepare(settings: Settings, env: dict[str, str]) -> None:
         await bus.ensure_stream(js)
         await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)
     finally:
-        await nc.drain()
+        await bus.close(nc)
 
 
 async def _seed(settings: Settings, env: dict[str, str]) -> None:

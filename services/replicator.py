@@ -222,7 +222,7 @@ async def main_async(settings: Settings) -> None:
         await replicator.run(stop)
     finally:
         await pool.aclose()
-        await nc.drain()
+        await bus.close(nc)
         await engine.dispose()
         log.info("replicator stopped")
 

@@ -195,7 +195,7 @@ async def main_async(settings: Settings) -> None:
         await sweeper.run(stop)
     finally:
         await pool.aclose()
-        await nc.drain()
+        await bus.close(nc)
         await engine.dispose()
         log.info("sweeper stopped")
 

@@ -187,7 +187,7 @@ def build_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await nc.drain()
+            await bus.close(nc)
             await redis_client.aclose()
             await engine.dispose()
 
