@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -125,16 +126,24 @@ def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = state_dir / "nats.log"
+    config = state_dir / "nats.conf"
+    # Money: every JetStream write is fsynced before the publish is acknowledged.
+    config.write_text(
+        "jetstream {\n"
+        f"  store_dir: {json.dumps(str(state_dir / 'jetstream'))}\n"
+        "  sync_interval: always\n"
+        "}\n"
+    )
     process = _spawn(
         [
             str(nats_server_binary()),
+            "-c",
+            str(config),
             "-a",
             "127.0.0.1",
             "-p",
             str(port),
             "-js",
-            "-sd",
-            str(state_dir / "jetstream"),
             "--server_name",
             "copytrade-embedded",
         ],
