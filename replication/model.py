@@ -8,9 +8,53 @@ from typing import Any
 
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
-from schemas.copy_settings import Caps, Filters, FixedSizing, MultiplierSizing
+from schemas.copy_settings import AnySizing, Caps, Filters
 
 OPEN_ACTION = "open"
+MASTER_ACTION = "master"
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """Trading rules of one symbol at one broker."""
+
+    symbol: str
+    qty_step: Decimal = Decimal("1")
+    min_qty: Decimal = ZERO
+    min_notional: Decimal = ZERO
+
+    @property
+    def minimum_qty(self) -> Decimal:
+        return max(self.min_qty, self.qty_step)
+
+
+@dataclass(frozen=True)
+class MasterContext:
+    """What the planner knows about the master and the market when it plans one order."""
+
+    reference_price: Decimal | None = None
+    price_source: str = "unavailable"  # limit_price | last_price | unavailable
+    master_equity: Decimal | None = None
+    master_position: Decimal = ZERO  # signed, in the order's symbol, before this order
+    global_halt: bool = False
+    master_halted: bool = False
+
+
+@dataclass(frozen=True)
+class FollowerState:
+    """A follower account's risk state for one order's symbol.
+
+    `broker_position` comes from a broker snapshot; `copy_position` is the ledger of the legs we
+    recorded (reserved when recorded, released when a leg ends unfilled), read under a row lock.
+    """
+
+    equity: Decimal | None = None
+    day_pnl: Decimal | None = None
+    broker_position: Decimal = ZERO
+    copy_position: Decimal = ZERO
+    open_symbols: frozenset[str] = frozenset()
+    orders_today: int = 0
 
 
 @dataclass(frozen=True)
@@ -21,19 +65,20 @@ class FollowerTarget:
     follower_id: str
     account_id: str
     broker: str
-    sizing: FixedSizing | MultiplierSizing
+    sizing: AnySizing
     caps: Caps
     filters: Filters
     paused: bool = False
     account_halted: bool = False
-    qty_step: Decimal = Decimal("1")
+    instrument: Instrument = Instrument(symbol="")
+    state: FollowerState = FollowerState()
 
 
 @dataclass(frozen=True)
 class PlannedLeg:
     leg_id: str
     order_id: str
-    subscription_id: str
+    subscription_id: str | None
     follower_id: str
     account_id: str
     broker: str
@@ -49,6 +94,13 @@ class PlannedLeg:
     status: LegStatus
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def signed_qty(self) -> Decimal:
+        """The position change this leg asks for (+ buys, - sells); 0 when skipped."""
+        if self.qty is None:
+            return ZERO
+        return self.qty if self.side is Side.BUY else -self.qty
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,17 @@
 """Planning: one master order and a subscriptions snapshot → one leg per follower account.
 
-Each leg is either PLANNED with a quantity or SKIPPED with a reason and the inputs that led to
-it. Pure: same inputs, same plan, on any worker.
+Each leg is PLANNED with a quantity, or SKIPPED with a reason; both carry the inputs that led
+to them in `details`. Pure: same inputs, same plan, on any worker.
+
+A leg has two parts:
+- **closing**: when the master order reduces the master's position, the follower's copy
+  position is reduced by the same fraction (all of it when the master closes fully). The
+  follower's closable position is the smaller of its copy position (our ledger) and its broker
+  position, so a leg never sells what the follower does not hold and never flips it by rounding.
+- **opening**: whatever of the master order adds exposure, sized by the subscription's mode.
+
+Caps and close-only limit only the opening part: closing never adds risk, and blocking it
+would keep a follower in a position its master has left.
 """
 
 from __future__ import annotations
@@ -13,11 +23,19 @@ from decimal import Decimal
 from typing import Any
 
 from replication.ids import client_order_id
-from replication.model import OPEN_ACTION, FollowerTarget, PlannedLeg
-from replication.sizing import round_to_step, size
+from replication.model import (
+    MASTER_ACTION,
+    OPEN_ACTION,
+    ZERO,
+    FollowerState,
+    FollowerTarget,
+    MasterContext,
+    PlannedLeg,
+)
+from replication.sizing import SizingSkip, round_to_step, size_for
 from replication.state import LegStatus
 from schemas.common import Side, format_decimal
-from schemas.copy_settings import OnCap
+from schemas.copy_settings import Caps, OnCap, Rounding
 from schemas.messages import OrderMessage
 
 _LEG_NAMESPACE = uuid.UUID("6f1c3c1e-4d0b-4a53-9c55-2f0f3c7c9a11")
@@ -28,9 +46,44 @@ def leg_id(order_id: str, account_id: str, action: str) -> str:
     return str(uuid.uuid5(_LEG_NAMESPACE, f"{order_id}/{account_id}/{action}"))
 
 
+def _fmt(value: Decimal | None) -> str | None:
+    return None if value is None else format_decimal(value)
+
+
+def _direction(side: Side) -> Decimal:
+    return Decimal(1) if side is Side.BUY else Decimal(-1)
+
+
+def closable(state: FollowerState, side: Side) -> Decimal:
+    """How much of the follower's copy position an order on `side` may close (>= 0)."""
+    wanted = -_direction(side)  # a sell closes a long (+), a buy closes a short (-)
+    copy, broker = state.copy_position * wanted, state.broker_position * wanted
+    return max(ZERO, min(copy, broker))
+
+
+def exposure_in(state: FollowerState, side: Side) -> Decimal:
+    """Worst-case position in the direction of `side` (ledger or broker, whichever is larger)."""
+    direction = _direction(side)
+    return max(state.copy_position * direction, state.broker_position * direction)
+
+
+def master_split(order: OrderMessage, master_position: Decimal) -> tuple[Decimal, Decimal]:
+    """(fraction of the master position this order closes, master quantity that opens)."""
+    reduces = master_position * _direction(order.side) < 0
+    if not reduces:
+        return ZERO, order.qty
+    held = abs(master_position)
+    closed = min(order.qty, held)
+    return closed / held, order.qty - closed
+
+
 def _skip_reason(
-    order: OrderMessage, target: FollowerTarget, side: Side, now: datetime
+    order: OrderMessage, target: FollowerTarget, context: MasterContext, side: Side, now: datetime
 ) -> tuple[str, dict[str, Any]] | None:
+    if context.global_halt:
+        return "global_halt", {}
+    if context.master_halted:
+        return "master_halted", {}
     if target.account_halted:
         return "halted", {}
     if target.paused:
@@ -52,37 +105,125 @@ def _skip_reason(
     return None
 
 
-def plan_leg(order: OrderMessage, target: FollowerTarget, now: datetime) -> PlannedLeg:
+def _apply_caps(
+    opening: Decimal,
+    closing: Decimal,
+    side: Side,
+    symbol: str,
+    caps: Caps,
+    state: FollowerState,
+    context: MasterContext,
+    step: Decimal,
+    details: dict[str, Any],
+) -> tuple[Decimal, str | None]:
+    """Limit the opening quantity by every cap; returns (opening, reason of the binding cap)."""
+    reason: str | None = None
+    clamp = caps.on_cap is OnCap.CLAMP
+
+    def limit(room: Decimal, cap: str) -> None:
+        nonlocal opening, reason
+        room = max(ZERO, round_to_step(max(room, ZERO), step, Rounding.FLOOR))
+        if opening > room:
+            opening = room if clamp else ZERO
+            reason = f"clamped_{cap}" if clamp and room > 0 else cap
+
+    if opening <= 0:
+        return opening, None
+    if caps.daily_loss_limit is not None:
+        details["daily_loss_limit"] = format_decimal(caps.daily_loss_limit)
+        if state.day_pnl is None:
+            return ZERO, "pnl_unavailable"
+        if -state.day_pnl >= caps.daily_loss_limit:
+            return ZERO, "daily_loss_limit"  # close-only for the rest of the day
+    if caps.max_orders_per_day is not None and state.orders_today >= caps.max_orders_per_day:
+        details["orders_today"] = state.orders_today
+        return ZERO, "cap_max_orders_per_day"
+    exposure_after_close = max(ZERO, exposure_in(state, side) + closing)
+    if caps.max_open_positions is not None and exposure_after_close <= 0:
+        opened = state.open_symbols - {symbol}
+        if len(opened) >= caps.max_open_positions:
+            details["open_positions"] = len(opened)
+            return ZERO, "cap_max_open_positions"
+    if caps.max_qty is not None:
+        limit(caps.max_qty, "cap_max_qty")
+    if caps.max_notional is not None:
+        if context.reference_price is None:
+            return ZERO, "price_unavailable"
+        limit(caps.max_notional / context.reference_price, "cap_max_notional")
+    if caps.max_position is not None:
+        details["exposure"] = format_decimal(exposure_after_close)
+        limit(caps.max_position - exposure_after_close, "cap_max_position")
+    return opening, reason
+
+
+def plan_leg(
+    order: OrderMessage, target: FollowerTarget, context: MasterContext, now: datetime
+) -> PlannedLeg:
     side = order.side
     if target.filters.reverse:
         side = Side.SELL if side is Side.BUY else Side.BUY
-    details: dict[str, Any] = {"master_qty": format_decimal(order.qty), "mode": target.sizing.mode}
-    status = LegStatus.PLANNED
+    state, instrument = target.state, target.instrument
+    step = instrument.qty_step
+    details: dict[str, Any] = {
+        "master_qty": format_decimal(order.qty),
+        "mode": target.sizing.mode,
+        "master_position": format_decimal(context.master_position),
+        "follower_position": format_decimal(state.broker_position),
+        "copy_position": format_decimal(state.copy_position),
+    }
+    if context.reference_price is not None:
+        details["reference_price"] = format_decimal(context.reference_price)
+        details["price_source"] = context.price_source
     reason: str | None = None
     qty: Decimal | None = None
 
-    skip = _skip_reason(order, target, side, now)
+    skip = _skip_reason(order, target, context, side, now)
     if skip is not None:
-        status, (reason, extra) = LegStatus.SKIPPED, skip
+        reason, extra = skip
         details.update(extra)
     else:
-        sized = size(target.sizing, order.qty, target.qty_step)
-        details["raw_qty"] = format_decimal(sized.raw_qty)
-        qty = sized.qty
-        max_qty = target.caps.max_qty
-        if max_qty is not None and qty > max_qty:
-            details["max_qty"] = format_decimal(max_qty)
-            if target.caps.on_cap is OnCap.SKIP:
-                status, reason, qty = LegStatus.SKIPPED, "cap_max_qty", None
+        fraction, master_opening = master_split(order, context.master_position)
+        closing = ZERO
+        if fraction > 0:
+            base = closable(state, side)
+            closing = base if fraction >= 1 else min(base, round_to_step(base * fraction, step))
+            details["close_fraction"] = format_decimal(fraction.quantize(Decimal("0.000001")))
+            details["close_qty"] = format_decimal(closing)
+            if base <= 0 and master_opening <= 0:
+                reason = "no_position"
+        opening = ZERO
+        if master_opening > 0:
+            sized = size_for(target.sizing, master_opening, order, context, state, step)
+            if isinstance(sized, SizingSkip):
+                reason = sized.reason
+                details.update(sized.details)
             else:
-                # Clamp, then round down so the clamped quantity still respects the cap.
-                qty = round_to_step(max_qty, target.qty_step, target.sizing.rounding)
-                if qty > max_qty:
-                    qty -= target.qty_step
-                reason = "clamped_max_qty"
-        if qty is not None and qty <= 0:
-            details["qty_step"] = format_decimal(target.qty_step)
-            status, reason, qty = LegStatus.SKIPPED, "below_min_qty", None
+                details["raw_qty"] = format_decimal(sized.raw_qty)
+                if target.sizing.mode == "equity_ratio":
+                    details["master_equity"] = _fmt(context.master_equity)
+                if target.sizing.mode in ("equity_ratio", "risk_percent"):
+                    details["follower_equity"] = _fmt(state.equity)
+                opening, cap_reason = _apply_caps(
+                    sized.qty, closing, side, order.symbol, target.caps, state, context, step,
+                    details,
+                )
+                reason = cap_reason or reason
+                if sized.qty <= 0 and closing <= 0:
+                    reason = "below_min_qty"
+        total = closing + opening
+        details["open_qty"] = format_decimal(opening)
+        if total > 0 and total < instrument.minimum_qty:
+            details["min_qty"] = format_decimal(instrument.minimum_qty)
+            reason, total = "below_min_qty", ZERO
+        price = order.limit_price or context.reference_price
+        if total > 0 and instrument.min_notional > 0 and price is not None:
+            if total * price < instrument.min_notional:
+                details["min_notional"] = format_decimal(instrument.min_notional)
+                reason, total = "below_min_notional", ZERO
+        if total > 0:
+            qty = total
+        elif reason is None:
+            reason = "below_min_qty"
 
     return PlannedLeg(
         leg_id=leg_id(order.order_id, target.account_id, OPEN_ACTION),
@@ -100,16 +241,45 @@ def plan_leg(order: OrderMessage, target: FollowerTarget, now: datetime) -> Plan
         time_in_force=order.time_in_force,
         limit_price=order.limit_price,
         stop_price=order.stop_price,
-        status=status,
+        status=LegStatus.PLANNED if qty is not None else LegStatus.SKIPPED,
         reason=reason,
         details=details,
     )
 
 
-def plan(order: OrderMessage, targets: Iterable[FollowerTarget], now: datetime) -> list[PlannedLeg]:
+def plan(
+    order: OrderMessage,
+    targets: Iterable[FollowerTarget],
+    now: datetime,
+    context: MasterContext | None = None,
+) -> list[PlannedLeg]:
     """One leg per follower account; an account subscribed twice still gets one leg."""
+    context = context or MasterContext()
     legs: dict[str, PlannedLeg] = {}
     for target in sorted(targets, key=lambda t: (t.account_id, t.subscription_id)):
         if target.account_id not in legs:
-            legs[target.account_id] = plan_leg(order, target, now)
+            legs[target.account_id] = plan_leg(order, target, context, now)
     return list(legs.values())
+
+
+def master_leg(order: OrderMessage, broker: str) -> PlannedLeg:
+    """The master's own order at the master's broker, recorded and sent like any leg."""
+    return PlannedLeg(
+        leg_id=leg_id(order.order_id, order.account_id, MASTER_ACTION),
+        order_id=order.order_id,
+        subscription_id=None,
+        follower_id=order.master_id,
+        account_id=order.account_id,
+        broker=broker,
+        action=MASTER_ACTION,
+        client_order_id=client_order_id(order.order_id, order.account_id, MASTER_ACTION),
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty,
+        type=order.type,
+        time_in_force=order.time_in_force,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        status=LegStatus.PLANNED,
+        details={"master_qty": format_decimal(order.qty)},
+    )

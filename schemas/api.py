@@ -19,21 +19,13 @@ from schemas.common import (
     Strict,
     TimeInForce,
 )
-from schemas.copy_settings import (
-    UNSUPPORTED_CAPS,
-    UNSUPPORTED_SIZING_MODES,
-    Caps,
-    Filters,
-    Sizing,
-)
+from schemas.copy_settings import Caps, Filters, Sizing
 
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
 
 # Validation error types that carry their own machine-readable code to the client.
 CUSTOM_ERROR_CODES = frozenset(
     {
-        "unsupported_sizing_mode",
-        "unsupported_cap",
         "missing_limit_price",
         "missing_stop_price",
         "unexpected_price",
@@ -85,23 +77,6 @@ class AccountOut(BaseModel):
     created_at: datetime | None = None
 
 
-def _check_unsupported(sizing: Any, caps: Any) -> None:
-    if isinstance(sizing, dict) and sizing.get("mode") in UNSUPPORTED_SIZING_MODES:
-        raise PydanticCustomError(
-            "unsupported_sizing_mode",
-            "sizing mode {mode} is not available yet; use fixed or multiplier",
-            {"mode": sizing.get("mode")},
-        )
-    if isinstance(caps, dict):
-        unsupported = sorted(set(caps) & UNSUPPORTED_CAPS)
-        if unsupported:
-            raise PydanticCustomError(
-                "unsupported_cap",
-                "caps {caps} are not enforced yet; refusing rather than copying without them",
-                {"caps": unsupported},
-            )
-
-
 class SubscriptionCreate(Strict):
     master_id: UUID
     account_id: UUID
@@ -110,26 +85,12 @@ class SubscriptionCreate(Strict):
     filters: Filters = Filters()
     paused: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _unsupported(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            _check_unsupported(data.get("sizing"), data.get("caps"))
-        return data
-
 
 class SubscriptionPatch(Strict):
     sizing: Sizing | None = None
     caps: Caps | None = None
     filters: Filters | None = None
     paused: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unsupported(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            _check_unsupported(data.get("sizing"), data.get("caps"))
-        return data
 
 
 class SubscriptionOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -16,22 +17,50 @@ class Rounding(StrEnum):
 
 
 class FixedSizing(Strict):
+    """Always the same quantity."""
+
     mode: Literal["fixed"]
     qty: PositiveDecimal
     rounding: Rounding = Rounding.FLOOR
 
 
 class MultiplierSizing(Strict):
+    """Master quantity * factor."""
+
     mode: Literal["multiplier"]
     factor: PositiveDecimal
     rounding: Rounding = Rounding.FLOOR
 
 
-Sizing = Annotated[FixedSizing | MultiplierSizing, Field(discriminator="mode")]
+class EquityRatioSizing(Strict):
+    """Master quantity * follower equity / master equity * factor."""
 
-# Modes named in API.md that this release does not size yet. A request naming one gets a
-# clear 422 instead of being copied with the wrong size.
-UNSUPPORTED_SIZING_MODES = frozenset({"equity_ratio", "notional", "risk_percent"})
+    mode: Literal["equity_ratio"]
+    factor: PositiveDecimal = Decimal("1")
+    rounding: Rounding = Rounding.FLOOR
+
+
+class NotionalSizing(Strict):
+    """A cash amount per order: amount / reference price (limit price, else the last price)."""
+
+    mode: Literal["notional"]
+    amount: PositiveDecimal
+    rounding: Rounding = Rounding.FLOOR
+
+
+class RiskPercentSizing(Strict):
+    """Risk `percent` of follower equity between entry and the master's stop price."""
+
+    mode: Literal["risk_percent"]
+    percent: Annotated[PositiveDecimal, Field(le=100)]
+    rounding: Rounding = Rounding.FLOOR
+
+
+Sizing = Annotated[
+    FixedSizing | MultiplierSizing | EquityRatioSizing | NotionalSizing | RiskPercentSizing,
+    Field(discriminator="mode"),
+]
+AnySizing = FixedSizing | MultiplierSizing | EquityRatioSizing | NotionalSizing | RiskPercentSizing
 
 
 class OnCap(StrEnum):
@@ -41,14 +70,12 @@ class OnCap(StrEnum):
 
 class Caps(Strict):
     max_qty: PositiveDecimal | None = None
+    max_notional: PositiveDecimal | None = None
+    max_position: PositiveDecimal | None = None
+    max_open_positions: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_orders_per_day: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    daily_loss_limit: PositiveDecimal | None = None
     on_cap: OnCap = OnCap.CLAMP
-
-
-# Caps named in API.md that are enforced only once the shared counters land. Accepting them
-# silently would promise a protection we do not give, so they are refused for now.
-UNSUPPORTED_CAPS = frozenset(
-    {"max_notional", "max_position", "max_open_positions", "max_orders_per_day", "daily_loss_limit"}
-)
 
 
 class Filters(Strict):
