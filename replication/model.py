@@ -55,6 +55,7 @@ class FollowerState:
     copy_position: Decimal = ZERO
     open_symbols: frozenset[str] = frozenset()
     orders_today: int = 0
+    unavailable: str | None = None  # a snapshot this leg needs could not be taken: the reason
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ class AccountSnapshot:
     equity: Decimal
     cash: Decimal
     currency: str = "USD"
+    last_equity: Decimal | None = None  # equity at the start of the broker's trading day
+
+    @property
+    def day_pnl(self) -> Decimal | None:
+        """Realized + unrealized P&L of the day, as the broker reports equity."""
+        return None if self.last_equity is None else self.equity - self.last_equity
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from replication.ids import client_order_id
 from replication.model import (
@@ -102,6 +103,8 @@ def _skip_reason(
                 "age_ms": round(age_ms, 3),
                 "max_signal_age_ms": filters.max_signal_age_ms,
             }
+    if target.state.unavailable is not None:
+        return target.state.unavailable, {}
     return None
 
 
@@ -125,7 +128,7 @@ def _apply_caps(
         room = max(ZERO, round_to_step(max(room, ZERO), step, Rounding.FLOOR))
         if opening > room:
             opening = room if clamp else ZERO
-            reason = f"clamped_{cap}" if clamp and room > 0 else cap
+            reason = f"clamped_{cap.removeprefix('cap_')}" if clamp and room > 0 else cap
 
     if opening <= 0:
         return opening, None
@@ -204,7 +207,14 @@ def plan_leg(
                 if target.sizing.mode in ("equity_ratio", "risk_percent"):
                     details["follower_equity"] = _fmt(state.equity)
                 opening, cap_reason = _apply_caps(
-                    sized.qty, closing, side, order.symbol, target.caps, state, context, step,
+                    sized.qty,
+                    closing,
+                    side,
+                    order.symbol,
+                    target.caps,
+                    state,
+                    context,
+                    step,
                     details,
                 )
                 reason = cap_reason or reason
@@ -260,6 +270,15 @@ def plan(
         if target.account_id not in legs:
             legs[target.account_id] = plan_leg(order, target, context, now)
     return list(legs.values())
+
+
+def trading_day(now: datetime, timezone: str) -> date:
+    """The broker-local trading day (daily counters reset at the broker's midnight)."""
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+def master_reduces(order: OrderMessage, master_position: Decimal) -> bool:
+    return master_split(order, master_position)[0] > 0
 
 
 def master_leg(order: OrderMessage, broker: str) -> PlannedLeg:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
-from replication.model import AccountSnapshot, BrokerOrder, OrderRequest, Position
+from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 
 
 class Broker(Protocol):
@@ -24,3 +25,9 @@ class Broker(Protocol):
     async def positions(self) -> list[Position]: ...
 
     async def account(self) -> AccountSnapshot: ...
+
+    async def instrument(self, symbol: str) -> Instrument:
+        """Quantity step and minimums of a symbol at this broker."""
+        ...
+
+    async def last_price(self, symbol: str) -> Decimal: ...

@@ -152,6 +152,26 @@ class LegCounts(BaseModel):
     by_status: dict[str, int]
 
 
+class MasterExecution(BaseModel):
+    """The master's own order at the master's broker."""
+
+    status: str
+    reason: str | None
+    broker_order_id: str | None
+    filled_qty: DecimalStr
+    filled_avg_price: DecimalStr | None
+
+
+class CancelAccepted(BaseModel):
+    order_id: str
+    cancel_requested: bool
+
+
+class HaltState(BaseModel):
+    scope: str
+    halted: bool
+
+
 class OrderOut(BaseModel):
     order_id: str
     client_order_id: str
@@ -167,6 +187,8 @@ class OrderOut(BaseModel):
     created_at: datetime
     legs: LegCounts
     fanout_ms: float | None
+    master_execution: MasterExecution | None = None
+    cancel_requested: bool = False
 
 
 class CopyOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from brokers.alpaca.client import AlpacaBroker
-from brokers.alpaca.constants import LIVE_BASE_URL, PAPER_BASE_URL
+from brokers.alpaca.constants import DATA_BASE_URL, LIVE_BASE_URL, PAPER_BASE_URL
 from brokers.http import HttpClientPool
 from replication.errors import Fatal
 from replication.ports import Broker
@@ -48,7 +48,8 @@ class BrokerFactory:
         if cached is not None:
             return cached
         http = self._pool.client(self.base_url(broker, credentials))
-        adapter = AlpacaBroker(http, credentials["key_id"], credentials["secret_key"])
+        data_http = http if broker == "sim" else self._pool.client(DATA_BASE_URL)
+        adapter = AlpacaBroker(http, credentials["key_id"], credentials["secret_key"], data_http)
         self._cache[account_id] = adapter
         return adapter
 

@@ -22,6 +22,8 @@ from services.db import repositories as repo
 MASTER_EMAIL = "master@demo.copytrade.dev"
 MASTER_PASSWORD = "demo-master-password"
 FOLLOWER_PASSWORD = "demo-follower-password"
+ADMIN_EMAIL = "admin@demo.copytrade.dev"
+ADMIN_PASSWORD = "demo-admin-password"
 _NAMESPACE = uuid.UUID("a3c9f0f2-5b1e-4c8e-9d2a-1f7e6b5c4d3a")
 
 
@@ -73,7 +75,12 @@ async def seed(
     master_account = str(uuid.uuid5(_NAMESPACE, "account/master"))
     master_hash = hash_password(MASTER_PASSWORD, password_hash_n)
     follower_hash = hash_password(FOLLOWER_PASSWORD, password_hash_n)
+    admin_id = str(uuid.uuid5(_NAMESPACE, "user/admin"))
     async with engine.begin() as conn:
+        if await repo.get_user(conn, admin_id) is None:
+            await repo.create_user(
+                conn, admin_id, ADMIN_EMAIL, hash_password(ADMIN_PASSWORD, password_hash_n), "admin"
+            )
         if await repo.get_user(conn, master_id) is None:
             await repo.create_user(conn, master_id, MASTER_EMAIL, master_hash, "master")
             key_id, secret_key = keys["master"]

@@ -21,7 +21,15 @@ from services import bus
 from services.crypto import CredentialCipher
 from services.db.engine import make_engine
 from services.db.migrate import upgrade
-from services.demo import FOLLOWER_PASSWORD, MASTER_EMAIL, MASTER_PASSWORD, follower_email, seed
+from services.demo import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    FOLLOWER_PASSWORD,
+    MASTER_EMAIL,
+    MASTER_PASSWORD,
+    follower_email,
+    seed,
+)
 from services.embedded import EmbeddedStack, die_with_parent, start_stack
 from services.logs import setup_logging
 from services.processes import Child, stop_all
@@ -145,6 +153,7 @@ def run(settings: Settings) -> int:
             f"  simulator    {settings.sim_url}\n"
             f"  replicators  {settings.workers} processes, plus 1 sweeper\n"
             f"  data         {data_dir} (logs in {log_dir})\n"
+            f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
             f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"
             f"  demo followers {settings.demo_followers} "
             f"({follower_email(1)} … / {FOLLOWER_PASSWORD})\n"

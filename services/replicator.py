@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -26,11 +27,12 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from brokers.alpaca.constants import BROKER_TIMEZONE
 from brokers.http import HttpClientPool, HttpSettings
-from replication.model import PlannedLeg
-from replication.plan import plan
+from replication.model import ZERO, FollowerState, Instrument, PlannedLeg
+from replication.plan import master_leg, plan, trading_day
 from replication.state import LegStatus, transition
-from schemas.messages import ORDERS_STREAM, OrderMessage
+from schemas.messages import ORDERS_STREAM, SWEEP_NOW_SUBJECT, OrderMessage
 from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher
@@ -41,6 +43,7 @@ from services.logs import setup_logging
 from services.metrics import FANOUT, FIRST_LEG, LEGS
 from services.sending import place_once, request_from_leg
 from services.settings import Settings
+from services.snapshots import Snapshots
 from services.targets import broker_for_row, target_from_row
 
 log = logging.getLogger("copytrade.replicator")
@@ -55,7 +58,9 @@ class Replicator:
         js: JetStreamContext,
         cipher: CredentialCipher,
         factory: BrokerFactory,
+        snapshots: Snapshots,
     ) -> None:
+        self.snapshots = snapshots
         self.settings = settings
         self.engine = engine
         self.nc = nc
@@ -110,23 +115,55 @@ class Replicator:
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         async with self.engine.connect() as conn:
             rows = await repo.load_targets(conn, order.master_id)
+            master_row = await repo.get_account_credentials(conn, order.account_id)
+            halts = await repo.halt_scopes(conn)
         by_account = {str(row["account_id"]): row for row in rows}
-        legs = plan(order, [target_from_row(row) for row in rows], datetime.now(UTC))
-        to_record = [
-            _with_status(leg, transition(leg.status, LegStatus.SUBMITTING))
-            if leg.status is LegStatus.PLANNED
-            else leg
-            for leg in legs
-        ]
+        brokers = {
+            account_id: broker_for_row(self.factory, self.cipher, row)
+            for account_id, row in by_account.items()
+        }
+        master_broker = None
+        if master_row is not None:
+            master_row = {**master_row, "account_id": master_row["id"]}
+            by_account[order.account_id] = master_row
+            master_broker = broker_for_row(self.factory, self.cipher, master_row)
+        base_targets = [target_from_row(row) for row in rows]
+        snapshot = await self.snapshots.collect(order, master_broker, base_targets, brokers, halts)
+        now = datetime.now(UTC)
+        day = trading_day(now, BROKER_TIMEZONE)
         async with self.engine.begin() as conn:
+            # Risk rows stay locked until the legs are recorded: caps hold across workers.
+            risk = await repo.lock_risk(conn, [t.account_id for t in base_targets], day)
+            targets = [
+                replace(
+                    target,
+                    instrument=snapshot.instruments.get(target.broker, Instrument(order.symbol)),
+                    state=_merge_state(
+                        snapshot.states.get(target.account_id, FollowerState()),
+                        risk.get(target.account_id),
+                        order.symbol,
+                    ),
+                )
+                for target in base_targets
+            ]
+            legs = plan(order, targets, now, snapshot.context)
+            if master_row is not None:
+                legs.append(master_leg(order, master_row["broker"]))
+            to_record = [
+                replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
+                if leg.status is LegStatus.PLANNED
+                else leg
+                for leg in legs
+            ]
             inserted = set(
                 await repo.insert_legs(conn, order.master_id, to_record, self.settings.leg_lease_s)
             )
+            mine = [leg for leg in to_record if leg.leg_id in inserted]
+            await repo.spend_risk(conn, mine, day)
             await repo.mark_planned(conn, order.order_id)
         if message is not None:
             with contextlib.suppress(Exception):
                 await message.ack()  # the legs are durable; a lost ack only means a redelivery
-        mine = [leg for leg in to_record if leg.leg_id in inserted]
         to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
         skipped = [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
         LEGS.labels("skipped").inc(len(skipped))
@@ -149,8 +186,11 @@ class Replicator:
             FIRST_LEG.observe(max(0.0, first_answer[0] - order.created_at.timestamp()))
         if progress["fanout_ms"] is not None:
             FANOUT.observe(progress["fanout_ms"] / 1000)
-        await publish_leg_events(self.nc, [*skipped_rows, *settled_rows], order.created_at)
+        follower_rows = [r for r in [*skipped_rows, *settled_rows] if r["action"] != "master"]
+        await publish_leg_events(self.nc, follower_rows, order.created_at)
         await publish_order_event(self.nc, order.order_id, order.master_id, progress)
+        if progress["cancel_requested"]:
+            await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
         log.info(
             "order %s: %d legs (%d sent, %d skipped) in %s ms",
             order.order_id,
@@ -193,12 +233,21 @@ class Replicator:
         return outcome
 
 
-def _with_status(leg: PlannedLeg, status: LegStatus) -> PlannedLeg:
-    return replace(leg, status=status)
+def _merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str) -> FollowerState:
+    """Broker snapshot + the locked ledger and day counter of one follower account."""
+    if risk is None:
+        return snapshot
+    ledger_symbols = frozenset(s for s, qty in risk.positions.items() if qty != 0)
+    return replace(
+        snapshot,
+        copy_position=risk.positions.get(symbol, ZERO),
+        open_symbols=snapshot.open_symbols | ledger_symbols,
+        orders_today=risk.orders_today,
+    )
 
 
 async def main_async(settings: Settings) -> None:
-    nats_url, database_url, _ = settings.require_urls()
+    nats_url, database_url, redis_url = settings.require_urls()
     _, keys = settings.require_secrets()
     engine = make_engine(database_url, pool_size=5, max_overflow=5)
     nc = await bus.connect(nats_url, "copytrade-replicator")
@@ -212,7 +261,11 @@ async def main_async(settings: Settings) -> None:
         )
     )
     factory = BrokerFactory(pool, settings.sim_url)
-    replicator = Replicator(settings, engine, nc, js, CredentialCipher.from_setting(keys), factory)
+    redis_client = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    snapshots = Snapshots(redis_client, settings.snapshot_deadline_s, settings.equity_max_age_s)
+    replicator = Replicator(
+        settings, engine, nc, js, CredentialCipher.from_setting(keys), factory, snapshots
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -223,6 +276,7 @@ async def main_async(settings: Settings) -> None:
     finally:
         await pool.aclose()
         await bus.close(nc)
+        await redis_client.aclose()
         await engine.dispose()
         log.info("replicator stopped")
 

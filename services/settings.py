@@ -57,6 +57,8 @@ class Settings(BaseModel):
     broker_read_timeout_s: float = 8.0
     max_concurrent_per_host: int = 500
     allowed_origins: str = ""
+    snapshot_deadline_s: float = 2.0
+    equity_max_age_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.http import HttpClientPool, HttpSettings
-from replication.state import LegStatus
-from schemas.messages import OrderMessage
+from replication.state import TERMINAL, LegStatus
+from schemas.messages import SWEEP_NOW_SUBJECT, OrderMessage
 from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher, CredentialError
@@ -72,9 +74,17 @@ class Sweeper:
         self.factory = factory
 
     async def run(self, stop: asyncio.Event) -> None:
+        wake = asyncio.Event()
+
+        async def on_wake(_: Msg) -> None:
+            wake.set()
+
+        await self.nc.subscribe(SWEEP_NOW_SUBJECT, cb=on_wake)
         while not stop.is_set():
+            wake.clear()
             try:
                 busy = await self.sweep_once()
+                busy = await self.cancel_once() or busy
                 await self.republish_outbox()
             except asyncio.CancelledError:
                 raise
@@ -82,10 +92,14 @@ class Sweeper:
                 log.exception("sweep failed")
                 busy = False
             if not busy:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.sweep_interval_s)
-                except TimeoutError:
-                    pass
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                await asyncio.wait(
+                    waiters,
+                    timeout=self.settings.sweep_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def sweep_once(self, limit: int = 200) -> bool:
         """Resolve one batch of legs in doubt; True when the batch was full."""
@@ -94,19 +108,66 @@ class Sweeper:
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._resolve(row) for row in claimed))
+        await self._settle_and_publish(outcomes, repo.IN_DOUBT_STATUSES)
+        return len(claimed) == limit
+
+    async def cancel_once(self, limit: int = 200) -> bool:
+        """Cancel open legs of orders whose master asked to cancel; True when the batch was full."""
         async with self.engine.begin() as conn:
-            rows = await repo.settle_legs(conn, outcomes)
+            claimed = await repo.claim_cancels(conn, limit, self.settings.leg_lease_s)
+        if not claimed:
+            return False
+        outcomes = await asyncio.gather(*(self._cancel(row) for row in claimed))
+        await self._settle_and_publish(
+            [o for o in outcomes if o is not None], repo.OPEN_AT_BROKER_STATUSES
+        )
+        return len(claimed) == limit
+
+    async def _cancel(self, row: dict[str, Any]) -> repo.LegOutcome | None:
+        leg_id = str(row["id"])
+        broker = broker_for_row(self.factory, self.cipher, row)
+        deadline = self.settings.leg_lease_s * 0.5
+        try:
+            async with asyncio.timeout(deadline):
+                await broker.cancel_order(row["broker_order_id"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # filled meanwhile (422), or the broker is down: look it up
+            log.info("cancel of leg %s: %s", leg_id, exc)
+        found = await look_up(
+            broker,
+            row["broker"],
+            leg_id,
+            row["client_order_id"],
+            deadline,
+            self.settings.unknown_recheck_s,
+        )
+        if found is None or found.status not in TERMINAL:
+            return None  # still open or unknown: the lease runs out and the next pass tries again
+        if found.status is LegStatus.CANCELED:
+            found = replace(found, reason="master_canceled")
+        SWEEPER_LEGS.labels(
+            "canceled" if found.status is LegStatus.CANCELED else "cancel_late"
+        ).inc()
+        return found
+
+    async def _settle_and_publish(
+        self, outcomes: list[repo.LegOutcome], from_statuses: frozenset[LegStatus]
+    ) -> None:
+        async with self.engine.begin() as conn:
+            rows = await repo.settle_legs(conn, outcomes, from_statuses)
             progress = {
                 order_id: await repo.order_progress(conn, order_id)
                 for order_id in {str(row["order_id"]) for row in rows}
             }
         for row in rows:
             LEGS.labels(row["status"]).inc()
-        await publish_leg_events(self.nc, rows)
+        await publish_leg_events(self.nc, [r for r in rows if r["action"] != "master"])
         masters = {str(row["order_id"]): str(row["master_id"]) for row in rows}
         for order_id, order_progress in progress.items():
             await publish_order_event(self.nc, order_id, masters[order_id], order_progress)
-        return len(claimed) == limit
+            if order_progress["cancel_requested"]:
+                await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
 
     async def _resolve(self, row: dict[str, Any]) -> repo.LegOutcome:
         leg_id = str(row["id"])

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from brokers.alpaca import translate
 from replication.errors import Retryable, Unknown
-from replication.model import AccountSnapshot, BrokerOrder, OrderRequest, Position
+from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 
 
 class AlpacaBroker:
     """Implements replication.ports.Broker for one Alpaca account."""
 
-    def __init__(self, http: httpx.AsyncClient, key_id: str, secret_key: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        key_id: str,
+        secret_key: str,
+        data_http: httpx.AsyncClient | None = None,
+    ) -> None:
         self._http = http
+        self._data_http = data_http or http
         self._headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
 
     async def _request(
@@ -28,9 +36,11 @@ class AlpacaBroker:
         json: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         lookup: bool = False,
+        data_api: bool = False,
     ) -> Any:
+        http = self._data_http if data_api else self._http
         try:
-            response = await self._http.request(
+            response = await http.request(
                 method, path, json=json, params=params, headers=self._headers
             )
         except asyncio.CancelledError:
@@ -84,3 +94,10 @@ class AlpacaBroker:
 
     async def account(self) -> AccountSnapshot:
         return translate.parse_account(await self._request("GET", "/v2/account"))
+
+    async def instrument(self, symbol: str) -> Instrument:
+        return translate.parse_asset(await self._request("GET", f"/v2/assets/{symbol}"))
+
+    async def last_price(self, symbol: str) -> Decimal:
+        data = await self._request("GET", f"/v2/stocks/{symbol}/trades/latest", data_api=True)
+        return translate.parse_latest_trade(data)

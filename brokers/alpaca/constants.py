@@ -6,7 +6,13 @@ from replication.state import LegStatus
 
 PAPER_BASE_URL = "https://paper-api.alpaca.markets"
 LIVE_BASE_URL = "https://api.alpaca.markets"
+DATA_BASE_URL = "https://data.alpaca.markets"
+# Fractional equity orders: quantities to 9 decimals, at least $1 (Alpaca's documented rules).
+FRACTIONAL_QTY_STEP = "0.000000001"
+FRACTIONAL_MIN_NOTIONAL = "1"
 REQUESTS_PER_MINUTE = 200
+# US equities: the trading day (daily caps, day P&L) follows New York's calendar.
+BROKER_TIMEZONE = "America/New_York"
 CLIENT_ORDER_ID_MAX_LENGTH = 128
 DUPLICATE_CLIENT_ORDER_ID_MESSAGE = "client_order_id must be unique"
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from brokers.alpaca.constants import DUPLICATE_CLIENT_ORDER_ID_MESSAGE, STATUS_MAP
+from brokers.alpaca.constants import (
+    DUPLICATE_CLIENT_ORDER_ID_MESSAGE,
+    FRACTIONAL_MIN_NOTIONAL,
+    FRACTIONAL_QTY_STEP,
+    STATUS_MAP,
+)
 from replication.errors import (
     BrokerError,
     DuplicateClientOrderId,
@@ -15,7 +20,7 @@ from replication.errors import (
     Retryable,
     Unknown,
 )
-from replication.model import AccountSnapshot, BrokerOrder, OrderRequest, Position
+from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 from schemas.common import OrderType, format_decimal
 
 
@@ -61,7 +66,29 @@ def parse_account(data: dict[str, Any]) -> AccountSnapshot:
         equity=Decimal(str(data.get("equity") or "0")),
         cash=Decimal(str(data.get("cash") or "0")),
         currency=str(data.get("currency") or "USD"),
+        last_equity=_decimal(data.get("last_equity")),
     )
+
+
+def parse_asset(data: dict[str, Any]) -> Instrument:
+    """Whole shares unless fractionable; crypto-style minimums win when the asset has them."""
+    symbol = str(data["symbol"])
+    increment = _decimal(data.get("min_trade_increment"))
+    minimum = _decimal(data.get("min_order_size"))
+    if increment is not None:
+        return Instrument(symbol, qty_step=increment, min_qty=minimum or increment)
+    if data.get("fractionable"):
+        return Instrument(
+            symbol,
+            qty_step=Decimal(FRACTIONAL_QTY_STEP),
+            min_qty=minimum or Decimal(FRACTIONAL_QTY_STEP),
+            min_notional=Decimal(FRACTIONAL_MIN_NOTIONAL),
+        )
+    return Instrument(symbol, qty_step=Decimal(1), min_qty=minimum or Decimal(1))
+
+
+def parse_latest_trade(data: dict[str, Any]) -> Decimal:
+    return Decimal(str(data["trade"]["p"]))
 
 
 def parse_position(data: dict[str, Any]) -> Position:

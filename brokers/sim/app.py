@@ -18,7 +18,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from brokers.sim.engine import ASSET_NAMESPACE, Engine, Faults, SimAccount, SimError, dec, rfc3339
+from brokers.sim.engine import (
+    ASSET_NAMESPACE,
+    Engine,
+    Faults,
+    SimAccount,
+    SimAsset,
+    SimError,
+    dec,
+    now,
+    rfc3339,
+)
 
 Handler = Callable[[Request, SimAccount], Awaitable[Response]]
 
@@ -195,7 +205,9 @@ def build_app(seed: int | None = None) -> Starlette:
                     "cash": dec(account.cash),
                     "portfolio_value": dec(equity),
                     "equity": dec(equity),
-                    "last_equity": dec(equity),
+                    "last_equity": dec(
+                        account.last_equity if account.last_equity is not None else equity
+                    ),
                     "long_market_value": dec(long_value),
                     "short_market_value": dec(short_value),
                     "buying_power": dec(max(account.cash, Decimal(0))),
@@ -219,6 +231,34 @@ def build_app(seed: int | None = None) -> Starlette:
                     "pending_transfer_out": "0",
                     "created_at": rfc3339(account.created_at),
                     "balance_asof": account.created_at.date().isoformat(),
+                }
+            )
+
+        return await guarded(request, handler)
+
+    async def asset(request: Request) -> Response:
+        async def handler(request: Request, account: SimAccount) -> Response:
+            return JSONResponse(engine.asset(request.path_params["symbol"]).wire())
+
+        return await guarded(request, handler)
+
+    async def latest_trade(request: Request) -> Response:
+        """Alpaca Market Data v2 `GET /v2/stocks/{symbol}/trades/latest` (same host here)."""
+
+        async def handler(request: Request, account: SimAccount) -> Response:
+            symbol = request.path_params["symbol"]
+            return JSONResponse(
+                {
+                    "symbol": symbol,
+                    "trade": {
+                        "t": rfc3339(now()),
+                        "x": "V",
+                        "p": float(engine.price(symbol)),
+                        "s": 100,
+                        "c": ["@"],
+                        "i": 1,
+                        "z": "C",
+                    },
                 }
             )
 
@@ -285,6 +325,33 @@ def build_app(seed: int | None = None) -> Starlette:
         filled = engine.set_prices(prices)
         return JSONResponse({"prices": {s: dec(p) for s, p in prices.items()}, "filled": filled})
 
+    async def sim_assets(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            assets = {
+                str(symbol): SimAsset(
+                    symbol=str(symbol),
+                    fractionable=bool(spec.get("fractionable", False)),
+                    min_order_size=None
+                    if spec.get("min_order_size") is None
+                    else Decimal(str(spec["min_order_size"])),
+                    min_trade_increment=None
+                    if spec.get("min_trade_increment") is None
+                    else Decimal(str(spec["min_trade_increment"])),
+                )
+                for symbol, spec in body.items()
+            }
+        except (SimError, InvalidOperation, AttributeError):
+            return _error(422, 40010001, "body must map symbols to asset settings")
+        engine.assets.update(assets)
+        return JSONResponse({s: a.wire() for s, a in assets.items()})
+
+    async def sim_day(request: Request) -> Response:
+        """Start a new simulated trading day: day P&L counts from the current equity."""
+        for account in engine.accounts.values():
+            account.last_equity = engine.equity(account)
+        return JSONResponse({"accounts": len(engine.accounts)})
+
     async def sim_stats(request: Request) -> Response:
         return JSONResponse(engine.stats())
 
@@ -308,7 +375,11 @@ def build_app(seed: int | None = None) -> Starlette:
         Route("/v2/orders/{order_id}", order_by_id, methods=["GET", "DELETE", "PATCH"]),
         Route("/v2/positions", positions, methods=["GET"]),
         Route("/v2/account", account_info, methods=["GET"]),
+        Route("/v2/assets/{symbol}", asset, methods=["GET"]),
+        Route("/v2/stocks/{symbol}/trades/latest", latest_trade, methods=["GET"]),
         Route("/sim/accounts", sim_accounts, methods=["POST"]),
+        Route("/sim/assets", sim_assets, methods=["PUT"]),
+        Route("/sim/day", sim_day, methods=["POST"]),
         Route("/sim/faults", sim_faults, methods=["GET", "PUT"]),
         Route("/sim/prices", sim_prices, methods=["GET", "PUT"]),
         Route("/sim/stats", sim_stats, methods=["GET"]),

@@ -132,6 +132,7 @@ class SimAccount:
     positions: dict[str, SimPosition] = field(default_factory=dict)
     request_times: deque[float] = field(default_factory=deque)
     orders_received: int = 0
+    last_equity: Decimal | None = None  # equity at the start of the simulated day
 
 
 class SimError(Exception):
@@ -144,11 +145,43 @@ class SimError(Exception):
         self.message = message
 
 
+@dataclass
+class SimAsset:
+    symbol: str
+    fractionable: bool = False
+    min_order_size: Decimal | None = None
+    min_trade_increment: Decimal | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The asset as Alpaca's Assets schema spells it (crypto-style minimums when set)."""
+        body: dict[str, Any] = {
+            "id": str(uuid.uuid5(ASSET_NAMESPACE, self.symbol)),
+            "class": "us_equity",
+            "exchange": "NASDAQ",
+            "symbol": self.symbol,
+            "name": f"{self.symbol} (simulated)",
+            "status": "active",
+            "tradable": True,
+            "marginable": True,
+            "shortable": True,
+            "easy_to_borrow": True,
+            "fractionable": self.fractionable,
+            "maintenance_margin_requirement": 30,
+            "attributes": [],
+        }
+        if self.min_order_size is not None:
+            body["min_order_size"] = dec(self.min_order_size)
+        if self.min_trade_increment is not None:
+            body["min_trade_increment"] = dec(self.min_trade_increment)
+        return body
+
+
 class Engine:
     def __init__(self) -> None:
         self.accounts: dict[str, SimAccount] = {}
         self.by_key: dict[str, SimAccount] = {}
         self.prices: dict[str, Decimal] = {}
+        self.assets: dict[str, SimAsset] = {}
         self.faults = Faults()
         self.orders_received = 0
         self.duplicates_rejected = 0
@@ -176,6 +209,7 @@ class Engine:
             secret_key=secret_key or secrets.token_urlsafe(30),
             cash=cash,
             created_at=now(),
+            last_equity=cash,
         )
         self.accounts[account.account_id] = account
         self.by_key[account.key_id] = account
@@ -192,6 +226,9 @@ class Engine:
             return account.faults
         return self.faults
 
+    def asset(self, symbol: str) -> SimAsset:
+        return self.assets.get(symbol) or SimAsset(symbol)
+
     def price(self, symbol: str) -> Decimal:
         return self.prices.get(symbol, DEFAULT_PRICE)
 
@@ -202,6 +239,18 @@ class Engine:
     # orders -------------------------------------------------------------------------------
     def place(self, account: SimAccount, body: dict[str, Any]) -> SimOrder:
         request = _validate_order(body)
+        asset = self.asset(request["symbol"])
+        increment = asset.min_trade_increment
+        if increment is not None and request["qty"] % increment != 0:
+            raise SimError(422, 40010001, f"qty must be a multiple of {dec(increment)}")
+        if (
+            increment is None
+            and not asset.fractionable
+            and request["qty"] != request["qty"].to_integral()
+        ):
+            raise SimError(422, 40010001, "fractional orders are not supported for this asset")
+        if asset.min_order_size is not None and request["qty"] < asset.min_order_size:
+            raise SimError(422, 40010001, f"qty must be at least {dec(asset.min_order_size)}")
         client_order_id = request["client_order_id"] or str(uuid.uuid4())
         faults = self.faults_for(account)
         if faults.dedup_client_order_id and client_order_id in account.by_client_order_id:

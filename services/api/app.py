@@ -25,8 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.api import (
     AccountCreate,
     AccountOut,
+    CancelAccepted,
     CopyOut,
+    HaltState,
     LegCounts,
+    MasterExecution,
     OrderAccepted,
     OrderCreate,
     OrderOut,
@@ -38,7 +41,7 @@ from schemas.api import (
     TokenRequest,
     TokenResponse,
 )
-from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, OrderMessage
+from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, SWEEP_NOW_SUBJECT, OrderMessage
 from services import bus
 from services.api.errors import ApiError, install
 from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
@@ -418,7 +421,60 @@ def build_app(settings: Settings) -> FastAPI:
             created_at=row["created_at"],
             legs=LegCounts(total=progress["total"], by_status=progress["by_status"]),
             fanout_ms=progress["fanout_ms"],
+            master_execution=MasterExecution(**progress["master"]) if progress["master"] else None,
+            cancel_requested=progress["cancel_requested"],
         )
+
+    @app.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=CancelAccepted)
+    async def cancel_order(order_id: UUID, user: Auth, c: Deps) -> CancelAccepted:
+        """Cancel the master order and every open leg of it, at every broker."""
+        require(user, "master")
+        async with c.engine.begin() as conn:
+            row = await repo.request_cancel(conn, str(order_id), user.user_id)
+        if row is None:
+            raise ApiError(404, "order_not_found", "no such order")
+        await c.nc.publish(SWEEP_NOW_SUBJECT, str(order_id).encode())
+        return CancelAccepted(order_id=str(order_id), cancel_requested=True)
+
+    # admin --------------------------------------------------------------------------------
+    async def _halt(user: Principal, c: Container, scope: str, halted: bool) -> HaltState:
+        require(user, "admin")
+        async with c.engine.begin() as conn:
+            await repo.set_halt(conn, scope, user.user_id, halted)
+        log.warning("admin %s %s %s", user.user_id, "halted" if halted else "resumed", scope)
+        return HaltState(scope=scope, halted=halted)
+
+    @app.post("/v1/admin/halt", response_model=HaltState)
+    async def global_halt(user: Auth, c: Deps) -> HaltState:
+        return await _halt(user, c, repo.GLOBAL_HALT_SCOPE, True)
+
+    @app.post("/v1/admin/resume", response_model=HaltState)
+    async def global_resume(user: Auth, c: Deps) -> HaltState:
+        return await _halt(user, c, repo.GLOBAL_HALT_SCOPE, False)
+
+    async def _master_scope(master_id: UUID, c: Container) -> str:
+        async with c.engine.connect() as conn:
+            master = await repo.get_user(conn, str(master_id))
+        if master is None or master["role"] != "master":
+            raise ApiError(404, "master_not_found", "no such master")
+        return repo.master_halt_scope(str(master_id))
+
+    @app.post("/v1/admin/masters/{master_id}/halt", response_model=HaltState)
+    async def master_halt(master_id: UUID, user: Auth, c: Deps) -> HaltState:
+        require(user, "admin")
+        return await _halt(user, c, await _master_scope(master_id, c), True)
+
+    @app.post("/v1/admin/masters/{master_id}/resume", response_model=HaltState)
+    async def master_resume(master_id: UUID, user: Auth, c: Deps) -> HaltState:
+        require(user, "admin")
+        return await _halt(user, c, await _master_scope(master_id, c), False)
+
+    @app.get("/v1/admin/halts", response_model=list[HaltState])
+    async def halts(user: Auth, c: Deps) -> list[HaltState]:
+        require(user, "admin")
+        async with c.engine.connect() as conn:
+            scopes = await repo.halt_scopes(conn)
+        return [HaltState(scope=scope, halted=True) for scope in sorted(scopes)]
 
     @app.get("/v1/copies", response_model=list[CopyOut])
     async def copies(

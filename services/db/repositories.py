@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -301,10 +302,14 @@ _OPEN_STATUSES = sorted(s.value for s in LegStatus if s not in SETTLED)
 
 
 async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
-    """Legs by status, and the fan-out time once every leg has settled."""
+    """Follower legs by status, the master's own leg, and the fan-out time once every follower
+    leg has settled (master order created → last follower leg settled)."""
     rows = _rows(
         await conn.execute(
-            text("SELECT status, count(*) AS n FROM legs WHERE order_id = :id GROUP BY status"),
+            text(
+                "SELECT status, count(*) AS n FROM legs WHERE order_id = :id "
+                "AND action <> 'master' GROUP BY status"
+            ),
             {"id": order_id},
         )
     )
@@ -312,10 +317,20 @@ async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
     timing = _row(
         await conn.execute(
             text(
-                "SELECT o.planned_at, "
+                "SELECT o.planned_at, o.cancel_requested_at, "
                 "EXTRACT(EPOCH FROM (max(l.settled_at) - o.created_at)) * 1000 AS fanout_ms "
-                "FROM master_orders o LEFT JOIN legs l ON l.order_id = o.id "
+                "FROM master_orders o "
+                "LEFT JOIN legs l ON l.order_id = o.id AND l.action <> 'master' "
                 "WHERE o.id = :id GROUP BY o.id"
+            ),
+            {"id": order_id},
+        )
+    )
+    master = _row(
+        await conn.execute(
+            text(
+                "SELECT status, reason, broker_order_id, filled_qty, filled_avg_price FROM legs "
+                "WHERE order_id = :id AND action = 'master'"
             ),
             {"id": order_id},
         )
@@ -331,6 +346,8 @@ async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
         "total": sum(by_status.values()),
         "by_status": by_status,
         "fanout_ms": fanout_ms,
+        "master": master,
+        "cancel_requested": timing is not None and timing["cancel_requested_at"] is not None,
     }
 
 
@@ -367,7 +384,7 @@ async def insert_legs(
             "stop_price, status, reason, details, attempts, lease_expires_at, last_sent_at, "
             "settled_at) "
             "SELECT v.id, :order_id, :master_id, v.subscription_id, v.follower_id, v.account_id, "
-            ":action, v.client_order_id, :symbol, v.side, v.qty, :type, :tif, :limit_price, "
+            "v.action, v.client_order_id, :symbol, v.side, v.qty, :type, :tif, :limit_price, "
             ":stop_price, v.status, v.reason, CAST(v.details AS jsonb), "
             "CASE WHEN v.status = 'submitting' THEN 1 ELSE 0 END, "
             "CASE WHEN v.status = 'submitting' THEN now() + make_interval(secs => :lease) END, "
@@ -375,16 +392,16 @@ async def insert_legs(
             "CASE WHEN v.status = 'skipped' THEN now() END "
             "FROM unnest(CAST(:ids AS uuid[]), CAST(:subscription_ids AS uuid[]), "
             "CAST(:follower_ids AS uuid[]), CAST(:account_ids AS uuid[]), "
-            "CAST(:client_order_ids AS text[]), CAST(:sides AS text[]), CAST(:qtys AS numeric[]), "
-            "CAST(:statuses AS text[]), CAST(:reasons AS text[]), CAST(:details AS text[])) "
-            "AS v(id, subscription_id, follower_id, account_id, client_order_id, side, qty, "
-            "status, reason, details) "
+            "CAST(:actions AS text[]), CAST(:client_order_ids AS text[]), CAST(:sides AS text[]), "
+            "CAST(:qtys AS numeric[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]), "
+            "CAST(:details AS text[])) "
+            "AS v(id, subscription_id, follower_id, account_id, action, client_order_id, side, "
+            "qty, status, reason, details) "
             "ON CONFLICT DO NOTHING RETURNING id"
         ),
         {
             "order_id": first.order_id,
             "master_id": master_id,
-            "action": first.action,
             "symbol": first.symbol,
             "type": first.type.value,
             "tif": first.time_in_force.value,
@@ -395,6 +412,7 @@ async def insert_legs(
             "subscription_ids": [leg.subscription_id for leg in legs],
             "follower_ids": [leg.follower_id for leg in legs],
             "account_ids": [leg.account_id for leg in legs],
+            "actions": [leg.action for leg in legs],
             "client_order_ids": [leg.client_order_id for leg in legs],
             "sides": [leg.side.value for leg in legs],
             "qtys": [leg.qty for leg in legs],
@@ -406,8 +424,13 @@ async def insert_legs(
     return [str(row[0]) for row in result.all()]
 
 
-async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> list[Row]:
-    """One bulk update of legs still in doubt; legs another actor settled are left alone."""
+async def settle_legs(
+    conn: AsyncConnection,
+    outcomes: Sequence[LegOutcome],
+    from_statuses: frozenset[LegStatus] = IN_DOUBT,
+) -> list[Row]:
+    """One bulk update of legs still in `from_statuses` (in doubt by default); legs another
+    actor settled meanwhile are left alone. Legs that end unfilled release their ledger."""
     if not outcomes:
         return []
     settled = [s.value for s in SETTLED]
@@ -418,19 +441,20 @@ async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> 
             "filled_qty = COALESCE(v.filled_qty, legs.filled_qty), "
             "filled_avg_price = COALESCE(v.filled_avg_price, legs.filled_avg_price), "
             "updated_at = now(), "
-            "settled_at = CASE WHEN v.status = ANY(CAST(:settled AS text[])) THEN now() END, "
+            "settled_at = CASE WHEN v.status = ANY(CAST(:settled AS text[])) "
+            "THEN COALESCE(legs.settled_at, now()) END, "
             "lease_expires_at = CASE WHEN v.recheck IS NULL THEN NULL "
             "ELSE now() + make_interval(secs => v.recheck) END "
             "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), "
             "CAST(:reasons AS text[]), CAST(:broker_ids AS text[]), CAST(:filled AS numeric[]), "
             "CAST(:prices AS numeric[]), CAST(:rechecks AS float8[])) "
             "AS v(id, status, reason, broker_order_id, filled_qty, filled_avg_price, recheck) "
-            "WHERE legs.id = v.id AND legs.status = ANY(CAST(:in_doubt AS text[])) "
+            "WHERE legs.id = v.id AND legs.status = ANY(CAST(:from_statuses AS text[])) "
             f"RETURNING {', '.join('legs.' + c.strip() for c in _LEG_COLUMNS.split(','))}"
         ),
         {
             "settled": settled,
-            "in_doubt": [s.value for s in IN_DOUBT],
+            "from_statuses": [s.value for s in from_statuses],
             "ids": [o.leg_id for o in outcomes],
             "statuses": [o.status.value for o in outcomes],
             "reasons": [o.reason for o in outcomes],
@@ -440,7 +464,196 @@ async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> 
             "rechecks": [o.recheck_after_s for o in outcomes],
         },
     )
-    return _rows(result)
+    rows = _rows(result)
+    await release_unfilled(conn, rows)
+    return rows
+
+
+_UNFILLED_END = frozenset({"rejected", "failed", "canceled"})
+IN_DOUBT_STATUSES = IN_DOUBT
+OPEN_AT_BROKER_STATUSES = frozenset({LegStatus.ACCEPTED, LegStatus.PARTIALLY_FILLED})
+
+
+async def release_unfilled(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+    """Give back the ledger reservation of follower legs that ended without (full) fills."""
+    ids, symbols, deltas = [], [], []
+    for row in rows:
+        if row["status"] not in _UNFILLED_END or row["action"] == "master" or row["qty"] is None:
+            continue
+        unfilled = Decimal(row["qty"]) - Decimal(row["filled_qty"] or 0)
+        if unfilled <= 0:
+            continue
+        ids.append(str(row["account_id"]))
+        symbols.append(row["symbol"])
+        deltas.append(-unfilled if row["side"] == "buy" else unfilled)
+    await add_to_ledger(conn, ids, symbols, deltas)
+
+
+async def add_to_ledger(
+    conn: AsyncConnection, account_ids: list[str], symbols: list[str], deltas: list[Decimal]
+) -> None:
+    if not account_ids:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO risk_positions (account_id, symbol, qty) "
+            "SELECT a, s, sum(q) FROM unnest(CAST(:a AS uuid[]), CAST(:s AS text[]), "
+            "CAST(:q AS numeric[])) AS v(a, s, q) GROUP BY a, s ORDER BY a, s "
+            "ON CONFLICT (account_id, symbol) DO UPDATE SET qty = risk_positions.qty + EXCLUDED.qty"
+        ),
+        {"a": account_ids, "s": symbols, "q": deltas},
+    )
+
+
+# risk state -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RiskRow:
+    orders_today: int
+    positions: dict[str, Decimal]  # symbol → signed ledger quantity (non-zero only)
+
+
+async def lock_risk(
+    conn: AsyncConnection, account_ids: Sequence[str], day: date
+) -> dict[str, RiskRow]:
+    """Lock the risk rows of these accounts (in id order, so concurrent workers never deadlock)
+    and read their day counters and ledger. Hold the transaction until the legs are recorded."""
+    if not account_ids:
+        return {}
+    ids = sorted(set(account_ids))
+    await conn.execute(
+        text(
+            "INSERT INTO risk_accounts (account_id, trading_day) "
+            "SELECT a, :day FROM unnest(CAST(:ids AS uuid[])) AS a ORDER BY a "
+            "ON CONFLICT (account_id) DO NOTHING"
+        ),
+        {"ids": ids, "day": day},
+    )
+    counters = _rows(
+        await conn.execute(
+            text(
+                "SELECT account_id, trading_day, orders_today FROM risk_accounts "
+                "WHERE account_id = ANY(CAST(:ids AS uuid[])) ORDER BY account_id FOR UPDATE"
+            ),
+            {"ids": ids},
+        )
+    )
+    ledger = _rows(
+        await conn.execute(
+            text(
+                "SELECT account_id, symbol, qty FROM risk_positions "
+                "WHERE account_id = ANY(CAST(:ids AS uuid[])) AND qty <> 0"
+            ),
+            {"ids": ids},
+        )
+    )
+    positions: dict[str, dict[str, Decimal]] = {}
+    for row in ledger:
+        positions.setdefault(str(row["account_id"]), {})[row["symbol"]] = Decimal(row["qty"])
+    return {
+        str(row["account_id"]): RiskRow(
+            orders_today=int(row["orders_today"]) if row["trading_day"] == day else 0,
+            positions=positions.get(str(row["account_id"]), {}),
+        )
+        for row in counters
+    }
+
+
+async def spend_risk(conn: AsyncConnection, legs: Sequence[PlannedLeg], day: date) -> None:
+    """Count recorded follower legs against the day's orders and reserve their ledger."""
+    planned = [leg for leg in legs if leg.qty is not None and leg.action != "master"]
+    if not planned:
+        return
+    await conn.execute(
+        text(
+            "UPDATE risk_accounts SET orders_today = CASE WHEN trading_day = :day "
+            "THEN orders_today + 1 ELSE 1 END, trading_day = :day "
+            "WHERE account_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": [leg.account_id for leg in planned], "day": day},
+    )
+    await add_to_ledger(
+        conn,
+        [leg.account_id for leg in planned],
+        [leg.symbol for leg in planned],
+        [leg.signed_qty for leg in planned],
+    )
+
+
+async def recorded_accounts(conn: AsyncConnection, order_id: str) -> set[str]:
+    rows = await conn.execute(
+        text("SELECT account_id FROM legs WHERE order_id = :o"), {"o": order_id}
+    )
+    return {str(row[0]) for row in rows.all()}
+
+
+async def ledger_position(conn: AsyncConnection, account_id: str, symbol: str) -> Decimal:
+    value = (
+        await conn.execute(
+            text("SELECT qty FROM risk_positions WHERE account_id = :a AND symbol = :s"),
+            {"a": account_id, "s": symbol},
+        )
+    ).scalar_one_or_none()
+    return Decimal(value) if value is not None else Decimal(0)
+
+
+# halts ------------------------------------------------------------------------------------
+def master_halt_scope(master_id: str) -> str:
+    return f"master:{master_id}"
+
+
+GLOBAL_HALT_SCOPE = "global"
+
+
+async def halt_scopes(conn: AsyncConnection) -> set[str]:
+    return {str(row[0]) for row in (await conn.execute(text("SELECT scope FROM halts"))).all()}
+
+
+async def set_halt(conn: AsyncConnection, scope: str, halted_by: str, halted: bool) -> None:
+    if halted:
+        await conn.execute(
+            text(
+                "INSERT INTO halts (scope, halted_by) VALUES (:s, :b) "
+                "ON CONFLICT (scope) DO NOTHING"
+            ),
+            {"s": scope, "b": halted_by},
+        )
+    else:
+        await conn.execute(text("DELETE FROM halts WHERE scope = :s"), {"s": scope})
+
+
+# cancels ----------------------------------------------------------------------------------
+async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
+    return _row(
+        await conn.execute(
+            text(
+                "UPDATE master_orders SET cancel_requested_at = COALESCE(cancel_requested_at, "
+                "now()) WHERE id = :id AND master_id = :m RETURNING id, cancel_requested_at"
+            ),
+            {"id": order_id, "m": master_id},
+        )
+    )
+
+
+async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
+    """Open legs of orders whose master asked to cancel, taken under a lease."""
+    return _rows(
+        await conn.execute(
+            text(
+                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease), "
+                "updated_at = now() "
+                "WHERE id IN (SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
+                "WHERE o.cancel_requested_at IS NOT NULL "
+                "AND l.status IN ('accepted', 'partially_filled') "
+                "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
+                "LIMIT :limit FOR UPDATE OF l SKIP LOCKED) "
+                "RETURNING legs.id, legs.order_id, legs.master_id, legs.account_id, "
+                "legs.broker_order_id, legs.client_order_id, legs.status, "
+                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
+                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
+            ),
+            {"lease": lease_s, "limit": limit},
+        )
+    )
 
 
 async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
@@ -498,7 +711,8 @@ async def list_copies(
     return _rows(
         await conn.execute(
             text(
-                f"SELECT {_LEG_COLUMNS} FROM legs WHERE follower_id = :f{clause} "
+                f"SELECT {_LEG_COLUMNS} FROM legs WHERE follower_id = :f "
+                f"AND action <> 'master'{clause} "
                 "ORDER BY created_at DESC, id LIMIT :limit"
             ),
             params,

@@ -10,7 +10,12 @@ from tests.helpers import Api, Stack
 
 @pytest.fixture(scope="package")
 def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(service_env, Path(tmp_path_factory.mktemp("e2e")), workers=2).start()
+    s = Stack(
+        service_env,
+        Path(tmp_path_factory.mktemp("e2e")),
+        workers=2,
+        overrides={"COPYTRADE_EQUITY_MAX_AGE_S": "0.2"},
+    ).start()
     try:
         yield s
     finally:

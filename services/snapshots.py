@@ -1,0 +1,212 @@
+"""Broker snapshots a plan needs: reference price, instrument rules, master equity and position,
+follower equity and positions. Fetched concurrently before the planning transaction, each with a
+deadline; what cannot be fetched becomes None (the planner then skips with a reason).
+
+Follower equity is cached in Redis for COPYTRADE_EQUITY_MAX_AGE_S (shared by all workers), so a
+burst of orders does not ask every broker for the same account again. Positions are never cached:
+a stale position could make an exit sell what the follower no longer holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+
+from replication.model import (
+    ZERO,
+    AccountSnapshot,
+    FollowerState,
+    FollowerTarget,
+    Instrument,
+    MasterContext,
+)
+from replication.plan import master_reduces
+from replication.ports import Broker
+from schemas.messages import OrderMessage
+
+log = logging.getLogger("copytrade.snapshots")
+T = TypeVar("T")
+INSTRUMENT_TTL_S = 300.0
+
+
+@dataclass
+class Snapshot:
+    context: MasterContext
+    states: dict[str, FollowerState] = field(default_factory=dict)
+    instruments: dict[str, Instrument] = field(default_factory=dict)  # by broker name
+
+
+def needs_account(target: FollowerTarget) -> bool:
+    return (
+        target.sizing.mode in ("equity_ratio", "risk_percent")
+        or target.caps.daily_loss_limit is not None
+    )
+
+
+def needs_positions(target: FollowerTarget, exit_order: bool) -> bool:
+    caps = target.caps
+    return exit_order or caps.max_position is not None or caps.max_open_positions is not None
+
+
+def _signed_positions(positions: Sequence[Any]) -> dict[str, Decimal]:
+    return {p.symbol: p.qty for p in positions if p.qty != 0}
+
+
+class Snapshots:
+    def __init__(
+        self, redis: aioredis.Redis | None, deadline_s: float, equity_max_age_s: float
+    ) -> None:
+        self._redis = redis
+        self._deadline_s = deadline_s
+        self._equity_max_age_s = equity_max_age_s
+        self._instruments: dict[tuple[str, str], tuple[float, Instrument]] = {}
+
+    async def _try(self, what: str, call: Awaitable[T]) -> T | None:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("snapshot %s failed: %s", what, exc)
+            return None
+
+    async def _account(self, account_id: str, broker: Broker) -> AccountSnapshot | None:
+        key = f"copytrade:equity:{account_id}"
+        if self._redis is not None:
+            cached = await self._try("equity cache", self._redis.get(key))
+            if cached:
+                data = json.loads(cached)
+                return AccountSnapshot(
+                    account_id=account_id,
+                    equity=Decimal(data["equity"]),
+                    cash=Decimal(data["cash"]),
+                    last_equity=None
+                    if data["last_equity"] is None
+                    else Decimal(data["last_equity"]),
+                )
+        snapshot = await self._try("account", broker.account())
+        if snapshot is not None and self._redis is not None:
+            payload = json.dumps(
+                {
+                    "equity": str(snapshot.equity),
+                    "cash": str(snapshot.cash),
+                    "last_equity": None
+                    if snapshot.last_equity is None
+                    else str(snapshot.last_equity),
+                }
+            )
+            await self._try(
+                "equity cache write",
+                self._redis.set(key, payload, px=int(self._equity_max_age_s * 1000)),
+            )
+        return snapshot
+
+    async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument:
+        key = (broker_name, symbol)
+        cached = self._instruments.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._try("instrument", broker.instrument(symbol))
+        if found is None:
+            return Instrument(symbol)  # whole units: the conservative default
+        self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
+        return found
+
+    async def collect(
+        self,
+        order: OrderMessage,
+        master_broker: Broker | None,
+        targets: Sequence[FollowerTarget],
+        brokers: dict[str, Broker],
+        halts: set[str],
+    ) -> Snapshot:
+        """Everything the planner needs for one order, fetched concurrently."""
+        needs_master_equity = any(t.sizing.mode == "equity_ratio" for t in targets)
+
+        async def master_position() -> Decimal | None:
+            if master_broker is None:
+                return None
+            positions = await self._try("master positions", master_broker.positions())
+            return (
+                None if positions is None else _signed_positions(positions).get(order.symbol, ZERO)
+            )
+
+        async def reference_price() -> tuple[Decimal | None, str]:
+            if order.limit_price is not None:
+                return order.limit_price, "limit_price"
+            if master_broker is None:
+                return None, "unavailable"
+            price = await self._try("last price", master_broker.last_price(order.symbol))
+            return (price, "last_price") if price is not None else (None, "unavailable")
+
+        async def master_equity() -> Decimal | None:
+            if not needs_master_equity or master_broker is None:
+                return None
+            snapshot = await self._try("master account", master_broker.account())
+            return None if snapshot is None else snapshot.equity
+
+        by_broker: dict[str, Broker] = {}
+        for target in targets:
+            by_broker.setdefault(target.broker, brokers[target.account_id])
+        instrument_names = list(by_broker)
+        instruments_task = asyncio.gather(
+            *(self._instrument(name, by_broker[name], order.symbol) for name in instrument_names)
+        )
+        position, (price, source), equity = await asyncio.gather(
+            master_position(), reference_price(), master_equity()
+        )
+        instruments = await instruments_task
+        context = MasterContext(
+            reference_price=price,
+            price_source=source,
+            master_equity=equity,
+            master_position=position if position is not None else ZERO,
+            global_halt="global" in halts,
+            master_halted=f"master:{order.master_id}" in halts,
+        )
+        exit_order = position is not None and master_reduces(order, position)
+
+        async def follower(target: FollowerTarget) -> tuple[str, FollowerState]:
+            broker = brokers[target.account_id]
+            account_task = (
+                self._account(target.account_id, broker) if needs_account(target) else None
+            )
+            positions_task = (
+                self._try("positions", broker.positions())
+                if needs_positions(target, exit_order)
+                else None
+            )
+            account = await account_task if account_task is not None else None
+            positions = await positions_task if positions_task is not None else None
+            unavailable = None
+            if positions_task is not None and positions is None:
+                unavailable = "position_unavailable"
+            signed = _signed_positions(positions or [])
+            return target.account_id, FollowerState(
+                equity=None if account is None else account.equity,
+                day_pnl=None if account is None else account.day_pnl,
+                broker_position=signed.get(order.symbol, ZERO),
+                open_symbols=frozenset(signed),
+                unavailable=unavailable,
+            )
+
+        active = [t for t in targets if not (t.paused or t.account_halted)]
+        states = dict(await asyncio.gather(*(follower(t) for t in active)))
+        if position is None and master_broker is not None:
+            # Without the master's position we cannot tell an exit from an entry: copying an
+            # exit as an entry would open positions the master is closing.
+            states = {k: FollowerState(unavailable="master_position_unavailable") for k in states}
+        return Snapshot(
+            context=context,
+            states=states,
+            instruments=dict(zip(instrument_names, instruments, strict=True)),
+        )
