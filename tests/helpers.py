@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,6 +126,7 @@ class Api:
     def __init__(self, api_url: str, sim_url: str) -> None:
         self.http = httpx.AsyncClient(base_url=api_url, timeout=30)
         self.sim = httpx.AsyncClient(base_url=sim_url, timeout=30)
+        self.sim_keys: dict[str, tuple[str, str]] = {}  # simulator account id → keys
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -151,6 +153,7 @@ class Api:
     async def sim_account(self, token: str, cash: str = "1000000") -> tuple[str, str]:
         """A simulator account linked through the API: (our account_id, simulator account id)."""
         sim = (await self.sim.post("/sim/accounts", json={"cash": cash})).json()
+        self.sim_keys[sim["account_id"]] = (sim["key_id"], sim["secret_key"])
         response = await self.http.post(
             "/v1/accounts",
             headers=self.auth(token),
@@ -169,9 +172,10 @@ class Api:
         sizing: dict[str, Any],
         caps: dict[str, Any] | None = None,
         filters: dict[str, Any] | None = None,
+        cash: str = "1000000",
     ) -> dict[str, str]:
         user_id, token = await self.user("follower")
-        account_id, sim_account_id = await self.sim_account(token)
+        account_id, sim_account_id = await self.sim_account(token, cash=cash)
         body: dict[str, Any] = {"master_id": master_id, "account_id": account_id, "sizing": sizing}
         if caps:
             body["caps"] = caps
@@ -198,6 +202,55 @@ class Api:
             **fields,
         }
         return await self.http.post("/v1/orders", headers=self.auth(token), json=body)
+
+    async def subscribe(
+        self,
+        token: str,
+        master_id: str,
+        account_id: str,
+        sizing: dict[str, Any],
+        caps: dict[str, Any] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {
+            "master_id": master_id,
+            "account_id": account_id,
+            "sizing": sizing,
+            "caps": caps or {},
+        }
+        response = await self.http.post("/v1/subscriptions", headers=self.auth(token), json=body)
+        assert response.status_code == 201, response.text
+
+    async def settled(self, token: str, order_id: str, timeout_s: float = 30) -> dict[str, Any]:
+        """Wait until every leg of the order has settled; return the order summary."""
+
+        async def probe() -> dict[str, Any] | None:
+            r = await self.http.get(f"/v1/orders/{order_id}", headers=self.auth(token))
+            body: dict[str, Any] = r.json()
+            master_done = body["master_execution"] is None or body["master_execution"][
+                "status"
+            ] not in ("submitting", "unknown")
+            return body if body["status"] == "replicated" and master_done else None
+
+        return await eventually(probe, timeout_s=timeout_s, message=f"order {order_id} unsettled")
+
+    async def copy_of(self, follower: dict[str, str], order_id: str) -> dict[str, Any]:
+        rows = (
+            await self.http.get(
+                "/v1/copies", headers=self.auth(follower["token"]), params={"order_id": order_id}
+            )
+        ).json()
+        assert len(rows) == 1, rows
+        row: dict[str, Any] = rows[0]
+        return row
+
+    async def position(self, sim_account_id: str, symbol: str) -> Decimal:
+        """Signed position of a simulator account, from its filled orders."""
+        total = Decimal(0)
+        for o in await self.sim_orders():
+            if o["account_id"] == sim_account_id and o["symbol"] == symbol:
+                filled = Decimal(o["filled_qty"])
+                total += filled if o["side"] == "buy" else -filled
+        return total
 
     async def sim_orders(self) -> list[dict[str, Any]]:
         response = await self.sim.get("/sim/orders")

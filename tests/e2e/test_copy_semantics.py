@@ -1,0 +1,287 @@
+"""Copy semantics end to end: every sizing mode, exits after drift, caps under concurrency,
+cancels, halts. Real API, JetStream, two replicator processes and the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.auth import hash_password
+from services.db import repositories as repo
+from tests.helpers import Api, eventually
+
+D = Decimal
+
+
+@pytest.fixture
+async def symbol(api: Api) -> str:
+    """A fresh symbol per test at price 100, so tests never share positions or prices."""
+    import os
+
+    name = "T" + os.urandom(3).hex().upper()
+    r = await api.sim.put("/sim/prices", json={name: "100"})
+    assert r.status_code == 200
+    return name
+
+
+async def test_every_sizing_mode(api: Api, symbol: str) -> None:
+    master_id, master = await api.user("master")
+    master_account, _ = await api.sim_account(master, cash="175000")
+    followers = {
+        "fixed": await api.follower(master_id, {"mode": "fixed", "qty": "7"}),
+        "multiplier": await api.follower(master_id, {"mode": "multiplier", "factor": "0.5"}),
+        "ratio25": await api.follower(master_id, {"mode": "equity_ratio"}, cash="25000"),
+        "ratio50": await api.follower(master_id, {"mode": "equity_ratio"}, cash="50000"),
+        "ratio100": await api.follower(master_id, {"mode": "equity_ratio"}, cash="100000"),
+        "notional": await api.follower(master_id, {"mode": "notional", "amount": "1550"}),
+        "risk": await api.follower(
+            master_id, {"mode": "risk_percent", "percent": "1"}, cash="50000"
+        ),
+    }
+    # IBKR's allocation example: 700 shares over equities 25k / 50k / 100k (master 175k).
+    order = (await api.order(master, master_account, symbol=symbol, qty="700")).json()
+    summary = await api.settled(master, order["order_id"])
+    assert summary["master_execution"]["status"] == "filled"
+    expected = {
+        "fixed": "7",
+        "multiplier": "350",
+        "ratio25": "100",
+        "ratio50": "200",
+        "ratio100": "400",
+        "notional": "15",
+    }
+    for name, qty in expected.items():
+        copy = await api.copy_of(followers[name], order["order_id"])
+        assert (copy["qty"], copy["status"]) == (qty, "filled"), (name, copy)
+        assert await api.position(followers[name]["sim_account_id"], symbol) == D(qty)
+    ratio = await api.copy_of(followers["ratio25"], order["order_id"])
+    assert ratio["details"]["master_equity"] == "175000"
+    assert ratio["details"]["follower_equity"] == "25000"
+    notional = await api.copy_of(followers["notional"], order["order_id"])
+    assert notional["details"]["reference_price"] == "100"
+    assert notional["details"]["price_source"] == "last_price"
+    risk = await api.copy_of(followers["risk"], order["order_id"])
+    assert (risk["status"], risk["reason"]) == ("skipped", "no_stop_price")
+
+    # risk_percent with a stop: 1% of 50k over |100 - 95| = 100 shares.
+    stop_order = (
+        await api.order(
+            master, master_account, symbol=symbol, qty="10", type="stop", stop_price="95"
+        )
+    ).json()
+    await api.settled(master, stop_order["order_id"])
+    risk = await api.copy_of(followers["risk"], stop_order["order_id"])
+    assert risk["qty"] == "100", risk
+
+
+async def test_partial_close_after_drift_and_full_close(api: Api, symbol: str) -> None:
+    master_id, master = await api.user("master")
+    master_account, _ = await api.sim_account(master)
+    mirror = await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
+    small = await api.follower(master_id, {"mode": "fixed", "qty": "3"})
+    entry = (await api.order(master, master_account, symbol=symbol, qty="10")).json()
+    await api.settled(master, entry["order_id"])
+    assert await api.position(mirror["sim_account_id"], symbol) == 10
+
+    # Drift: the mirror follower sells 4 by hand at its broker.
+    sim_keys = await _sim_keys(api, mirror)
+    r = await api.sim.post(
+        "/v2/orders",
+        headers=sim_keys,
+        json={
+            "symbol": symbol,
+            "qty": "4",
+            "side": "sell",
+            "type": "market",
+            "time_in_force": "day",
+        },
+    )
+    assert r.status_code == 200
+
+    half = (await api.order(master, master_account, symbol=symbol, qty="5", side="sell")).json()
+    await api.settled(master, half["order_id"])
+    copy = await api.copy_of(mirror, half["order_id"])
+    # Half of what it still holds (6), not half of what it once copied (10).
+    assert (copy["side"], copy["qty"], copy["details"]["close_fraction"]) == ("sell", "3", "0.5")
+    assert await api.position(mirror["sim_account_id"], symbol) == 3
+    assert (await api.copy_of(small, half["order_id"]))["qty"] == "1"  # floor(3 * 0.5)
+
+    close = (await api.order(master, master_account, symbol=symbol, qty="5", side="sell")).json()
+    await api.settled(master, close["order_id"])
+    assert (await api.copy_of(mirror, close["order_id"]))["qty"] == "3"
+    assert (await api.copy_of(small, close["order_id"]))["qty"] == "2"
+    assert await api.position(mirror["sim_account_id"], symbol) == 0
+    assert await api.position(small["sim_account_id"], symbol) == 0
+
+    # Nothing left to close: a further master sell (opening a short) is sized normally …
+    short = (await api.order(master, master_account, symbol=symbol, qty="2", side="sell")).json()
+    await api.settled(master, short["order_id"])
+    assert (await api.copy_of(mirror, short["order_id"]))["qty"] == "2"
+
+
+async def _sim_keys(api: Api, follower: dict[str, str]) -> dict[str, str]:
+    """The simulator keys behind a follower account, recovered from the simulator itself."""
+    accounts = api.sim_keys  # recorded by Api.sim_account
+    key_id, secret = accounts[follower["sim_account_id"]]
+    return {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret}
+
+
+async def test_caps_hold_under_concurrency(api: Api, symbol: str) -> None:
+    """20 orders from two masters at once, two workers: no cap is exceeded at the broker."""
+    master_a_id, master_a = await api.user("master")
+    account_a, _ = await api.sim_account(master_a)
+    master_b_id, master_b = await api.user("master")
+    account_b, _ = await api.sim_account(master_b)
+    caps_position = {"max_position": "25"}
+    caps_orders = {"max_orders_per_day": "3"}
+    followers = []
+    for caps in (caps_position, caps_position, caps_orders, caps_orders):
+        _, token = await api.user("follower")
+        account_id, sim_id = await api.sim_account(token)
+        for master_id in (master_a_id, master_b_id):
+            await api.subscribe(
+                token, master_id, account_id, {"mode": "multiplier", "factor": "1"}, caps
+            )
+        followers.append(
+            {"token": token, "account_id": account_id, "sim_account_id": sim_id, "caps": caps}
+        )
+
+    posts = [api.order(master_a, account_a, symbol=symbol, qty="4") for _ in range(10)]
+    posts += [api.order(master_b, account_b, symbol=symbol, qty="4") for _ in range(10)]
+    responses = await asyncio.gather(*posts)
+    assert all(r.status_code == 202 for r in responses)
+    tokens = [master_a] * 10 + [master_b] * 10
+    for token, response in zip(tokens, responses, strict=True):
+        await api.settled(token, response.json()["order_id"], timeout_s=60)
+
+    sim_orders = await api.sim_orders()
+    for follower in followers:
+        mine = [o for o in sim_orders if o["account_id"] == follower["sim_account_id"]]
+        rows = (
+            await api.http.get(
+                "/v1/copies", headers=api.auth(follower["token"]), params={"limit": 100}
+            )
+        ).json()
+        assert len(rows) == 20  # every leg accounted for: one per order
+        statuses = Counter((row["status"], row["reason"]) for row in rows)
+        if "max_position" in follower["caps"]:
+            position = sum(D(o["filled_qty"]) for o in mine)
+            assert position <= 25, (position, statuses)
+            assert position == 25  # clamped to the cap, not short of it
+            assert statuses[("skipped", "cap_max_position")] >= 1
+        else:
+            assert len(mine) == 3, statuses
+            assert statuses[("skipped", "cap_max_orders_per_day")] == 17
+
+
+async def test_daily_loss_limit_is_close_only(api: Api, symbol: str) -> None:
+    master_id, master = await api.user("master")
+    master_account, _ = await api.sim_account(master)
+    follower = await api.follower(
+        master_id,
+        {"mode": "multiplier", "factor": "1"},
+        caps={"daily_loss_limit": "500"},
+        cash="100000",
+    )
+    entry = (await api.order(master, master_account, symbol=symbol, qty="100")).json()
+    await api.settled(master, entry["order_id"])
+    await api.sim.put("/sim/prices", json={symbol: "90"})  # follower now down 1,000 today
+    await asyncio.sleep(0.3)  # past the equity cache's age limit in these tests
+    more = (await api.order(master, master_account, symbol=symbol, qty="10")).json()
+    await api.settled(master, more["order_id"])
+    copy = await api.copy_of(follower, more["order_id"])
+    assert (copy["status"], copy["reason"]) == ("skipped", "daily_loss_limit")
+    close = (await api.order(master, master_account, symbol=symbol, qty="110", side="sell")).json()
+    await api.settled(master, close["order_id"])
+    copy = await api.copy_of(follower, close["order_id"])
+    assert (copy["status"], copy["qty"], copy["side"]) == ("filled", "100", "sell")
+    assert await api.position(follower["sim_account_id"], symbol) == 0
+
+
+async def test_master_cancel_reaches_every_open_leg(api: Api, symbol: str) -> None:
+    master_id, master = await api.user("master")
+    master_account, master_sim = await api.sim_account(master)
+    followers = [await api.follower(master_id, {"mode": "fixed", "qty": "2"}) for _ in range(5)]
+    resting = (
+        await api.order(
+            master,
+            master_account,
+            symbol=symbol,
+            qty="5",
+            type="limit",
+            limit_price="80",
+            time_in_force="gtc",
+        )
+    ).json()
+    summary = await api.settled(master, resting["order_id"])
+    assert summary["legs"]["by_status"] == {"accepted": 5}
+    r = await api.http.post(f"/v1/orders/{resting['order_id']}/cancel", headers=api.auth(master))
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True
+
+    async def all_canceled() -> dict[str, Any] | None:
+        body: dict[str, Any] = (
+            await api.http.get(f"/v1/orders/{resting['order_id']}", headers=api.auth(master))
+        ).json()
+        done = (
+            body["legs"]["by_status"] == {"canceled": 5}
+            and body["master_execution"]["status"] == "canceled"
+        )
+        return body if done else None
+
+    await eventually(all_canceled, timeout_s=15)
+    accounts = {f["sim_account_id"] for f in followers} | {master_sim}
+    at_sim = [o for o in await api.sim_orders() if o["account_id"] in accounts]
+    assert len(at_sim) == 6 and {o["status"] for o in at_sim} == {"canceled"}
+    copy = await api.copy_of(followers[0], resting["order_id"])
+    assert copy["reason"] == "master_canceled"
+    _, other = await api.user("master")
+    r = await api.http.post(f"/v1/orders/{resting['order_id']}/cancel", headers=api.auth(other))
+    assert r.status_code == 404
+
+
+async def test_admin_halts(api: Api, engine: AsyncEngine, symbol: str) -> None:
+    import uuid
+
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.test"
+    async with engine.begin() as conn:
+        await repo.create_user(
+            conn, str(uuid.uuid4()), admin_email, hash_password("admin password!", 1024), "admin"
+        )
+    admin = (
+        await api.http.post(
+            "/v1/auth/token", json={"email": admin_email, "password": "admin password!"}
+        )
+    ).json()["access_token"]
+    master_id, master = await api.user("master")
+    master_account, _ = await api.sim_account(master)
+    follower = await api.follower(master_id, {"mode": "fixed", "qty": "1"})
+
+    r = await api.http.post(f"/v1/admin/masters/{master_id}/halt", headers=api.auth(admin))
+    assert r.status_code == 200 and r.json() == {"scope": f"master:{master_id}", "halted": True}
+    assert (await api.http.post("/v1/admin/halt", headers=api.auth(master))).status_code == 403
+    order = (await api.order(master, master_account, symbol=symbol)).json()
+    await api.settled(master, order["order_id"])
+    copy = await api.copy_of(follower, order["order_id"])
+    assert (copy["status"], copy["reason"]) == ("skipped", "master_halted")
+
+    r = await api.http.post(f"/v1/admin/masters/{master_id}/resume", headers=api.auth(admin))
+    assert r.status_code == 200
+    r = await api.http.post("/v1/admin/halt", headers=api.auth(admin))
+    assert r.status_code == 200
+    try:
+        order = (await api.order(master, master_account, symbol=symbol)).json()
+        await api.settled(master, order["order_id"])
+        copy = await api.copy_of(follower, order["order_id"])
+        assert (copy["status"], copy["reason"]) == ("skipped", "global_halt")
+        halts = (await api.http.get("/v1/admin/halts", headers=api.auth(admin))).json()
+        assert {"scope": "global", "halted": True} in halts
+    finally:
+        await api.http.post("/v1/admin/resume", headers=api.auth(admin))
+    order = (await api.order(master, master_account, symbol=symbol)).json()
+    await api.settled(master, order["order_id"])
+    assert (await api.copy_of(follower, order["order_id"]))["status"] == "filled"
