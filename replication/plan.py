@@ -173,6 +173,7 @@ def plan_leg(
         "master_position": format_decimal(context.master_position),
         "follower_position": format_decimal(state.broker_position),
         "copy_position": format_decimal(state.copy_position),
+        "qty_step": format_decimal(step),
     }
     if context.reference_price is not None:
         details["reference_price"] = format_decimal(context.reference_price)

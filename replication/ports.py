@@ -20,6 +20,17 @@ class Broker(Protocol):
 
     async def cancel_order(self, broker_order_id: str) -> None: ...
 
+    async def replace_order(
+        self,
+        broker_order_id: str,
+        client_order_id: str,
+        qty: Decimal,
+        limit_price: Decimal | None,
+        stop_price: Decimal | None,
+    ) -> BrokerOrder:
+        """Replace an open order (new quantity/prices); the broker answers with the new order."""
+        ...
+
     async def list_orders(self, after: datetime | None = None) -> list[BrokerOrder]: ...
 
     async def positions(self) -> list[Position]: ...

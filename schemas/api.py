@@ -26,6 +26,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
 # Validation error types that carry their own machine-readable code to the client.
 CUSTOM_ERROR_CODES = frozenset(
     {
+        "empty_replace",
         "missing_limit_price",
         "missing_stop_price",
         "unexpected_price",
@@ -126,7 +127,9 @@ class OrderCreate(Strict):
         needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
         if needs_limit and self.limit_price is None:
             raise PydanticCustomError(
-                "missing_limit_price", "a {type} order needs limit_price", {"type": self.type.value}
+                "missing_limit_price",
+                "a {type} order needs limit_price",
+                {"type": self.type.value},
             )
         if needs_stop and self.stop_price is None:
             raise PydanticCustomError(
@@ -138,6 +141,20 @@ class OrderCreate(Strict):
             raise PydanticCustomError(
                 "unexpected_price", "a {type} order takes no such price", {"type": self.type.value}
             )
+        return self
+
+
+class OrderReplace(Strict):
+    """PATCH /v1/orders/{id}: new quantity and/or prices; open legs follow, same sizing."""
+
+    qty: PositiveDecimal | None = None
+    limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> OrderReplace:
+        if self.qty is None and self.limit_price is None and self.stop_price is None:
+            raise PydanticCustomError("empty_replace", "give qty, limit_price or stop_price")
         return self
 
 

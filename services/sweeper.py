@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.http import HttpClientPool, HttpSettings
 from replication.state import TERMINAL, LegStatus
-from schemas.messages import SWEEP_NOW_SUBJECT, OrderMessage
+from schemas.messages import SWEEP_NOW_SUBJECT
 from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher, CredentialError
@@ -32,28 +32,13 @@ from services.db.engine import make_engine
 from services.events import publish_leg_events, publish_order_event
 from services.logs import setup_logging
 from services.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.replacing import replace_leg
 from services.sending import look_up, place_once, request_from_row
 from services.settings import Settings
+from services.sweeper_support import order_message_from_row
 from services.targets import broker_for_row
 
 log = logging.getLogger("copytrade.sweeper")
-
-
-def order_message_from_row(row: dict[str, Any]) -> OrderMessage:
-    return OrderMessage(
-        order_id=str(row["id"]),
-        master_id=str(row["master_id"]),
-        account_id=str(row["account_id"]),
-        client_order_id=row["client_order_id"],
-        symbol=row["symbol"],
-        side=row["side"],
-        qty=row["qty"],
-        type=row["type"],
-        limit_price=row["limit_price"],
-        stop_price=row["stop_price"],
-        time_in_force=row["time_in_force"],
-        created_at=row["created_at"],
-    )
 
 
 class Sweeper:
@@ -85,6 +70,7 @@ class Sweeper:
             try:
                 busy = await self.sweep_once()
                 busy = await self.cancel_once() or busy
+                busy = await self.replace_once() or busy
                 await self.republish_outbox()
             except asyncio.CancelledError:
                 raise
@@ -121,6 +107,50 @@ class Sweeper:
         await self._settle_and_publish(
             [o for o in outcomes if o is not None], repo.OPEN_AT_BROKER_STATUSES
         )
+        return len(claimed) == limit
+
+    async def replace_once(self, limit: int = 100) -> bool:
+        """Bring open legs to their master order's latest version; True when the batch was full."""
+        async with self.engine.begin() as conn:
+            claimed = await repo.claim_replaces(conn, limit, self.settings.leg_lease_s)
+        if not claimed:
+            return False
+        async with self.engine.connect() as conn:
+            orders = await repo.orders_by_ids(conn, [str(r["order_id"]) for r in claimed])
+            subscriptions = await repo.subscriptions_by_ids(
+                conn, [str(r["subscription_id"]) for r in claimed if r["subscription_id"]]
+            )
+        deadline = self.settings.leg_lease_s * 0.5
+        results = await asyncio.gather(
+            *(
+                replace_leg(
+                    self.engine,
+                    broker_for_row(self.factory, self.cipher, row),
+                    row,
+                    orders[str(row["order_id"])],
+                    subscriptions.get(str(row["subscription_id"]))
+                    if row["subscription_id"]
+                    else None,
+                    deadline,
+                    self.settings.unknown_recheck_s,
+                )
+                for row in claimed
+            ),
+            return_exceptions=True,
+        )
+        rows = []
+        for row, result in zip(claimed, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("replace of leg %s failed: %r", row["id"], result)
+            elif result is not None:
+                rows.append(result)
+        await publish_leg_events(self.nc, [r for r in rows if r["action"] != "master"])
+        async with self.engine.connect() as conn:
+            for order_id in {str(r["order_id"]) for r in rows}:
+                progress = await repo.order_progress(conn, order_id)
+                await publish_order_event(
+                    self.nc, order_id, str(orders[order_id]["master_id"]), progress
+                )
         return len(claimed) == limit
 
     async def _cancel(self, row: dict[str, Any]) -> repo.LegOutcome | None:

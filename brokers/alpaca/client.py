@@ -81,6 +81,18 @@ class AlpacaBroker:
     async def cancel_order(self, broker_order_id: str) -> None:
         await self._request("DELETE", f"/v2/orders/{broker_order_id}")
 
+    async def replace_order(
+        self,
+        broker_order_id: str,
+        client_order_id: str,
+        qty: Decimal,
+        limit_price: Decimal | None,
+        stop_price: Decimal | None,
+    ) -> BrokerOrder:
+        body = translate.replace_request_body(client_order_id, qty, limit_price, stop_price)
+        data = await self._request("PATCH", f"/v2/orders/{broker_order_id}", json=body)
+        return translate.parse_order(data)
+
     async def list_orders(self, after: datetime | None = None) -> list[BrokerOrder]:
         params = {"status": "all", "limit": "500", "direction": "asc"}
         if after is not None:

@@ -40,6 +40,18 @@ def order_request_body(request: OrderRequest) -> dict[str, Any]:
     return body
 
 
+def replace_request_body(
+    client_order_id: str, qty: Decimal, limit_price: Decimal | None, stop_price: Decimal | None
+) -> dict[str, Any]:
+    """Body of Alpaca's PATCH /v2/orders/{order_id}."""
+    body: dict[str, Any] = {"qty": format_decimal(qty), "client_order_id": client_order_id}
+    if limit_price is not None:
+        body["limit_price"] = format_decimal(limit_price)
+    if stop_price is not None:
+        body["stop_price"] = format_decimal(stop_price)
+    return body
+
+
 def _decimal(value: Any) -> Decimal | None:
     return None if value in (None, "") else Decimal(str(value))
 

@@ -33,6 +33,7 @@ from schemas.api import (
     OrderAccepted,
     OrderCreate,
     OrderOut,
+    OrderReplace,
     RegisterRequest,
     RegisterResponse,
     SubscriptionCreate,
@@ -423,6 +424,31 @@ def build_app(settings: Settings) -> FastAPI:
             fanout_ms=progress["fanout_ms"],
             master_execution=MasterExecution(**progress["master"]) if progress["master"] else None,
             cancel_requested=progress["cancel_requested"],
+        )
+
+    @app.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)
+    async def replace_order(
+        order_id: UUID, body: OrderReplace, user: Auth, c: Deps
+    ) -> OrderAccepted:
+        """Change quantity or prices; open legs are replaced at their brokers (same sizing)."""
+        require(user, "master")
+        async with c.engine.begin() as conn:
+            current = await repo.get_master_order(conn, str(order_id), user.user_id)
+            if current is None:
+                raise ApiError(404, "order_not_found", "no such order")
+            kind = current["type"]
+            if body.limit_price is not None and kind not in ("limit", "stop_limit"):
+                raise ApiError(422, "unexpected_price", f"a {kind} order takes no limit_price")
+            if body.stop_price is not None and kind not in ("stop", "stop_limit"):
+                raise ApiError(422, "unexpected_price", f"a {kind} order takes no stop_price")
+            row = await repo.request_replace(
+                conn, str(order_id), user.user_id, body.qty, body.limit_price, body.stop_price
+            )
+            if row is None:
+                raise ApiError(409, "order_canceled", "a canceled order cannot be replaced")
+        await c.nc.publish(SWEEP_NOW_SUBJECT, str(order_id).encode())
+        return OrderAccepted(
+            order_id=str(order_id), client_order_id=row["client_order_id"], status="replacing"
         )
 
     @app.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=CancelAccepted)

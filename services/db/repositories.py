@@ -621,6 +621,168 @@ async def set_halt(conn: AsyncConnection, scope: str, halted_by: str, halted: bo
         await conn.execute(text("DELETE FROM halts WHERE scope = :s"), {"s": scope})
 
 
+# replaces ---------------------------------------------------------------------------------
+async def request_replace(
+    conn: AsyncConnection,
+    order_id: str,
+    master_id: str,
+    qty: Decimal | None,
+    limit_price: Decimal | None,
+    stop_price: Decimal | None,
+) -> Row | None:
+    return _row(
+        await conn.execute(
+            text(
+                "UPDATE master_orders SET qty = COALESCE(:qty, qty), "
+                "limit_price = COALESCE(:limit_price, limit_price), "
+                "stop_price = COALESCE(:stop_price, stop_price), version = version + 1 "
+                "WHERE id = :id AND master_id = :m AND cancel_requested_at IS NULL "
+                f"RETURNING {_ORDER_COLUMNS}, version"
+            ),
+            {
+                "id": order_id,
+                "m": master_id,
+                "qty": qty,
+                "limit_price": limit_price,
+                "stop_price": stop_price,
+            },
+        )
+    )
+
+
+async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
+    """Open legs older than their master order's version, taken under a lease."""
+    return _rows(
+        await conn.execute(
+            text(
+                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease), "
+                "updated_at = now() "
+                "WHERE id IN (SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
+                "WHERE l.version < o.version AND o.cancel_requested_at IS NULL "
+                "AND l.status IN ('accepted', 'partially_filled') "
+                "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
+                "LIMIT :limit FOR UPDATE OF l SKIP LOCKED) "
+                f"RETURNING {', '.join('legs.' + c.strip() for c in _LEG_COLUMNS.split(','))}, "
+                "legs.version, "
+                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
+                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
+            ),
+            {"lease": lease_s, "limit": limit},
+        )
+    )
+
+
+async def orders_by_ids(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, Row]:
+    rows = _rows(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS}, version FROM master_orders "
+                "WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": list(order_ids)},
+        )
+    )
+    return {str(row["id"]): row for row in rows}
+
+
+async def subscriptions_by_ids(
+    conn: AsyncConnection, subscription_ids: Sequence[str]
+) -> dict[str, Row]:
+    rows = _rows(
+        await conn.execute(
+            text(
+                "SELECT s.id AS subscription_id, s.follower_id, s.account_id, s.sizing, s.caps, "
+                "s.filters, s.paused, a.halted AS account_halted, a.broker "
+                "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
+                "WHERE s.id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": list(subscription_ids)},
+        )
+    )
+    return {str(row["subscription_id"]): row for row in rows}
+
+
+async def reserve_replace(conn: AsyncConnection, leg: Row, version: int, qty: Decimal) -> Decimal:
+    """Record the planned quantity of a leg's replace once per version, reserving its ledger
+    change; a second call for the same version returns the first plan without reserving again."""
+    details = dict(leg["details"] or {})
+    pending = details.get("pending_replace")
+    if pending and pending["version"] == version:
+        return Decimal(pending["qty"])
+    delta = qty - Decimal(leg["qty"])
+    details["pending_replace"] = {"version": version, "qty": str(qty), "delta": str(delta)}
+    await conn.execute(
+        text("UPDATE legs SET details = CAST(:d AS jsonb) WHERE id = :id"),
+        {"d": json.dumps(details), "id": str(leg["id"])},
+    )
+    if leg["action"] != "master" and delta != 0:
+        signed = delta if leg["side"] == "buy" else -delta
+        await add_to_ledger(conn, [str(leg["account_id"])], [leg["symbol"]], [signed])
+    return qty
+
+
+async def finish_replace(
+    conn: AsyncConnection,
+    leg_id: str,
+    version: int,
+    outcome: LegOutcome | None,
+    client_order_id: str | None,
+    qty: Decimal | None,
+    keep_reservation: bool,
+) -> Row | None:
+    """Bring a leg to `version`: the replaced order's id, quantity and status (or give the
+    reservation back when the replace did not happen)."""
+    row = _row(
+        await conn.execute(
+            text(f"SELECT {_LEG_COLUMNS}, version FROM legs WHERE id = :id FOR UPDATE"),
+            {"id": leg_id},
+        )
+    )
+    if row is None or row["version"] >= version:
+        return None
+    details = dict(row["details"] or {})
+    pending = details.pop("pending_replace", None)
+    if pending and not keep_reservation and row["action"] != "master":
+        delta = Decimal(pending["delta"])
+        signed = delta if row["side"] == "buy" else -delta
+        await add_to_ledger(conn, [str(row["account_id"])], [row["symbol"]], [-signed])
+    if keep_reservation:
+        details.setdefault("replaced", []).append(
+            {
+                "version": version,
+                "from_qty": str(row["qty"]),
+                "from_broker_order_id": row["broker_order_id"],
+            }
+        )
+    updated = _row(
+        await conn.execute(
+            text(
+                "UPDATE legs SET version = :v, details = CAST(:d AS jsonb), updated_at = now(), "
+                "lease_expires_at = NULL, "
+                "status = COALESCE(:status, status), reason = COALESCE(:reason, reason), "
+                "qty = COALESCE(:qty, qty), client_order_id = COALESCE(:cid, client_order_id), "
+                "broker_order_id = COALESCE(:bid, broker_order_id), "
+                "filled_qty = COALESCE(:filled, filled_qty), "
+                "filled_avg_price = COALESCE(:price, filled_avg_price) "
+                f"WHERE id = :id RETURNING {_LEG_COLUMNS}"
+            ),
+            {
+                "v": version,
+                "d": json.dumps(details),
+                "id": leg_id,
+                "status": outcome.status.value if outcome else None,
+                "reason": outcome.reason if outcome else None,
+                "qty": qty,
+                "cid": client_order_id,
+                "bid": outcome.broker_order_id if outcome else None,
+                "filled": outcome.filled_qty if outcome else None,
+                "price": outcome.filled_avg_price if outcome else None,
+            },
+        )
+    )
+    return updated
+
+
 # cancels ----------------------------------------------------------------------------------
 async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
     return _row(

@@ -285,3 +285,77 @@ async def test_admin_halts(api: Api, engine: AsyncEngine, symbol: str) -> None:
     order = (await api.order(master, master_account, symbol=symbol)).json()
     await api.settled(master, order["order_id"])
     assert (await api.copy_of(follower, order["order_id"]))["status"] == "filled"
+
+
+async def test_master_replace_reaches_every_open_leg(api: Api, symbol: str) -> None:
+    master_id, master = await api.user("master")
+    master_account, master_sim = await api.sim_account(master)
+    followers = {
+        "double": await api.follower(master_id, {"mode": "multiplier", "factor": "2"}),
+        "fixed": await api.follower(master_id, {"mode": "fixed", "qty": "3"}),
+        "notional": await api.follower(master_id, {"mode": "notional", "amount": "800"}),
+    }
+    resting = (
+        await api.order(
+            master,
+            master_account,
+            symbol=symbol,
+            qty="5",
+            type="limit",
+            limit_price="80",
+            time_in_force="gtc",
+        )
+    ).json()
+    await api.settled(master, resting["order_id"])
+    before = {name: await api.copy_of(f, resting["order_id"]) for name, f in followers.items()}
+    assert {n: c["qty"] for n, c in before.items()} == {
+        "double": "10",
+        "fixed": "3",
+        "notional": "10",
+    }
+
+    r = await api.http.patch(
+        f"/v1/orders/{resting['order_id']}",
+        headers=api.auth(master),
+        json={"qty": "8", "limit_price": "85"},
+    )
+    assert r.status_code == 202 and r.json()["status"] == "replacing"
+
+    expected = {"double": "16", "fixed": "3", "notional": "9"}
+
+    async def replaced() -> dict[str, Any] | None:
+        copies = {n: await api.copy_of(f, resting["order_id"]) for n, f in followers.items()}
+        done = all(
+            c["qty"] == expected[n] and c["broker_order_id"] != before[n]["broker_order_id"]
+            for n, c in copies.items()
+        )
+        return copies if done else None
+
+    copies = await eventually(replaced, timeout_s=15)
+    summary = (
+        await api.http.get(f"/v1/orders/{resting['order_id']}", headers=api.auth(master))
+    ).json()
+    assert summary["qty"] == "8" and summary["limit_price"] == "85"
+    sim_orders = {o["id"]: o for o in await api.sim_orders()}
+    for name, copy in copies.items():
+        new, old = sim_orders[copy["broker_order_id"]], sim_orders[before[name]["broker_order_id"]]
+        assert (new["qty"], new["limit_price"]) == (expected[name], "85")
+        assert new["replaces"] == old["id"]
+        assert old["status"] == "replaced"
+        assert len(copy["client_order_id"]) == 20
+    master_orders = [o for o in sim_orders.values() if o["account_id"] == master_sim]
+    assert sorted(o["status"] for o in master_orders) == ["new", "replaced"]
+    assert {o["qty"] for o in master_orders if o["status"] == "new"} == {"8"}
+
+    # The market comes down through 85: every replaced order fills at its new size.
+    await api.sim.put("/sim/prices", json={symbol: "84"})
+    for name, follower in followers.items():
+        assert await api.position(follower["sim_account_id"], symbol) == D(expected[name])
+    bad = await api.http.patch(
+        f"/v1/orders/{resting['order_id']}", headers=api.auth(master), json={"stop_price": "70"}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "unexpected_price"
+    empty = await api.http.patch(
+        f"/v1/orders/{resting['order_id']}", headers=api.auth(master), json={}
+    )
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "empty_replace"
