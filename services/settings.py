@@ -59,6 +59,7 @@ class Settings(BaseModel):
     allowed_origins: str = ""
     snapshot_deadline_s: float = 2.0
     equity_max_age_s: float = 5.0
+    open_leg_refresh_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

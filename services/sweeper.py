@@ -71,6 +71,7 @@ class Sweeper:
                 busy = await self.sweep_once()
                 busy = await self.cancel_once() or busy
                 busy = await self.replace_once() or busy
+                busy = await self.refresh_once() or busy
                 await self.republish_outbox()
             except asyncio.CancelledError:
                 raise
@@ -104,6 +105,36 @@ class Sweeper:
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._cancel(row) for row in claimed))
+        await self._settle_and_publish(
+            [o for o in outcomes if o is not None], repo.OPEN_AT_BROKER_STATUSES
+        )
+        return len(claimed) == limit
+
+    async def refresh_once(self, limit: int = 200) -> bool:
+        """Follow legs that rest at their broker (fills, partial fills, expiries)."""
+        async with self.engine.begin() as conn:
+            claimed = await repo.claim_stale_open(
+                conn, limit, self.settings.open_leg_refresh_s, self.settings.leg_lease_s
+            )
+        if not claimed:
+            return False
+        deadline = self.settings.leg_lease_s * 0.5
+
+        async def refresh(row: dict[str, Any]) -> repo.LegOutcome | None:
+            broker = broker_for_row(self.factory, self.cipher, row)
+            found = await look_up(
+                broker,
+                row["broker"],
+                str(row["id"]),
+                row["client_order_id"],
+                deadline,
+                self.settings.unknown_recheck_s,
+            )
+            if found is None or found.status is LegStatus.UNKNOWN:
+                return None
+            return found
+
+        outcomes = await asyncio.gather(*(refresh(row) for row in claimed))
         await self._settle_and_publish(
             [o for o in outcomes if o is not None], repo.OPEN_AT_BROKER_STATUSES
         )

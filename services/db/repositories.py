@@ -783,6 +783,28 @@ async def finish_replace(
     return updated
 
 
+async def claim_stale_open(
+    conn: AsyncConnection, limit: int, older_than_s: float, lease_s: float
+) -> list[Row]:
+    """Legs open at their broker that nobody looked at for a while (fills, expiries)."""
+    return _rows(
+        await conn.execute(
+            text(
+                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease) "
+                "WHERE id IN (SELECT id FROM legs WHERE status IN ('accepted', 'partially_filled') "
+                "AND updated_at < now() - make_interval(secs => :age) "
+                "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
+                "ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
+                "RETURNING legs.id, legs.order_id, legs.master_id, legs.account_id, legs.action, "
+                "legs.client_order_id, legs.status, "
+                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
+                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
+            ),
+            {"lease": lease_s, "limit": limit, "age": older_than_s},
+        )
+    )
+
+
 # cancels ----------------------------------------------------------------------------------
 async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
     return _row(

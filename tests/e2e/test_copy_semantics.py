@@ -351,6 +351,12 @@ async def test_master_replace_reaches_every_open_leg(api: Api, symbol: str) -> N
     await api.sim.put("/sim/prices", json={symbol: "84"})
     for name, follower in followers.items():
         assert await api.position(follower["sim_account_id"], symbol) == D(expected[name])
+
+    async def filled() -> bool:
+        copies = [await api.copy_of(f, resting["order_id"]) for f in followers.values()]
+        return all(c["status"] == "filled" and c["filled_qty"] == c["qty"] for c in copies)
+
+    await eventually(filled, timeout_s=10, message="fills at the broker were not picked up")
     bad = await api.http.patch(
         f"/v1/orders/{resting['order_id']}", headers=api.auth(master), json={"stop_price": "70"}
     )
