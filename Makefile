@@ -11,6 +11,7 @@ run: venv
 	@$(PY) -m services.launcher
 
 test: venv
+	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
 	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider

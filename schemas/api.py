@@ -64,6 +64,11 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
+class WsToken(BaseModel):
+    token: str
+    expires_in: int
+
+
 class AccountCreate(Strict):
     broker: BrokerName
     label: Annotated[str, Field(min_length=1, max_length=100)]

@@ -40,6 +40,7 @@ def verify_password(password: str, stored: str) -> bool:
 class Principal:
     user_id: str
     role: str
+    expires_at: int | None = None  # the access token's exp (a WebSocket session ends with it)
 
 
 class TokenError(Exception):
@@ -52,9 +53,16 @@ class TokenIssuer:
     issuer: str
     audience: str
 
-    def issue(self, principal: Principal, ttl_s: int, *, websocket: bool = False) -> str:
+    def issue(
+        self,
+        principal: Principal,
+        ttl_s: int,
+        *,
+        websocket: bool = False,
+        session_expires_at: int | None = None,
+    ) -> str:
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "sub": principal.user_id,
             "role": principal.role,
             "iss": self.issuer,
@@ -64,6 +72,8 @@ class TokenIssuer:
             "exp": now + ttl_s,
             "jti": uuid.uuid4().hex,
         }
+        if session_expires_at is not None:
+            claims["sexp"] = session_expires_at
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, *, websocket: bool = False) -> Principal:
@@ -85,4 +95,7 @@ class TokenIssuer:
         sub = claims.get("sub")
         if role not in ("master", "follower", "admin") or not isinstance(sub, str):
             raise TokenError("invalid token")
-        return Principal(user_id=sub, role=role)
+        expires = claims.get("sexp", claims["exp"]) if websocket else claims["exp"]
+        if not isinstance(expires, int):
+            raise TokenError("invalid token")
+        return Principal(user_id=sub, role=role, expires_at=expires)

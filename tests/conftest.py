@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import resource
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,10 @@ from services.db.migrate import upgrade
 from services.embedded import EmbeddedStack, start_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+# The WebSocket load test opens 1,000 sockets; the services started below inherit this limit.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(_soft, min(_hard, 65536)), _hard))
 
 
 async def _create_database(server_url: str) -> str:

@@ -136,9 +136,9 @@ class Api:
     def auth(token: str) -> dict[str, str]:
         return {"authorization": f"Bearer {token}"}
 
-    async def user(self, role: str) -> tuple[str, str]:
-        """Register a user and sign in: (user_id, access token)."""
-        email = f"{role}-{os.urandom(6).hex()}@example.test"
+    async def user(self, role: str, email: str | None = None) -> tuple[str, str]:
+        """Register a user and sign in: (user_id, access token). Password: "correct horse"."""
+        email = email or f"{role}-{os.urandom(6).hex()}@example.test"
         response = await self.http.post(
             "/v1/auth/register", json={"email": email, "password": "correct horse", "role": role}
         )

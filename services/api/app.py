@@ -11,11 +11,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response, WebSocket, WebSocketDisconnect
 from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -41,6 +42,7 @@ from schemas.api import (
     SubscriptionPatch,
     TokenRequest,
     TokenResponse,
+    WsToken,
 )
 from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, SWEEP_NOW_SUBJECT, OrderMessage
 from services import bus
@@ -48,6 +50,7 @@ from services.api.errors import ApiError, install
 from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
 from services.brokerage import validate_credentials
 from services.crypto import CredentialCipher
+from services.dashboard.gateway import WS_REFUSED, Gateway
 from services.db import repositories as repo
 from services.db.engine import make_engine
 from services.metrics import ORDER_PUBLISH, ORDERS_INGESTED
@@ -66,6 +69,7 @@ class Container:
     cipher: CredentialCipher
     issuer: TokenIssuer
     dummy_hash: str
+    gateway: Gateway
 
 
 def container(request: Request) -> Container:
@@ -168,6 +172,49 @@ def _copy_out(row: dict[str, Any]) -> CopyOut:
     )
 
 
+def _order_out(row: dict[str, Any], progress: dict[str, Any]) -> OrderOut:
+    return OrderOut(
+        order_id=str(row["id"]),
+        client_order_id=row["client_order_id"],
+        account_id=str(row["account_id"]),
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=row["qty"],
+        type=row["type"],
+        limit_price=row["limit_price"],
+        stop_price=row["stop_price"],
+        time_in_force=row["time_in_force"],
+        status=progress["status"],
+        created_at=row["created_at"],
+        legs=LegCounts(total=progress["total"], by_status=progress["by_status"]),
+        fanout_ms=progress["fanout_ms"],
+        master_execution=MasterExecution(**progress["master"]) if progress["master"] else None,
+        cancel_requested=progress["cancel_requested"],
+    )
+
+
+async def recent_orders(c: Container, master_id: str, limit: int) -> list[OrderOut]:
+    async with c.engine.connect() as conn:
+        rows = await repo.list_master_orders(conn, master_id, limit)
+        return [_order_out(row, await repo.order_progress(conn, str(row["id"]))) for row in rows]
+
+
+PROTOCOL = "copytrade.v1"
+PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "static" / "index.html"
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+)
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
 def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -187,10 +234,13 @@ def build_app(settings: Settings) -> FastAPI:
             cipher=CredentialCipher.from_setting(keys),
             issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
             dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
+            gateway=Gateway(),
         )
+        await app.state.container.gateway.start(nc)
         try:
             yield
         finally:
+            await app.state.container.gateway.stop()
             await bus.close(nc)
             await redis_client.aclose()
             await engine.dispose()
@@ -407,24 +457,15 @@ def build_app(settings: Settings) -> FastAPI:
             if row is None:
                 raise ApiError(404, "order_not_found", "no such order")
             progress = await repo.order_progress(conn, str(order_id))
-        return OrderOut(
-            order_id=str(row["id"]),
-            client_order_id=row["client_order_id"],
-            account_id=str(row["account_id"]),
-            symbol=row["symbol"],
-            side=row["side"],
-            qty=row["qty"],
-            type=row["type"],
-            limit_price=row["limit_price"],
-            stop_price=row["stop_price"],
-            time_in_force=row["time_in_force"],
-            status=progress["status"],
-            created_at=row["created_at"],
-            legs=LegCounts(total=progress["total"], by_status=progress["by_status"]),
-            fanout_ms=progress["fanout_ms"],
-            master_execution=MasterExecution(**progress["master"]) if progress["master"] else None,
-            cancel_requested=progress["cancel_requested"],
-        )
+        return _order_out(row, progress)
+
+    @app.get("/v1/orders", response_model=list[OrderOut])
+    async def list_orders(
+        user: Auth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    ) -> list[OrderOut]:
+        """The master's recent orders, newest first, with their fan-out progress."""
+        require(user, "master")
+        return await recent_orders(c, user.user_id, limit)
 
     @app.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)
     async def replace_order(
@@ -515,6 +556,93 @@ def build_app(settings: Settings) -> FastAPI:
                 conn, user.user_id, str(order_id) if order_id else None, limit
             )
         return [_copy_out(row) for row in rows]
+
+    # dashboard ----------------------------------------------------------------------------
+    allowed_origins = {
+        origin.strip().rstrip("/")
+        for origin in (settings.allowed_origins or "").split(",")
+        if origin.strip()
+    } or {
+        f"http://{host}:{settings.api_port}"
+        for host in (settings.api_host, "127.0.0.1", "localhost")
+    }
+
+    @app.post("/v1/ws/token", response_model=WsToken)
+    async def ws_token(user: Auth, c: Deps) -> WsToken:
+        """A short-lived token for opening one WebSocket; the socket lives as long as the
+        access token it was minted from."""
+        ttl = settings.ws_token_ttl_s
+        token = c.issuer.issue(user, ttl, websocket=True, session_expires_at=user.expires_at)
+        return WsToken(token=token, expires_in=ttl)
+
+    @app.websocket("/v1/ws")
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        c: Container = websocket.app.state.container
+        offered = [
+            p.strip()
+            for p in websocket.headers.get("sec-websocket-protocol", "").split(",")
+            if p.strip()
+        ]
+        await websocket.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
+
+        async def refuse(reason: str) -> None:
+            WS_REFUSED.labels(reason).inc()
+            await websocket.close(code=1008, reason=reason)
+
+        if (websocket.headers.get("origin") or "").rstrip("/") not in allowed_origins:
+            return await refuse("origin not allowed")
+        tokens = [p for p in offered if p != PROTOCOL]
+        if PROTOCOL not in offered or len(tokens) != 1:
+            return await refuse("subprotocols must be copytrade.v1 and a token")
+        try:
+            user = c.issuer.verify(tokens[0], websocket=True)
+        except TokenError as exc:
+            return await refuse(str(exc))
+        if user.role not in ("follower", "master"):
+            return await refuse("role has no dashboard")
+        client = c.gateway.register(user.user_id, user.role, websocket)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await websocket.send_text(await _snapshot(c, user))
+            session_left = (user.expires_at or 0) - time.time()
+            tasks = [
+                asyncio.create_task(client.pump()),
+                asyncio.create_task(_until_disconnect(websocket)),
+                asyncio.create_task(asyncio.sleep(max(0.0, session_left))),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if tasks[2] in done:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await refuse("session expired")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            c.gateway.unregister(client)
+
+    async def _snapshot(c: Container, user: Principal) -> str:
+        if user.role == "follower":
+            async with c.engine.connect() as conn:
+                rows = await repo.list_copies(conn, user.user_id, None, 50)
+            body = {
+                "type": "snapshot",
+                "copies": [_copy_out(r).model_dump(mode="json") for r in rows],
+            }
+        else:
+            orders = await recent_orders(c, user.user_id, 20)
+            body = {"type": "snapshot", "orders": [o.model_dump(mode="json") for o in orders]}
+        return json.dumps(body)
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard_page() -> Response:
+        return Response(
+            PAGE.read_bytes(),
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP},
+        )
 
     # ops ----------------------------------------------------------------------------------
     @app.get("/healthz")

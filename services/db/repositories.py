@@ -269,6 +269,18 @@ async def get_master_order(conn: AsyncConnection, order_id: str, master_id: str)
     )
 
 
+async def list_master_orders(conn: AsyncConnection, master_id: str, limit: int) -> list[Row]:
+    return _rows(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE master_id = :m "
+                "ORDER BY created_at DESC LIMIT :limit"
+            ),
+            {"m": master_id, "limit": limit},
+        )
+    )
+
+
 async def mark_published(conn: AsyncConnection, order_id: str) -> None:
     await conn.execute(
         text(

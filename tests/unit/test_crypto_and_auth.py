@@ -53,7 +53,9 @@ ISSUER = TokenIssuer("s" * 48, "copytrade", "copytrade-api")
 
 def test_token_round_trip() -> None:
     token = ISSUER.issue(Principal("u1", "master"), 60)
-    assert ISSUER.verify(token) == Principal("u1", "master")
+    verified = ISSUER.verify(token)
+    assert (verified.user_id, verified.role) == ("u1", "master")
+    assert verified.expires_at is not None and verified.expires_at > time.time() + 50
 
 
 def _claims(**overrides: object) -> dict[str, object]:
@@ -92,7 +94,10 @@ def test_bad_tokens_are_refused(token: str) -> None:
 
 
 def test_websocket_tokens_do_not_work_as_access_tokens() -> None:
-    ws_token = ISSUER.issue(Principal("u1", "follower"), 30, websocket=True)
-    assert ISSUER.verify(ws_token, websocket=True).user_id == "u1"
+    ws_token = ISSUER.issue(
+        Principal("u1", "follower"), 30, websocket=True, session_expires_at=1234567890 + 10**9
+    )
+    verified = ISSUER.verify(ws_token, websocket=True)
+    assert verified.user_id == "u1" and verified.expires_at == 1234567890 + 10**9
     with pytest.raises(TokenError):
         ISSUER.verify(ws_token)

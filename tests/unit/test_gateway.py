@@ -1,0 +1,70 @@
+"""Gateway routing and backpressure with in-memory sockets."""
+
+import asyncio
+import json
+
+from services.dashboard.gateway import RESYNC, Gateway
+
+
+class FakeMsg:
+    def __init__(self, subject: str, body: dict[str, object]) -> None:
+        self.subject = subject
+        self.data = json.dumps(body).encode()
+
+
+class RecordingSocket:
+    def __init__(self, stall: asyncio.Event | None = None) -> None:
+        self.sent: list[str] = []
+        self.stall = stall
+
+    async def send_text(self, data: str) -> None:
+        if self.stall is not None:
+            await self.stall.wait()  # a client that stopped reading
+        self.sent.append(data)
+
+
+async def test_routing_by_user_and_role() -> None:
+    gateway = Gateway()
+    follower, other, master = RecordingSocket(), RecordingSocket(), RecordingSocket()
+    clients = [
+        gateway.register("f1", "follower", follower),
+        gateway.register("f2", "follower", other),
+        gateway.register("m1", "master", master),
+    ]
+    pumps = [asyncio.create_task(c.pump()) for c in clients]
+    await gateway._on_leg(FakeMsg("events.legs.f1", {"type": "leg.updated", "leg_id": "x"}))
+    await gateway._on_order(FakeMsg("events.orders.m1", {"type": "order.updated", "order_id": "o"}))
+    # A master whose user id is also a follower subject never receives leg events.
+    await gateway._on_leg(FakeMsg("events.legs.m1", {"type": "leg.updated", "leg_id": "y"}))
+    await asyncio.sleep(0.01)
+    assert [json.loads(s)["leg_id"] for s in follower.sent] == ["x"]
+    assert other.sent == []
+    assert [json.loads(s)["type"] for s in master.sent] == ["order.updated"]
+    for pump in pumps:
+        pump.cancel()
+    for client in clients:
+        gateway.unregister(client)
+    assert gateway.clients == 0
+
+
+async def test_overflow_becomes_one_resync_and_spares_other_clients() -> None:
+    gateway = Gateway(queue_size=10)
+    stall = asyncio.Event()
+    slow_socket, fast_socket = RecordingSocket(stall), RecordingSocket()
+    slow = gateway.register("f1", "follower", slow_socket)
+    fast = gateway.register("f1", "follower", fast_socket)
+    pumps = [asyncio.create_task(slow.pump()), asyncio.create_task(fast.pump())]
+    for i in range(25):
+        await gateway._on_leg(FakeMsg("events.legs.f1", {"type": "leg.updated", "leg_id": str(i)}))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    assert [json.loads(s)["leg_id"] for s in fast_socket.sent] == [str(i) for i in range(25)]
+    assert slow.resyncs >= 1
+    stall.set()
+    await asyncio.sleep(0.01)
+    # The slow client learns it missed events: it gets `resync`, then what came after.
+    assert RESYNC in slow_socket.sent
+    after = slow_socket.sent[slow_socket.sent.index(RESYNC) + 1 :]
+    assert all(json.loads(s)["type"] == "leg.updated" for s in after)
+    for pump in pumps:
+        pump.cancel()
