@@ -90,7 +90,9 @@ async def replace_leg(
     action = f"{leg['action']}:v{version}"
     new_cid = client_order_id(str(leg["order_id"]), str(leg["account_id"]), action)
     broker_name = leg["broker"]
-    found = await look_up(broker, broker_name, leg_id, new_cid, deadline_s, recheck_s)
+    found = await look_up(
+        broker, broker_name, leg_id, new_cid, leg["symbol"], deadline_s, recheck_s
+    )
     if found is not None and found.status is not LegStatus.UNKNOWN:
         pending = (leg["details"] or {}).get("pending_replace") or {}
         qty = Decimal(pending["qty"]) if pending.get("version") == version else None
@@ -110,13 +112,19 @@ async def replace_leg(
         # The new version sizes this follower to nothing: cancel its order instead.
         try:
             async with asyncio.timeout(deadline_s):
-                await broker.cancel_order(leg["broker_order_id"])
+                await broker.cancel_order(leg["broker_order_id"], leg["symbol"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("cancel for replace of leg %s: %s", leg_id, exc)
         old = await look_up(
-            broker, broker_name, leg_id, leg["client_order_id"], deadline_s, recheck_s
+            broker,
+            broker_name,
+            leg_id,
+            leg["client_order_id"],
+            leg["symbol"],
+            deadline_s,
+            recheck_s,
         )
         if old is None or old.status not in TERMINAL:
             return None
@@ -129,7 +137,12 @@ async def replace_leg(
         async with asyncio.timeout(deadline_s):
             try:
                 new = await broker.replace_order(
-                    leg["broker_order_id"], new_cid, qty, message.limit_price, message.stop_price
+                    leg["broker_order_id"],
+                    new_cid,
+                    qty,
+                    message.limit_price,
+                    message.stop_price,
+                    leg["symbol"],
                 )
             except DuplicateClientOrderId:
                 new = await broker.get_order_by_client_id(new_cid)
@@ -137,7 +150,13 @@ async def replace_leg(
         # Not replaceable any more (filled or canceled meanwhile): record what it became.
         log.info("replace of leg %s refused: %s", leg_id, exc)
         old = await look_up(
-            broker, broker_name, leg_id, leg["client_order_id"], deadline_s, recheck_s
+            broker,
+            broker_name,
+            leg_id,
+            leg["client_order_id"],
+            leg["symbol"],
+            deadline_s,
+            recheck_s,
         )
         async with engine.begin() as conn:
             return await repo.finish_replace(
@@ -153,6 +172,13 @@ async def replace_leg(
         log.info("replace of leg %s in doubt: %s", leg_id, exc)
         return None  # the lease runs out; the next pass looks the new id up first
     async with engine.begin() as conn:
+        # Kite modifies in place and keeps the original tag: follow what the broker reports.
         return await repo.finish_replace(
-            conn, leg_id, version, outcome_from_order(leg_id, new), new_cid, qty, True
+            conn,
+            leg_id,
+            version,
+            outcome_from_order(leg_id, new),
+            new.client_order_id or new_cid,
+            qty,
+            True,
         )

@@ -113,7 +113,9 @@ async def place_once(
                 order = await _timed(broker_name, "place", broker.place_order(request))
             except DuplicateClientOrderId:
                 order = await _timed(
-                    broker_name, "lookup", broker.get_order_by_client_id(request.client_order_id)
+                    broker_name,
+                    "lookup",
+                    broker.get_order_by_client_id(request.client_order_id, request.symbol),
                 )
         return outcome_from_order(leg_id, order)
     except TimeoutError:
@@ -130,6 +132,7 @@ async def look_up(
     broker_name: str,
     leg_id: str,
     client_order_id: str,
+    symbol: str,
     deadline_s: float,
     recheck_s: float,
 ) -> LegOutcome | None:
@@ -137,7 +140,7 @@ async def look_up(
     try:
         async with asyncio.timeout(deadline_s):
             order = await _timed(
-                broker_name, "lookup", broker.get_order_by_client_id(client_order_id)
+                broker_name, "lookup", broker.get_order_by_client_id(client_order_id, symbol)
             )
         return outcome_from_order(leg_id, order)
     except NotFound:

@@ -127,6 +127,7 @@ class Sweeper:
                 row["broker"],
                 str(row["id"]),
                 row["client_order_id"],
+                row["symbol"],
                 deadline,
                 self.settings.unknown_recheck_s,
             )
@@ -190,7 +191,7 @@ class Sweeper:
         deadline = self.settings.leg_lease_s * 0.5
         try:
             async with asyncio.timeout(deadline):
-                await broker.cancel_order(row["broker_order_id"])
+                await broker.cancel_order(row["broker_order_id"], row["symbol"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # filled meanwhile (422), or the broker is down: look it up
@@ -200,6 +201,7 @@ class Sweeper:
             row["broker"],
             leg_id,
             row["client_order_id"],
+            row["symbol"],
             deadline,
             self.settings.unknown_recheck_s,
         )
@@ -247,6 +249,7 @@ class Sweeper:
             row["broker"],
             leg_id,
             row["client_order_id"],
+            row["symbol"],
             deadline,
             settings.unknown_recheck_s,
         )

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from brokers.alpaca import translate
-from replication.errors import Retryable, Unknown
+from brokers.transport import transport_error
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 
 
@@ -45,14 +45,8 @@ class AlpacaBroker:
             )
         except asyncio.CancelledError:
             raise
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left this process: sending again is safe.
-            raise Retryable(
-                f"{type(exc).__name__}: {exc}", retry_after=0.5, code="connect"
-            ) from exc
         except httpx.HTTPError as exc:
-            # Sent, but no answer: the broker may or may not have the order.
-            raise Unknown(f"{type(exc).__name__}: {exc}", code="transport") from exc
+            raise transport_error(exc) from exc
         if response.status_code == 204:
             return None
         try:
@@ -69,7 +63,9 @@ class AlpacaBroker:
         data = await self._request("POST", "/v2/orders", json=translate.order_request_body(request))
         return translate.parse_order(data)
 
-    async def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder:
+    async def get_order_by_client_id(
+        self, client_order_id: str, symbol: str | None = None
+    ) -> BrokerOrder:
         data = await self._request(
             "GET",
             "/v2/orders:by_client_order_id",
@@ -78,7 +74,7 @@ class AlpacaBroker:
         )
         return translate.parse_order(data)
 
-    async def cancel_order(self, broker_order_id: str) -> None:
+    async def cancel_order(self, broker_order_id: str, symbol: str | None = None) -> None:
         await self._request("DELETE", f"/v2/orders/{broker_order_id}")
 
     async def replace_order(
@@ -88,6 +84,7 @@ class AlpacaBroker:
         qty: Decimal,
         limit_price: Decimal | None,
         stop_price: Decimal | None,
+        symbol: str | None = None,
     ) -> BrokerOrder:
         body = translate.replace_request_body(client_order_id, qty, limit_price, stop_price)
         data = await self._request("PATCH", f"/v2/orders/{broker_order_id}", json=body)

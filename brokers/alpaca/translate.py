@@ -11,6 +11,7 @@ from brokers.alpaca.constants import (
     FRACTIONAL_QTY_STEP,
     STATUS_MAP,
 )
+from brokers.transport import retry_after
 from replication.errors import (
     BrokerError,
     DuplicateClientOrderId,
@@ -124,11 +125,11 @@ def error_for(
     """Map a non-2xx Alpaca answer onto the error taxonomy."""
     message = _message(body)
     if status == 429:
-        try:
-            retry_after = float(retry_after_header) if retry_after_header else 1.0
-        except ValueError:
-            retry_after = 1.0
-        return Retryable(f"rate limited: {message}", retry_after=retry_after, code="rate_limited")
+        return Retryable(
+            f"rate limited: {message}",
+            retry_after=retry_after(retry_after_header),
+            code="rate_limited",
+        )
     if status == 401:
         return Fatal(f"unauthorized: {message}", code="unauthorized")
     if status == 403:

@@ -808,7 +808,7 @@ async def claim_stale_open(
                 "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
                 "ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
                 "RETURNING legs.id, legs.order_id, legs.master_id, legs.account_id, legs.action, "
-                "legs.client_order_id, legs.status, "
+                "legs.client_order_id, legs.status, legs.symbol, "
                 "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
                 "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
             ),
@@ -843,7 +843,7 @@ async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> li
                 "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
                 "LIMIT :limit FOR UPDATE OF l SKIP LOCKED) "
                 "RETURNING legs.id, legs.order_id, legs.master_id, legs.account_id, "
-                "legs.broker_order_id, legs.client_order_id, legs.status, "
+                "legs.broker_order_id, legs.client_order_id, legs.status, legs.symbol, "
                 "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
                 "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
             ),
