@@ -127,12 +127,12 @@ class BinanceBroker:
         return orders
 
     async def positions(self) -> list[Position]:
-        data = await self._request("GET", "/api/v3/account", {"omitZeroBalances": "true"})
+        data = await self._request("GET", "/api/v3/account")
         return translate.parse_positions(data, self._quote)
 
     async def account(self) -> AccountSnapshot:
         account, prices = await asyncio.gather(
-            self._request("GET", "/api/v3/account", {"omitZeroBalances": "true"}),
+            self._request("GET", "/api/v3/account"),
             self._request("GET", "/api/v3/ticker/price", signed=False),
         )
         by_symbol = {p["symbol"]: Decimal(str(p["price"])) for p in prices}

@@ -8,6 +8,7 @@ import os
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -50,6 +51,7 @@ async def _json_body(request: Request) -> Any:
 def build_app(seed: int | None = None) -> Starlette:
     engine = Engine()
     rng = random.Random(seed)
+    host_window: deque[float] = deque()
 
     def account_of(request: Request) -> SimAccount:
         return engine.authenticate(
@@ -59,6 +61,15 @@ def build_app(seed: int | None = None) -> Starlette:
     async def apply_faults(account: SimAccount) -> Response | None:
         """Latency, rate limit and injected failures, in the order a real broker shows them."""
         faults = engine.faults_for(account)
+        host_limit = engine.faults.ip_rate_limit_per_s
+        if host_limit:
+            moment = time.monotonic()
+            while host_window and moment - host_window[0] >= 1:
+                host_window.popleft()
+            if len(host_window) >= host_limit:
+                engine.rate_limited += 1
+                return _error(429, 42910000, "too many requests from this IP", {"Retry-After": "1"})
+            host_window.append(moment)
         if faults.rate_limit_per_min:
             window = account.request_times
             moment = time.monotonic()
@@ -66,6 +77,7 @@ def build_app(seed: int | None = None) -> Starlette:
                 window.popleft()
             if len(window) >= faults.rate_limit_per_min:
                 retry_after = max(1, int(60 - (moment - window[0])) + 1)
+                engine.rate_limited += 1
                 return _error(
                     429, 42910000, "rate limit exceeded", {"Retry-After": str(retry_after)}
                 )

@@ -44,6 +44,8 @@ class Faults:
     accept_then_timeout_rate: float = 0.0
     dedup_client_order_id: bool = True
     rate_limit_per_min: int | None = None
+    partial_fill_ratio: float | None = None  # market orders fill only this fraction, then rest
+    ip_rate_limit_per_s: int | None = None  # all requests to the simulator, like a per-IP limit
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         data = {**self.__dict__, **changes}
@@ -185,6 +187,7 @@ class Engine:
         self.faults = Faults()
         self.orders_received = 0
         self.duplicates_rejected = 0
+        self.rate_limited = 0  # 429 answers
 
     # accounts -----------------------------------------------------------------------------
     def create_account(
@@ -306,6 +309,11 @@ class Engine:
     def _fill(self, account: SimAccount, order: SimOrder, price: Decimal) -> None:
         moment = now()
         qty = order.qty - order.filled_qty
+        ratio = self.faults_for(account).partial_fill_ratio
+        partial = ratio is not None and 0 < ratio < 1 and order.filled_qty == 0
+        if partial:
+            assert ratio is not None
+            qty = (order.qty * Decimal(str(ratio))).quantize(Decimal(1)) or Decimal(1)
         signed = qty if order.side == "buy" else -qty
         position = account.positions.setdefault(order.symbol, SimPosition())
         new_qty = position.qty + signed
@@ -318,10 +326,12 @@ class Engine:
         if new_qty == 0:
             del account.positions[order.symbol]
         account.cash -= signed * price
-        order.filled_qty = order.qty
+        order.filled_qty += qty
         order.filled_avg_price = price
-        order.status = "filled"
-        order.filled_at = order.updated_at = moment
+        order.status = "filled" if order.filled_qty >= order.qty else "partially_filled"
+        order.updated_at = moment
+        if order.status == "filled":
+            order.filled_at = moment
 
     def set_prices(self, prices: dict[str, Decimal]) -> int:
         self.prices.update(prices)
@@ -388,6 +398,7 @@ class Engine:
             "orders_received": self.orders_received,
             "orders_created": sum(len(a.orders) for a in self.accounts.values()),
             "duplicates_rejected": self.duplicates_rejected,
+            "rate_limited": self.rate_limited,
             "accounts": {
                 a.account_id: {
                     "orders_received": a.orders_received,

@@ -251,7 +251,32 @@ async def test_accounts_never_echo_credentials(api: Api) -> None:
             },
         ),
         422,
-        "broker_not_supported",
+        "invalid_credentials",  # Kite takes api_key and access_token
+    )
+    for broker, credentials in (
+        ("kite", {"api_key": "k", "access_token": "t", "exchange": "NSE"}),
+        ("binance", {"api_key": "k", "secret_key": "s", "watch_symbols": ["BTCUSDT"]}),
+        ("alpaca", {"key_id": "k", "secret_key": "s", "paper": True}),
+    ):
+        r = await api.http.post(
+            "/v1/accounts",
+            headers=api.auth(token),
+            json={"broker": broker, "label": broker, "credentials": credentials},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["broker"] == broker and "credentials" not in r.json()
+    _assert_error(
+        await api.http.post(
+            "/v1/accounts",
+            headers=api.auth(token),
+            json={
+                "broker": "binance",
+                "label": "x",
+                "credentials": {"api_key": "k", "secret_key": "s", "testnet": "yes"},
+            },
+        ),
+        422,
+        "invalid_credentials",
     )
     _assert_error(
         await api.http.post(
