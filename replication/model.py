@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -129,6 +130,15 @@ class BrokerOrder:
     filled_qty: Decimal = Decimal("0")
     filled_avg_price: Decimal | None = None
     reason: str | None = None
+    # What the order is (filled in by adapters that report it; the broker poller needs it).
+    symbol: str | None = None
+    side: Side | None = None
+    qty: Decimal | None = None
+    order_type: OrderType | None = None
+    time_in_force: TimeInForce | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)

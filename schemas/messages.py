@@ -49,6 +49,10 @@ class OrderMessage(BaseModel):
     stop_price: DecimalStr | None = None
     time_in_force: TimeInForce
     created_at: datetime
+    # "broker": the master placed it directly at the broker (seen by the poller); it is not
+    # placed again, and the master's position before it excludes its fills.
+    origin: Literal["api", "broker"] = "api"
+    broker_client_order_id: str | None = None
 
 
 class LegEvent(BaseModel):

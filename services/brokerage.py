@@ -13,6 +13,7 @@ from brokers.kite import constants as kite
 from brokers.kite.client import KiteBroker
 from replication.errors import Fatal
 from replication.ports import Broker
+from services.ratelimit import Budgets
 
 SUPPORTED_BROKERS = frozenset({"sim", "alpaca", "binance", "kite"})
 BINANCE_TESTNET_URL = "https://testnet.binance.vision"
@@ -56,7 +57,9 @@ class BrokerFactory:
         pool: HttpClientPool,
         sim_url: str,
         base_urls: dict[str, str] | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
+        self._budgets = budgets
         self._pool = pool
         self._sim_url = sim_url
         self._base_urls = base_urls or {}  # overrides (tests, proxies)
@@ -79,7 +82,8 @@ class BrokerFactory:
         cached = self._cache.get(account_id)
         if cached is not None:
             return cached
-        http = self._pool.client(self.base_url(broker, credentials))
+        base_url = self.base_url(broker, credentials)
+        http = self._pool.client(base_url)
         adapter: Broker
         if broker == "binance":
             adapter = BinanceBroker(
@@ -102,6 +106,8 @@ class BrokerFactory:
             adapter = AlpacaBroker(
                 http, credentials["key_id"], credentials["secret_key"], data_http
             )
+        if self._budgets is not None:
+            adapter = self._budgets.wrap(adapter, broker, account_id, base_url)
         self._cache[account_id] = adapter
         return adapter
 

@@ -97,6 +97,7 @@ def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> li
             )
         )
     children.append(Child("sweeper", "services.sweeper", env, log_dir / "sweeper.log"))
+    children.append(Child("poller", "services.poller", env, log_dir / "poller.log"))
     return children
 
 
@@ -151,7 +152,7 @@ def run(settings: Settings) -> int:
             f"\ncopytrade is running\n"
             f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
             f"  simulator    {settings.sim_url}\n"
-            f"  replicators  {settings.workers} processes, plus 1 sweeper\n"
+            f"  replicators  {settings.workers} processes, plus 1 sweeper and 1 broker poller\n"
             f"  data         {data_dir} (logs in {log_dir})\n"
             f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
             f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"

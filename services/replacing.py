@@ -21,8 +21,8 @@ from replication.ports import Broker
 from replication.state import TERMINAL, LegStatus
 from schemas.common import OrderType
 from services.db import repositories as repo
+from services.order_messages import order_message_from_row
 from services.sending import look_up, outcome_from_order
-from services.sweeper_support import order_message_from_row
 from services.targets import target_from_row
 
 log = logging.getLogger("copytrade.replace")

@@ -18,7 +18,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -28,7 +27,6 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.alpaca.constants import BROKER_TIMEZONE
-from brokers.http import HttpClientPool, HttpSettings
 from replication.model import ZERO, FollowerState, Instrument, PlannedLeg
 from replication.plan import master_leg, plan, trading_day
 from replication.state import LegStatus, transition
@@ -45,6 +43,7 @@ from services.sending import place_once, request_from_leg
 from services.settings import Settings
 from services.snapshots import Snapshots
 from services.targets import broker_for_row, target_from_row
+from services.wiring import broker_factory, redis_client
 
 log = logging.getLogger("copytrade.replicator")
 
@@ -147,7 +146,8 @@ class Replicator:
                 for target in base_targets
             ]
             legs = plan(order, targets, now, snapshot.context)
-            if master_row is not None:
+            if master_row is not None and order.origin == "api":
+                # An order the master placed directly at its broker is already there.
                 legs.append(master_leg(order, master_row["broker"]))
             to_record = [
                 replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
@@ -254,15 +254,9 @@ async def main_async(settings: Settings) -> None:
     js = nc.jetstream()
     await bus.ensure_stream(js)
     await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)
-    pool = HttpClientPool(
-        HttpSettings(
-            connect_timeout_s=settings.broker_connect_timeout_s,
-            read_timeout_s=settings.broker_read_timeout_s,
-        )
-    )
-    factory = BrokerFactory(pool, settings.sim_url)
-    redis_client = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-    snapshots = Snapshots(redis_client, settings.snapshot_deadline_s, settings.equity_max_age_s)
+    redis = redis_client(redis_url)
+    pool, factory = broker_factory(settings, redis)
+    snapshots = Snapshots(redis, settings.snapshot_deadline_s, settings.equity_max_age_s)
     replicator = Replicator(
         settings, engine, nc, js, CredentialCipher.from_setting(keys), factory, snapshots
     )
@@ -276,7 +270,7 @@ async def main_async(settings: Settings) -> None:
     finally:
         await pool.aclose()
         await bus.close(nc)
-        await redis_client.aclose()
+        await redis.aclose()
         await engine.dispose()
         log.info("replicator stopped")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,8 @@ from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
 from services.db.repositories import LegOutcome
 from services.metrics import BROKER_REQUESTS
+
+log = logging.getLogger("copytrade.sending")
 
 
 def request_from_leg(leg: PlannedLeg) -> OrderRequest:
@@ -125,6 +128,10 @@ async def place_once(
         return outcome_from_error(leg_id, Unknown("duplicate but not found"), recheck_s)
     except BrokerError as exc:
         return outcome_from_error(leg_id, exc, recheck_s)
+    except Exception as exc:
+        # A bug or an unexpected library error: whether the order left is unknown.
+        log.exception("placing leg %s failed unexpectedly", leg_id)
+        return outcome_from_error(leg_id, Unknown(repr(exc)[:200], code="internal"), recheck_s)
 
 
 async def look_up(
@@ -151,3 +158,6 @@ async def look_up(
         return outcome_from_error(leg_id, Unknown(exc.message, code=exc.code), recheck_s)
     except BrokerError as exc:
         return outcome_from_error(leg_id, exc, recheck_s)
+    except Exception as exc:
+        log.exception("looking up leg %s failed unexpectedly", leg_id)
+        return outcome_from_error(leg_id, Unknown(repr(exc)[:200], code="internal"), recheck_s)

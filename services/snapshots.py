@@ -133,12 +133,29 @@ class Snapshots:
         needs_master_equity = any(t.sizing.mode == "equity_ratio" for t in targets)
 
         async def master_position() -> Decimal | None:
+            """The master's position before this order."""
             if master_broker is None:
                 return None
-            positions = await self._try("master positions", master_broker.positions())
-            return (
-                None if positions is None else _signed_positions(positions).get(order.symbol, ZERO)
-            )
+            already = ZERO
+            if order.origin == "broker" and order.broker_client_order_id:
+                # Placed directly at the broker: the position already holds its fills.
+                seen, positions = await asyncio.gather(
+                    self._try(
+                        "master order",
+                        master_broker.get_order_by_client_id(
+                            order.broker_client_order_id, order.symbol
+                        ),
+                    ),
+                    self._try("master positions", master_broker.positions()),
+                )
+                if seen is None:
+                    return None
+                already = seen.filled_qty if order.side.value == "buy" else -seen.filled_qty
+            else:
+                positions = await self._try("master positions", master_broker.positions())
+            if positions is None:
+                return None
+            return _signed_positions(positions).get(order.symbol, ZERO) - already
 
         async def reference_price() -> tuple[Decimal | None, str]:
             if order.limit_price is not None:

@@ -21,7 +21,6 @@ from nats.js.client import JetStreamContext
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from brokers.http import HttpClientPool, HttpSettings
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services import bus
@@ -32,11 +31,12 @@ from services.db.engine import make_engine
 from services.events import publish_leg_events, publish_order_event
 from services.logs import setup_logging
 from services.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.order_messages import order_message_from_row
 from services.replacing import replace_leg
 from services.sending import look_up, place_once, request_from_row
 from services.settings import Settings
-from services.sweeper_support import order_message_from_row
 from services.targets import broker_for_row
+from services.wiring import broker_factory, redis_client
 
 log = logging.getLogger("copytrade.sweeper")
 
@@ -291,26 +291,15 @@ class Sweeper:
 
 
 async def main_async(settings: Settings) -> None:
-    nats_url, database_url, _ = settings.require_urls()
+    nats_url, database_url, redis_url = settings.require_urls()
     _, keys = settings.require_secrets()
     engine = make_engine(database_url, pool_size=3, max_overflow=2)
     nc = await bus.connect(nats_url, "copytrade-sweeper")
     js = nc.jetstream()
     await bus.ensure_stream(js)
-    pool = HttpClientPool(
-        HttpSettings(
-            connect_timeout_s=settings.broker_connect_timeout_s,
-            read_timeout_s=settings.broker_read_timeout_s,
-        )
-    )
-    sweeper = Sweeper(
-        settings,
-        engine,
-        nc,
-        js,
-        CredentialCipher.from_setting(keys),
-        BrokerFactory(pool, settings.sim_url),
-    )
+    redis = redis_client(redis_url)
+    pool, factory = broker_factory(settings, redis)
+    sweeper = Sweeper(settings, engine, nc, js, CredentialCipher.from_setting(keys), factory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -321,6 +310,7 @@ async def main_async(settings: Settings) -> None:
     finally:
         await pool.aclose()
         await bus.close(nc)
+        await redis.aclose()
         await engine.dispose()
         log.info("sweeper stopped")
 

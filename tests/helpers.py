@@ -90,6 +90,7 @@ class Stack:
             Child("simulator", "brokers.sim", self.env, self.log_dir / "simulator.log"),
             Child("api", "services.api", self.env, self.log_dir / "api.log"),
             Child("sweeper", "services.sweeper", self.env, self.log_dir / "sweeper.log"),
+            Child("poller", "services.poller", self.env, self.log_dir / "poller.log"),
         ]
         for child in self.children:
             child.start()

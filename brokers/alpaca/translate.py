@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from replication.errors import (
     Unknown,
 )
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
-from schemas.common import OrderType, format_decimal
+from schemas.common import OrderType, Side, TimeInForce, format_decimal
 
 
 def order_request_body(request: OrderRequest) -> dict[str, Any]:
@@ -63,6 +64,9 @@ def parse_order(data: dict[str, Any]) -> BrokerOrder:
         status = STATUS_MAP[broker_status]
     except KeyError as exc:
         raise Unknown(f"unmapped alpaca order status {broker_status!r}") from exc
+    kind = str(data.get("type") or data.get("order_type") or "")
+    tif = str(data.get("time_in_force") or "")
+    created = data.get("created_at")
     return BrokerOrder(
         broker_order_id=str(data["id"]),
         client_order_id=str(data.get("client_order_id") or ""),
@@ -70,7 +74,26 @@ def parse_order(data: dict[str, Any]) -> BrokerOrder:
         broker_status=broker_status,
         filled_qty=_decimal(data.get("filled_qty")) or Decimal("0"),
         filled_avg_price=_decimal(data.get("filled_avg_price")),
+        symbol=data.get("symbol"),
+        side=Side(data["side"]) if data.get("side") in ("buy", "sell") else None,
+        qty=_decimal(data.get("qty")),
+        order_type=OrderType(kind) if kind in OrderType.__members__.values() else None,
+        time_in_force=TimeInForce(tif) if tif in TimeInForce.__members__.values() else None,
+        limit_price=_decimal(data.get("limit_price")),
+        stop_price=_decimal(data.get("stop_price")),
+        created_at=_timestamp(created) if created else None,
     )
+
+
+def _timestamp(value: str) -> datetime:
+    """Alpaca's RFC 3339 with nanoseconds → datetime (microseconds)."""
+    text = value.replace("Z", "+00:00")
+    head, _, rest = text.partition(".")
+    if rest:
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    return datetime.fromisoformat(text)
 
 
 def parse_account(data: dict[str, Any]) -> AccountSnapshot:

@@ -44,7 +44,7 @@ from schemas.api import (
     TokenResponse,
     WsToken,
 )
-from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, SWEEP_NOW_SUBJECT, OrderMessage
+from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, SWEEP_NOW_SUBJECT
 from services import bus
 from services.api.errors import ApiError, install
 from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
@@ -54,6 +54,7 @@ from services.dashboard.gateway import WS_REFUSED, Gateway
 from services.db import repositories as repo
 from services.db.engine import make_engine
 from services.metrics import ORDER_PUBLISH, ORDERS_INGESTED
+from services.order_messages import order_message_from_row
 from services.settings import Settings
 
 log = logging.getLogger("copytrade.api")
@@ -112,6 +113,8 @@ def _account_out(row: dict[str, Any]) -> AccountOut:
         label=row["label"],
         halted=row["halted"],
         created_at=row["created_at"],
+        origin=row.get("origin") or "api",
+        broker_client_order_id=row.get("broker_client_order_id"),
     )
 
 
@@ -132,23 +135,6 @@ def _subscription_out(row: dict[str, Any]) -> SubscriptionOut:
 def _request_hash(body: OrderCreate) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _order_message(row: dict[str, Any]) -> OrderMessage:
-    return OrderMessage(
-        order_id=str(row["id"]),
-        master_id=str(row["master_id"]),
-        account_id=str(row["account_id"]),
-        client_order_id=row["client_order_id"],
-        symbol=row["symbol"],
-        side=row["side"],
-        qty=row["qty"],
-        type=row["type"],
-        limit_price=row["limit_price"],
-        stop_price=row["stop_price"],
-        time_in_force=row["time_in_force"],
-        created_at=row["created_at"],
-    )
 
 
 def _copy_out(row: dict[str, Any]) -> CopyOut:
@@ -395,7 +381,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def _publish(c: Container, row: dict[str, Any]) -> None:
         started = time.perf_counter()
         try:
-            await bus.publish_order(c.js, _order_message(row), timeout_s=2.0)
+            await bus.publish_order(c.js, order_message_from_row(row), timeout_s=2.0)
         except Exception:
             # The order is durable in PostgreSQL; the sweeper's outbox pass publishes it.
             log.warning("publish of order %s failed; left to the outbox", row["id"], exc_info=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -226,7 +226,8 @@ async def load_targets(conn: AsyncConnection, master_id: str) -> list[Row]:
 # master orders ----------------------------------------------------------------------------
 _ORDER_COLUMNS = (
     "id, master_id, account_id, client_order_id, request_hash, symbol, side, qty, type, "
-    "limit_price, stop_price, time_in_force, status, created_at, published_at, planned_at"
+    "limit_price, stop_price, time_in_force, status, created_at, published_at, planned_at, "
+    "origin, broker_client_order_id"
 )
 
 
@@ -631,6 +632,70 @@ async def set_halt(conn: AsyncConnection, scope: str, halted_by: str, halted: bo
         )
     else:
         await conn.execute(text("DELETE FROM halts WHERE scope = :s"), {"s": scope})
+
+
+# broker poller ----------------------------------------------------------------------------
+async def master_accounts(conn: AsyncConnection) -> list[Row]:
+    return _rows(
+        await conn.execute(
+            text(
+                "SELECT a.id AS account_id, a.user_id AS master_id, a.broker, a.credentials "
+                "FROM accounts a JOIN users u ON u.id = a.user_id "
+                "WHERE u.role = 'master' AND NOT a.halted ORDER BY a.id"
+            )
+        )
+    )
+
+
+async def get_cursor(conn: AsyncConnection, account_id: str) -> datetime | None:
+    value: datetime | None = (
+        await conn.execute(
+            text("SELECT cursor_at FROM poller_cursors WHERE account_id = :a"), {"a": account_id}
+        )
+    ).scalar_one_or_none()
+    return value
+
+
+async def set_cursor(conn: AsyncConnection, account_id: str, cursor_at: datetime) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO poller_cursors (account_id, cursor_at) VALUES (:a, :c) "
+            "ON CONFLICT (account_id) DO UPDATE SET cursor_at = GREATEST("
+            "poller_cursors.cursor_at, EXCLUDED.cursor_at), updated_at = now()"
+        ),
+        {"a": account_id, "c": cursor_at},
+    )
+
+
+async def known_client_ids(
+    conn: AsyncConnection, account_id: str, client_order_ids: Sequence[str]
+) -> set[str]:
+    """Which of these broker client ids are our own legs (placed by us, not by the master)."""
+    rows = await conn.execute(
+        text(
+            "SELECT client_order_id FROM legs WHERE account_id = :a "
+            "AND client_order_id = ANY(CAST(:c AS text[]))"
+        ),
+        {"a": account_id, "c": list(client_order_ids)},
+    )
+    return {str(row[0]) for row in rows.all()}
+
+
+async def insert_broker_order(conn: AsyncConnection, values: Row) -> Row | None:
+    """A master order seen at the broker, keyed by the broker's order id: seen twice, kept once."""
+    return _row(
+        await conn.execute(
+            text(
+                "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
+                "request_hash, symbol, side, qty, type, limit_price, stop_price, time_in_force, "
+                "origin, broker_client_order_id) VALUES (:id, :master_id, :account_id, "
+                ":client_order_id, 'broker', :symbol, :side, :qty, :type, :limit_price, "
+                ":stop_price, :time_in_force, 'broker', :broker_client_order_id) "
+                f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
+            ),
+            values,
+        )
+    )
 
 
 # replaces ---------------------------------------------------------------------------------

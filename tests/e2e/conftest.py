@@ -14,7 +14,11 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         service_env,
         Path(tmp_path_factory.mktemp("e2e")),
         workers=2,
-        overrides={"COPYTRADE_EQUITY_MAX_AGE_S": "0.2", "COPYTRADE_OPEN_LEG_REFRESH_S": "0.5"},
+        overrides={
+            "COPYTRADE_EQUITY_MAX_AGE_S": "0.2",
+            "COPYTRADE_OPEN_LEG_REFRESH_S": "0.5",
+            "COPYTRADE_POLL_INTERVAL_S": "0.5",
+        },
     ).start()
     try:
         yield s

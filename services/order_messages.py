@@ -1,4 +1,4 @@
-"""Helpers shared by the sweeper's passes."""
+"""Master order rows → the JetStream order message (API, sweeper outbox, replace pass)."""
 
 from __future__ import annotations
 
@@ -21,4 +21,6 @@ def order_message_from_row(row: dict[str, Any]) -> OrderMessage:
         stop_price=row["stop_price"],
         time_in_force=row["time_in_force"],
         created_at=row["created_at"],
+        origin=row.get("origin") or "api",
+        broker_client_order_id=row.get("broker_client_order_id"),
     )

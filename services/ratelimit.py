@@ -1,0 +1,284 @@
+"""Rate budgets shared by every worker (Redis token buckets) and a circuit breaker per host.
+
+A budget reserves tokens atomically in Redis (one Lua script, Redis's own clock) and tells the
+caller how long to wait until its reservation is covered; callers queue fairly across workers
+without polling. A reservation that would wait longer than `max_wait_s` is refused instead:
+the leg stays in doubt and the sweeper retries later, so a fan-out never turns into a 429 storm
+(or a Binance IP ban). Budgets are keyed per broker account and per broker host, so one
+broker's limits never slow followers on another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+
+from brokers.alpaca import constants as alpaca
+from brokers.binance import constants as binance
+from brokers.kite import constants as kite
+from replication.errors import Retryable, Unknown
+from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
+from replication.ports import Broker
+
+T = TypeVar("T")
+
+_RESERVE = """
+local capacity = tonumber(ARGV[1])
+local per_ms = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + (now - ts) * per_ms)
+local after = tokens - cost
+local wait = 0
+if after < 0 then wait = math.ceil(-after / per_ms) end
+if wait > max_wait then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+  return -wait
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(after), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / per_ms) + 60000)
+return wait
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    capacity: float  # burst
+    per_second: float  # refill
+
+    @classmethod
+    def window(cls, requests: float, seconds: float) -> Limit:
+        """A token bucket that stays under `requests` in any `seconds`-long window: a burst of
+        5% plus a refill of 85% per window, so 90% of the broker's limit in the worst window;
+        the rest absorbs scheduling jitter between reserving and the request's arrival."""
+        return cls(capacity=max(1.0, requests * 0.05), per_second=requests * 0.85 / seconds)
+
+
+class RateBudget:
+    def __init__(self, redis: aioredis.Redis, key: str, limit: Limit, max_wait_s: float) -> None:
+        self._redis = redis
+        self._key = key
+        self._limit = limit
+        self._max_wait_ms = int(max_wait_s * 1000)
+        self._script = redis.register_script(_RESERVE)
+
+    async def reserve(self, cost: float = 1.0) -> float:
+        """Reserve `cost` tokens; returns seconds to wait (raises Retryable when too long)."""
+        wait_ms = int(
+            await self._script(
+                keys=[self._key],
+                args=[self._limit.capacity, self._limit.per_second / 1000, cost, self._max_wait_ms],
+            )
+        )
+        if wait_ms < 0:
+            raise Retryable(
+                f"rate budget {self._key} exhausted",
+                retry_after=-wait_ms / 1000,
+                code="rate_budget",
+            )
+        return wait_ms / 1000
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        wait = await self.reserve(cost)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failures that suggest the host is down; while open,
+    calls fail fast (not sent, safe to retry); after `reset_s` one trial call is let through."""
+
+    def __init__(
+        self, threshold: int = 20, reset_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.threshold = threshold
+        self.reset_s = reset_s
+        self._clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial = False
+
+    def before(self) -> None:
+        if self.opened_at is None:
+            return
+        remaining = self.opened_at + self.reset_s - self._clock()
+        if remaining > 0 or self._trial:
+            raise Retryable("circuit open", retry_after=max(remaining, 0.5), code="circuit_open")
+        self._trial = True  # half-open: this one call decides
+
+    def success(self) -> None:
+        self.failures, self.opened_at, self._trial = 0, None, False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial = False
+        if self.failures >= self.threshold or self.opened_at is not None:
+            self.opened_at = self._clock()
+
+
+def account_limit(broker: str, sim_per_min: float) -> Limit | None:
+    """The documented per-account request budget of each broker."""
+    if broker == "alpaca":
+        return Limit.window(alpaca.REQUESTS_PER_MINUTE, 60)
+    if broker == "sim":
+        return Limit.window(sim_per_min, 60) if sim_per_min > 0 else None
+    if broker == "binance":
+        return Limit.window(binance.ORDERS_PER_10_SECONDS, 10)
+    if broker == "kite":
+        return Limit.window(kite.REQUESTS_PER_SECOND, 1)
+    return None
+
+
+def host_limit(broker: str, sim_per_s: float) -> Limit | None:
+    """Budgets per broker host (Binance weighs requests per IP)."""
+    if broker == "binance":
+        return Limit.window(binance.REQUEST_WEIGHT_PER_MINUTE, 60)
+    if broker == "sim" and sim_per_s > 0:
+        return Limit.window(sim_per_s, 1)
+    return None
+
+
+_BINANCE_WEIGHTS = {
+    "place_order": binance.WEIGHTS["POST /api/v3/order"],
+    "get_order_by_client_id": binance.WEIGHTS["GET /api/v3/order"],
+    "cancel_order": binance.WEIGHTS["DELETE /api/v3/order"],
+    "replace_order": binance.WEIGHTS["GET /api/v3/order"]
+    + binance.WEIGHTS["POST /api/v3/order/cancelReplace"],
+    "list_orders": binance.WEIGHTS["GET /api/v3/allOrders"],
+    "positions": binance.WEIGHTS["GET /api/v3/account"],
+    "account": binance.WEIGHTS["GET /api/v3/account"] + binance.WEIGHTS["GET /api/v3/ticker/price"],
+    "instrument": binance.WEIGHTS["GET /api/v3/exchangeInfo"],
+    "last_price": binance.WEIGHTS["GET /api/v3/ticker/price"],
+}
+
+
+class BudgetedBroker:
+    """A Broker that spends the account's and the host's budgets and honours the host's circuit
+    breaker before every call. Implements replication.ports.Broker."""
+
+    def __init__(
+        self,
+        inner: Broker,
+        broker: str,
+        account: RateBudget | None,
+        host: RateBudget | None,
+        breaker: CircuitBreaker,
+    ) -> None:
+        self._inner = inner
+        self._broker = broker
+        self._account = account
+        self._host = host
+        self._breaker = breaker
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        self._breaker.before()
+        if self._host is not None:
+            await self._host.acquire(
+                _BINANCE_WEIGHTS.get(operation, 1) if self._broker == "binance" else 1
+            )
+        if self._account is not None and (
+            self._broker != "binance" or operation in ("place_order", "replace_order")
+        ):
+            await self._account.acquire()
+        try:
+            result = await call()
+        except Unknown:
+            self._breaker.failure()
+            raise
+        except Retryable as exc:
+            if exc.code == "connect":
+                self._breaker.failure()
+            raise
+        self._breaker.success()
+        return result
+
+    async def place_order(self, request: OrderRequest) -> BrokerOrder:
+        return await self._call("place_order", lambda: self._inner.place_order(request))
+
+    async def get_order_by_client_id(
+        self, client_order_id: str, symbol: str | None = None
+    ) -> BrokerOrder:
+        return await self._call(
+            "get_order_by_client_id",
+            lambda: self._inner.get_order_by_client_id(client_order_id, symbol),
+        )
+
+    async def cancel_order(self, broker_order_id: str, symbol: str | None = None) -> None:
+        await self._call("cancel_order", lambda: self._inner.cancel_order(broker_order_id, symbol))
+
+    async def replace_order(
+        self,
+        broker_order_id: str,
+        client_order_id: str,
+        qty: Decimal,
+        limit_price: Decimal | None,
+        stop_price: Decimal | None,
+        symbol: str | None = None,
+    ) -> BrokerOrder:
+        return await self._call(
+            "replace_order",
+            lambda: self._inner.replace_order(
+                broker_order_id, client_order_id, qty, limit_price, stop_price, symbol
+            ),
+        )
+
+    async def list_orders(self, after: datetime | None = None) -> list[BrokerOrder]:
+        return await self._call("list_orders", lambda: self._inner.list_orders(after))
+
+    async def positions(self) -> list[Position]:
+        return await self._call("positions", self._inner.positions)
+
+    async def account(self) -> AccountSnapshot:
+        return await self._call("account", self._inner.account)
+
+    async def instrument(self, symbol: str) -> Instrument:
+        return await self._call("instrument", lambda: self._inner.instrument(symbol))
+
+    async def last_price(self, symbol: str) -> Decimal:
+        return await self._call("last_price", lambda: self._inner.last_price(symbol))
+
+
+class Budgets:
+    """Builds the budgets and breakers of one process."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | None,
+        sim_per_min: float,
+        sim_host_per_s: float,
+        max_wait_s: float,
+    ) -> None:
+        self._redis = redis
+        self._sim_per_min = sim_per_min
+        self._sim_host_per_s = sim_host_per_s
+        self._max_wait_s = max_wait_s
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def wrap(self, inner: Broker, broker: str, account_id: str, host: str) -> Broker:
+        breaker = self._breakers.setdefault(host, CircuitBreaker())
+        account: RateBudget | None = None
+        host_budget: RateBudget | None = None
+        if self._redis is not None:
+            limit = account_limit(broker, self._sim_per_min)
+            if limit is not None:
+                account = RateBudget(
+                    self._redis, f"copytrade:budget:account:{account_id}", limit, self._max_wait_s
+                )
+            shared = host_limit(broker, self._sim_host_per_s)
+            if shared is not None:
+                host_budget = RateBudget(
+                    self._redis, f"copytrade:budget:host:{host}", shared, self._max_wait_s
+                )
+        return BudgetedBroker(inner, broker, account, host_budget, breaker)
