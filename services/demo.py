@@ -27,8 +27,8 @@ ADMIN_PASSWORD = "demo-admin-password"
 _NAMESPACE = uuid.UUID("a3c9f0f2-5b1e-4c8e-9d2a-1f7e6b5c4d3a")
 
 
-def follower_email(index: int) -> str:
-    return f"follower{index:04d}@demo.copytrade.dev"
+def follower_email(index: int, group: str = "demo") -> str:
+    return f"follower{index:04d}@{group}.copytrade.dev"
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class DemoSeed:
     master_id: str
     master_account_id: str
     followers: int
+    master_email: str
+    follower_account_ids: tuple[str, ...]
 
 
 def _sim_keys(secret: str, name: str) -> tuple[str, str]:
@@ -50,9 +52,15 @@ async def seed(
     secret: str,
     followers: int,
     password_hash_n: int,
+    group: str = "demo",
 ) -> DemoSeed:
+    """Seed one master and `followers` followers; `group` names a separate set (benchmarks)."""
+
+    def key(name: str) -> str:
+        return name if group == "demo" else f"{group}/{name}"
+
     names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
-    keys = {name: _sim_keys(secret, name) for name in names}
+    keys = {name: _sim_keys(secret, key(name)) for name in names}
     async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
         semaphore = asyncio.Semaphore(50)
 
@@ -71,8 +79,9 @@ async def seed(
 
         await asyncio.gather(*(create(name) for name in names))
 
-    master_id = str(uuid.uuid5(_NAMESPACE, "user/master"))
-    master_account = str(uuid.uuid5(_NAMESPACE, "account/master"))
+    master_id = str(uuid.uuid5(_NAMESPACE, key("user/master")))
+    master_account = str(uuid.uuid5(_NAMESPACE, key("account/master")))
+    master_email = MASTER_EMAIL if group == "demo" else f"master@{group}.copytrade.dev"
     master_hash = hash_password(MASTER_PASSWORD, password_hash_n)
     follower_hash = hash_password(FOLLOWER_PASSWORD, password_hash_n)
     admin_id = str(uuid.uuid5(_NAMESPACE, "user/admin"))
@@ -82,7 +91,7 @@ async def seed(
                 conn, admin_id, ADMIN_EMAIL, hash_password(ADMIN_PASSWORD, password_hash_n), "admin"
             )
         if await repo.get_user(conn, master_id) is None:
-            await repo.create_user(conn, master_id, MASTER_EMAIL, master_hash, "master")
+            await repo.create_user(conn, master_id, master_email, master_hash, "master")
             key_id, secret_key = keys["master"]
             await repo.create_account(
                 conn,
@@ -92,14 +101,18 @@ async def seed(
                 "demo master",
                 cipher.encrypt(master_account, {"key_id": key_id, "secret_key": secret_key}),
             )
+        account_ids = []
         for index in range(1, followers + 1):
             name = f"follower{index:04d}"
-            user_id = str(uuid.uuid5(_NAMESPACE, f"user/{name}"))
+            user_id = str(uuid.uuid5(_NAMESPACE, key(f"user/{name}")))
+            account_id = str(uuid.uuid5(_NAMESPACE, key(f"account/{name}")))
+            account_ids.append(account_id)
             if await repo.get_user(conn, user_id) is not None:
                 continue
-            account_id = str(uuid.uuid5(_NAMESPACE, f"account/{name}"))
             key_id, secret_key = keys[name]
-            await repo.create_user(conn, user_id, follower_email(index), follower_hash, "follower")
+            await repo.create_user(
+                conn, user_id, follower_email(index, group), follower_hash, "follower"
+            )
             await repo.create_account(
                 conn,
                 account_id,
@@ -111,7 +124,7 @@ async def seed(
             await repo.create_subscription(
                 conn,
                 {
-                    "id": str(uuid.uuid5(_NAMESPACE, f"subscription/{name}")),
+                    "id": str(uuid.uuid5(_NAMESPACE, key(f"subscription/{name}"))),
                     "follower_id": user_id,
                     "master_id": master_id,
                     "account_id": account_id,
@@ -121,4 +134,10 @@ async def seed(
                     "paused": False,
                 },
             )
-    return DemoSeed(master_id=master_id, master_account_id=master_account, followers=followers)
+    return DemoSeed(
+        master_id=master_id,
+        master_account_id=master_account,
+        followers=followers,
+        master_email=master_email,
+        follower_account_ids=tuple(account_ids),
+    )

@@ -60,7 +60,7 @@ class Settings(BaseModel):
     snapshot_deadline_s: float = 2.0
     equity_max_age_s: float = 5.0
     open_leg_refresh_s: float = 10.0
-    sim_account_rate_per_min: float = 200.0  # the simulator mimics Alpaca's 200/min
+    sim_account_rate_per_min: float = 0.0  # 0: off; 200 mimics Alpaca
     sim_host_rate_per_s: float = 0.0  # 0: no per-host budget for the simulator
     budget_max_wait_s: float = 6.0
     poll_interval_s: float = Field(default=1.0, gt=0.05, le=3600)

@@ -9,33 +9,22 @@ import base64
 import os
 import resource
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.db.engine import make_engine
 from services.db.migrate import upgrade
 from services.embedded import EmbeddedStack, start_stack
+from tests.helpers import create_database
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 # The WebSocket load test opens 1,000 sockets; the services started below inherit this limit.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (max(_soft, min(_hard, 65536)), _hard))
-
-
-async def _create_database(server_url: str) -> str:
-    """A fresh database on an existing server, so a run never touches anyone's data."""
-    name = "copytrade_test_" + uuid.uuid4().hex[:12]
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    await admin.dispose()
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +43,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     )
     try:
         if external["database"]:
-            urls["database"] = asyncio.run(_create_database(external["database"]))
+            urls["database"] = asyncio.run(create_database(external["database"]))
         upgrade(urls["database"])
         urls["external_nats"] = external["nats"] or ""
         yield urls

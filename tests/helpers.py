@@ -13,10 +13,24 @@ from typing import Any, TypeVar
 
 import httpx
 
+from services.db.migrate import upgrade
 from services.embedded import ServerProcess, free_port, start_nats
 from services.processes import Child, stop_all
 
 T = TypeVar("T")
+
+
+async def create_database(url: str) -> str:
+    """A fresh database on the server behind `url`; returns its URL."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = "copytrade_test_" + os.urandom(6).hex()
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    await admin.dispose()
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
 
 
 async def eventually(
@@ -72,6 +86,10 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if "COPYTRADE_NATS_URL" not in self.base_env:
             self.nats = start_nats(self.log_dir / "nats")
+        # Each stack gets its own database: another stack's sweeper must never see our legs.
+        database = asyncio.run(create_database(self.base_env["COPYTRADE_DATABASE_URL"]))
+        upgrade(database)
+        self.base_env = {**self.base_env, "COPYTRADE_DATABASE_URL": database}
         api_port, sim_port = free_port(), free_port()
         self.api_url = f"http://127.0.0.1:{api_port}"
         self.sim_url = f"http://127.0.0.1:{sim_port}"

@@ -103,11 +103,12 @@ def build_app(seed: int | None = None) -> Starlette:
             return _error(exc.status, exc.code, exc.message)
 
     # /v2 ----------------------------------------------------------------------------------
-    async def post_order(request: Request, account: SimAccount) -> Response:
+    async def post_order(request: Request, account: SimAccount, arrived: float) -> Response:
         body = await _json_body(request)
         account.orders_received += 1
         engine.orders_received += 1
         order = engine.place(account, body)
+        order.received_at = arrived
         faults = engine.faults_for(account)
         if faults.accept_then_timeout_rate and rng.random() < faults.accept_then_timeout_rate:
             await asyncio.sleep(TIMEOUT_HOLD_S)
@@ -131,7 +132,10 @@ def build_app(seed: int | None = None) -> Starlette:
         return JSONResponse([o.wire() for o in orders])
 
     async def orders(request: Request) -> Response:
-        return await guarded(request, post_order if request.method == "POST" else list_orders)
+        if request.method == "POST":
+            arrived = time.time()
+            return await guarded(request, lambda r, a: post_order(r, a, arrived))
+        return await guarded(request, list_orders)
 
     async def by_client_order_id(request: Request) -> Response:
         async def handler(request: Request, account: SimAccount) -> Response:
@@ -378,6 +382,18 @@ def build_app(seed: int | None = None) -> Starlette:
             [{"account_id": a.account_id, **o.wire()} for a in accounts for o in a.orders.values()]
         )
 
+    async def sim_timings(request: Request) -> Response:
+        """When each order of a symbol arrived (wall clock), by account: for benchmarks."""
+        symbol = request.query_params.get("symbol", "")
+        return JSONResponse(
+            [
+                {"account_id": a.account_id, "received_at": o.received_at}
+                for a in engine.accounts.values()
+                for o in a.orders.values()
+                if o.symbol == symbol
+            ]
+        )
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -396,6 +412,7 @@ def build_app(seed: int | None = None) -> Starlette:
         Route("/sim/prices", sim_prices, methods=["GET", "PUT"]),
         Route("/sim/stats", sim_stats, methods=["GET"]),
         Route("/sim/orders", sim_orders, methods=["GET"]),
+        Route("/sim/timings", sim_timings, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -81,6 +81,7 @@ class SimOrder:
     filled_qty: Decimal = Decimal("0")
     filled_avg_price: Decimal | None = None
     extended_hours: bool = False
+    received_at: float = 0.0  # wall clock when the request arrived (benchmarks)
 
     def wire(self) -> dict[str, Any]:
         """The order exactly as Alpaca's Order schema spells it."""

@@ -4,7 +4,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.db.engine import make_engine
 from tests.helpers import Api, Stack
 
 
@@ -24,6 +26,16 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+async def engine(stack: Stack) -> AsyncIterator[AsyncEngine]:
+    """The database of the stack under test (each stack has its own)."""
+    eng = make_engine(stack.env["COPYTRADE_DATABASE_URL"], pool_size=3, max_overflow=2)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
 
 
 @pytest.fixture

@@ -82,7 +82,13 @@ async def test_kill_a_worker_mid_fanout(stack: Stack) -> None:
             return body if body["status"] == "replicated" else None
 
         summary = await eventually(settled, timeout_s=60, message="legs left unsettled")
-        assert summary["legs"] == {"total": FOLLOWERS, "by_status": {"filled": FOLLOWERS}}
+        if summary["legs"] != {"total": FOLLOWERS, "by_status": {"filled": FOLLOWERS}}:
+            odd = []
+            for follower in followers:
+                copy = await api.copy_of(follower, order_id)
+                if copy["status"] != "filled":
+                    odd.append((copy["status"], copy["reason"]))
+            raise AssertionError(f"{summary['legs']}: {odd}")
 
         sim_accounts = {f["sim_account_id"] for f in followers}
         counts = Counter(

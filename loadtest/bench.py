@@ -1,0 +1,374 @@
+"""`make bench`: fan-out latency against the simulator, next to the floor a raw client reaches.
+
+Starts the embedded stack (own NATS, PostgreSQL, Valkey, simulator in its own process, API,
+replicators, sweeper), sets the simulator's latency to 20 ms, and for each N creates a master and
+N followers, then places orders one after another and measures, per order:
+
+- POST returned → first follower order arrived at the simulator (the simulator's clock, same host)
+- POST returned → all legs settled (the `order.updated` event with status `replicated`)
+
+and, per N: worker CPU per leg (from /proc), worker peak RSS, and the floor: a minimal raw
+asyncio HTTP/1.1 client sending the same N orders to the same simulator over warm keep-alive
+connections. Results go to bench-results/bench.json and bench-results/bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import resource
+import secrets
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+
+from services import bus
+from services.crypto import CredentialCipher
+from services.db.engine import make_engine
+from services.db.migrate import upgrade
+from services.demo import MASTER_PASSWORD, _sim_keys, seed
+from services.embedded import free_port, start_stack
+from services.processes import Child, stop_all
+from services.settings import Settings
+
+RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(percentile(values, 50), 2),
+        "p95": round(percentile(values, 95), 2),
+        "p99": round(percentile(values, 99), 2),
+        "n": len(values),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RawClient:
+    """The floor: HTTP/1.1 over plain asyncio streams, keep-alive, nothing else."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def warm(self, n: int) -> None:
+        self.idle += await asyncio.gather(
+            *(asyncio.open_connection(self.host, self.port) for _ in range(n))
+        )
+
+    async def post(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        reader, writer = (
+            self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        )
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode()
+            + body
+        )
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def bench_n(
+    n: int, orders: int, env: dict[str, str], api_url: str, sim_url: str, workers: list[Child]
+) -> dict[str, Any]:
+    engine = make_engine(env["COPYTRADE_DATABASE_URL"], pool_size=2, max_overflow=0)
+    group = f"bench{n}"
+    secret = env["COPYTRADE_JWT_SECRET"]
+    try:
+        demo = await seed(
+            engine,
+            CredentialCipher.from_setting(env["COPYTRADE_CREDENTIAL_KEYS"]),
+            sim_url,
+            secret,
+            n,
+            1024,
+            group=group,
+        )
+    finally:
+        await engine.dispose()
+    http = httpx.AsyncClient(base_url=api_url, timeout=60)
+    sim = httpx.AsyncClient(base_url=sim_url, timeout=60)
+    token = (
+        await http.post(
+            "/v1/auth/token", json={"email": demo.master_email, "password": MASTER_PASSWORD}
+        )
+    ).json()["access_token"]
+    auth = {"authorization": f"Bearer {token}"}
+    master_key = _sim_keys(secret, f"{group}/master")
+    master_sim = (
+        await sim.get(
+            "/v2/account",
+            headers={"APCA-API-KEY-ID": master_key[0], "APCA-API-SECRET-KEY": master_key[1]},
+        )
+    ).json()["id"]
+
+    nc = await nats.connect(env["COPYTRADE_NATS_URL"])
+    settled: dict[str, float] = {}
+    waiters: dict[str, asyncio.Event] = {}
+
+    async def on_event(msg: Any) -> None:
+        event = json.loads(msg.data)
+        if event["status"] == "replicated" and event["order_id"] not in settled:
+            settled[event["order_id"]] = time.time()
+            if event["order_id"] in waiters:
+                waiters[event["order_id"]].set()
+
+    await nc.subscribe(f"events.orders.{demo.master_id}", cb=on_event)
+
+    async def one(symbol: str) -> tuple[float, float]:
+        body = {
+            "client_order_id": uuid.uuid4().hex,
+            "account_id": demo.master_account_id,
+            "symbol": symbol,
+            "side": "buy",
+            "qty": "1",
+            "type": "market",
+            "time_in_force": "day",
+        }
+        response = await http.post("/v1/orders", headers=auth, json=body)
+        returned = time.time()
+        order_id = response.json()["order_id"]
+        waiters[order_id] = asyncio.Event()
+        if order_id not in settled:
+            await asyncio.wait_for(waiters[order_id].wait(), timeout=120)
+        arrivals = [
+            t["received_at"]
+            for t in (await sim.get("/sim/timings", params={"symbol": symbol})).json()
+            if t["account_id"] != master_sim
+        ]
+        return (min(arrivals) - returned) * 1000, (settled[order_id] - returned) * 1000
+
+    for i in range(3):  # warm the pools and caches
+        await one(f"W{n}X{i}")
+    cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+    first, all_settled = [], []
+    for i in range(orders):
+        f, s = await one(f"B{n}X{i}")
+        first.append(f)
+        all_settled.append(s)
+        await asyncio.sleep(0.05)
+    cpu_after = sum(cpu_seconds(w.pid) for w in workers)
+    await nc.close()
+
+    # The floor: the same N orders from a raw client, warm connections, same simulator.
+    host, port = sim_url.removeprefix("http://").split(":")
+    raw = RawClient(host, int(port))
+    await raw.warm(min(n, 1000))
+    keys = [_sim_keys(secret, f"{group}/follower{i:04d}") for i in range(1, n + 1)]
+    floor = []
+    for i in range(min(orders, 30)):
+        started = time.perf_counter()
+        statuses = await asyncio.gather(
+            *(
+                raw.post(
+                    "/v2/orders",
+                    {"APCA-API-KEY-ID": k, "APCA-API-SECRET-KEY": s},
+                    json.dumps(
+                        {
+                            "symbol": f"F{n}X{i}",
+                            "qty": "1",
+                            "side": "buy",
+                            "type": "market",
+                            "time_in_force": "day",
+                        }
+                    ).encode(),
+                )
+                for k, s in keys
+            )
+        )
+        floor.append((time.perf_counter() - started) * 1000)
+        assert set(statuses) == {200}, set(statuses)
+    raw.close()
+    await http.aclose()
+    await sim.aclose()
+    legs = n * orders
+    result = {
+        "followers": n,
+        "orders": orders,
+        "first_follower_ms": summary(first),
+        "all_settled_ms": summary(all_settled),
+        "floor_ms": summary(floor),
+        "ratio_p50": round(percentile(all_settled, 50) / percentile(floor, 50), 2),
+        "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / legs * 1e6, 1),
+        "worker_peak_rss_mb": round(max(peak_rss_mb(w.pid) for w in workers), 1),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def chart(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["followers"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key, label, style in (
+        ("all_settled_ms", "copytrade: POST → all legs settled", "o-"),
+        ("floor_ms", "floor: raw asyncio HTTP/1.1 client", "s--"),
+    ):
+        ax.plot(ns, [r[key]["p50"] for r in results], style, label=f"{label} (p50)")
+        ax.fill_between(
+            ns, [r[key]["p50"] for r in results], [r[key]["p99"] for r in results], alpha=0.15
+        )
+    ax.plot(
+        ns,
+        [r["first_follower_ms"]["p50"] for r in results],
+        "^:",
+        label="POST → first follower order (p50)",
+    )
+    ax.set_xlabel("followers")
+    ax.set_ylabel("milliseconds (band: p50–p99)")
+    ax.set_xscale("log")
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set_title("Fan-out latency, simulator latency 20 ms, loopback")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    data_dir = Path(tempfile.mkdtemp(prefix="copytrade-bench-"))
+    stack, urls = start_stack(data_dir)
+    children: list[Child] = []
+    try:
+        upgrade(urls["database"])
+        api_port, sim_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "COPYTRADE_NATS_URL": urls["nats"],
+            "COPYTRADE_DATABASE_URL": urls["database"],
+            "COPYTRADE_REDIS_URL": urls["redis"],
+            "COPYTRADE_JWT_SECRET": secrets.token_urlsafe(48),
+            "COPYTRADE_CREDENTIAL_KEYS": "b1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "COPYTRADE_API_PORT": str(api_port),
+            "COPYTRADE_SIM_PORT": str(sim_port),
+            "COPYTRADE_SIM_URL": f"http://127.0.0.1:{sim_port}",
+            "COPYTRADE_LOG_LEVEL": "WARNING",
+            "COPYTRADE_PASSWORD_HASH_N": "1024",
+        }
+        settings = Settings.from_env(env)
+        nc = await bus.connect(urls["nats"], "bench")
+        await bus.ensure_stream(nc.jetstream())
+        await bus.ensure_consumer(
+            nc.jetstream(), settings.consumer_ack_wait_s, settings.max_deliver
+        )
+        await nc.close()
+        children = [
+            Child("simulator", "brokers.sim", env, data_dir / "simulator.log"),
+            Child("api", "services.api", env, data_dir / "api.log"),
+            Child("sweeper", "services.sweeper", env, data_dir / "sweeper.log"),
+        ]
+        workers = [
+            Child(f"replicator-{i}", "services.replicator", env, data_dir / f"replicator-{i}.log")
+            for i in range(args.workers)
+        ]
+        children += workers
+        for child in children:
+            child.start()
+        for url in (f"http://127.0.0.1:{sim_port}/healthz", f"http://127.0.0.1:{api_port}/healthz"):
+            for _ in range(300):
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        httpx.put(f"{sim_url}/sim/faults", json={"latency_ms": args.latency_ms})
+        results = [
+            await bench_n(n, args.orders, env, f"http://127.0.0.1:{api_port}", sim_url, workers)
+            for n in args.followers
+        ]
+        RESULTS.mkdir(exist_ok=True)
+        report = {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+            },
+            "settings": {
+                "workers": args.workers,
+                "simulator_latency_ms": args.latency_ms,
+                "orders_per_n": args.orders,
+            },
+            "results": results,
+        }
+        (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
+        chart(results, RESULTS / "bench.png")
+        print(
+            f"\n{'N':>6} {'first p50':>10} {'settled p50':>12} {'p95':>8} {'p99':>8} "
+            f"{'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7}"
+        )
+        for r in results:
+            print(
+                f"{r['followers']:>6} {r['first_follower_ms']['p50']:>10} "
+                f"{r['all_settled_ms']['p50']:>12} {r['all_settled_ms']['p95']:>8} "
+                f"{r['all_settled_ms']['p99']:>8} {r['floor_ms']['p50']:>10} "
+                f"{r['ratio_p50']:>6} {r['worker_cpu_us_per_leg']:>11} "
+                f"{r['worker_peak_rss_mb']:>7}"
+            )
+        print(f"\nresults: {RESULTS / 'bench.json'}, chart: {RESULTS / 'bench.png'}")
+    finally:
+        stop_all(children)
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="copytrade fan-out benchmark")
+    parser.add_argument("--followers", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--orders", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
