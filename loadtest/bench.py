@@ -261,7 +261,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
         label="POST → first follower order (p50)",
     )
     ax.set_xlabel("followers")
-    ax.set_ylabel("milliseconds (band: p50–p99)")
+    ax.set_ylabel("milliseconds (band: p50 to p99)")
     ax.set_xscale("log")
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.set_title("Fan-out latency, simulator latency 20 ms, loopback")
@@ -278,7 +278,7 @@ async def main_async(args: argparse.Namespace) -> None:
     stack, urls = start_stack(data_dir)
     children: list[Child] = []
     try:
-        upgrade(urls["database"])
+        await asyncio.to_thread(upgrade, urls["database"])
         api_port, sim_port = free_port(), free_port()
         env = {
             **os.environ,
@@ -312,16 +312,17 @@ async def main_async(args: argparse.Namespace) -> None:
         children += workers
         for child in children:
             child.start()
-        for url in (f"http://127.0.0.1:{sim_port}/healthz", f"http://127.0.0.1:{api_port}/healthz"):
-            for _ in range(300):
-                try:
-                    if httpx.get(url, timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
         sim_url = f"http://127.0.0.1:{sim_port}"
-        httpx.put(f"{sim_url}/sim/faults", json={"latency_ms": args.latency_ms})
+        async with httpx.AsyncClient(timeout=5) as client:
+            for url in (f"{sim_url}/healthz", f"http://127.0.0.1:{api_port}/healthz"):
+                for _ in range(300):
+                    try:
+                        if (await client.get(url)).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await asyncio.sleep(0.1)
+            await client.put(f"{sim_url}/sim/faults", json={"latency_ms": args.latency_ms})
         results = [
             await bench_n(n, args.orders, env, f"http://127.0.0.1:{api_port}", sim_url, workers)
             for n in args.followers
