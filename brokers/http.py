@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from brokers.lean import LeanTransport
+
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -20,6 +22,10 @@ class HttpSettings:
     pool_timeout_s: float = 5.0
     max_connections: int = 32
     max_keepalive: int = 32
+    # "lean": our HTTP/1.1 keep-alive transport (brokers/lean.py); "h2": httpx's HTTP/2;
+    # "h1": httpx's HTTP/1.1 pool. Chosen by measurement (README, "Performance").
+    transport: str = "lean"
+    lean_max_connections: int = 512
 
 
 class HttpClientPool:
@@ -34,21 +40,30 @@ class HttpClientPool:
             return existing
         s = self._settings
         is_tls = base_url.startswith("https://")
-        client = httpx.AsyncClient(
-            base_url=base_url,
-            http2=True,
-            http1=is_tls,
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout_s,
-                read=s.read_timeout_s,
-                write=s.write_timeout_s,
-                pool=s.pool_timeout_s,
-            ),
-            limits=httpx.Limits(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive
-            ),
-            follow_redirects=False,
+        timeout = httpx.Timeout(
+            connect=s.connect_timeout_s,
+            read=s.read_timeout_s,
+            write=s.write_timeout_s,
+            pool=s.pool_timeout_s,
         )
+        if s.transport == "lean":
+            client = httpx.AsyncClient(
+                base_url=base_url,
+                transport=LeanTransport(s.lean_max_connections, timeout=timeout),
+                timeout=timeout,
+                follow_redirects=False,
+            )
+        else:
+            client = httpx.AsyncClient(
+                base_url=base_url,
+                http2=s.transport == "h2",
+                http1=is_tls or s.transport == "h1",
+                timeout=timeout,
+                limits=httpx.Limits(
+                    max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive
+                ),
+                follow_redirects=False,
+            )
         self._clients[base_url] = client
         return client
 

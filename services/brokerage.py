@@ -111,5 +111,8 @@ class BrokerFactory:
         self._cache[account_id] = adapter
         return adapter
 
+    def cached(self, account_id: str) -> Broker | None:
+        return self._cache.get(account_id)
+
     def forget(self, account_id: str) -> None:
         self._cache.pop(account_id, None)

@@ -51,6 +51,15 @@ def needs_account(target: FollowerTarget) -> bool:
     )
 
 
+def needs_reference_price(target: FollowerTarget) -> bool:
+    """Only these need a price for a market order (the last trade costs a broker request)."""
+    return (
+        target.sizing.mode in ("notional", "risk_percent")
+        or target.caps.max_notional is not None
+        or target.instrument.min_notional > 0
+    )
+
+
 def needs_positions(target: FollowerTarget, exit_order: bool) -> bool:
     caps = target.caps
     return exit_order or caps.max_position is not None or caps.max_open_positions is not None
@@ -157,10 +166,12 @@ class Snapshots:
                 return None
             return _signed_positions(positions).get(order.symbol, ZERO) - already
 
+        needs_price = any(needs_reference_price(t) for t in targets)
+
         async def reference_price() -> tuple[Decimal | None, str]:
             if order.limit_price is not None:
                 return order.limit_price, "limit_price"
-            if master_broker is None:
+            if master_broker is None or not needs_price:
                 return None, "unavailable"
             price = await self._try("last price", master_broker.last_price(order.symbol))
             return (price, "last_price") if price is not None else (None, "unavailable")

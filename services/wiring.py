@@ -17,6 +17,7 @@ def broker_factory(
         HttpSettings(
             connect_timeout_s=settings.broker_connect_timeout_s,
             read_timeout_s=settings.broker_read_timeout_s,
+            transport=settings.broker_transport,
         )
     )
     budgets = Budgets(
