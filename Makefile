@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run test lint typecheck venv clean
+.PHONY: run test bench transports lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,6 +16,14 @@ test: venv
 	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider
 
+bench:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@$(PY) -m loadtest.bench
+
+transports:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@$(PY) -m loadtest.transports
+
 lint: venv
 	@$(PY) -m ruff check .
 
@@ -23,4 +31,4 @@ typecheck: venv
 	@$(PY) -m mypy replication schemas brokers services
 
 clean:
-	rm -rf .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results
