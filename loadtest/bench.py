@@ -83,16 +83,22 @@ class RawClient:
         )
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        reader, writer = (
-            self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-        )
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(
+        request = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
-            f"application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode()
-            + body
-        )
-        status_line = await reader.readline()
+            f"application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+        ).encode()
+        for _ in range(2):  # a kept-alive connection the server closed: open a fresh one
+            reader, writer = (
+                self.idle.pop()
+                if self.idle
+                else await asyncio.open_connection(self.host, self.port)
+            )
+            writer.write(request + body)
+            status_line = await reader.readline()
+            if status_line:
+                break
+            writer.close()
         length = 0
         while True:
             line = await reader.readline()
