@@ -42,7 +42,7 @@ from services.metrics import FANOUT, FIRST_LEG, LEGS
 from services.sending import place_once, request_from_leg
 from services.settings import Settings
 from services.snapshots import Snapshots
-from services.targets import broker_for_row, target_from_row
+from services.targets import TargetCache, broker_for_row
 from services.wiring import broker_factory, redis_client
 
 log = logging.getLogger("copytrade.replicator")
@@ -60,6 +60,7 @@ class Replicator:
         snapshots: Snapshots,
     ) -> None:
         self.snapshots = snapshots
+        self.targets = TargetCache()
         self.settings = settings
         self.engine = engine
         self.nc = nc
@@ -126,7 +127,7 @@ class Replicator:
             master_row = {**master_row, "account_id": master_row["id"]}
             by_account[order.account_id] = master_row
             master_broker = broker_for_row(self.factory, self.cipher, master_row)
-        base_targets = [target_from_row(row) for row in rows]
+        base_targets = [self.targets.target(row) for row in rows]
         snapshot = await self.snapshots.collect(order, master_broker, base_targets, brokers, halts)
         now = datetime.now(UTC)
         day = trading_day(now, BROKER_TIMEZONE)

@@ -29,6 +29,24 @@ def target_from_row(row: dict[str, Any]) -> FollowerTarget:
     )
 
 
+class TargetCache:
+    """Parsed targets by subscription, reused while the subscription and its account are
+    unchanged (both rows carry updated_at): no per-order re-validation of copy settings."""
+
+    def __init__(self) -> None:
+        self._by_subscription: dict[str, tuple[tuple[Any, Any], FollowerTarget]] = {}
+
+    def target(self, row: dict[str, Any]) -> FollowerTarget:
+        key = str(row["subscription_id"])
+        version = (row.get("subscription_version"), row.get("account_version"))
+        cached = self._by_subscription.get(key)
+        if cached is not None and cached[0] == version and None not in version:
+            return cached[1]
+        parsed = target_from_row(row)
+        self._by_subscription[key] = (version, parsed)
+        return parsed
+
+
 def broker_for_row(factory: BrokerFactory, cipher: CredentialCipher, row: dict[str, Any]) -> Broker:
     account_id = str(row["account_id"])
     return factory.for_account(

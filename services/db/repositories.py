@@ -214,7 +214,8 @@ async def load_targets(conn: AsyncConnection, master_id: str) -> list[Row]:
         await conn.execute(
             text(
                 "SELECT s.id AS subscription_id, s.follower_id, s.account_id, s.sizing, s.caps, "
-                "s.filters, s.paused, a.halted AS account_halted, a.broker, a.credentials "
+                "s.filters, s.paused, a.halted AS account_halted, a.broker, a.credentials, "
+                "s.updated_at AS subscription_version, a.updated_at AS account_version "
                 "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
                 "WHERE s.master_id = :m"
             ),
