@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.js.client import JetStreamContext
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.model import BrokerOrder
@@ -27,12 +26,10 @@ from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher
 from services.db import repositories as repo
-from services.db.engine import make_engine
-from services.logs import setup_logging
 from services.order_messages import order_message_from_row
 from services.settings import Settings
 from services.targets import broker_for_row
-from services.wiring import broker_factory, redis_client
+from services.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.poller")
 POLLED = Counter("copytrade_poller_orders_total", "Broker orders seen by the poller", ["outcome"])
@@ -173,39 +170,12 @@ class Poller:
 
 
 async def main_async(settings: Settings) -> None:
-    nats_url, database_url, redis_url = settings.require_urls()
-    _, keys = settings.require_secrets()
-    engine = make_engine(database_url, pool_size=3, max_overflow=2)
-    nc = await bus.connect(nats_url, "copytrade-poller")
-    js = nc.jetstream()
-    await bus.ensure_stream(js)
-    redis = redis_client(redis_url)
-    pool, factory = broker_factory(settings, redis)
-    poller = Poller(settings, engine, js, CredentialCipher.from_setting(keys), factory)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("poller started (every %.1fs)", settings.poll_interval_s)
-    try:
-        await poller.run(stop)
-    finally:
-        await pool.aclose()
-        await bus.close(nc)
-        await redis.aclose()
-        await engine.dispose()
-        log.info("poller stopped")
-
-
-def main() -> None:
-    setup_logging()
-    settings = Settings.from_env()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
-    import uvloop
-
-    uvloop.run(main_async(settings))
+    async with runtime(settings, "poller", pool_size=3) as rt:
+        poller = Poller(settings, rt.engine, rt.js, rt.cipher, rt.factory)
+        log.info("poller started (every %.1fs)", settings.poll_interval_s)
+        await poller.run(stop_on_signals())
+    log.info("poller stopped")
 
 
 if __name__ == "__main__":
-    main()
+    serve(main_async)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -22,7 +21,6 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,15 +33,13 @@ from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher
 from services.db import repositories as repo
-from services.db.engine import make_engine
 from services.events import publish_leg_events, publish_order_event
-from services.logs import setup_logging
 from services.metrics import FANOUT, FIRST_LEG, LEGS
 from services.sending import place_once, request_from_leg
 from services.settings import Settings
 from services.snapshots import Snapshots
 from services.targets import TargetCache, broker_for_row
-from services.wiring import broker_factory, redis_client
+from services.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.replicator")
 
@@ -248,43 +244,14 @@ def _merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str
 
 
 async def main_async(settings: Settings) -> None:
-    nats_url, database_url, redis_url = settings.require_urls()
-    _, keys = settings.require_secrets()
-    engine = make_engine(database_url, pool_size=5, max_overflow=5)
-    nc = await bus.connect(nats_url, "copytrade-replicator")
-    js = nc.jetstream()
-    await bus.ensure_stream(js)
-    await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)
-    redis = redis_client(redis_url)
-    pool, factory = broker_factory(settings, redis)
-    snapshots = Snapshots(redis, settings.snapshot_deadline_s, settings.equity_max_age_s)
-    replicator = Replicator(
-        settings, engine, nc, js, CredentialCipher.from_setting(keys), factory, snapshots
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("replicator started")
-    try:
-        await replicator.run(stop)
-    finally:
-        await pool.aclose()
-        await bus.close(nc)
-        await redis.aclose()
-        await engine.dispose()
-        log.info("replicator stopped")
-
-
-def main() -> None:
-    setup_logging()
-    settings = Settings.from_env()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
-    import uvloop
-
-    uvloop.run(main_async(settings))
+    async with runtime(settings, "replicator", pool_size=5) as rt:
+        await bus.ensure_consumer(rt.js, settings.consumer_ack_wait_s, settings.max_deliver)
+        snapshots = Snapshots(rt.redis, settings.snapshot_deadline_s, settings.equity_max_age_s)
+        replicator = Replicator(settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory, snapshots)
+        log.info("replicator started")
+        await replicator.run(stop_on_signals())
+    log.info("replicator stopped")
 
 
 if __name__ == "__main__":
-    main()
+    serve(main_async)

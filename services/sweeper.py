@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
-from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import TERMINAL, LegStatus
@@ -27,16 +25,14 @@ from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher, CredentialError
 from services.db import repositories as repo
-from services.db.engine import make_engine
 from services.events import publish_leg_events, publish_order_event
-from services.logs import setup_logging
 from services.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.order_messages import order_message_from_row
 from services.replacing import replace_leg
 from services.sending import look_up, place_once, request_from_row
 from services.settings import Settings
 from services.targets import broker_for_row
-from services.wiring import broker_factory, redis_client
+from services.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.sweeper")
 
@@ -291,39 +287,12 @@ class Sweeper:
 
 
 async def main_async(settings: Settings) -> None:
-    nats_url, database_url, redis_url = settings.require_urls()
-    _, keys = settings.require_secrets()
-    engine = make_engine(database_url, pool_size=3, max_overflow=2)
-    nc = await bus.connect(nats_url, "copytrade-sweeper")
-    js = nc.jetstream()
-    await bus.ensure_stream(js)
-    redis = redis_client(redis_url)
-    pool, factory = broker_factory(settings, redis)
-    sweeper = Sweeper(settings, engine, nc, js, CredentialCipher.from_setting(keys), factory)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("sweeper started")
-    try:
-        await sweeper.run(stop)
-    finally:
-        await pool.aclose()
-        await bus.close(nc)
-        await redis.aclose()
-        await engine.dispose()
-        log.info("sweeper stopped")
-
-
-def main() -> None:
-    setup_logging()
-    settings = Settings.from_env()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
-    import uvloop
-
-    uvloop.run(main_async(settings))
+    async with runtime(settings, "sweeper", pool_size=3) as rt:
+        sweeper = Sweeper(settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory)
+        log.info("sweeper started")
+        await sweeper.run(stop_on_signals())
+    log.info("sweeper stopped")
 
 
 if __name__ == "__main__":
-    main()
+    serve(main_async)

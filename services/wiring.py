@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
 import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from prometheus_client import start_http_server
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.http import HttpClientPool, HttpSettings
+from services import bus
 from services.brokerage import BrokerFactory
+from services.crypto import CredentialCipher
+from services.db.engine import make_engine
+from services.logs import setup_logging
 from services.ratelimit import Budgets
 from services.settings import Settings
 
@@ -35,3 +50,56 @@ def redis_client(url: str) -> aioredis.Redis:
         url, max_connections=64, timeout=5, socket_timeout=2, socket_connect_timeout=2
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+@dataclass
+class Runtime:
+    """What a background service (replicator, sweeper, poller) runs with."""
+
+    settings: Settings
+    engine: AsyncEngine
+    nc: NATS
+    js: JetStreamContext
+    redis: aioredis.Redis
+    factory: BrokerFactory
+    cipher: CredentialCipher
+
+
+@asynccontextmanager
+async def runtime(settings: Settings, name: str, pool_size: int) -> AsyncIterator[Runtime]:
+    """Connect everything a service needs, and close it all in reverse on the way out."""
+    nats_url, database_url, redis_url = settings.require_urls()
+    _, keys = settings.require_secrets()
+    engine = make_engine(database_url, pool_size=pool_size, max_overflow=pool_size)
+    nc = await bus.connect(nats_url, f"copytrade-{name}")
+    redis = redis_client(redis_url)
+    pool, factory = broker_factory(settings, redis)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_stream(js)
+        yield Runtime(settings, engine, nc, js, redis, factory, CredentialCipher.from_setting(keys))
+    finally:
+        await pool.aclose()
+        await bus.close(nc)
+        await redis.aclose()
+        await engine.dispose()
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (the launcher's and a terminal's way to stop us)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def serve(main_async: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """Entry point of a service process: logging, metrics endpoint, uvloop."""
+    setup_logging()
+    settings = Settings.from_env()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    import uvloop
+
+    uvloop.run(main_async(settings))
