@@ -113,8 +113,6 @@ def _account_out(row: dict[str, Any]) -> AccountOut:
         label=row["label"],
         halted=row["halted"],
         created_at=row["created_at"],
-        origin=row.get("origin") or "api",
-        broker_client_order_id=row.get("broker_client_order_id"),
     )
 
 
