@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run test bench transports lint typecheck venv clean
+.PHONY: run test bench transports loadtest loadtest-ingest lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,21 @@ bench:
 transports:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh
 	@$(PY) -m loadtest.transports
+
+# Against a running `make run` (another terminal); reports land in bench-results/.
+loadtest:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@mkdir -p bench-results
+	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 50 -r 10 -t 60s \
+		--host http://127.0.0.1:8000 MasterUser FollowerUser \
+		--csv bench-results/locust --html bench-results/locust.html
+
+loadtest-ingest:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@mkdir -p bench-results
+	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 64 -r 16 -t 30s \
+		--host http://127.0.0.1:8000 IngestUser \
+		--csv bench-results/locust-ingest --html bench-results/locust-ingest.html
 
 lint: venv
 	@$(PY) -m ruff check .

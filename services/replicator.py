@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.alpaca.constants import BROKER_TIMEZONE
-from replication.model import ZERO, FollowerState, Instrument, PlannedLeg
+from replication.model import ZERO, FollowerState, FollowerTarget, Instrument, PlannedLeg
 from replication.plan import master_leg, plan, trading_day
 from replication.state import LegStatus, transition
 from schemas.messages import ORDERS_STREAM, SWEEP_NOW_SUBJECT, OrderMessage
@@ -37,7 +37,7 @@ from services.events import publish_leg_events, publish_order_event
 from services.metrics import FANOUT, FIRST_LEG, LEGS
 from services.sending import place_once, request_from_leg
 from services.settings import Settings
-from services.snapshots import Snapshots
+from services.snapshots import Snapshot, Snapshots
 from services.targets import TargetCache, broker_for_row
 from services.wiring import runtime, serve, stop_on_signals
 
@@ -123,56 +123,47 @@ class Replicator:
             master_row = {**master_row, "account_id": master_row["id"]}
             by_account[order.account_id] = master_row
             master_broker = broker_for_row(self.factory, self.cipher, master_row)
-        base_targets = [self.targets.target(row) for row in rows]
+        base_targets = _one_per_account([self.targets.target(row) for row in rows])
         snapshot = await self.snapshots.collect(order, master_broker, base_targets, brokers, halts)
         now = datetime.now(UTC)
         day = trading_day(now, BROKER_TIMEZONE)
-        async with self.engine.begin() as conn:
-            # Risk rows stay locked until the legs are recorded: caps hold across workers.
-            risk = await repo.lock_risk(conn, [t.account_id for t in base_targets], day)
-            targets = [
-                replace(
-                    target,
-                    instrument=snapshot.instruments.get(target.broker, Instrument(order.symbol)),
-                    state=_merge_state(
-                        snapshot.states.get(target.account_id, FollowerState()),
-                        risk.get(target.account_id),
-                        order.symbol,
-                    ),
-                )
-                for target in base_targets
-            ]
-            legs = plan(order, targets, now, snapshot.context)
-            if master_row is not None and order.origin == "api":
-                # An order the master placed directly at its broker is already there.
-                legs.append(master_leg(order, master_row["broker"]))
-            to_record = [
-                replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
-                if leg.status is LegStatus.PLANNED
-                else leg
-                for leg in legs
-            ]
-            inserted = set(
-                await repo.insert_legs(conn, order.master_id, to_record, self.settings.leg_lease_s)
-            )
-            mine = [leg for leg in to_record if leg.leg_id in inserted]
-            await repo.spend_risk(conn, mine, day)
-            await repo.mark_planned(conn, order.order_id)
-        if message is not None:
-            with contextlib.suppress(Exception):
-                await message.ack()  # the legs are durable; a lost ack only means a redelivery
-        to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
-        skipped = [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
-        LEGS.labels("skipped").inc(len(skipped))
+        size = self.settings.shard_size
+        shards = [base_targets[i : i + size] for i in range(0, len(base_targets), size)] or [[]]
 
         first_answer: list[float] = []
-        renewal = asyncio.create_task(self._renew_leases([leg.leg_id for leg in to_send]))
+        sending: list[asyncio.Task[list[repo.LegOutcome]]] = []
+        sent_ids: list[str] = []
+        renewal = asyncio.create_task(self._renew_leases(sent_ids))
+        legs_total, skipped = 0, []
         try:
-            outcomes = await asyncio.gather(
-                *(self._send(leg, by_account[leg.account_id], first_answer) for leg in to_send)
-            )
+            # Record and send shard by shard: the first followers' orders leave while later
+            # shards are still being recorded. Each leg is still durable before it is sent.
+            for index, shard in enumerate(shards):
+                mine = await self._record(
+                    order,
+                    shard,
+                    snapshot,
+                    now,
+                    day,
+                    master_row if index == 0 else None,
+                    last=index == len(shards) - 1,
+                )
+                legs_total += len(mine)
+                to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
+                skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
+                sent_ids.extend(leg.leg_id for leg in to_send)
+                sending.append(
+                    asyncio.create_task(self._send_all(to_send, by_account, first_answer))
+                )
+            if message is not None:
+                with contextlib.suppress(Exception):
+                    await message.ack()  # every leg is durable: a lost ack is only a redelivery
+            outcomes = [o for shard in await asyncio.gather(*sending) for o in shard]
         finally:
             renewal.cancel()
+            for task in sending:
+                task.cancel()  # only matters on failure: in-doubt legs go to the sweeper
+        LEGS.labels("skipped").inc(len(skipped))
         async with self.engine.begin() as conn:
             settled_rows = await repo.settle_legs(conn, outcomes)
             skipped_rows = await repo.list_copies_by_ids(conn, skipped) if skipped else []
@@ -189,21 +180,79 @@ class Replicator:
         if progress["cancel_requested"]:
             await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
         log.info(
-            "order %s: %d legs (%d sent, %d skipped) in %s ms",
+            "order %s: %d legs in %d shards (%d sent, %d skipped) in %s ms",
             order.order_id,
-            len(legs),
-            len(to_send),
+            legs_total,
+            len(shards),
+            len(outcomes),
             len(skipped),
             progress["fanout_ms"],
         )
 
+    async def _record(
+        self,
+        order: OrderMessage,
+        shard: list[FollowerTarget],
+        snapshot: Snapshot,
+        now: datetime,
+        day: date,
+        master_row: dict[str, Any] | None,
+        last: bool,
+    ) -> list[PlannedLeg]:
+        """Plan and record one shard in one transaction; returns the legs this call inserted."""
+        async with self.engine.begin() as conn:
+            # Risk rows stay locked until the legs are recorded: caps hold across workers.
+            risk = await repo.lock_risk(conn, [t.account_id for t in shard], day)
+            targets = [
+                replace(
+                    target,
+                    instrument=snapshot.instruments.get(target.broker, Instrument(order.symbol)),
+                    state=_merge_state(
+                        snapshot.states.get(target.account_id, FollowerState()),
+                        risk.get(target.account_id),
+                        order.symbol,
+                    ),
+                )
+                for target in shard
+            ]
+            legs = plan(order, targets, now, snapshot.context)
+            if master_row is not None and order.origin == "api":
+                # An order the master placed directly at its broker is already there.
+                legs.append(master_leg(order, master_row["broker"]))
+            to_record = [
+                replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
+                if leg.status is LegStatus.PLANNED
+                else leg
+                for leg in legs
+            ]
+            inserted = set(
+                await repo.insert_legs(conn, order.master_id, to_record, self.settings.leg_lease_s)
+            )
+            mine = [leg for leg in to_record if leg.leg_id in inserted]
+            await repo.spend_risk(conn, mine, day)
+            if last:
+                await repo.mark_planned(conn, order.order_id)
+        return mine
+
+    async def _send_all(
+        self,
+        legs: list[PlannedLeg],
+        by_account: dict[str, dict[str, Any]],
+        first_answer: list[float],
+    ) -> list[repo.LegOutcome]:
+        return list(
+            await asyncio.gather(
+                *(self._send(leg, by_account[leg.account_id], first_answer) for leg in legs)
+            )
+        )
+
     async def _renew_leases(self, leg_ids: list[str]) -> None:
         """While this worker sends, keep its legs' leases fresh (a third of the lease apart)."""
-        if not leg_ids:
-            return
         interval = self.settings.leg_lease_s / 3
         while True:
             await asyncio.sleep(interval)
+            if not leg_ids:  # shards still being recorded append to this list
+                continue
             try:
                 async with self.engine.begin() as conn:
                     await repo.renew_leases(conn, leg_ids, self.settings.leg_lease_s)
@@ -228,6 +277,15 @@ class Replicator:
         if not first_answer:
             first_answer.append(time.time())
         return outcome
+
+
+def _one_per_account(targets: list[FollowerTarget]) -> list[FollowerTarget]:
+    """One target per follower account (the first subscription by id), in account order, so
+    shards never split an account and every worker shards the same way."""
+    chosen: dict[str, FollowerTarget] = {}
+    for target in sorted(targets, key=lambda t: (t.account_id, t.subscription_id)):
+        chosen.setdefault(target.account_id, target)
+    return list(chosen.values())
 
 
 def _merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str) -> FollowerState:

@@ -48,6 +48,7 @@ class Settings(BaseModel):
     max_deliver: int = 10
     fetch_batch: int = 16
     max_orders_in_flight: int = 8
+    shard_size: int = Field(default=100, ge=1, le=10_000)
     leg_lease_s: float = 15.0
     unknown_recheck_s: float = 1.0
     sweep_interval_s: float = 0.5
