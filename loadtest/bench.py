@@ -71,34 +71,35 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class RawClient:
-    """The floor: HTTP/1.1 over plain asyncio streams, keep-alive, nothing else."""
+    """The floor: HTTP/1.1 over plain asyncio streams, a fixed pool of warm keep-alive
+    connections (requests beyond the pool wait for a free connection), nothing else."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
 
     async def warm(self, n: int) -> None:
-        self.idle += await asyncio.gather(
+        for connection in await asyncio.gather(
             *(asyncio.open_connection(self.host, self.port) for _ in range(n))
-        )
+        ):
+            self.pool.put_nowait(connection)
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> int:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
             f"application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
-        ).encode()
-        for _ in range(2):  # a kept-alive connection the server closed: open a fresh one
-            reader, writer = (
-                self.idle.pop()
-                if self.idle
-                else await asyncio.open_connection(self.host, self.port)
-            )
-            writer.write(request + body)
+        ).encode() + body
+        reader, writer = await self.pool.get()
+        for _ in range(3):  # a kept-alive connection the server closed: open a fresh one
+            writer.write(request)
             status_line = await reader.readline()
             if status_line:
                 break
             writer.close()
+            reader, writer = await asyncio.open_connection(self.host, self.port)
         length = 0
         while True:
             line = await reader.readline()
@@ -108,12 +109,12 @@ class RawClient:
             if name.lower() == "content-length":
                 length = int(value)
         await reader.readexactly(length)
-        self.idle.append((reader, writer))
+        self.pool.put_nowait((reader, writer))
         return int(status_line.split()[1])
 
     def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
+        while not self.pool.empty():
+            self.pool.get_nowait()[1].close()
 
 
 async def bench_n(
@@ -201,7 +202,7 @@ async def bench_n(
     # The floor: the same N orders from a raw client, warm connections, same simulator.
     host, port = sim_url.removeprefix("http://").split(":")
     raw = RawClient(host, int(port))
-    await raw.warm(min(n, 1000))
+    await raw.warm(min(n, 500))
     keys = [_sim_keys(secret, f"{group}/follower{i:04d}") for i in range(1, n + 1)]
     floor = []
     for i in range(min(orders, 30)):

@@ -30,8 +30,9 @@ POSTED: dict[str, float] = {}  # order id → when its POST returned (time.time(
 
 
 def sign_in(client: Any, email: str, password: str) -> str:
-    response = client.post("/v1/auth/token", json={"email": email, "password": password},
-                           name="POST /v1/auth/token")
+    response = client.post(
+        "/v1/auth/token", json={"email": email, "password": password}, name="POST /v1/auth/token"
+    )
     token: str = response.json()["access_token"]
     return token
 
@@ -43,16 +44,26 @@ class MasterUser(HttpUser):
     def on_start(self) -> None:
         token = sign_in(self.client, MASTER_EMAIL, MASTER_PASSWORD)
         self.headers = {"authorization": f"Bearer {token}"}
-        self.account_id = self.client.get("/v1/accounts", headers=self.headers,
-                                          name="GET /v1/accounts").json()[0]["account_id"]
+        self.account_id = self.client.get(
+            "/v1/accounts", headers=self.headers, name="GET /v1/accounts"
+        ).json()[0]["account_id"]
 
     @task
     def place_order(self) -> None:
-        response = self.client.post("/v1/orders", headers=self.headers, name="POST /v1/orders",
-                                    json={"client_order_id": uuid.uuid4().hex,
-                                          "account_id": self.account_id, "symbol": "LOCUST",
-                                          "side": random.choice(["buy", "sell"]), "qty": "1",
-                                          "type": "market", "time_in_force": "day"})
+        response = self.client.post(
+            "/v1/orders",
+            headers=self.headers,
+            name="POST /v1/orders",
+            json={
+                "client_order_id": uuid.uuid4().hex,
+                "account_id": self.account_id,
+                "symbol": "LOCUST",
+                "side": random.choice(["buy", "sell"]),
+                "qty": "1",
+                "type": "market",
+                "time_in_force": "day",
+            },
+        )
         if response.status_code == 202:
             POSTED[response.json()["order_id"]] = time.time()
 
@@ -65,13 +76,20 @@ class FollowerUser(User):
 
         self.http = requests.Session()
         index = random.randint(1, FOLLOWERS)
-        token = sign_in(_Wrapped(self.http, self.host), f"follower{index:04d}@demo.copytrade.dev",
-                        FOLLOWER_PASSWORD)
-        ws_token = self.http.post(f"{self.host}/v1/ws/token",
-                                  headers={"authorization": f"Bearer {token}"}).json()["token"]
+        token = sign_in(
+            _Wrapped(self.http, self.host),
+            f"follower{index:04d}@demo.copytrade.dev",
+            FOLLOWER_PASSWORD,
+        )
+        ws_token = self.http.post(
+            f"{self.host}/v1/ws/token", headers={"authorization": f"Bearer {token}"}
+        ).json()["token"]
         url = self.host.replace("http://", "ws://").replace("https://", "wss://") + "/v1/ws"
-        self.socket = connect(url, subprotocols=["copytrade.v1", ws_token],  # type: ignore[list-item]
-                              origin=self.host)
+        self.socket = connect(
+            url,
+            subprotocols=["copytrade.v1", ws_token],  # type: ignore[list-item]
+            origin=self.host,
+        )
 
     @task
     def listen(self) -> None:
@@ -83,9 +101,14 @@ class FollowerUser(User):
         if event["type"] != "leg.updated" or event["order_id"] not in POSTED:
             return
         latency_ms = (time.time() - POSTED[event["order_id"]]) * 1000
-        events.request.fire(request_type="WS", name="POST → leg.updated",
-                            response_time=latency_ms, response_length=len(raw), exception=None,
-                            context={})
+        events.request.fire(
+            request_type="WS",
+            name="POST → leg.updated",
+            response_time=latency_ms,
+            response_length=len(raw),
+            exception=None,
+            context={},
+        )
 
     def on_stop(self) -> None:
         self.socket.close()
@@ -109,18 +132,38 @@ class IngestUser(HttpUser):
 
     def on_start(self) -> None:
         email = f"ingest-{uuid.uuid4().hex[:10]}@example.test"
-        self.client.post("/v1/auth/register", name="POST /v1/auth/register",
-                         json={"email": email, "password": "locust password", "role": "master"})
+        self.client.post(
+            "/v1/auth/register",
+            name="POST /v1/auth/register",
+            json={"email": email, "password": "locust password", "role": "master"},
+        )
         token = sign_in(self.client, email, "locust password")
         self.headers = {"authorization": f"Bearer {token}"}
-        account = self.client.post("/v1/accounts", headers=self.headers, name="POST /v1/accounts",
-                                   json={"broker": "sim", "label": "ingest", "credentials": {
-                                       "key_id": "ingest", "secret_key": "ingest"}})
+        account = self.client.post(
+            "/v1/accounts",
+            headers=self.headers,
+            name="POST /v1/accounts",
+            json={
+                "broker": "sim",
+                "label": "ingest",
+                "credentials": {"key_id": "ingest", "secret_key": "ingest"},
+            },
+        )
         self.account_id = account.json()["account_id"]
 
     @task
     def place_order(self) -> None:
-        self.client.post("/v1/orders", headers=self.headers, name="POST /v1/orders (ingest)",
-                         json={"client_order_id": uuid.uuid4().hex, "account_id": self.account_id,
-                               "symbol": "INGEST", "side": "buy", "qty": "1", "type": "market",
-                               "time_in_force": "day"})
+        self.client.post(
+            "/v1/orders",
+            headers=self.headers,
+            name="POST /v1/orders (ingest)",
+            json={
+                "client_order_id": uuid.uuid4().hex,
+                "account_id": self.account_id,
+                "symbol": "INGEST",
+                "side": "buy",
+                "qty": "1",
+                "type": "market",
+                "time_in_force": "day",
+            },
+        )

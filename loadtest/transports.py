@@ -81,7 +81,7 @@ async def measure(n: int, rounds: int, latency_ms: float) -> dict[str, dict[str,
             }
             print(name, results[name], flush=True)
         raw = RawClient("127.0.0.1", port)
-        await raw.warm(min(n, 1000))
+        await raw.warm(min(n, 500))
         cpu, wall = [], []
         body = json.dumps(
             {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
