@@ -270,6 +270,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("followers")
     ax.set_ylabel("milliseconds (band: p50 to p99)")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.set_title("Fan-out latency, simulator latency 20 ms, loopback")
     ax.grid(alpha=0.3)

@@ -18,8 +18,12 @@ from services.processes import Child
 @pytest.fixture(scope="module")
 def sim_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     port = free_port()
-    child = Child("simulator", "brokers.sim", {**os.environ, "COPYTRADE_SIM_PORT": str(port)},
-                  Path(tmp_path_factory.mktemp("lean")) / "simulator.log")
+    child = Child(
+        "simulator",
+        "brokers.sim",
+        {**os.environ, "COPYTRADE_SIM_PORT": str(port)},
+        Path(tmp_path_factory.mktemp("lean")) / "simulator.log",
+    )
     child.start()
     try:
         wait_for_port(port, 20, child.process)
@@ -34,8 +38,9 @@ async def test_requests_keep_alive_and_errors(sim_url: str) -> None:
     async with httpx.AsyncClient(base_url=sim_url, transport=transport, timeout=5) as http:
         keys = (await http.post("/sim/accounts", json={"cash": "1000"})).json()
         headers = {"APCA-API-KEY-ID": keys["key_id"], "APCA-API-SECRET-KEY": keys["secret_key"]}
-        responses = await asyncio.gather(*(http.get("/v2/account", headers=headers)
-                                           for _ in range(40)))
+        responses = await asyncio.gather(
+            *(http.get("/v2/account", headers=headers) for _ in range(40))
+        )
         assert {r.status_code for r in responses} == {200}
         assert responses[0].json()["cash"] == "1000"
         assert sum(len(v) for v in transport._idle.values()) <= 8  # pooled, bounded
