@@ -384,6 +384,30 @@ _LEG_COLUMNS = (
 )
 
 
+_CLAIMED = (
+    ", ".join("legs." + c.strip() for c in _LEG_COLUMNS.split(","))
+    + ", legs.version, legs.last_sent_at, "
+    "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
+    "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
+)
+
+
+async def _claim(
+    conn: AsyncConnection, candidates: str, params: Row, lease_s: float, also_set: str = ""
+) -> list[Row]:
+    """Take the legs `candidates` selects (a locking SELECT of ids, SKIP LOCKED) under a lease,
+    atomically: concurrent sweepers never take the same leg."""
+    return _rows(
+        await conn.execute(
+            text(
+                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease)"
+                f"{also_set} WHERE id IN ({candidates}) RETURNING {_CLAIMED}"
+            ),
+            {**params, "lease": lease_s},
+        )
+    )
+
+
 async def insert_legs(
     conn: AsyncConnection, master_id: str, legs: Sequence[PlannedLeg], lease_s: float
 ) -> list[str]:
@@ -729,24 +753,17 @@ async def request_replace(
 
 
 async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
-    """Open legs older than their master order's version, taken under a lease."""
-    return _rows(
-        await conn.execute(
-            text(
-                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease), "
-                "updated_at = now() "
-                "WHERE id IN (SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
-                "WHERE l.version < o.version AND o.cancel_requested_at IS NULL "
-                "AND l.status IN ('accepted', 'partially_filled') "
-                "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
-                "LIMIT :limit FOR UPDATE OF l SKIP LOCKED) "
-                f"RETURNING {', '.join('legs.' + c.strip() for c in _LEG_COLUMNS.split(','))}, "
-                "legs.version, "
-                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
-                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
-            ),
-            {"lease": lease_s, "limit": limit},
-        )
+    """Open legs older than their master order's version."""
+    return await _claim(
+        conn,
+        "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
+        "WHERE l.version < o.version AND o.cancel_requested_at IS NULL "
+        "AND l.status IN ('accepted', 'partially_filled') "
+        "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
+        "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",
+        {"limit": limit},
+        lease_s,
+        ", updated_at = now()",
     )
 
 
@@ -865,21 +882,14 @@ async def claim_stale_open(
     conn: AsyncConnection, limit: int, older_than_s: float, lease_s: float
 ) -> list[Row]:
     """Legs open at their broker that nobody looked at for a while (fills, expiries)."""
-    return _rows(
-        await conn.execute(
-            text(
-                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease) "
-                "WHERE id IN (SELECT id FROM legs WHERE status IN ('accepted', 'partially_filled') "
-                "AND updated_at < now() - make_interval(secs => :age) "
-                "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
-                "ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
-                "RETURNING legs.id, legs.order_id, legs.master_id, legs.account_id, legs.action, "
-                "legs.client_order_id, legs.status, legs.symbol, "
-                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
-                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
-            ),
-            {"lease": lease_s, "limit": limit, "age": older_than_s},
-        )
+    return await _claim(
+        conn,
+        "SELECT id FROM legs WHERE status IN ('accepted', 'partially_filled') "
+        "AND updated_at < now() - make_interval(secs => :age) "
+        "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
+        "ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED",
+        {"limit": limit, "age": older_than_s},
+        lease_s,
     )
 
 
@@ -897,46 +907,30 @@ async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -
 
 
 async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
-    """Open legs of orders whose master asked to cancel, taken under a lease."""
-    return _rows(
-        await conn.execute(
-            text(
-                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease), "
-                "updated_at = now() "
-                "WHERE id IN (SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
-                "WHERE o.cancel_requested_at IS NOT NULL "
-                "AND l.status IN ('accepted', 'partially_filled') "
-                "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
-                "LIMIT :limit FOR UPDATE OF l SKIP LOCKED) "
-                "RETURNING legs.id, legs.order_id, legs.master_id, legs.account_id, "
-                "legs.broker_order_id, legs.client_order_id, legs.status, legs.symbol, "
-                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
-                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
-            ),
-            {"lease": lease_s, "limit": limit},
-        )
+    """Open legs of orders whose master asked to cancel."""
+    return await _claim(
+        conn,
+        "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
+        "WHERE o.cancel_requested_at IS NOT NULL "
+        "AND l.status IN ('accepted', 'partially_filled') "
+        "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
+        "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",
+        {"limit": limit},
+        lease_s,
+        ", updated_at = now()",
     )
 
 
 async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
-    """Atomically take legs whose lease ran out; concurrent sweepers never take the same leg."""
-    return _rows(
-        await conn.execute(
-            text(
-                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease), "
-                "attempts = attempts + 1, updated_at = now() "
-                "WHERE id IN (SELECT id FROM legs WHERE status IN ('submitting', 'unknown') "
-                "AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT :limit "
-                "FOR UPDATE SKIP LOCKED) "
-                "RETURNING legs.id, legs.order_id, legs.master_id, legs.follower_id, "
-                "legs.account_id, legs.client_order_id, legs.symbol, legs.side, legs.qty, "
-                "legs.type, legs.time_in_force, legs.limit_price, legs.stop_price, legs.status, "
-                "legs.attempts, legs.last_sent_at, "
-                "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
-                "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
-            ),
-            {"lease": lease_s, "limit": limit},
-        )
+    """Legs whose lease ran out while submitting or unknown (each claim counts an attempt)."""
+    return await _claim(
+        conn,
+        "SELECT id FROM legs WHERE status IN ('submitting', 'unknown') "
+        "AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT :limit "
+        "FOR UPDATE SKIP LOCKED",
+        {"limit": limit},
+        lease_s,
+        ", attempts = attempts + 1, updated_at = now()",
     )
 
 
