@@ -384,6 +384,28 @@ _LEG_COLUMNS = (
 )
 
 
+# What settling returns: enough for leg events and the ledger, no jsonb to decode.
+_SETTLED_COLUMNS = ", ".join(
+    "legs." + c
+    for c in (
+        "id",
+        "order_id",
+        "master_id",
+        "follower_id",
+        "account_id",
+        "action",
+        "symbol",
+        "side",
+        "qty",
+        "status",
+        "reason",
+        "client_order_id",
+        "broker_order_id",
+        "filled_qty",
+        "updated_at",
+    )
+)
+
 _CLAIMED = (
     ", ".join("legs." + c.strip() for c in _LEG_COLUMNS.split(","))
     + ", legs.version, legs.last_sent_at, "
@@ -488,7 +510,7 @@ async def settle_legs(
             "CAST(:prices AS numeric[]), CAST(:rechecks AS float8[])) "
             "AS v(id, status, reason, broker_order_id, filled_qty, filled_avg_price, recheck) "
             "WHERE legs.id = v.id AND legs.status = ANY(CAST(:from_statuses AS text[])) "
-            f"RETURNING {', '.join('legs.' + c.strip() for c in _LEG_COLUMNS.split(','))}"
+            f"RETURNING {_SETTLED_COLUMNS}"
         ),
         {
             "settled": settled,
