@@ -127,7 +127,7 @@ class _Wrapped:
 class IngestUser(HttpUser):
     """The ingest API alone: a master without followers placing orders as fast as it can."""
 
-    weight = 0  # only when picked explicitly
+    weight = 1  # run it alone: `make loadtest-ingest` names it on the command line
     wait_time = between(0, 0)
 
     def on_start(self) -> None:
