@@ -26,7 +26,6 @@ def order_event_subject(master_id: str) -> str:
     return f"events.orders.{master_id}"
 
 
-SUBSCRIPTIONS_CHANGED_SUBJECT = "control.subscriptions.changed"
 # Wakes the sweepers at once (e.g. a master asked to cancel) instead of at their next tick.
 SWEEP_NOW_SUBJECT = "control.sweep"
 

@@ -113,6 +113,3 @@ class BrokerFactory:
 
     def cached(self, account_id: str) -> Broker | None:
         return self._cache.get(account_id)
-
-    def forget(self, account_id: str) -> None:
-        self._cache.pop(account_id, None)

@@ -54,9 +54,7 @@ def needs_account(target: FollowerTarget) -> bool:
 def needs_reference_price(target: FollowerTarget) -> bool:
     """Only these need a price for a market order (the last trade costs a broker request)."""
     return (
-        target.sizing.mode in ("notional", "risk_percent")
-        or target.caps.max_notional is not None
-        or target.instrument.min_notional > 0
+        target.sizing.mode in ("notional", "risk_percent") or target.caps.max_notional is not None
     )
 
 

@@ -44,7 +44,7 @@ from schemas.api import (
     TokenResponse,
     WsToken,
 )
-from schemas.messages import SUBSCRIPTIONS_CHANGED_SUBJECT, SWEEP_NOW_SUBJECT
+from schemas.messages import SWEEP_NOW_SUBJECT
 from services import bus
 from services.api.errors import ApiError, install
 from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
@@ -304,7 +304,6 @@ def build_app(settings: Settings) -> FastAPI:
             row = await repo.set_account_halted(conn, str(account_id), user.user_id, halted)
         if row is None:
             raise ApiError(404, "account_not_found", "no such account")
-        await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(account_id).encode())
         return _account_out(row)
 
     @app.post("/v1/accounts/{account_id}/halt", response_model=AccountOut)
@@ -344,7 +343,6 @@ def build_app(settings: Settings) -> FastAPI:
                 raise ApiError(
                     409, "subscription_exists", "this account already follows this master"
                 ) from exc
-        await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(body.master_id).encode())
         return _subscription_out(row)
 
     @app.get("/v1/subscriptions", response_model=list[SubscriptionOut])
@@ -364,7 +362,6 @@ def build_app(settings: Settings) -> FastAPI:
             row = await repo.update_subscription(conn, str(subscription_id), user.user_id, changes)
         if row is None:
             raise ApiError(404, "subscription_not_found", "no such subscription")
-        await c.nc.publish(SUBSCRIPTIONS_CHANGED_SUBJECT, str(row["master_id"]).encode())
         return _subscription_out(row)
 
     @app.delete("/v1/subscriptions/{subscription_id}", status_code=204)

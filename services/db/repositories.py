@@ -639,23 +639,6 @@ async def spend_risk(conn: AsyncConnection, legs: Sequence[PlannedLeg], day: dat
     )
 
 
-async def recorded_accounts(conn: AsyncConnection, order_id: str) -> set[str]:
-    rows = await conn.execute(
-        text("SELECT account_id FROM legs WHERE order_id = :o"), {"o": order_id}
-    )
-    return {str(row[0]) for row in rows.all()}
-
-
-async def ledger_position(conn: AsyncConnection, account_id: str, symbol: str) -> Decimal:
-    value = (
-        await conn.execute(
-            text("SELECT qty FROM risk_positions WHERE account_id = :a AND symbol = :s"),
-            {"a": account_id, "s": symbol},
-        )
-    ).scalar_one_or_none()
-    return Decimal(value) if value is not None else Decimal(0)
-
-
 # halts ------------------------------------------------------------------------------------
 def master_halt_scope(master_id: str) -> str:
     return f"master:{master_id}"
@@ -1005,10 +988,3 @@ async def list_copies_by_ids(conn: AsyncConnection, leg_ids: Sequence[str]) -> l
             {"ids": list(leg_ids)},
         )
     )
-
-
-async def count_unsettled_legs(conn: AsyncConnection) -> int:
-    result = await conn.execute(
-        text("SELECT count(*) FROM legs WHERE status IN ('planned', 'submitting', 'unknown')")
-    )
-    return int(result.scalar_one())
