@@ -8,6 +8,7 @@ HTTP/1.1 on http:// unless HTTP/1.1 is switched off.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -28,6 +29,93 @@ class HttpSettings:
     lean_max_connections: int = 512
 
 
+_USER_AGENT = "copytrade"
+
+
+class BrokerClient(httpx.AsyncClient):
+    """An httpx client whose plain calls (a path on the base URL, a body, params, headers) go
+    straight to the transport.
+
+    httpx's client layer costs more CPU per broker request than our transport does (URL merging,
+    a cookie jar round trip per response, auth and redirect plumbing). Broker APIs authenticate
+    by header, never set cookies we need, and are never followed through redirects, so the
+    adapters' calls skip all of that; anything else (absolute URLs, files, per-call auth,
+    timeouts or extensions) takes httpx's full path unchanged.
+    """
+
+    def __init__(
+        self, *, base_url: str, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout
+    ) -> None:
+        super().__init__(
+            base_url=base_url, transport=transport, timeout=timeout, follow_redirects=False
+        )
+        self._direct_base = base_url.rstrip("/")
+        self._direct = transport
+        self._timeouts = timeout.as_dict()
+
+    async def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: Any = None,
+        data: Any = None,
+        files: Any = None,
+        json: Any = None,
+        params: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx.AsyncClient.request)
+        extensions: Any = None,
+    ) -> httpx.Response:
+        plain = (
+            isinstance(url, str)
+            and url.startswith("/")
+            and files is None
+            and cookies is None
+            and extensions is None
+            and auth is httpx.USE_CLIENT_DEFAULT
+            and follow_redirects is httpx.USE_CLIENT_DEFAULT
+            and timeout is httpx.USE_CLIENT_DEFAULT
+        )
+        if not plain:
+            return await super().request(
+                method,
+                url,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+                params=params,
+                headers=headers,
+                cookies=cookies,
+                auth=auth,
+                follow_redirects=follow_redirects,
+                timeout=timeout,
+                extensions=extensions,
+            )
+        request = httpx.Request(
+            method,
+            f"{self._direct_base}{url}",
+            content=content,
+            data=data,
+            json=json,
+            params=params,
+            headers={"user-agent": _USER_AGENT, **(headers or {})},
+            extensions={"timeout": self._timeouts},
+        )
+        response = await self._direct.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+
 class HttpClientPool:
     def __init__(self, settings: HttpSettings | None = None) -> None:
         self._settings = settings or HttpSettings()
@@ -46,24 +134,18 @@ class HttpClientPool:
             write=s.write_timeout_s,
             pool=s.pool_timeout_s,
         )
+        transport: httpx.AsyncBaseTransport
         if s.transport == "lean":
-            client = httpx.AsyncClient(
-                base_url=base_url,
-                transport=LeanTransport(s.lean_max_connections, timeout=timeout),
-                timeout=timeout,
-                follow_redirects=False,
-            )
+            transport = LeanTransport(s.lean_max_connections, timeout=timeout)
         else:
-            client = httpx.AsyncClient(
-                base_url=base_url,
+            transport = httpx.AsyncHTTPTransport(
                 http2=s.transport == "h2",
                 http1=is_tls or s.transport == "h1",
-                timeout=timeout,
                 limits=httpx.Limits(
                     max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive
                 ),
-                follow_redirects=False,
             )
+        client = BrokerClient(base_url=base_url, transport=transport, timeout=timeout)
         self._clients[base_url] = client
         return client
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from brokers.alpaca.client import AlpacaBroker
@@ -64,6 +65,7 @@ class BrokerFactory:
         self._sim_url = sim_url
         self._base_urls = base_urls or {}  # overrides (tests, proxies)
         self._cache: dict[str, Broker] = {}
+        self._sealed: dict[str, tuple[bytes, Broker]] = {}
 
     def base_url(self, broker: str, credentials: dict[str, Any]) -> str:
         if broker in self._base_urls:
@@ -109,6 +111,24 @@ class BrokerFactory:
         if self._budgets is not None:
             adapter = self._budgets.wrap(adapter, broker, account_id, base_url)
         self._cache[account_id] = adapter
+        return adapter
+
+    def for_sealed(
+        self,
+        account_id: str,
+        broker: str,
+        sealed: bytes,
+        unseal: Callable[[str, bytes], dict[str, Any]],
+    ) -> Broker:
+        """The adapter for stored (encrypted) credentials: decrypted once per ciphertext, so the
+        hot path does no AES per leg, and changed credentials build a fresh adapter."""
+        sealed = bytes(sealed)
+        known = self._sealed.get(account_id)
+        if known is not None and known[0] == sealed:
+            return known[1]
+        self._cache.pop(account_id, None)
+        adapter = self.for_account(account_id, broker, unseal(account_id, sealed))
+        self._sealed[account_id] = (sealed, adapter)
         return adapter
 
     def cached(self, account_id: str) -> Broker | None:

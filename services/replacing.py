@@ -101,7 +101,7 @@ async def replace_leg(
 
     async with engine.begin() as conn:
         day = trading_day(datetime.now(UTC), BROKER_TIMEZONE)
-        risk = await repo.lock_risk(conn, [str(leg["account_id"])], day)
+        risk = await repo.lock_risk(conn, [str(leg["account_id"])], day, leg["symbol"])
         ledger = risk.get(str(leg["account_id"]))
         copy_now = ledger.positions.get(leg["symbol"], Decimal(0)) if ledger else Decimal(0)
         qty, reason = replanned_qty(leg, order, subscription, copy_now)

@@ -202,7 +202,13 @@ class Replicator:
         """Plan and record one shard in one transaction; returns the legs this call inserted."""
         async with self.engine.begin() as conn:
             # Risk rows stay locked until the legs are recorded: caps hold across workers.
-            risk = await repo.lock_risk(conn, [t.account_id for t in shard], day)
+            risk = await repo.lock_risk(
+                conn,
+                [t.account_id for t in shard],
+                day,
+                order.symbol,
+                [t.account_id for t in shard if t.caps.max_open_positions is not None],
+            )
             targets = [
                 replace(
                     target,

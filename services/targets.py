@@ -48,7 +48,6 @@ class TargetCache:
 
 
 def broker_for_row(factory: BrokerFactory, cipher: CredentialCipher, row: dict[str, Any]) -> Broker:
-    account_id = str(row["account_id"])
-    return factory.for_account(
-        account_id, row["broker"], cipher.decrypt(account_id, row["credentials"])
+    return factory.for_sealed(
+        str(row["account_id"]), row["broker"], row["credentials"], cipher.decrypt
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,7 +28,10 @@ class Conflict(Exception):
 
 
 def _rows(result: Any) -> list[Row]:
-    return [dict(row) for row in result.mappings().all()]
+    # Plain tuples zipped with the keys once: SQLAlchemy's per-row mapping views cost more
+    # than the query on the fan-out's hot path.
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def _row(result: Any) -> Row | None:
@@ -569,14 +572,22 @@ async def add_to_ledger(
 @dataclass(frozen=True)
 class RiskRow:
     orders_today: int
-    positions: dict[str, Decimal]  # symbol → signed ledger quantity (non-zero only)
+    positions: dict[str, Decimal]  # symbol → signed ledger quantity (non-zero; see lock_risk)
 
 
 async def lock_risk(
-    conn: AsyncConnection, account_ids: Sequence[str], day: date
+    conn: AsyncConnection,
+    account_ids: Sequence[str],
+    day: date,
+    symbol: str,
+    every_symbol_for: Collection[str] = (),
 ) -> dict[str, RiskRow]:
     """Lock the risk rows of these accounts (in id order, so concurrent workers never deadlock)
-    and read their day counters and ledger. Hold the transaction until the legs are recorded."""
+    and read their day counters and ledger. Hold the transaction until the legs are recorded.
+
+    The ledger read is `symbol` only, plus every open symbol of the accounts in
+    `every_symbol_for` (those with a max-open-positions cap): a follower with thousands of
+    copied positions does not make every order read all of them."""
     if not account_ids:
         return {}
     ids = sorted(set(account_ids))
@@ -601,9 +612,10 @@ async def lock_risk(
         await conn.execute(
             text(
                 "SELECT account_id, symbol, qty FROM risk_positions "
-                "WHERE account_id = ANY(CAST(:ids AS uuid[])) AND qty <> 0"
+                "WHERE account_id = ANY(CAST(:ids AS uuid[])) AND qty <> 0 "
+                "AND (symbol = :symbol OR account_id = ANY(CAST(:wide AS uuid[])))"
             ),
-            {"ids": ids},
+            {"ids": ids, "symbol": symbol, "wide": sorted(set(every_symbol_for))},
         )
     )
     positions: dict[str, dict[str, Decimal]] = {}
