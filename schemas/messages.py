@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from schemas.common import DecimalStr, OrderType, Side, TimeInForce
 
 ORDERS_STREAM = "ORDERS"
 ORDERS_SUBJECT_PREFIX = "orders"
+# Shards of one master order's fan-out, shared by every replicator (a work queue).
+SHARDS_STREAM = "ORDER_SHARDS"
+SHARDS_SUBJECT = "shards.orders"
+
+# Internal messages carry broker numbers exactly as they came (signed, any precision).
+ExactDecimal = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 
 
 def order_subject(master_id: str) -> str:
@@ -54,6 +60,52 @@ class OrderMessage(BaseModel):
     broker_client_order_id: str | None = None
 
 
+class PlanContext(BaseModel):
+    """The master's side of one order's plan, fixed the first time the order is planned so that
+    every shard (on any worker, on any redelivery) sizes against the same facts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    planned_at: datetime
+    trading_day: date
+    reference_price: ExactDecimal | None = None
+    price_source: str = "unavailable"
+    master_equity: ExactDecimal | None = None
+    # Signed, in the order's symbol, before this order; None when it could not be read.
+    master_position: ExactDecimal | None = None
+    # True when the master has a broker account but its position could not be read: without it
+    # an exit cannot be told from an entry, so every follower leg is skipped.
+    master_position_unavailable: bool = False
+    global_halt: bool = False
+    master_halted: bool = False
+
+
+class OrderPlan(BaseModel):
+    """What is stored on the order: the context and the partition of follower accounts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    context: PlanContext
+    shards: list[list[str]]
+
+
+class ShardMessage(BaseModel):
+    """One shard of a master order's fan-out, published with Nats-Msg-Id = order_id:shard."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    order: OrderMessage
+    shard: int
+    shards: int  # how many the order was split into
+    context: PlanContext
+    account_ids: list[str]
+
+
+def shard_message_id(order_id: str, shard: int) -> str:
+    return f"{order_id}:{shard}"
+
+
 class LegEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -89,4 +141,12 @@ class OrderEvent(BaseModel):
     updated_at: datetime
 
 
-__all__ = ["Decimal", "LegEvent", "OrderEvent", "OrderMessage"]
+__all__ = [
+    "Decimal",
+    "LegEvent",
+    "OrderEvent",
+    "OrderMessage",
+    "OrderPlan",
+    "PlanContext",
+    "ShardMessage",
+]

@@ -18,11 +18,21 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from schemas.messages import ORDERS_STREAM, ORDERS_SUBJECT_PREFIX, OrderMessage, order_subject
+from schemas.messages import (
+    ORDERS_STREAM,
+    ORDERS_SUBJECT_PREFIX,
+    SHARDS_STREAM,
+    SHARDS_SUBJECT,
+    OrderMessage,
+    ShardMessage,
+    order_subject,
+    shard_message_id,
+)
 
 log = logging.getLogger(__name__)
 
 REPLICATOR_CONSUMER = "replicator"
+SHARD_CONSUMER = "replicator-shards"
 DUPLICATE_WINDOW_S = 300.0
 STREAM_MAX_AGE_S = 7 * 24 * 3600.0
 
@@ -60,6 +70,31 @@ def stream_config() -> StreamConfig:
     )
 
 
+def shards_stream_config() -> StreamConfig:
+    """A work queue: a shard message is gone once a worker acked it (its legs are recorded)."""
+    return StreamConfig(
+        name=SHARDS_STREAM,
+        subjects=[SHARDS_SUBJECT],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=STREAM_MAX_AGE_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=1,
+    )
+
+
+def shard_consumer_config(ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=SHARD_CONSUMER,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=max_deliver,
+        max_ack_pending=1000,
+        filter_subject=SHARDS_SUBJECT,
+    )
+
+
 def consumer_config(ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=REPLICATOR_CONSUMER,
@@ -74,16 +109,17 @@ def consumer_config(ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
 
 
 async def ensure_stream(js: JetStreamContext) -> None:
-    config = stream_config()
-    try:
-        await js.stream_info(ORDERS_STREAM)
-        await js.update_stream(config)
-    except NotFoundError:
-        await js.add_stream(config)
+    for config in (stream_config(), shards_stream_config()):
+        try:
+            await js.stream_info(config.name or "")
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
 
 
 async def ensure_consumer(js: JetStreamContext, ack_wait_s: float, max_deliver: int) -> None:
     await js.add_consumer(ORDERS_STREAM, consumer_config(ack_wait_s, max_deliver))
+    await js.add_consumer(SHARDS_STREAM, shard_consumer_config(ack_wait_s, max_deliver))
 
 
 async def publish_order(js: JetStreamContext, message: OrderMessage, timeout_s: float = 5.0) -> int:
@@ -96,3 +132,17 @@ async def publish_order(js: JetStreamContext, message: OrderMessage, timeout_s: 
         headers={"Nats-Msg-Id": message.order_id},
     )
     return int(ack.seq)
+
+
+async def publish_shard(
+    js: JetStreamContext, message: ShardMessage, timeout_s: float = 5.0
+) -> None:
+    """Publish with Nats-Msg-Id = order:shard: re-dispatching a shard inside the window is a no-op
+    (and outside it harmless: recording a shard twice inserts nothing the second time)."""
+    await js.publish(
+        SHARDS_SUBJECT,
+        message.model_dump_json().encode(),
+        timeout=timeout_s,
+        stream=SHARDS_STREAM,
+        headers={"Nats-Msg-Id": shard_message_id(message.order.order_id, message.shard)},
+    )

@@ -1,9 +1,17 @@
 """Replicator worker: pull master orders from JetStream and fan them out to follower brokers.
 
-Per message: plan (pure) → record the legs in one bulk insert → ack → send with asyncio.gather
-→ settle in one bulk update → publish leg events. A leg is recorded before anything is sent, so
-a crash at any point leaves either no legs (the message is redelivered) or legs in doubt that
-the sweeper resolves by looking them up at the broker. Nothing here ever resends.
+A master order is planned once: the worker that pulls it reads the master's side (position,
+reference price, equity, halts), splits the follower accounts into shards of
+COPYTRADE_SHARD_SIZE and stores both on the order (the first plan stored wins, so redeliveries and
+other workers size against the same facts). Shard 0 is handled by that worker at once; the
+others go to the ORDER_SHARDS work queue that every worker pulls from, so a large fan-out uses
+every worker.
+
+Per shard: follower snapshots → record the legs in batches (lock the risk rows, plan, one bulk
+insert per batch) → ack → send with asyncio.gather → settle in one bulk update → publish leg
+events. A leg is recorded before anything is sent, so a crash at any point leaves either no legs
+(the message is redelivered) or legs in doubt that the sweeper resolves by looking them up at
+the broker. Nothing here ever resends.
 """
 
 from __future__ import annotations
@@ -13,22 +21,31 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.alpaca.constants import BROKER_TIMEZONE
 from replication.model import ZERO, FollowerState, FollowerTarget, Instrument, PlannedLeg
 from replication.plan import master_leg, plan, trading_day
 from replication.state import LegStatus, transition
-from schemas.messages import ORDERS_STREAM, SWEEP_NOW_SUBJECT, OrderMessage
+from schemas.messages import (
+    ORDERS_STREAM,
+    SHARDS_STREAM,
+    SWEEP_NOW_SUBJECT,
+    OrderMessage,
+    OrderPlan,
+    PlanContext,
+    ShardMessage,
+)
 from services import bus
 from services.brokerage import BrokerFactory
 from services.crypto import CredentialCipher
@@ -42,6 +59,8 @@ from services.targets import TargetCache, broker_for_row
 from services.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.replicator")
+Handler = Callable[[Msg], Coroutine[Any, Any, None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class Replicator:
@@ -69,17 +88,33 @@ class Replicator:
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        psub = await self.js.pull_subscribe_bind(
+        orders = await self.js.pull_subscribe_bind(
             durable=bus.REPLICATOR_CONSUMER, stream=ORDERS_STREAM
         )
-        limit = self.settings.max_orders_in_flight
+        shards = await self.js.pull_subscribe_bind(durable=bus.SHARD_CONSUMER, stream=SHARDS_STREAM)
+        settings = self.settings
+        await asyncio.gather(
+            self._pull(
+                orders, self.handle, stop, settings.max_orders_in_flight, settings.fetch_batch
+            ),
+            # One shard per pull: a worker takes a shard only when it has room for it, so the
+            # shards of one order spread over the workers instead of queueing behind one.
+            self._pull(shards, self.handle_shard, stop, settings.max_shards_in_flight, 1),
+        )
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.settings.leg_lease_s)
+
+    async def _pull(
+        self, psub: Any, handler: Handler, stop: asyncio.Event, limit: int, batch: int
+    ) -> None:
+        mine: set[asyncio.Task[None]] = set()
         while not stop.is_set():
-            room = limit - len(self._in_flight)
+            room = limit - len(mine)
             if room <= 0:
-                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(mine, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
-                messages = await psub.fetch(batch=min(room, self.settings.fetch_batch), timeout=0.5)
+                messages = await psub.fetch(batch=min(room, batch), timeout=0.5)
             except (NatsTimeoutError, TimeoutError):
                 continue
             except Exception:
@@ -87,48 +122,146 @@ class Replicator:
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
-                task = asyncio.create_task(self.handle(message))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=self.settings.leg_lease_s)
+                task = asyncio.create_task(handler(message))
+                for tasks in (mine, self._in_flight):
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
 
     async def handle(self, message: Msg) -> None:
+        order = await _parse(OrderMessage, message)
+        if order is not None:
+            await self._guarded(order.order_id, self.replicate(order, message))
+
+    async def handle_shard(self, message: Msg) -> None:
+        shard = await _parse(ShardMessage, message)
+        if shard is not None:
+            await self._guarded(shard.order.order_id, self.replicate_shard(shard, message))
+
+    @staticmethod
+    async def _guarded(order_id: str, work: Awaitable[None]) -> None:
         try:
-            order = OrderMessage.model_validate_json(message.data)
-        except ValidationError:
-            log.error("dropping malformed order message (seq %s)", message.metadata.sequence.stream)
-            await message.term()
-            return
-        try:
-            await self.replicate(order, message)
+            await work
         except asyncio.CancelledError:
             raise
         except Exception:
             # Not acked (or acked with legs recorded): redelivery or the sweeper finishes the job.
-            log.exception("replication of order %s failed", order.order_id)
+            log.exception("replication of order %s failed", order_id)
 
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
+        """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
         async with self.engine.connect() as conn:
+            stored, recorded = await repo.order_plan(conn, order.order_id)
             rows = await repo.load_targets(conn, order.master_id)
             master_row = await repo.get_account_credentials(conn, order.account_id)
-            halts = await repo.halt_scopes(conn)
+            halts = await repo.halt_scopes(conn) if stored is None else set()
+        if master_row is not None:
+            master_row = {**master_row, "account_id": master_row["id"]}
+        if stored is None:
+            targets = _one_per_account([self.targets.target(row) for row in rows])
+            master_broker = (
+                None
+                if master_row is None
+                else broker_for_row(self.factory, self.cipher, master_row)
+            )
+            now = datetime.now(UTC)
+            context = await self.snapshots.master(
+                order, master_broker, targets, halts, now, trading_day(now, BROKER_TIMEZONE)
+            )
+            ids, size = [t.account_id for t in targets], self.settings.shard_size
+            proposal = OrderPlan(
+                context=context,
+                shards=[ids[i : i + size] for i in range(0, len(ids), size)] or [[]],
+            )
+            async with self.engine.begin() as conn:
+                stored, recorded = await repo.fix_plan(
+                    conn, order.order_id, proposal.model_dump_json()
+                )
+        order_plan = OrderPlan.model_validate(stored)
+        dispatch = asyncio.create_task(self._dispatch(order, order_plan, recorded))
+
+        async def recorded_here() -> None:
+            await dispatch  # every shard is durable in JetStream or recorded before the ack
+            if message is not None:
+                with contextlib.suppress(Exception):
+                    await message.ack()  # a lost ack is only a redelivery
+
+        try:
+            if 0 in recorded:
+                await recorded_here()
+                return
+            first = set(order_plan.shards[0])
+            await self._run_shard(
+                order,
+                0,
+                len(order_plan.shards),
+                order_plan.context,
+                [row for row in rows if str(row["account_id"]) in first],
+                master_row,
+                recorded_here,
+            )
+        finally:
+            if not dispatch.done():
+                dispatch.cancel()
+
+    async def _dispatch(
+        self, order: OrderMessage, order_plan: OrderPlan, recorded: set[int]
+    ) -> None:
+        count = len(order_plan.shards)
+        await asyncio.gather(
+            *(
+                bus.publish_shard(
+                    self.js,
+                    ShardMessage(
+                        order=order,
+                        shard=index,
+                        shards=count,
+                        context=order_plan.context,
+                        account_ids=account_ids,
+                    ),
+                )
+                for index, account_ids in enumerate(order_plan.shards)
+                if index > 0 and index not in recorded
+            )
+        )
+
+    async def replicate_shard(self, shard: ShardMessage, message: Msg | None) -> None:
+        async with self.engine.connect() as conn:
+            rows = await repo.load_targets(conn, shard.order.master_id, shard.account_ids)
+
+        async def recorded_here() -> None:
+            if message is not None:
+                with contextlib.suppress(Exception):
+                    await message.ack()
+
+        await self._run_shard(
+            shard.order, shard.shard, shard.shards, shard.context, rows, None, recorded_here
+        )
+
+    async def _run_shard(
+        self,
+        order: OrderMessage,
+        index: int,
+        shards: int,
+        context: PlanContext,
+        rows: list[dict[str, Any]],
+        master_row: dict[str, Any] | None,
+        on_recorded: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Record and send one shard batch by batch: the first followers' orders leave while
+        later batches are still being recorded. Each leg is still durable before it is sent."""
         by_account = {str(row["account_id"]): row for row in rows}
         brokers = {
             account_id: broker_for_row(self.factory, self.cipher, row)
             for account_id, row in by_account.items()
         }
-        master_broker = None
         if master_row is not None:
-            master_row = {**master_row, "account_id": master_row["id"]}
             by_account[order.account_id] = master_row
-            master_broker = broker_for_row(self.factory, self.cipher, master_row)
-        base_targets = _one_per_account([self.targets.target(row) for row in rows])
-        snapshot = await self.snapshots.collect(order, master_broker, base_targets, brokers, halts)
-        now = datetime.now(UTC)
-        day = trading_day(now, BROKER_TIMEZONE)
-        size = self.settings.shard_size
-        shards = [base_targets[i : i + size] for i in range(0, len(base_targets), size)] or [[]]
+        targets = _one_per_account([self.targets.target(row) for row in rows])
+        snapshot = await self.snapshots.followers(order, context, targets, brokers)
+        first, size = self.settings.first_batch, self.settings.batch_size
+        batches = [targets[:first]] + [
+            targets[i : i + size] for i in range(first, len(targets), size)
+        ]
 
         first_answer: list[float] = []
         sending: list[asyncio.Task[list[repo.LegOutcome]]] = []
@@ -136,17 +269,14 @@ class Replicator:
         renewal = asyncio.create_task(self._renew_leases(sent_ids))
         legs_total, skipped = 0, []
         try:
-            # Record and send shard by shard: the first followers' orders leave while later
-            # shards are still being recorded. Each leg is still durable before it is sent.
-            for index, shard in enumerate(shards):
+            for number, batch in enumerate(batches):
                 mine = await self._record(
                     order,
-                    shard,
+                    batch,
                     snapshot,
-                    now,
-                    day,
-                    master_row if index == 0 else None,
-                    last=index == len(shards) - 1,
+                    context,
+                    master_row if number == 0 and index == 0 else None,
+                    (index, shards) if number == len(batches) - 1 else None,
                 )
                 legs_total += len(mine)
                 to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
@@ -155,10 +285,8 @@ class Replicator:
                 sending.append(
                     asyncio.create_task(self._send_all(to_send, by_account, first_answer))
                 )
-            if message is not None:
-                with contextlib.suppress(Exception):
-                    await message.ack()  # every leg is durable: a lost ack is only a redelivery
-            outcomes = [o for shard in await asyncio.gather(*sending) for o in shard]
+            await on_recorded()
+            outcomes = [o for batch in await asyncio.gather(*sending) for o in batch]
         finally:
             renewal.cancel()
             for task in sending:
@@ -167,10 +295,13 @@ class Replicator:
         async with self.engine.begin() as conn:
             settled_rows = await repo.settle_legs(conn, outcomes)
             skipped_rows = await repo.list_copies_by_ids(conn, skipped) if skipped else []
+        # Read after commit: of the workers settling an order's shards, the last to read sees
+        # every shard settled, so exactly the complete picture gets published.
+        async with self.engine.connect() as conn:
             progress = await repo.order_progress(conn, order.order_id)
         for row in settled_rows:
             LEGS.labels(row["status"]).inc()
-        if first_answer:
+        if first_answer and index == 0:
             FIRST_LEG.observe(max(0.0, first_answer[0] - order.created_at.timestamp()))
         if progress["fanout_ms"] is not None:
             FANOUT.observe(progress["fanout_ms"] / 1000)
@@ -180,34 +311,37 @@ class Replicator:
         if progress["cancel_requested"]:
             await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
         log.info(
-            "order %s: %d legs in %d shards (%d sent, %d skipped) in %s ms",
+            "order %s shard %d/%d: %d legs in %d batches (%d sent, %d skipped), order %s",
             order.order_id,
+            index + 1,
+            shards,
             legs_total,
-            len(shards),
+            len(batches),
             len(outcomes),
             len(skipped),
-            progress["fanout_ms"],
+            progress["status"],
         )
 
     async def _record(
         self,
         order: OrderMessage,
-        shard: list[FollowerTarget],
+        batch: list[FollowerTarget],
         snapshot: Snapshot,
-        now: datetime,
-        day: date,
+        context: PlanContext,
         master_row: dict[str, Any] | None,
-        last: bool,
+        completes: tuple[int, int] | None,
     ) -> list[PlannedLeg]:
-        """Plan and record one shard in one transaction; returns the legs this call inserted."""
+        """Plan and record one batch in one transaction; returns the legs this call inserted.
+        `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
+        day: date = context.trading_day
         async with self.engine.begin() as conn:
             # Risk rows stay locked until the legs are recorded: caps hold across workers.
             risk = await repo.lock_risk(
                 conn,
-                [t.account_id for t in shard],
+                [t.account_id for t in batch],
                 day,
                 order.symbol,
-                [t.account_id for t in shard if t.caps.max_open_positions is not None],
+                [t.account_id for t in batch if t.caps.max_open_positions is not None],
             )
             targets = [
                 replace(
@@ -219,9 +353,9 @@ class Replicator:
                         order.symbol,
                     ),
                 )
-                for target in shard
+                for target in batch
             ]
-            legs = plan(order, targets, now, snapshot.context)
+            legs = plan(order, targets, context.planned_at, snapshot.context)
             if master_row is not None and order.origin == "api":
                 # An order the master placed directly at its broker is already there.
                 legs.append(master_leg(order, master_row["broker"]))
@@ -236,8 +370,8 @@ class Replicator:
             )
             mine = [leg for leg in to_record if leg.leg_id in inserted]
             await repo.spend_risk(conn, mine, day)
-            if last:
-                await repo.mark_planned(conn, order.order_id)
+            if completes is not None:
+                await repo.shard_recorded(conn, order.order_id, *completes)
         return mine
 
     async def _send_all(
@@ -305,6 +439,15 @@ def _merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str
         open_symbols=snapshot.open_symbols | ledger_symbols,
         orders_today=risk.orders_today,
     )
+
+
+async def _parse(kind: type[M], message: Msg) -> M | None:
+    try:
+        return kind.model_validate_json(message.data)
+    except ValidationError:
+        log.error("dropping malformed %s (seq %s)", kind.__name__, message.metadata.sequence.stream)
+        await message.term()
+        return None
 
 
 async def main_async(settings: Settings) -> None:

@@ -48,7 +48,13 @@ class Settings(BaseModel):
     max_deliver: int = 10
     fetch_batch: int = 16
     max_orders_in_flight: int = 8
-    shard_size: int = Field(default=100, ge=1, le=10_000)
+    max_shards_in_flight: int = 2
+    # Followers per shard: an order's shards are shared by every replicator through JetStream.
+    shard_size: int = Field(default=250, ge=1, le=10_000)
+    # Legs recorded per transaction inside a shard; the first batch is small so the first
+    # followers' orders leave while the rest are still being recorded.
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    first_batch: int = Field(default=16, ge=1, le=10_000)
     leg_lease_s: float = 15.0
     unknown_recheck_s: float = 1.0
     sweep_interval_s: float = 0.5

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from replication.model import (
 )
 from replication.plan import master_reduces
 from replication.ports import Broker
-from schemas.messages import OrderMessage
+from schemas.messages import OrderMessage, PlanContext
 
 log = logging.getLogger("copytrade.snapshots")
 T = TypeVar("T")
@@ -128,16 +129,19 @@ class Snapshots:
         self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
         return found
 
-    async def collect(
+    async def master(
         self,
         order: OrderMessage,
         master_broker: Broker | None,
         targets: Sequence[FollowerTarget],
-        brokers: dict[str, Broker],
         halts: set[str],
-    ) -> Snapshot:
-        """Everything the planner needs for one order, fetched concurrently."""
+        now: datetime,
+        day: date,
+    ) -> PlanContext:
+        """The master's side of the plan (position, reference price, equity, halts), fetched
+        concurrently; taken once per order and shared by all its shards."""
         needs_master_equity = any(t.sizing.mode == "equity_ratio" for t in targets)
+        needs_price = any(needs_reference_price(t) for t in targets)
 
         async def master_position() -> Decimal | None:
             """The master's position before this order."""
@@ -164,8 +168,6 @@ class Snapshots:
                 return None
             return _signed_positions(positions).get(order.symbol, ZERO) - already
 
-        needs_price = any(needs_reference_price(t) for t in targets)
-
         async def reference_price() -> tuple[Decimal | None, str]:
             if order.limit_price is not None:
                 return order.limit_price, "limit_price"
@@ -180,6 +182,42 @@ class Snapshots:
             snapshot = await self._try("master account", master_broker.account())
             return None if snapshot is None else snapshot.equity
 
+        position, (price, source), equity = await asyncio.gather(
+            master_position(), reference_price(), master_equity()
+        )
+        return PlanContext(
+            planned_at=now,
+            trading_day=day,
+            reference_price=price,
+            price_source=source,
+            master_equity=equity,
+            master_position=position,
+            # Without the master's position we cannot tell an exit from an entry: copying an
+            # exit as an entry would open positions the master is closing.
+            master_position_unavailable=position is None and master_broker is not None,
+            global_halt="global" in halts,
+            master_halted=f"master:{order.master_id}" in halts,
+        )
+
+    async def followers(
+        self,
+        order: OrderMessage,
+        plan: PlanContext,
+        targets: Sequence[FollowerTarget],
+        brokers: dict[str, Broker],
+    ) -> Snapshot:
+        """Everything one shard's followers need (equity, positions, instrument rules)."""
+        context = MasterContext(
+            reference_price=plan.reference_price,
+            price_source=plan.price_source,
+            master_equity=plan.master_equity,
+            master_position=plan.master_position if plan.master_position is not None else ZERO,
+            global_halt=plan.global_halt,
+            master_halted=plan.master_halted,
+        )
+        exit_order = plan.master_position is not None and master_reduces(
+            order, plan.master_position
+        )
         by_broker: dict[str, Broker] = {}
         for target in targets:
             by_broker.setdefault(target.broker, brokers[target.account_id])
@@ -187,19 +225,6 @@ class Snapshots:
         instruments_task = asyncio.gather(
             *(self._instrument(name, by_broker[name], order.symbol) for name in instrument_names)
         )
-        position, (price, source), equity = await asyncio.gather(
-            master_position(), reference_price(), master_equity()
-        )
-        instruments = await instruments_task
-        context = MasterContext(
-            reference_price=price,
-            price_source=source,
-            master_equity=equity,
-            master_position=position if position is not None else ZERO,
-            global_halt="global" in halts,
-            master_halted=f"master:{order.master_id}" in halts,
-        )
-        exit_order = position is not None and master_reduces(order, position)
 
         async def follower(target: FollowerTarget) -> tuple[str, FollowerState]:
             broker = brokers[target.account_id]
@@ -226,11 +251,14 @@ class Snapshots:
             )
 
         active = [t for t in targets if not (t.paused or t.account_halted)]
-        states = dict(await asyncio.gather(*(follower(t) for t in active)))
-        if position is None and master_broker is not None:
-            # Without the master's position we cannot tell an exit from an entry: copying an
-            # exit as an entry would open positions the master is closing.
-            states = {k: FollowerState(unavailable="master_position_unavailable") for k in states}
+        if plan.master_position_unavailable:
+            states = {
+                t.account_id: FollowerState(unavailable="master_position_unavailable")
+                for t in active
+            }
+        else:
+            states = dict(await asyncio.gather(*(follower(t) for t in active)))
+        instruments = await instruments_task
         return Snapshot(
             context=context,
             states=states,

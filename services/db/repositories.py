@@ -211,8 +211,12 @@ async def delete_subscription(
     return result.first() is not None
 
 
-async def load_targets(conn: AsyncConnection, master_id: str) -> list[Row]:
-    """Every subscription to a master with what the planner and the sender need."""
+async def load_targets(
+    conn: AsyncConnection, master_id: str, account_ids: Sequence[str] | None = None
+) -> list[Row]:
+    """Every subscription to a master (or those of `account_ids`) with what the planner and the
+    sender need."""
+    only = "" if account_ids is None else " AND s.account_id = ANY(CAST(:ids AS uuid[]))"
     return _rows(
         await conn.execute(
             text(
@@ -220,9 +224,9 @@ async def load_targets(conn: AsyncConnection, master_id: str) -> list[Row]:
                 "s.filters, s.paused, a.halted AS account_halted, a.broker, a.credentials, "
                 "s.updated_at AS subscription_version, a.updated_at AS account_version "
                 "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
-                "WHERE s.master_id = :m"
+                f"WHERE s.master_id = :m{only}"
             ),
-            {"m": master_id},
+            {"m": master_id, "ids": list(account_ids or [])},
         )
     )
 
@@ -308,10 +312,52 @@ async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: 
     )
 
 
-async def mark_planned(conn: AsyncConnection, order_id: str) -> None:
+async def order_plan(conn: AsyncConnection, order_id: str) -> tuple[Any, set[int]]:
+    """The order's fixed plan (jsonb, None before it is first planned) and the shards recorded."""
+    row = _row(
+        await conn.execute(
+            text("SELECT plan, shards_recorded FROM master_orders WHERE id = :id"),
+            {"id": order_id},
+        )
+    )
+    if row is None:
+        return None, set()
+    return row["plan"], set(row["shards_recorded"] or [])
+
+
+async def fix_plan(conn: AsyncConnection, order_id: str, plan: str) -> tuple[Any, set[int]]:
+    """Store this plan unless one is stored already; returns the stored one (first one wins)."""
+    row = _row(
+        await conn.execute(
+            text(
+                "UPDATE master_orders SET plan = COALESCE(plan, CAST(:plan AS jsonb)) "
+                "WHERE id = :id RETURNING plan, shards_recorded"
+            ),
+            {"id": order_id, "plan": plan},
+        )
+    )
+    if row is None:
+        raise LookupError(f"master order {order_id} does not exist")
+    return row["plan"], set(row["shards_recorded"] or [])
+
+
+async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shards: int) -> None:
+    """Count a shard as recorded (idempotent); the order is planned once all of them are."""
     await conn.execute(
-        text("UPDATE master_orders SET planned_at = now() WHERE id = :id AND planned_at IS NULL"),
-        {"id": order_id},
+        text(
+            "UPDATE master_orders SET shards_recorded = CASE "
+            "WHEN CAST(:shard AS integer) = ANY(shards_recorded) THEN shards_recorded "
+            "ELSE array_append(shards_recorded, CAST(:shard AS integer)) END "
+            "WHERE id = :id"
+        ),
+        {"id": order_id, "shard": shard},
+    )
+    await conn.execute(
+        text(
+            "UPDATE master_orders SET planned_at = now() WHERE id = :id AND planned_at IS NULL "
+            "AND cardinality(shards_recorded) >= :shards"
+        ),
+        {"id": order_id, "shards": shards},
     )
 
 

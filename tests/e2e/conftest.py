@@ -20,6 +20,10 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             "COPYTRADE_EQUITY_MAX_AGE_S": "0.2",
             "COPYTRADE_OPEN_LEG_REFRESH_S": "0.5",
             "COPYTRADE_POLL_INTERVAL_S": "0.5",
+            # Small shards and batches: a 200-follower order is four shards over two workers.
+            "COPYTRADE_SHARD_SIZE": "60",
+            "COPYTRADE_BATCH_SIZE": "25",
+            "COPYTRADE_FIRST_BATCH": "5",
         },
     ).start()
     try:

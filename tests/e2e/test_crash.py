@@ -12,8 +12,8 @@ from typing import Any
 import nats
 import pytest
 
-from schemas.messages import ORDERS_STREAM
-from services.bus import REPLICATOR_CONSUMER
+from schemas.messages import ORDERS_STREAM, SHARDS_STREAM
+from services.bus import REPLICATOR_CONSUMER, SHARD_CONSUMER
 from tests.helpers import Api, Stack, eventually
 
 FOLLOWERS = 200
@@ -33,6 +33,9 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             "COPYTRADE_UNKNOWN_RECHECK_S": "0.5",
             "COPYTRADE_CONSUMER_ACK_WAIT_S": "5",
             "COPYTRADE_SWEEP_INTERVAL_S": "0.2",
+            # Four shards: the kill lands while shards are queued, recorded or being sent.
+            "COPYTRADE_SHARD_SIZE": "50",
+            "COPYTRADE_BATCH_SIZE": "20",
         },
     ).start()
     try:
@@ -99,8 +102,12 @@ async def test_kill_a_worker_mid_fanout(stack: Stack) -> None:
 
         nc = await nats.connect(stack.env["COPYTRADE_NATS_URL"])
         try:
-            info = await nc.jetstream().consumer_info(ORDERS_STREAM, REPLICATOR_CONSUMER)
-            assert info.num_ack_pending == 0 and info.num_pending == 0
+            for stream, consumer in (
+                (ORDERS_STREAM, REPLICATOR_CONSUMER),
+                (SHARDS_STREAM, SHARD_CONSUMER),
+            ):
+                info = await nc.jetstream().consumer_info(stream, consumer)
+                assert info.num_ack_pending == 0 and info.num_pending == 0, (stream, info)
         finally:
             await nc.close()
         await api.sim.put("/sim/faults", json={"latency_ms": 0, "dedup_client_order_id": True})

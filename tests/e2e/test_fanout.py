@@ -7,7 +7,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from tests.helpers import Api, eventually
+from tests.helpers import Api, Stack, eventually
 
 FOLLOWERS = 200
 
@@ -29,7 +29,7 @@ def _expected_qty(index: int, master_qty: Decimal) -> Decimal:
     return min(master_qty * 5, Decimal(30))
 
 
-async def test_one_order_reaches_every_follower_exactly_once(api: Api) -> None:
+async def test_one_order_reaches_every_follower_exactly_once(api: Api, stack: Stack) -> None:
     master_id, master_token = await api.user("master")
     master_account, _ = await api.sim_account(master_token)
     semaphore = asyncio.Semaphore(20)
@@ -65,6 +65,19 @@ async def test_one_order_reaches_every_follower_exactly_once(api: Api) -> None:
         index = by_sim_account[order["account_id"]]
         assert Decimal(order["qty"]) == _expected_qty(index, Decimal(10)), order
         assert order["side"] == "buy" and order["symbol"] == "AAPL"
+
+    # Four shards of at most 60 followers, each recorded once, spread over both workers.
+    shard_lines = {
+        log.name: [
+            line for line in log.read_text().splitlines() if f"order {order_id} shard" in line
+        ]
+        for log in sorted(stack.log_dir.glob("replicator-*.log"))
+    }
+    recorded = sorted(
+        line.split(" shard ")[1].split(":")[0] for v in shard_lines.values() for line in v
+    )
+    assert recorded == ["1/4", "2/4", "3/4", "4/4"], shard_lines
+    assert all(shard_lines.values()), f"a worker took no shard: {shard_lines}"
 
     # Replaying the same POST returns the same order and sends nothing new.
     replay = await api.order(master_token, master_account, qty="10", client_order_id="first")

@@ -15,7 +15,7 @@ from replication.plan import plan
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, FixedSizing
-from schemas.messages import OrderMessage
+from schemas.messages import OrderMessage, OrderPlan, PlanContext
 from services.db import repositories as repo
 
 
@@ -215,3 +215,43 @@ async def test_database_rejects_a_second_leg_for_the_same_follower_and_action(
         raise AssertionError("a duplicate leg was accepted")
     except IntegrityError as exc:
         assert "legs_order_id_account_id_action_key" in str(exc)
+
+
+async def test_the_first_stored_plan_wins_and_shards_complete_the_plan(
+    engine: AsyncEngine,
+) -> None:
+    order, _ = await _order_with_followers(engine, 0)
+    now = datetime.now(UTC)
+
+    def proposal(position: str, shards: list[list[str]]) -> str:
+        context = PlanContext(
+            planned_at=now, trading_day=now.date(), master_position=Decimal(position)
+        )
+        return OrderPlan(context=context, shards=shards).model_dump_json()
+
+    first, second = proposal("-3.5", [["a"], ["b"], ["c"]]), proposal("7", [["a", "b", "c"]])
+
+    async def fix(plan_json: str) -> tuple[object, set[int]]:
+        async with engine.begin() as conn:
+            return await repo.fix_plan(conn, order.order_id, plan_json)
+
+    stored_first, _ = await fix(first)
+    stored_again, recorded = await fix(second)  # a redelivery that saw different facts
+    assert stored_again == stored_first and recorded == set()
+    kept = OrderPlan.model_validate(stored_again)
+    assert kept.context.master_position == Decimal("-3.5") and len(kept.shards) == 3
+
+    async def planned() -> bool:
+        async with engine.connect() as conn:
+            summary = await repo.order_progress(conn, order.order_id)
+        return bool(summary["status"] != "accepted")
+
+    for shard in (2, 0, 2):  # out of order, and shard 2 twice (a redelivered shard)
+        async with engine.begin() as conn:
+            await repo.shard_recorded(conn, order.order_id, shard, 3)
+        assert not await planned()
+    async with engine.begin() as conn:
+        await repo.shard_recorded(conn, order.order_id, 1, 3)
+    assert await planned()
+    async with engine.connect() as conn:
+        assert (await repo.order_plan(conn, order.order_id))[1] == {0, 1, 2}
