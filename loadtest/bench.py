@@ -174,6 +174,7 @@ async def bench_n(
             "type": "market",
             "time_in_force": "day",
         }
+        sent = time.time()
         response = await http.post("/v1/orders", headers=auth, json=body)
         returned = time.time()
         order_id = response.json()["order_id"]
@@ -182,17 +183,22 @@ async def bench_n(
             await asyncio.wait_for(waiters[order_id].wait(), timeout=120)
         arrivals = [
             t["received_at"]
-            for t in (await sim.get("/sim/timings", params={"symbol": symbol})).json()
+            for t in (
+                await sim.get("/sim/timings", params={"symbol": symbol, "since": sent})
+            ).json()
             if t["account_id"] != master_sim
         ]
         return (min(arrivals) - returned) * 1000, (settled[order_id] - returned) * 1000
 
-    for i in range(3):  # warm the pools and caches
-        await one(f"W{n}X{i}")
+    # A trader's day: a handful of symbols, traded again and again (orders are sequential, so
+    # an order's arrivals are the ones after its POST was sent).
+    symbols = [f"B{n}S{i}" for i in range(4)]
+    for symbol in symbols:  # warm the pools and caches
+        await one(symbol)
     cpu_before = sum(cpu_seconds(w.pid) for w in workers)
     first, all_settled = [], []
     for i in range(orders):
-        f, s = await one(f"B{n}X{i}")
+        f, s = await one(symbols[i % len(symbols)])
         first.append(f)
         all_settled.append(s)
         await asyncio.sleep(0.05)

@@ -60,6 +60,16 @@ class OrderMessage(BaseModel):
     broker_client_order_id: str | None = None
 
 
+class InstrumentRules(BaseModel):
+    """A symbol's trading rules at one broker (replication.model.Instrument on the wire)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qty_step: ExactDecimal
+    min_qty: ExactDecimal
+    min_notional: ExactDecimal
+
+
 class PlanContext(BaseModel):
     """The master's side of one order's plan, fixed the first time the order is planned so that
     every shard (on any worker, on any redelivery) sizes against the same facts."""
@@ -78,6 +88,8 @@ class PlanContext(BaseModel):
     master_position_unavailable: bool = False
     global_halt: bool = False
     master_halted: bool = False
+    # The order's symbol at each followers' broker, by broker name.
+    instruments: dict[str, InstrumentRules] = {}
 
 
 class OrderPlan(BaseModel):

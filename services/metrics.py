@@ -56,3 +56,8 @@ SWEEPER_LEGS = Counter("copytrade_sweeper_legs_total", "In-doubt legs resolved",
 OUTBOX_REPUBLISHED = Counter(
     "copytrade_outbox_republished_total", "Master orders republished from the outbox"
 )
+MASTER_POSITIONS = Counter(
+    "copytrade_master_positions_total",
+    "Where planning got the master's position from (hit: the cache, broker: a live read)",
+    ["source"],
+)

@@ -34,9 +34,16 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.alpaca.constants import BROKER_TIMEZONE
-from replication.model import ZERO, FollowerState, FollowerTarget, Instrument, PlannedLeg
+from replication.model import (
+    MASTER_ACTION,
+    ZERO,
+    FollowerState,
+    FollowerTarget,
+    Instrument,
+    PlannedLeg,
+)
 from replication.plan import master_leg, plan, trading_day
-from replication.state import LegStatus, transition
+from replication.state import TERMINAL, LegStatus, transition
 from schemas.messages import (
     ORDERS_STREAM,
     SHARDS_STREAM,
@@ -52,6 +59,7 @@ from services.crypto import CredentialCipher
 from services.db import repositories as repo
 from services.events import publish_leg_events, publish_order_event
 from services.metrics import FANOUT, FIRST_LEG, LEGS
+from services.positions import MasterPositions
 from services.sending import place_once, request_from_leg
 from services.settings import Settings
 from services.snapshots import Snapshot, Snapshots
@@ -61,6 +69,7 @@ from services.wiring import runtime, serve, stop_on_signals
 log = logging.getLogger("copytrade.replicator")
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 M = TypeVar("M", bound=BaseModel)
+_FINAL = frozenset(status.value for status in TERMINAL)
 
 
 class Replicator:
@@ -73,8 +82,11 @@ class Replicator:
         cipher: CredentialCipher,
         factory: BrokerFactory,
         snapshots: Snapshots,
+        master_positions: MasterPositions | None = None,
     ) -> None:
         self.snapshots = snapshots
+        self.master_positions = master_positions or MasterPositions(None, 0)
+        self._background: set[asyncio.Task[Any]] = set()
         self.targets = TargetCache()
         self.settings = settings
         self.engine = engine
@@ -150,7 +162,7 @@ class Replicator:
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
         async with self.engine.connect() as conn:
-            stored, recorded = await repo.order_plan(conn, order.order_id)
+            stored, recorded, master_busy = await repo.order_plan(conn, order.order_id)
             rows = await repo.load_targets(conn, order.master_id)
             master_row = await repo.get_account_credentials(conn, order.account_id)
             halts = await repo.halt_scopes(conn) if stored is None else set()
@@ -158,6 +170,13 @@ class Replicator:
             master_row = {**master_row, "account_id": master_row["id"]}
         if stored is None:
             targets = _one_per_account([self.targets.target(row) for row in rows])
+            one_per_broker: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                one_per_broker.setdefault(row["broker"], row)
+            by_broker = {
+                name: broker_for_row(self.factory, self.cipher, row)
+                for name, row in one_per_broker.items()
+            }
             master_broker = (
                 None
                 if master_row is None
@@ -165,7 +184,14 @@ class Replicator:
             )
             now = datetime.now(UTC)
             context = await self.snapshots.master(
-                order, master_broker, targets, halts, now, trading_day(now, BROKER_TIMEZONE)
+                order,
+                master_broker,
+                targets,
+                by_broker,
+                halts,
+                now,
+                trading_day(now, BROKER_TIMEZONE),
+                position_cache_ok=not master_busy,
             )
             ids, size = [t.account_id for t in targets], self.settings.shard_size
             proposal = OrderPlan(
@@ -279,6 +305,8 @@ class Replicator:
                     (index, shards) if number == len(batches) - 1 else None,
                 )
                 legs_total += len(mine)
+                if any(leg.action == MASTER_ACTION for leg in mine):
+                    await self._forget_master_positions(order.account_id)
                 to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
                 skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
                 sent_ids.extend(leg.leg_id for leg in to_send)
@@ -301,6 +329,18 @@ class Replicator:
             progress = await repo.order_progress(conn, order.order_id)
         for row in settled_rows:
             LEGS.labels(row["status"]).inc()
+        if master_row is not None and any(
+            r["action"] == MASTER_ACTION and r["status"] in _FINAL for r in settled_rows
+        ):
+            # Read the master's positions again now that its order is done, off the critical
+            # path, so the next order of this master need not wait for the broker.
+            self._spawn(
+                self.snapshots.master_positions(
+                    order.account_id,
+                    broker_for_row(self.factory, self.cipher, master_row),
+                    use_cache=False,
+                )
+            )
         if first_answer and index == 0:
             FIRST_LEG.observe(max(0.0, first_answer[0] - order.created_at.timestamp()))
         if progress["fanout_ms"] is not None:
@@ -373,6 +413,19 @@ class Replicator:
             if completes is not None:
                 await repo.shard_recorded(conn, order.order_id, *completes)
         return mine
+
+    async def _forget_master_positions(self, account_id: str) -> None:
+        """Before a master leg is sent: nobody may plan with a position from before it."""
+        try:
+            await self.master_positions.invalidate(account_id)
+        except Exception:
+            # Entries expire on their own (COPYTRADE_MASTER_POSITION_MAX_AGE_S).
+            log.warning("could not invalidate master positions of %s", account_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _send_all(
         self,
@@ -453,8 +506,13 @@ async def _parse(kind: type[M], message: Msg) -> M | None:
 async def main_async(settings: Settings) -> None:
     async with runtime(settings, "replicator", pool_size=5) as rt:
         await bus.ensure_consumer(rt.js, settings.consumer_ack_wait_s, settings.max_deliver)
-        snapshots = Snapshots(rt.redis, settings.snapshot_deadline_s, settings.equity_max_age_s)
-        replicator = Replicator(settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory, snapshots)
+        positions = MasterPositions(rt.redis, settings.master_position_max_age_s)
+        snapshots = Snapshots(
+            rt.redis, settings.snapshot_deadline_s, settings.equity_max_age_s, positions
+        )
+        replicator = Replicator(
+            settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory, snapshots, positions
+        )
         log.info("replicator started")
         await replicator.run(stop_on_signals())
     log.info("replicator stopped")

@@ -49,6 +49,8 @@ class Settings(BaseModel):
     fetch_batch: int = 16
     max_orders_in_flight: int = 8
     max_shards_in_flight: int = 2
+    # How long the master's broker positions may be reused (services/positions.py); 0 = never.
+    master_position_max_age_s: float = Field(default=2.0, ge=0, le=60)
     # Followers per shard: an order's shards are shared by every replicator through JetStream.
     shard_size: int = Field(default=250, ge=1, le=10_000)
     # Legs recorded per transaction inside a shard; the first batch is small so the first

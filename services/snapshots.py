@@ -31,7 +31,9 @@ from replication.model import (
 )
 from replication.plan import master_reduces
 from replication.ports import Broker
-from schemas.messages import OrderMessage, PlanContext
+from schemas.messages import InstrumentRules, OrderMessage, PlanContext
+from services.metrics import MASTER_POSITIONS
+from services.positions import MasterPositions
 
 log = logging.getLogger("copytrade.snapshots")
 T = TypeVar("T")
@@ -70,9 +72,14 @@ def _signed_positions(positions: Sequence[Any]) -> dict[str, Decimal]:
 
 class Snapshots:
     def __init__(
-        self, redis: aioredis.Redis | None, deadline_s: float, equity_max_age_s: float
+        self,
+        redis: aioredis.Redis | None,
+        deadline_s: float,
+        equity_max_age_s: float,
+        master_positions: MasterPositions | None = None,
     ) -> None:
         self._redis = redis
+        self._master_positions = master_positions or MasterPositions(None, 0)
         self._deadline_s = deadline_s
         self._equity_max_age_s = equity_max_age_s
         self._instruments: dict[tuple[str, str], tuple[float, Instrument]] = {}
@@ -129,17 +136,41 @@ class Snapshots:
         self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
         return found
 
+    async def master_positions(
+        self, account_id: str, broker: Broker, use_cache: bool
+    ) -> dict[str, Decimal] | None:
+        """The master's signed positions: from the cache when allowed and present, otherwise
+        from the broker (and then kept, unless a master leg was recorded meanwhile)."""
+        cache = self._master_positions
+        peeked = await self._try("master positions cache", cache.peek(account_id))
+        if peeked is not None:
+            generation, cached = peeked
+            if use_cache and cached is not None:
+                MASTER_POSITIONS.labels("hit").inc()
+                return cached
+        MASTER_POSITIONS.labels("broker").inc()
+        positions = await self._try("master positions", broker.positions())
+        if positions is None:
+            return None
+        signed = _signed_positions(positions)
+        if peeked is not None:
+            await self._try("master positions cache", cache.store(account_id, generation, signed))
+        return signed
+
     async def master(
         self,
         order: OrderMessage,
         master_broker: Broker | None,
         targets: Sequence[FollowerTarget],
+        by_broker: dict[str, Broker],
         halts: set[str],
         now: datetime,
         day: date,
+        position_cache_ok: bool = False,
     ) -> PlanContext:
-        """The master's side of the plan (position, reference price, equity, halts), fetched
-        concurrently; taken once per order and shared by all its shards."""
+        """The master's side of the plan (position, reference price, equity, halts) and the
+        symbol's rules at every followers' broker (`by_broker`: one adapter per broker name),
+        fetched concurrently; taken once per order and shared by all its shards."""
         needs_master_equity = any(t.sizing.mode == "equity_ratio" for t in targets)
         needs_price = any(needs_reference_price(t) for t in targets)
 
@@ -159,14 +190,18 @@ class Snapshots:
                     ),
                     self._try("master positions", master_broker.positions()),
                 )
-                if seen is None:
+                await self._try(
+                    "master positions cache",
+                    self._master_positions.invalidate(order.account_id),
+                )
+                if seen is None or positions is None:
                     return None
                 already = seen.filled_qty if order.side.value == "buy" else -seen.filled_qty
-            else:
-                positions = await self._try("master positions", master_broker.positions())
-            if positions is None:
-                return None
-            return _signed_positions(positions).get(order.symbol, ZERO) - already
+                return _signed_positions(positions).get(order.symbol, ZERO) - already
+            signed = await self.master_positions(
+                order.account_id, master_broker, use_cache=position_cache_ok
+            )
+            return None if signed is None else signed.get(order.symbol, ZERO)
 
         async def reference_price() -> tuple[Decimal | None, str]:
             if order.limit_price is not None:
@@ -182,8 +217,10 @@ class Snapshots:
             snapshot = await self._try("master account", master_broker.account())
             return None if snapshot is None else snapshot.equity
 
-        position, (price, source), equity = await asyncio.gather(
-            master_position(), reference_price(), master_equity()
+        names = list(by_broker)
+        (position, (price, source), equity), instruments = await asyncio.gather(
+            asyncio.gather(master_position(), reference_price(), master_equity()),
+            asyncio.gather(*(self._instrument(n, by_broker[n], order.symbol) for n in names)),
         )
         return PlanContext(
             planned_at=now,
@@ -197,6 +234,12 @@ class Snapshots:
             master_position_unavailable=position is None and master_broker is not None,
             global_halt="global" in halts,
             master_halted=f"master:{order.master_id}" in halts,
+            instruments={
+                name: InstrumentRules(
+                    qty_step=found.qty_step, min_qty=found.min_qty, min_notional=found.min_notional
+                )
+                for name, found in zip(names, instruments, strict=True)
+            },
         )
 
     async def followers(
@@ -217,13 +260,6 @@ class Snapshots:
         )
         exit_order = plan.master_position is not None and master_reduces(
             order, plan.master_position
-        )
-        by_broker: dict[str, Broker] = {}
-        for target in targets:
-            by_broker.setdefault(target.broker, brokers[target.account_id])
-        instrument_names = list(by_broker)
-        instruments_task = asyncio.gather(
-            *(self._instrument(name, by_broker[name], order.symbol) for name in instrument_names)
         )
 
         async def follower(target: FollowerTarget) -> tuple[str, FollowerState]:
@@ -258,9 +294,11 @@ class Snapshots:
             }
         else:
             states = dict(await asyncio.gather(*(follower(t) for t in active)))
-        instruments = await instruments_task
         return Snapshot(
             context=context,
             states=states,
-            instruments=dict(zip(instrument_names, instruments, strict=True)),
+            instruments={
+                name: Instrument(order.symbol, rules.qty_step, rules.min_qty, rules.min_notional)
+                for name, rules in plan.instruments.items()
+            },
         )

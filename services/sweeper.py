@@ -28,6 +28,7 @@ from services.db import repositories as repo
 from services.events import publish_leg_events, publish_order_event
 from services.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.order_messages import order_message_from_row
+from services.positions import MasterPositions
 from services.replacing import replace_leg
 from services.sending import look_up, place_once, request_from_row
 from services.settings import Settings
@@ -46,7 +47,9 @@ class Sweeper:
         js: JetStreamContext,
         cipher: CredentialCipher,
         factory: BrokerFactory,
+        master_positions: MasterPositions | None = None,
     ) -> None:
+        self.master_positions = master_positions or MasterPositions(None, 0)
         self.settings = settings
         self.engine = engine
         self.nc = nc
@@ -219,6 +222,11 @@ class Sweeper:
                 order_id: await repo.order_progress(conn, order_id)
                 for order_id in {str(row["order_id"]) for row in rows}
             }
+        for account_id in {str(r["account_id"]) for r in rows if r["action"] == "master"}:
+            try:  # a master leg moved: its account's cached position may be stale now
+                await self.master_positions.invalidate(account_id)
+            except Exception:
+                log.warning("could not invalidate master positions of %s", account_id)
         for row in rows:
             LEGS.labels(row["status"]).inc()
         await publish_leg_events(self.nc, [r for r in rows if r["action"] != "master"])
@@ -288,7 +296,8 @@ class Sweeper:
 
 async def main_async(settings: Settings) -> None:
     async with runtime(settings, "sweeper", pool_size=3) as rt:
-        sweeper = Sweeper(settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory)
+        positions = MasterPositions(rt.redis, settings.master_position_max_age_s)
+        sweeper = Sweeper(settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory, positions)
         log.info("sweeper started")
         await sweeper.run(stop_on_signals())
     log.info("sweeper stopped")

@@ -165,6 +165,7 @@ def build_app(seed: int | None = None) -> Starlette:
 
     async def positions(request: Request) -> Response:
         async def handler(request: Request, account: SimAccount) -> Response:
+            account.position_reads += 1
             out = []
             for symbol, p in sorted(account.positions.items()):
                 price = engine.price(symbol)
@@ -383,14 +384,19 @@ def build_app(seed: int | None = None) -> Starlette:
         )
 
     async def sim_timings(request: Request) -> Response:
-        """When each order of a symbol arrived (wall clock), by account: for benchmarks."""
+        """When each order of a symbol arrived (wall clock), by account: for benchmarks.
+        `since` (epoch seconds) keeps only orders that arrived at or after it."""
         symbol = request.query_params.get("symbol", "")
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            return JSONResponse({"code": 42210000, "message": "since must be a number"}, 422)
         return JSONResponse(
             [
                 {"account_id": a.account_id, "received_at": o.received_at}
                 for a in engine.accounts.values()
                 for o in a.orders.values()
-                if o.symbol == symbol
+                if o.symbol == symbol and o.received_at >= since
             ]
         )
 

@@ -135,6 +135,7 @@ class SimAccount:
     positions: dict[str, SimPosition] = field(default_factory=dict)
     request_times: deque[float] = field(default_factory=deque)
     orders_received: int = 0
+    position_reads: int = 0
     last_equity: Decimal | None = None  # equity at the start of the simulated day
 
 
@@ -403,6 +404,7 @@ class Engine:
             "accounts": {
                 a.account_id: {
                     "orders_received": a.orders_received,
+                    "position_reads": a.position_reads,
                     "orders": len(a.orders),
                     "distinct_client_order_ids": len(
                         {o.client_order_id for o in a.orders.values()}

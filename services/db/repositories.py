@@ -312,17 +312,27 @@ async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: 
     )
 
 
-async def order_plan(conn: AsyncConnection, order_id: str) -> tuple[Any, set[int]]:
-    """The order's fixed plan (jsonb, None before it is first planned) and the shards recorded."""
+_MASTER_OPEN = "('planned', 'submitting', 'unknown', 'accepted', 'partially_filled')"
+
+
+async def order_plan(conn: AsyncConnection, order_id: str) -> tuple[Any, set[int], bool]:
+    """The order's fixed plan (jsonb, None before it is first planned), the shards recorded, and
+    whether the master account has a master leg that is not final yet (its position may move
+    at any moment, so a cached position must not be used)."""
     row = _row(
         await conn.execute(
-            text("SELECT plan, shards_recorded FROM master_orders WHERE id = :id"),
+            text(
+                "SELECT o.plan, o.shards_recorded, EXISTS (SELECT 1 FROM legs l "
+                "WHERE l.account_id = o.account_id AND l.action = 'master' "
+                f"AND l.status IN {_MASTER_OPEN}) AS master_busy "
+                "FROM master_orders o WHERE o.id = :id"
+            ),
             {"id": order_id},
         )
     )
     if row is None:
-        return None, set()
-    return row["plan"], set(row["shards_recorded"] or [])
+        return None, set(), True
+    return row["plan"], set(row["shards_recorded"] or []), bool(row["master_busy"])
 
 
 async def fix_plan(conn: AsyncConnection, order_id: str, plan: str) -> tuple[Any, set[int]]:

@@ -365,3 +365,63 @@ async def test_master_replace_reaches_every_open_leg(api: Api, symbol: str) -> N
         f"/v1/orders/{resting['order_id']}", headers=api.auth(master), json={}
     )
     assert empty.status_code == 422 and empty.json()["error"]["code"] == "empty_replace"
+
+
+async def test_master_position_cache_is_used_only_while_nothing_can_have_moved_it(
+    api: Api, engine: AsyncEngine, symbol: str
+) -> None:
+    master_id, master = await api.user("master")
+    master_account, master_sim = await api.sim_account(master)
+    follower = await api.follower(master_id, {"mode": "fixed", "qty": "2"})
+
+    async def reads() -> int:
+        stats = (await api.sim.get("/sim/stats")).json()["accounts"][master_sim]
+        return int(stats["position_reads"])
+
+    async def reads_settle_at(expected: int) -> None:
+        await eventually(lambda: _equals(reads(), expected), timeout_s=10)
+        await asyncio.sleep(0.3)
+        assert await reads() == expected
+
+    async def planned_position(order_id: str) -> str:
+        async with engine.connect() as conn:
+            stored, _, _ = await repo.order_plan(conn, order_id)
+        return str(stored["context"]["master_position"])
+
+    entry = (await api.order(master, master_account, symbol=symbol, qty="10")).json()
+    await api.settled(master, entry["order_id"])
+    # One read to plan (nothing cached yet), one after the master's own order is done.
+    await reads_settle_at(2)
+    assert await planned_position(entry["order_id"]) == "0"
+
+    exit_ = (await api.order(master, master_account, symbol=symbol, qty="10", side="sell")).json()
+    await api.settled(master, exit_["order_id"])
+    copy = await api.copy_of(follower, exit_["order_id"])
+    assert (copy["side"], copy["qty"], copy["details"]["close_fraction"]) == ("sell", "2", "1")
+    # Planned from the cache (the master's own fill was read after it settled): only the
+    # refresh after this order reached the broker.
+    await reads_settle_at(3)
+    assert await planned_position(exit_["order_id"]) == "10"
+
+    # A resting master order could fill at any moment: while it is open, plans read live.
+    resting = (
+        await api.order(
+            master,
+            master_account,
+            symbol=symbol,
+            qty="1",
+            type="limit",
+            limit_price="80",
+            time_in_force="gtc",
+        )
+    ).json()
+    await api.settled(master, resting["order_id"])
+    await reads_settle_at(3)  # planned from the cache; not done, so no refresh
+    market = (await api.order(master, master_account, symbol=symbol, qty="1")).json()
+    await api.settled(master, market["order_id"])
+    await reads_settle_at(5)  # a live read to plan, and the refresh after it filled
+    assert await planned_position(market["order_id"]) == "0"
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)

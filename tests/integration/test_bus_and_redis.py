@@ -14,6 +14,7 @@ from nats.js.api import ConsumerConfig
 from schemas.common import OrderType, Side, TimeInForce
 from schemas.messages import ORDERS_STREAM, OrderMessage
 from services import bus
+from services.positions import MasterPositions
 
 
 def _message(master_id: str) -> OrderMessage:
@@ -80,3 +81,34 @@ async def test_redis_counters_expire(servers: dict[str, str]) -> None:
         assert await client.get(key) is None
     finally:
         await client.aclose()
+
+
+async def test_master_positions_cache_refuses_answers_older_than_a_master_leg(
+    servers: dict[str, str],
+) -> None:
+    redis = aioredis.Redis.from_url(servers["redis"])
+    account = str(uuid.uuid4())
+    try:
+        assert await MasterPositions(redis, 0).peek(account) is None  # max age 0: off
+        cache = MasterPositions(redis, 5)
+        generation, cached = await cache.peek(account)
+        assert cached is None
+        assert await cache.store(account, generation, {"AAPL": Decimal("-2.5")})
+        assert await cache.peek(account) == (generation, {"AAPL": Decimal("-2.5")})
+
+        # A broker read in flight while a master leg is recorded must not be kept.
+        before, _ = await cache.peek(account)
+        await cache.invalidate(account)
+        assert (await cache.peek(account))[1] is None
+        assert not await cache.store(account, before, {"AAPL": Decimal("7")})
+        assert (await cache.peek(account))[1] is None
+        after, _ = await cache.peek(account)
+        assert after != before and await cache.store(account, after, {"AAPL": Decimal("7")})
+
+        short = MasterPositions(redis, 0.05)
+        generation, _ = await short.peek(account)
+        await short.store(account, generation, {"MSFT": Decimal(1)})
+        await asyncio.sleep(0.2)
+        assert (await short.peek(account))[1] is None  # entries expire
+    finally:
+        await redis.aclose()

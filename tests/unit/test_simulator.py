@@ -1,6 +1,7 @@
 """The simulator over its ASGI app: Alpaca wire shapes, fills, dedup, faults."""
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -182,3 +183,21 @@ async def test_injected_errors(sim: httpx.AsyncClient) -> None:
     assert (await sim.post("/v2/orders", headers=keys, json=market("e1"))).status_code == 200
     r = await sim.put("/sim/faults", json={"bogus": 1})
     assert r.status_code == 422
+
+
+async def test_timings_and_position_reads_for_benchmarks(sim: httpx.AsyncClient) -> None:
+    headers = await account(sim)
+    assert (await sim.post("/v2/orders", headers=headers, json=market("t1"))).status_code == 200
+    between = time.time()
+    assert (await sim.post("/v2/orders", headers=headers, json=market("t2"))).status_code == 200
+    everything = (await sim.get("/sim/timings", params={"symbol": "AAPL"})).json()
+    later = (await sim.get("/sim/timings", params={"symbol": "AAPL", "since": between})).json()
+    assert len(everything) == 2 and len(later) == 1 and later[0]["received_at"] >= between
+    assert (await sim.get("/sim/timings", params={"symbol": "MSFT"})).json() == []
+    bad = await sim.get("/sim/timings", params={"symbol": "AAPL", "since": "soon"})
+    assert bad.status_code == 422
+
+    me = (await sim.get("/v2/account", headers=headers)).json()["id"]
+    for _ in range(3):
+        assert (await sim.get("/v2/positions", headers=headers)).status_code == 200
+    assert (await sim.get("/sim/stats")).json()["accounts"][me]["position_reads"] == 3
