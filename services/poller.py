@@ -159,7 +159,7 @@ class Poller:
             return 0  # seen before (overlap window or a restart): already copied
         await bus.publish_order(self.js, order_message_from_row(inserted))
         async with self.engine.begin() as conn:
-            await repo.mark_published(conn, str(inserted["id"]))
+            await repo.mark_published(conn, [str(inserted["id"])])
         POLLED.labels("ingested").inc()
         log.info(
             "copying order %s placed directly at the broker by master %s",

@@ -290,7 +290,7 @@ class Sweeper:
         for row in rows:
             await bus.publish_order(self.js, order_message_from_row(row))
             async with self.engine.begin() as conn:
-                await repo.mark_published(conn, str(row["id"]))
+                await repo.mark_published(conn, [str(row["id"])])
             OUTBOX_REPUBLISHED.inc()
 
 

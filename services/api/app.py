@@ -55,6 +55,7 @@ from services.db import repositories as repo
 from services.db.engine import make_engine
 from services.metrics import ORDER_PUBLISH, ORDERS_INGESTED
 from services.order_messages import order_message_from_row
+from services.outbox import PublishedMarks
 from services.settings import Settings
 
 log = logging.getLogger("copytrade.api")
@@ -71,9 +72,10 @@ class Container:
     issuer: TokenIssuer
     dummy_hash: str
     gateway: Gateway
+    published: PublishedMarks
 
 
-def container(request: Request) -> Container:
+async def container(request: Request) -> Container:
     c: Container = request.app.state.container
     return c
 
@@ -81,7 +83,8 @@ def container(request: Request) -> Container:
 Deps = Annotated[Container, Depends(container)]
 
 
-def principal(request: Request, c: Deps) -> Principal:
+async def principal(request: Request, c: Deps) -> Principal:
+    # async on purpose (no I/O here): a plain def would hop to a worker thread per request.
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -204,7 +207,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nats_url, database_url, redis_url = settings.require_urls()
         jwt_secret, keys = settings.require_secrets()
-        engine = make_engine(database_url)
+        engine = make_engine(database_url, pool_size=settings.api_db_pool, max_overflow=0)
         nc = await bus.connect(nats_url, "copytrade-api")
         js = nc.jetstream()
         await bus.ensure_stream(js)
@@ -219,11 +222,14 @@ def build_app(settings: Settings) -> FastAPI:
             issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
             dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
             gateway=Gateway(),
+            published=PublishedMarks(engine),
         )
         await app.state.container.gateway.start(nc)
+        app.state.container.published.start()
         try:
             yield
         finally:
+            await app.state.container.published.close()
             await app.state.container.gateway.stop()
             await bus.close(nc)
             await redis_client.aclose()
@@ -382,16 +388,13 @@ def build_app(settings: Settings) -> FastAPI:
             log.warning("publish of order %s failed; left to the outbox", row["id"], exc_info=True)
             return
         ORDER_PUBLISH.observe(time.perf_counter() - started)
-        async with c.engine.begin() as conn:
-            await repo.mark_published(conn, str(row["id"]))
+        c.published.add(str(row["id"]))
 
     @app.post("/v1/orders", status_code=202, response_model=OrderAccepted)
     async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
         require(user, "master")
         request_hash = _request_hash(body)
         async with c.engine.begin() as conn:
-            if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
-                raise ApiError(404, "account_not_found", "no such account")
             row = await repo.insert_master_order(
                 conn,
                 {
@@ -411,6 +414,8 @@ def build_app(settings: Settings) -> FastAPI:
             )
             replay = row is None
             if row is None:
+                if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
+                    raise ApiError(404, "account_not_found", "no such account")
                 row = await repo.get_master_order_by_client_id(
                     conn, user.user_id, body.client_order_id
                 )

@@ -240,14 +240,17 @@ _ORDER_COLUMNS = (
 
 
 async def insert_master_order(conn: AsyncConnection, values: Row) -> Row | None:
-    """Insert unless (master, client_order_id) exists; None means it already existed."""
+    """Insert unless (master, client_order_id) exists or the account is not the master's; None
+    means one of the two (the caller tells which on that rare path). One round trip."""
     return _row(
         await conn.execute(
             text(
                 "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
                 "request_hash, symbol, side, qty, type, limit_price, stop_price, time_in_force) "
-                "VALUES (:id, :master_id, :account_id, :client_order_id, :request_hash, :symbol, "
-                ":side, :qty, :type, :limit_price, :stop_price, :time_in_force) "
+                "SELECT :id, :master_id, :account_id, :client_order_id, :request_hash, :symbol, "
+                ":side, :qty, :type, :limit_price, :stop_price, :time_in_force "
+                "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = CAST(:account_id AS uuid) "
+                "AND user_id = CAST(:master_id AS uuid)) "
                 f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
             ),
             values,
@@ -290,12 +293,13 @@ async def list_master_orders(conn: AsyncConnection, master_id: str, limit: int) 
     )
 
 
-async def mark_published(conn: AsyncConnection, order_id: str) -> None:
+async def mark_published(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
     await conn.execute(
         text(
-            "UPDATE master_orders SET published_at = now() WHERE id = :id AND published_at IS NULL"
+            "UPDATE master_orders SET published_at = now() "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"
         ),
-        {"id": order_id},
+        {"ids": list(order_ids)},
     )
 
 

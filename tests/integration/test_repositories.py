@@ -17,6 +17,7 @@ from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, FixedSizing
 from schemas.messages import OrderMessage, OrderPlan, PlanContext
 from services.db import repositories as repo
+from services.outbox import PublishedMarks
 
 
 async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
@@ -255,3 +256,28 @@ async def test_the_first_stored_plan_wins_and_shards_complete_the_plan(
     assert await planned()
     async with engine.connect() as conn:
         assert (await repo.order_plan(conn, order.order_id))[1] == {0, 1, 2}
+
+
+async def test_published_marks_are_batched_and_flushed_on_close(engine: AsyncEngine) -> None:
+    orders = [(await _order_with_followers(engine, 0))[0] for _ in range(3)]
+    marks = PublishedMarks(engine, interval_s=0.05)
+    marks.start()
+
+    async def published() -> list[bool]:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("SELECT published_at IS NOT NULL FROM master_orders WHERE id = ANY(:ids)"),
+                    {"ids": [uuid.UUID(o.order_id) for o in orders]},
+                )
+            ).all()
+        return [bool(r[0]) for r in rows]
+
+    marks.add(orders[0].order_id)
+    marks.add(orders[1].order_id)
+    assert await published() == [False, False, False]  # not before the batch window closes
+    await asyncio.sleep(0.2)
+    assert sorted(await published()) == [False, True, True]
+    marks.add(orders[2].order_id)
+    await marks.close()  # shutting down flushes what is pending
+    assert await published() == [True, True, True]
