@@ -30,6 +30,7 @@ class HttpSettings:
 
 
 _USER_AGENT = "copytrade"
+_URL_CACHE_SIZE = 1024
 
 
 class BrokerClient(httpx.AsyncClient):
@@ -52,6 +53,9 @@ class BrokerClient(httpx.AsyncClient):
         self._direct_base = base_url.rstrip("/")
         self._direct = transport
         self._timeouts = timeout.as_dict()
+        # Parsed URLs by path: parsing one costs as much as the rest of building a request.
+        # Bounded: paths that carry ids (cancels, lookups) stop being remembered at the cap.
+        self._urls: dict[str, httpx.URL] = {}
 
     async def request(
         self,
@@ -96,9 +100,15 @@ class BrokerClient(httpx.AsyncClient):
                 timeout=timeout,
                 extensions=extensions,
             )
+        assert isinstance(url, str)  # `plain` checked it
+        target = self._urls.get(url)
+        if target is None:
+            target = httpx.URL(f"{self._direct_base}{url}")
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[url] = target
         request = httpx.Request(
             method,
-            f"{self._direct_base}{url}",
+            target,
             content=content,
             data=data,
             json=json,

@@ -99,6 +99,8 @@ class OrderPlan(BaseModel):
 
     context: PlanContext
     shards: list[list[str]]
+    # The followers' version the partition was made from (see services.replicator.TargetSets).
+    targets_version: int | None = None
 
 
 class ShardMessage(BaseModel):
@@ -112,6 +114,7 @@ class ShardMessage(BaseModel):
     shards: int  # how many the order was split into
     context: PlanContext
     account_ids: list[str]
+    targets_version: int | None = None
 
 
 def shard_message_id(order_id: str, shard: int) -> str:

@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -72,6 +72,61 @@ M = TypeVar("M", bound=BaseModel)
 _FINAL = frozenset(status.value for status in TERMINAL)
 
 
+@dataclass(frozen=True)
+class TargetSet:
+    """A master's followers as the planner sees them: one target per account (the first
+    subscription by id), in account order, with the row the sender needs."""
+
+    version: int
+    targets: list[FollowerTarget]
+    rows: dict[str, dict[str, Any]]  # by account id
+
+    @classmethod
+    def build(cls, version: int, rows: list[dict[str, Any]], cache: TargetCache) -> TargetSet:
+        targets = _one_per_account([cache.target(row) for row in rows])
+        chosen = {t.subscription_id for t in targets}
+        return cls(
+            version,
+            targets,
+            {str(row["account_id"]): row for row in rows if str(row["subscription_id"]) in chosen},
+        )
+
+    def only(self, account_ids: list[str]) -> TargetSet:
+        wanted = set(account_ids)
+        return TargetSet(
+            self.version,
+            [t for t in self.targets if t.account_id in wanted],
+            {a: row for a, row in self.rows.items() if a in wanted},
+        )
+
+
+class TargetSets:
+    """Each master's TargetSet, kept while the database's version for that master is unchanged
+    (the version is bumped in the same transaction as any change, by triggers), so an order
+    reads no subscription rows at all when nothing changed. Bounded, least recently used out."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._capacity = capacity
+        self._sets: OrderedDict[str, TargetSet] = OrderedDict()
+
+    def get(self, master_id: str, version: int) -> TargetSet | None:
+        found = self._sets.get(master_id)
+        if found is None or found.version != version:
+            return None
+        self._sets.move_to_end(master_id)
+        return found
+
+    def put(
+        self, master_id: str, version: int, rows: list[dict[str, Any]], cache: TargetCache
+    ) -> TargetSet:
+        built = TargetSet.build(version, rows, cache)
+        self._sets[master_id] = built
+        self._sets.move_to_end(master_id)
+        while len(self._sets) > self._capacity:
+            self._sets.popitem(last=False)
+        return built
+
+
 class Replicator:
     def __init__(
         self,
@@ -88,6 +143,7 @@ class Replicator:
         self.master_positions = master_positions or MasterPositions(None, 0)
         self._background: set[asyncio.Task[Any]] = set()
         self.targets = TargetCache()
+        self._target_sets = TargetSets()
         self.settings = settings
         self.engine = engine
         self.nc = nc
@@ -162,17 +218,27 @@ class Replicator:
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
         async with self.engine.connect() as conn:
-            stored, recorded, master_busy = await repo.order_plan(conn, order.order_id)
-            rows = await repo.load_targets(conn, order.master_id)
-            master_row = await repo.get_account_credentials(conn, order.account_id)
-            halts = await repo.halt_scopes(conn) if stored is None else set()
+            state = await repo.order_state(conn, order.order_id)
+            if state is None:
+                log.error("order %s is not in the database; dropping it", order.order_id)
+                if message is not None:
+                    await message.term()
+                return
+            followers = self._target_sets.get(order.master_id, state.targets_version)
+            if followers is None:
+                rows = await repo.load_targets(conn, order.master_id)
+                followers = self._target_sets.put(
+                    order.master_id, state.targets_version, rows, self.targets
+                )
+        master_row = state.master_account
         if master_row is not None:
             master_row = {**master_row, "account_id": master_row["id"]}
+        stored, recorded = state.plan, state.shards_recorded
         if stored is None:
-            targets = _one_per_account([self.targets.target(row) for row in rows])
+            targets = followers.targets
             one_per_broker: dict[str, dict[str, Any]] = {}
-            for row in rows:
-                one_per_broker.setdefault(row["broker"], row)
+            for target in targets:
+                one_per_broker.setdefault(target.broker, followers.rows[target.account_id])
             by_broker = {
                 name: broker_for_row(self.factory, self.cipher, row)
                 for name, row in one_per_broker.items()
@@ -188,15 +254,16 @@ class Replicator:
                 master_broker,
                 targets,
                 by_broker,
-                halts,
+                state.halts,
                 now,
                 trading_day(now, BROKER_TIMEZONE),
-                position_cache_ok=not master_busy,
+                position_cache_ok=not state.master_busy,
             )
             ids, size = [t.account_id for t in targets], self.settings.shard_size
             proposal = OrderPlan(
                 context=context,
                 shards=[ids[i : i + size] for i in range(0, len(ids), size)] or [[]],
+                targets_version=followers.version,
             )
             async with self.engine.begin() as conn:
                 stored, recorded = await repo.fix_plan(
@@ -215,13 +282,12 @@ class Replicator:
             if 0 in recorded:
                 await recorded_here()
                 return
-            first = set(order_plan.shards[0])
             await self._run_shard(
                 order,
                 0,
                 len(order_plan.shards),
                 order_plan.context,
-                [row for row in rows if str(row["account_id"]) in first],
+                followers.only(order_plan.shards[0]),
                 master_row,
                 recorded_here,
             )
@@ -243,6 +309,7 @@ class Replicator:
                         shards=count,
                         context=order_plan.context,
                         account_ids=account_ids,
+                        targets_version=order_plan.targets_version,
                     ),
                 )
                 for index, account_ids in enumerate(order_plan.shards)
@@ -251,8 +318,18 @@ class Replicator:
         )
 
     async def replicate_shard(self, shard: ShardMessage, message: Msg | None) -> None:
-        async with self.engine.connect() as conn:
-            rows = await repo.load_targets(conn, shard.order.master_id, shard.account_ids)
+        master_id = shard.order.master_id
+        cached = (
+            None
+            if shard.targets_version is None
+            else self._target_sets.get(master_id, shard.targets_version)
+        )
+        if cached is not None:
+            followers = cached.only(shard.account_ids)
+        else:
+            async with self.engine.connect() as conn:
+                rows = await repo.load_targets(conn, master_id, shard.account_ids)
+            followers = TargetSet.build(-1, rows, self.targets)
 
         async def recorded_here() -> None:
             if message is not None:
@@ -260,7 +337,7 @@ class Replicator:
                     await message.ack()
 
         await self._run_shard(
-            shard.order, shard.shard, shard.shards, shard.context, rows, None, recorded_here
+            shard.order, shard.shard, shard.shards, shard.context, followers, None, recorded_here
         )
 
     async def _run_shard(
@@ -269,20 +346,20 @@ class Replicator:
         index: int,
         shards: int,
         context: PlanContext,
-        rows: list[dict[str, Any]],
+        followers: TargetSet,
         master_row: dict[str, Any] | None,
         on_recorded: Callable[[], Awaitable[None]],
     ) -> None:
         """Record and send one shard batch by batch: the first followers' orders leave while
         later batches are still being recorded. Each leg is still durable before it is sent."""
-        by_account = {str(row["account_id"]): row for row in rows}
+        by_account = dict(followers.rows)
+        targets = followers.targets
         brokers = {
             account_id: broker_for_row(self.factory, self.cipher, row)
             for account_id, row in by_account.items()
         }
         if master_row is not None:
             by_account[order.account_id] = master_row
-        targets = _one_per_account([self.targets.target(row) for row in rows])
         snapshot = await self.snapshots.followers(order, context, targets, brokers)
         first, size = self.settings.first_batch, self.settings.batch_size
         batches = [targets[:first]] + [

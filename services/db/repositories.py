@@ -132,14 +132,6 @@ async def set_account_halted(
     )
 
 
-async def get_account_credentials(conn: AsyncConnection, account_id: str) -> Row | None:
-    return _row(
-        await conn.execute(
-            text("SELECT id, broker, credentials FROM accounts WHERE id = :id"), {"id": account_id}
-        )
-    )
-
-
 # subscriptions ----------------------------------------------------------------------------
 _SUBSCRIPTION_COLUMNS = (
     "id, follower_id, master_id, account_id, sizing, caps, filters, paused, created_at, updated_at"
@@ -319,24 +311,74 @@ async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: 
 _MASTER_OPEN = "('planned', 'submitting', 'unknown', 'accepted', 'partially_filled')"
 
 
-async def order_plan(conn: AsyncConnection, order_id: str) -> tuple[Any, set[int], bool]:
-    """The order's fixed plan (jsonb, None before it is first planned), the shards recorded, and
-    whether the master account has a master leg that is not final yet (its position may move
-    at any moment, so a cached position must not be used)."""
+@dataclass(frozen=True)
+class OrderState:
+    """What a worker needs to know before planning an order, read in one round trip."""
+
+    plan: Any  # the fixed plan (jsonb), None before the order is first planned
+    shards_recorded: set[int]
+    # The master has a master leg that is not final: its position may move at any moment, so
+    # a cached position must not be used.
+    master_busy: bool
+    targets_version: int  # bumped by the database on any change to the master's followers
+    halts: set[str]
+    master_account: Row | None  # id, broker, credentials
+
+
+async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
     row = _row(
         await conn.execute(
             text(
                 "SELECT o.plan, o.shards_recorded, EXISTS (SELECT 1 FROM legs l "
                 "WHERE l.account_id = o.account_id AND l.action = 'master' "
-                f"AND l.status IN {_MASTER_OPEN}) AS master_busy "
-                "FROM master_orders o WHERE o.id = :id"
+                f"AND l.status IN {_MASTER_OPEN}) AS master_busy, "
+                "u.targets_version, ARRAY(SELECT scope FROM halts) AS halts, "
+                "a.id AS account_id, a.broker, a.credentials "
+                "FROM master_orders o JOIN users u ON u.id = o.master_id "
+                "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
             ),
             {"id": order_id},
         )
     )
     if row is None:
-        return None, set(), True
-    return row["plan"], set(row["shards_recorded"] or []), bool(row["master_busy"])
+        return None
+    account = None
+    if row["account_id"] is not None:
+        account = {
+            "id": row["account_id"],
+            "broker": row["broker"],
+            "credentials": row["credentials"],
+        }
+    return OrderState(
+        plan=row["plan"],
+        shards_recorded=set(row["shards_recorded"] or []),
+        master_busy=bool(row["master_busy"]),
+        targets_version=int(row["targets_version"]),
+        halts={str(scope) for scope in row["halts"] or []},
+        master_account=account,
+    )
+
+
+async def order_plan(conn: AsyncConnection, order_id: str) -> tuple[Any, set[int]]:
+    """The order's fixed plan (jsonb, None before it is first planned) and the shards recorded."""
+    row = _row(
+        await conn.execute(
+            text("SELECT plan, shards_recorded FROM master_orders WHERE id = :id"),
+            {"id": order_id},
+        )
+    )
+    if row is None:
+        return None, set()
+    return row["plan"], set(row["shards_recorded"] or [])
+
+
+async def targets_version(conn: AsyncConnection, master_id: str) -> int:
+    value = (
+        await conn.execute(
+            text("SELECT targets_version FROM users WHERE id = :m"), {"m": master_id}
+        )
+    ).scalar_one_or_none()
+    return int(value or 0)
 
 
 async def fix_plan(conn: AsyncConnection, order_id: str, plan: str) -> tuple[Any, set[int]]:

@@ -385,7 +385,7 @@ async def test_master_position_cache_is_used_only_while_nothing_can_have_moved_i
 
     async def planned_position(order_id: str) -> str:
         async with engine.connect() as conn:
-            stored, _, _ = await repo.order_plan(conn, order_id)
+            stored, _ = await repo.order_plan(conn, order_id)
         return str(stored["context"]["master_position"])
 
     entry = (await api.order(master, master_account, symbol=symbol, qty="10")).json()

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -281,3 +282,52 @@ async def test_published_marks_are_batched_and_flushed_on_close(engine: AsyncEng
     marks.add(orders[2].order_id)
     await marks.close()  # shutting down flushes what is pending
     assert await published() == [True, True, True]
+
+
+async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
+    engine: AsyncEngine,
+) -> None:
+    order, _ = await _order_with_followers(engine, 0)
+    other, _ = await _order_with_followers(engine, 0)
+    master = order.master_id
+    follower, account = str(uuid.uuid4()), str(uuid.uuid4())
+    subscription = str(uuid.uuid4())
+
+    async def versions() -> tuple[int, int]:
+        async with engine.connect() as conn:
+            return (
+                await repo.targets_version(conn, master),
+                await repo.targets_version(conn, other.master_id),
+            )
+
+    async def change(step: Any) -> None:
+        before = await versions()
+        async with engine.begin() as conn:
+            await step(conn)
+        after = await versions()
+        assert after[0] > before[0], "the master's version did not move"
+        assert after[1] == before[1], "another master's version moved"
+
+    async with engine.begin() as conn:
+        await repo.create_user(conn, follower, f"f-{follower}@x.test", "h", "follower")
+        await repo.create_account(conn, account, follower, "sim", "f", b"x")
+    await change(
+        lambda conn: repo.create_subscription(
+            conn,
+            {
+                "id": subscription,
+                "follower_id": follower,
+                "master_id": master,
+                "account_id": account,
+                "sizing": {"mode": "fixed", "qty": "1"},
+                "caps": {},
+                "filters": {},
+                "paused": False,
+            },
+        )
+    )
+    await change(
+        lambda conn: repo.update_subscription(conn, subscription, follower, {"paused": True})
+    )
+    await change(lambda conn: repo.set_account_halted(conn, account, follower, True))
+    await change(lambda conn: repo.delete_subscription(conn, subscription, follower))

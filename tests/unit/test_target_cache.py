@@ -41,3 +41,29 @@ def test_targets_are_parsed_once_per_version() -> None:
     assert cache.target(row(subscription_version=None)) is not cache.target(
         row(subscription_version=None)
     )
+
+
+def test_target_sets_are_kept_per_master_version_and_bounded() -> None:
+    from services.replicator import TargetSets
+
+    cache = TargetCache()
+    rows = [
+        row(subscription_id="s2", account_id="a2", follower_id="f2"),
+        row(subscription_id="s1", account_id="a1"),
+        row(subscription_id="s0", account_id="a2", follower_id="f2"),  # a2 twice: s0 wins
+    ]
+    sets = TargetSets(capacity=2)
+    built = sets.put("m1", 7, rows, cache)
+    assert [(t.account_id, t.subscription_id) for t in built.targets] == [
+        ("a1", "s1"),
+        ("a2", "s0"),
+    ]
+    assert built.rows["a2"]["subscription_id"] == "s0"
+    assert sets.get("m1", 7) is built
+    assert sets.get("m1", 8) is None  # the database moved the version: not trusted
+    only = built.only(["a2", "zz"])
+    assert [t.account_id for t in only.targets] == ["a2"] and list(only.rows) == ["a2"]
+    sets.put("m2", 1, rows, cache)
+    assert sets.get("m1", 7) is built  # m1 is now the most recently used
+    sets.put("m3", 1, rows, cache)
+    assert sets.get("m2", 1) is None and sets.get("m1", 7) is built  # m2 evicted
