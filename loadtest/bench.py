@@ -25,6 +25,7 @@ import secrets
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,19 @@ class RawClient:
             self.pool.get_nowait()[1].close()
 
 
-async def bench_n(
-    n: int, orders: int, env: dict[str, str], api_url: str, sim_url: str, workers: list[Child]
-) -> dict[str, Any]:
+@dataclass
+class Group:
+    """One master with N followers on the simulator, seeded once and measured per worker count."""
+
+    n: int
+    master_id: str
+    master_account_id: str
+    master_sim: str
+    token: str
+    keys: list[tuple[str, str]]
+
+
+async def seed_group(n: int, env: dict[str, str], api_url: str, sim_url: str) -> Group:
     engine = make_engine(env["COPYTRADE_DATABASE_URL"], pool_size=2, max_overflow=0)
     group = f"bench{n}"
     secret = env["COPYTRADE_JWT_SECRET"]
@@ -135,22 +146,33 @@ async def bench_n(
         )
     finally:
         await engine.dispose()
+    async with (
+        httpx.AsyncClient(base_url=api_url, timeout=60) as http,
+        httpx.AsyncClient(base_url=sim_url, timeout=60) as sim,
+    ):
+        token = (
+            await http.post(
+                "/v1/auth/token", json={"email": demo.master_email, "password": MASTER_PASSWORD}
+            )
+        ).json()["access_token"]
+        master_key = _sim_keys(secret, f"{group}/master")
+        master_sim = (
+            await sim.get(
+                "/v2/account",
+                headers={"APCA-API-KEY-ID": master_key[0], "APCA-API-SECRET-KEY": master_key[1]},
+            )
+        ).json()["id"]
+    keys = [_sim_keys(secret, f"{group}/follower{i:04d}") for i in range(1, n + 1)]
+    return Group(n, demo.master_id, demo.master_account_id, master_sim, token, keys)
+
+
+async def measure(
+    g: Group, orders: int, env: dict[str, str], api_url: str, sim_url: str, workers: list[Child]
+) -> dict[str, Any]:
+    """POST → first follower order and POST → all settled for `orders` sequential orders."""
     http = httpx.AsyncClient(base_url=api_url, timeout=60)
     sim = httpx.AsyncClient(base_url=sim_url, timeout=60)
-    token = (
-        await http.post(
-            "/v1/auth/token", json={"email": demo.master_email, "password": MASTER_PASSWORD}
-        )
-    ).json()["access_token"]
-    auth = {"authorization": f"Bearer {token}"}
-    master_key = _sim_keys(secret, f"{group}/master")
-    master_sim = (
-        await sim.get(
-            "/v2/account",
-            headers={"APCA-API-KEY-ID": master_key[0], "APCA-API-SECRET-KEY": master_key[1]},
-        )
-    ).json()["id"]
-
+    auth = {"authorization": f"Bearer {g.token}"}
     nc = await nats.connect(env["COPYTRADE_NATS_URL"])
     settled: dict[str, float] = {}
     waiters: dict[str, asyncio.Event] = {}
@@ -162,12 +184,12 @@ async def bench_n(
             if event["order_id"] in waiters:
                 waiters[event["order_id"]].set()
 
-    await nc.subscribe(f"events.orders.{demo.master_id}", cb=on_event)
+    await nc.subscribe(f"events.orders.{g.master_id}", cb=on_event)
 
     async def one(symbol: str) -> tuple[float, float]:
         body = {
             "client_order_id": uuid.uuid4().hex,
-            "account_id": demo.master_account_id,
+            "account_id": g.master_account_id,
             "symbol": symbol,
             "side": "buy",
             "qty": "1",
@@ -186,15 +208,16 @@ async def bench_n(
             for t in (
                 await sim.get("/sim/timings", params={"symbol": symbol, "since": sent})
             ).json()
-            if t["account_id"] != master_sim
+            if t["account_id"] != g.master_sim
         ]
         return (min(arrivals) - returned) * 1000, (settled[order_id] - returned) * 1000
 
     # A trader's day: a handful of symbols, traded again and again (orders are sequential, so
     # an order's arrivals are the ones after its POST was sent).
-    symbols = [f"B{n}S{i}" for i in range(4)]
-    for symbol in symbols:  # warm the pools and caches
-        await one(symbol)
+    symbols = [f"B{g.n}S{i}" for i in range(4)]
+    for _ in range(len(workers) + 1):  # warm every worker's pools and caches
+        for symbol in symbols:
+            await one(symbol)
     cpu_before = sum(cpu_seconds(w.pid) for w in workers)
     first, all_settled = [], []
     for i in range(orders):
@@ -204,13 +227,25 @@ async def bench_n(
         await asyncio.sleep(0.05)
     cpu_after = sum(cpu_seconds(w.pid) for w in workers)
     await nc.close()
+    await http.aclose()
+    await sim.aclose()
+    return {
+        "followers": g.n,
+        "workers": len(workers),
+        "orders": orders,
+        "first_follower_ms": summary(first),
+        "all_settled_ms": summary(all_settled),
+        "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / (g.n * orders) * 1e6, 1),
+        "worker_peak_rss_mb": round(max(peak_rss_mb(w.pid) for w in workers), 1),
+    }
 
-    # The floor: the same N orders from a raw client, warm connections, same simulator.
+
+async def floor(g: Group, orders: int, sim_url: str) -> dict[str, float]:
+    """The same N orders from a raw client, warm connections, same simulator."""
     host, port = sim_url.removeprefix("http://").split(":")
     raw = RawClient(host, int(port))
-    await raw.warm(min(n, 500))
-    keys = [_sim_keys(secret, f"{group}/follower{i:04d}") for i in range(1, n + 1)]
-    floor = []
+    await raw.warm(min(g.n, 500))
+    timings = []
     for i in range(min(orders, 30)):
         started = time.perf_counter()
         statuses = await asyncio.gather(
@@ -220,7 +255,7 @@ async def bench_n(
                     {"APCA-API-KEY-ID": k, "APCA-API-SECRET-KEY": s},
                     json.dumps(
                         {
-                            "symbol": f"F{n}X{i}",
+                            "symbol": f"F{g.n}X{i}",
                             "qty": "1",
                             "side": "buy",
                             "type": "market",
@@ -228,27 +263,13 @@ async def bench_n(
                         }
                     ).encode(),
                 )
-                for k, s in keys
+                for k, s in g.keys
             )
         )
-        floor.append((time.perf_counter() - started) * 1000)
+        timings.append((time.perf_counter() - started) * 1000)
         assert set(statuses) == {200}, set(statuses)
     raw.close()
-    await http.aclose()
-    await sim.aclose()
-    legs = n * orders
-    result = {
-        "followers": n,
-        "orders": orders,
-        "first_follower_ms": summary(first),
-        "all_settled_ms": summary(all_settled),
-        "floor_ms": summary(floor),
-        "ratio_p50": round(percentile(all_settled, 50) / percentile(floor, 50), 2),
-        "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / legs * 1e6, 1),
-        "worker_peak_rss_mb": round(max(peak_rss_mb(w.pid) for w in workers), 1),
-    }
-    print(json.dumps(result), flush=True)
-    return result
+    return summary(timings)
 
 
 def chart(results: list[dict[str, Any]], path: Path) -> None:
@@ -257,21 +278,29 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = [r["followers"] for r in results]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key, label, style in (
-        ("all_settled_ms", "copytrade: POST → all legs settled", "o-"),
-        ("floor_ms", "floor: raw asyncio HTTP/1.1 client", "s--"),
-    ):
-        ax.plot(ns, [r[key]["p50"] for r in results], style, label=f"{label} (p50)")
+    counts = sorted({r["workers"] for r in results})
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    for count, style in zip(counts, ("o-", "D-", "v-", "p-"), strict=False):
+        mine = [r for r in results if r["workers"] == count]
+        ns = [r["followers"] for r in mine]
+        label = f"copytrade, {count} worker{'s' if count > 1 else ''}: POST → all settled"
+        ax.plot(ns, [r["all_settled_ms"]["p50"] for r in mine], style, label=f"{label} (p50)")
         ax.fill_between(
-            ns, [r[key]["p50"] for r in results], [r[key]["p99"] for r in results], alpha=0.15
+            ns,
+            [r["all_settled_ms"]["p50"] for r in mine],
+            [r["all_settled_ms"]["p99"] for r in mine],
+            alpha=0.12,
         )
+    floors = {r["followers"]: r["floor_ms"] for r in results}
+    ns = sorted(floors)
+    ax.plot(ns, [floors[n]["p50"] for n in ns], "s--", label="floor: raw asyncio HTTP/1.1 (p50)")
+    best = max(counts)
+    mine = [r for r in results if r["workers"] == best]
     ax.plot(
-        ns,
-        [r["first_follower_ms"]["p50"] for r in results],
+        [r["followers"] for r in mine],
+        [r["first_follower_ms"]["p50"] for r in mine],
         "^:",
-        label="POST → first follower order (p50)",
+        label=f"POST → first follower order, {best} workers (p50)",
     )
     ax.set_xlabel("followers")
     ax.set_ylabel("milliseconds (band: p50 to p99)")
@@ -319,16 +348,12 @@ async def main_async(args: argparse.Namespace) -> None:
             Child("api", "services.api", env, data_dir / "api.log"),
             Child("sweeper", "services.sweeper", env, data_dir / "sweeper.log"),
         ]
-        workers = [
-            Child(f"replicator-{i}", "services.replicator", env, data_dir / f"replicator-{i}.log")
-            for i in range(args.workers)
-        ]
-        children += workers
         for child in children:
             child.start()
         sim_url = f"http://127.0.0.1:{sim_port}"
+        api_url = f"http://127.0.0.1:{api_port}"
         async with httpx.AsyncClient(timeout=5) as client:
-            for url in (f"{sim_url}/healthz", f"http://127.0.0.1:{api_port}/healthz"):
+            for url in (f"{sim_url}/healthz", f"{api_url}/healthz"):
                 for _ in range(300):
                     try:
                         if (await client.get(url)).status_code == 200:
@@ -337,10 +362,31 @@ async def main_async(args: argparse.Namespace) -> None:
                         pass
                     await asyncio.sleep(0.1)
             await client.put(f"{sim_url}/sim/faults", json={"latency_ms": args.latency_ms})
-        results = [
-            await bench_n(n, args.orders, env, f"http://127.0.0.1:{api_port}", sim_url, workers)
-            for n in args.followers
-        ]
+        results = []
+        for n in args.followers:
+            group = await seed_group(n, env, api_url, sim_url)
+            floor_ms = await floor(group, args.orders, sim_url)
+            for count in args.workers:
+                # Fresh replicator processes per worker count (their CPU and RSS are measured).
+                workers = [
+                    Child(
+                        f"replicator-{count}-{i}",
+                        "services.replicator",
+                        env,
+                        data_dir / f"replicator-{count}-{i}.log",
+                    )
+                    for i in range(count)
+                ]
+                for worker in workers:
+                    worker.start()
+                children += workers
+                await asyncio.sleep(2)  # connected and pulling
+                result = await measure(group, args.orders, env, api_url, sim_url, workers)
+                result["floor_ms"] = floor_ms
+                result["ratio_p50"] = round(result["all_settled_ms"]["p50"] / floor_ms["p50"], 2)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+                stop_all(workers)
         RESULTS.mkdir(exist_ok=True)
         report = {
             "machine": {
@@ -353,18 +399,19 @@ async def main_async(args: argparse.Namespace) -> None:
                 "workers": args.workers,
                 "simulator_latency_ms": args.latency_ms,
                 "orders_per_n": args.orders,
+                "shard_size": settings.shard_size,
             },
             "results": results,
         }
         (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
         chart(results, RESULTS / "bench.png")
         print(
-            f"\n{'N':>6} {'first p50':>10} {'settled p50':>12} {'p95':>8} {'p99':>8} "
-            f"{'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7}"
+            f"\n{'N':>6} {'workers':>7} {'first p50':>10} {'settled p50':>12} {'p95':>8} "
+            f"{'p99':>8} {'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7}"
         )
         for r in results:
             print(
-                f"{r['followers']:>6} {r['first_follower_ms']['p50']:>10} "
+                f"{r['followers']:>6} {r['workers']:>7} {r['first_follower_ms']['p50']:>10} "
                 f"{r['all_settled_ms']['p50']:>12} {r['all_settled_ms']['p95']:>8} "
                 f"{r['all_settled_ms']['p99']:>8} {r['floor_ms']['p50']:>10} "
                 f"{r['ratio_p50']:>6} {r['worker_cpu_us_per_leg']:>11} "
@@ -380,7 +427,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="copytrade fan-out benchmark")
     parser.add_argument("--followers", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--orders", type=int, default=30)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--latency-ms", type=float, default=20.0)
     asyncio.run(main_async(parser.parse_args()))
 

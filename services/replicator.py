@@ -154,6 +154,9 @@ class Replicator:
             lambda: asyncio.Semaphore(settings.max_concurrent_per_host)
         )
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._coordinating = 0
+        self._not_coordinating = asyncio.Event()
+        self._not_coordinating.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         orders = await self.js.pull_subscribe_bind(
@@ -166,17 +169,36 @@ class Replicator:
                 orders, self.handle, stop, settings.max_orders_in_flight, settings.fetch_batch
             ),
             # One shard per pull: a worker takes a shard only when it has room for it, so the
-            # shards of one order spread over the workers instead of queueing behind one.
-            self._pull(shards, self.handle_shard, stop, settings.max_shards_in_flight, 1),
+            # shards of one order spread over the workers instead of queueing behind one; and
+            # none while it is recording the first shard of an order (the latency that matters).
+            self._pull(
+                shards,
+                self.handle_shard,
+                stop,
+                settings.max_shards_in_flight,
+                1,
+                self._not_coordinating,
+            ),
         )
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.settings.leg_lease_s)
 
     async def _pull(
-        self, psub: Any, handler: Handler, stop: asyncio.Event, limit: int, batch: int
+        self,
+        psub: Any,
+        handler: Handler,
+        stop: asyncio.Event,
+        limit: int,
+        batch: int,
+        ready: asyncio.Event | None = None,
     ) -> None:
         mine: set[asyncio.Task[None]] = set()
         while not stop.is_set():
+            if ready is not None and not ready.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await ready.wait()
+                continue
             room = limit - len(mine)
             if room <= 0:
                 await asyncio.wait(mine, return_when=asyncio.FIRST_COMPLETED)
@@ -217,6 +239,28 @@ class Replicator:
 
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
+        self._coordinating += 1
+        self._not_coordinating.clear()
+        released = False
+
+        def release() -> None:
+            """Shard 0 is recorded (or this failed): this worker may take shards again."""
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._coordinating -= 1
+            if self._coordinating == 0:
+                self._not_coordinating.set()
+
+        try:
+            await self._replicate(order, message, release)
+        finally:
+            release()
+
+    async def _replicate(
+        self, order: OrderMessage, message: Msg | None, release: Callable[[], None]
+    ) -> None:
         async with self.engine.connect() as conn:
             state = await repo.order_state(conn, order.order_id)
             if state is None:
@@ -273,6 +317,7 @@ class Replicator:
         dispatch = asyncio.create_task(self._dispatch(order, order_plan, recorded))
 
         async def recorded_here() -> None:
+            release()
             await dispatch  # every shard is durable in JetStream or recorded before the ack
             if message is not None:
                 with contextlib.suppress(Exception):

@@ -293,7 +293,11 @@ class Snapshots:
                 for t in active
             }
         else:
-            states = dict(await asyncio.gather(*(follower(t) for t in active)))
+            # Only followers whose sizing or caps need the broker are asked (one task each);
+            # the rest plan from the ledger alone.
+            asked = [t for t in active if needs_account(t) or needs_positions(t, exit_order)]
+            states = {t.account_id: FollowerState() for t in active}
+            states.update(await asyncio.gather(*(follower(t) for t in asked)))
         return Snapshot(
             context=context,
             states=states,

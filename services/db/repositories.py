@@ -654,20 +654,20 @@ async def release_unfilled(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     await add_to_ledger(conn, ids, symbols, deltas)
 
 
+_LEDGER_UPSERT = (
+    "INSERT INTO risk_positions (account_id, symbol, qty) "
+    "SELECT a, s, sum(q) FROM unnest(CAST(:a AS uuid[]), CAST(:s AS text[]), "
+    "CAST(:q AS numeric[])) AS v(a, s, q) GROUP BY a, s ORDER BY a, s "
+    "ON CONFLICT (account_id, symbol) DO UPDATE SET qty = risk_positions.qty + EXCLUDED.qty"
+)
+
+
 async def add_to_ledger(
     conn: AsyncConnection, account_ids: list[str], symbols: list[str], deltas: list[Decimal]
 ) -> None:
     if not account_ids:
         return
-    await conn.execute(
-        text(
-            "INSERT INTO risk_positions (account_id, symbol, qty) "
-            "SELECT a, s, sum(q) FROM unnest(CAST(:a AS uuid[]), CAST(:s AS text[]), "
-            "CAST(:q AS numeric[])) AS v(a, s, q) GROUP BY a, s ORDER BY a, s "
-            "ON CONFLICT (account_id, symbol) DO UPDATE SET qty = risk_positions.qty + EXCLUDED.qty"
-        ),
-        {"a": account_ids, "s": symbols, "q": deltas},
-    )
+    await conn.execute(text(_LEDGER_UPSERT), {"a": account_ids, "s": symbols, "q": deltas})
 
 
 # risk state -------------------------------------------------------------------------------
@@ -693,23 +693,26 @@ async def lock_risk(
     if not account_ids:
         return {}
     ids = sorted(set(account_ids))
-    await conn.execute(
-        text(
-            "INSERT INTO risk_accounts (account_id, trading_day) "
-            "SELECT a, :day FROM unnest(CAST(:ids AS uuid[])) AS a ORDER BY a "
-            "ON CONFLICT (account_id) DO NOTHING"
-        ),
-        {"ids": ids, "day": day},
+    lock = text(
+        "SELECT account_id, trading_day, orders_today FROM risk_accounts "
+        "WHERE account_id = ANY(CAST(:ids AS uuid[])) ORDER BY account_id FOR UPDATE"
     )
-    counters = _rows(
+    counters = _rows(await conn.execute(lock, {"ids": ids}))
+    if len(counters) < len(ids):
+        # First order for some accounts: create their rows (in id order), then lock those.
+        # Rows that exist are already locked, so no lock is ever taken out of order.
+        known = {str(row["account_id"]) for row in counters}
+        missing = [a for a in ids if a not in known]
         await conn.execute(
             text(
-                "SELECT account_id, trading_day, orders_today FROM risk_accounts "
-                "WHERE account_id = ANY(CAST(:ids AS uuid[])) ORDER BY account_id FOR UPDATE"
+                "INSERT INTO risk_accounts (account_id, trading_day) "
+                "SELECT a, :day FROM unnest(CAST(:ids AS uuid[])) AS a ORDER BY a "
+                "ON CONFLICT (account_id) DO NOTHING"
             ),
-            {"ids": ids},
+            {"ids": missing, "day": day},
         )
-    )
+        counters += _rows(await conn.execute(lock, {"ids": missing}))
+    # A statement of its own, after the locks: it sees every ledger change committed before.
     ledger = _rows(
         await conn.execute(
             text(
@@ -737,19 +740,19 @@ async def spend_risk(conn: AsyncConnection, legs: Sequence[PlannedLeg], day: dat
     planned = [leg for leg in legs if leg.qty is not None and leg.action != "master"]
     if not planned:
         return
+    # One statement: the day counters and the ledger reservation (rows already locked).
     await conn.execute(
         text(
-            "UPDATE risk_accounts SET orders_today = CASE WHEN trading_day = :day "
-            "THEN orders_today + 1 ELSE 1 END, trading_day = :day "
-            "WHERE account_id = ANY(CAST(:ids AS uuid[]))"
+            "WITH counted AS (UPDATE risk_accounts SET orders_today = CASE "
+            "WHEN trading_day = :day THEN orders_today + 1 ELSE 1 END, trading_day = :day "
+            "WHERE account_id = ANY(CAST(:a AS uuid[]))) " + _LEDGER_UPSERT
         ),
-        {"ids": [leg.account_id for leg in planned], "day": day},
-    )
-    await add_to_ledger(
-        conn,
-        [leg.account_id for leg in planned],
-        [leg.symbol for leg in planned],
-        [leg.signed_qty for leg in planned],
+        {
+            "day": day,
+            "a": [leg.account_id for leg in planned],
+            "s": [leg.symbol for leg in planned],
+            "q": [leg.signed_qty for leg in planned],
+        },
     )
 
 
