@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -70,6 +71,10 @@ log = logging.getLogger("copytrade.replicator")
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 M = TypeVar("M", bound=BaseModel)
 _FINAL = frozenset(status.value for status in TERMINAL)
+
+
+class PlanLost(Exception):
+    """Another delivery of the order stored a different plan first."""
 
 
 @dataclass(frozen=True)
@@ -309,20 +314,29 @@ class Replicator:
                 shards=[ids[i : i + size] for i in range(0, len(ids), size)] or [[]],
                 targets_version=followers.version,
             )
-            async with self.engine.begin() as conn:
-                stored, recorded = await repo.fix_plan(
-                    conn, order.order_id, proposal.model_dump_json()
-                )
-        order_plan = OrderPlan.model_validate(stored)
-        dispatch = asyncio.create_task(self._dispatch(order, order_plan, recorded))
+            # Stored in the same transaction as shard 0's first batch (one commit less before
+            # the first follower's order); shards 1.. are dispatched once it is committed.
+            order_plan, fresh = proposal, proposal.model_dump_json()
+        else:
+            order_plan, fresh = OrderPlan.model_validate(stored), None
+        dispatch: asyncio.Task[None] | None = None
+
+        def start_dispatch() -> None:
+            nonlocal dispatch
+            if dispatch is None:
+                dispatch = asyncio.create_task(self._dispatch(order, order_plan, recorded))
 
         async def recorded_here() -> None:
             release()
+            start_dispatch()
+            assert dispatch is not None
             await dispatch  # every shard is durable in JetStream or recorded before the ack
             if message is not None:
                 with contextlib.suppress(Exception):
                     await message.ack()  # a lost ack is only a redelivery
 
+        if fresh is None:
+            start_dispatch()
         try:
             if 0 in recorded:
                 await recorded_here()
@@ -335,9 +349,15 @@ class Replicator:
                 followers.only(order_plan.shards[0]),
                 master_row,
                 recorded_here,
+                fix_plan=fresh,
+                after_first_batch=start_dispatch,
             )
+        except PlanLost:
+            # Another delivery of this order stored its plan first: go again with that one.
+            log.info("order %s was planned elsewhere first; using that plan", order.order_id)
+            await self._replicate(order, message, release)
         finally:
-            if not dispatch.done():
+            if dispatch is not None and not dispatch.done():
                 dispatch.cancel()
 
     async def _dispatch(
@@ -394,6 +414,8 @@ class Replicator:
         followers: TargetSet,
         master_row: dict[str, Any] | None,
         on_recorded: Callable[[], Awaitable[None]],
+        fix_plan: str | None = None,
+        after_first_batch: Callable[[], None] | None = None,
     ) -> None:
         """Record and send one shard batch by batch: the first followers' orders leave while
         later batches are still being recorded. Each leg is still durable before it is sent."""
@@ -425,7 +447,10 @@ class Replicator:
                     context,
                     master_row if number == 0 and index == 0 else None,
                     (index, shards) if number == len(batches) - 1 else None,
+                    fix_plan if number == 0 else None,
                 )
+                if number == 0 and after_first_batch is not None:
+                    after_first_batch()
                 legs_total += len(mine)
                 if any(leg.action == MASTER_ACTION for leg in mine):
                     await self._forget_master_positions(order.account_id)
@@ -492,11 +517,16 @@ class Replicator:
         context: PlanContext,
         master_row: dict[str, Any] | None,
         completes: tuple[int, int] | None,
+        fix_plan: str | None = None,
     ) -> list[PlannedLeg]:
         """Plan and record one batch in one transaction; returns the legs this call inserted.
         `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
         day: date = context.trading_day
         async with self.engine.begin() as conn:
+            if fix_plan is not None:
+                stored, _ = await repo.fix_plan(conn, order.order_id, fix_plan)
+                if stored != json.loads(fix_plan):
+                    raise PlanLost(order.order_id)  # rolls this batch back
             # Risk rows stay locked until the legs are recorded: caps hold across workers.
             risk = await repo.lock_risk(
                 conn,
