@@ -28,7 +28,7 @@ transports:
 loadtest:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh
 	@mkdir -p bench-results
-	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 50 -r 10 -t 60s \
+	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 10 -r 10 -t 60s \
 		--host http://127.0.0.1:8000 MasterUser FollowerUser \
 		--csv bench-results/locust --html bench-results/locust.html
 

@@ -126,7 +126,7 @@ class Group:
     master_id: str
     master_account_id: str
     master_sim: str
-    token: str
+    master_email: str
     keys: list[tuple[str, str]]
 
 
@@ -146,15 +146,7 @@ async def seed_group(n: int, env: dict[str, str], api_url: str, sim_url: str) ->
         )
     finally:
         await engine.dispose()
-    async with (
-        httpx.AsyncClient(base_url=api_url, timeout=60) as http,
-        httpx.AsyncClient(base_url=sim_url, timeout=60) as sim,
-    ):
-        token = (
-            await http.post(
-                "/v1/auth/token", json={"email": demo.master_email, "password": MASTER_PASSWORD}
-            )
-        ).json()["access_token"]
+    async with httpx.AsyncClient(base_url=sim_url, timeout=60) as sim:
         master_key = _sim_keys(secret, f"{group}/master")
         master_sim = (
             await sim.get(
@@ -163,7 +155,7 @@ async def seed_group(n: int, env: dict[str, str], api_url: str, sim_url: str) ->
             )
         ).json()["id"]
     keys = [_sim_keys(secret, f"{group}/follower{i:04d}") for i in range(1, n + 1)]
-    return Group(n, demo.master_id, demo.master_account_id, master_sim, token, keys)
+    return Group(n, demo.master_id, demo.master_account_id, master_sim, demo.master_email, keys)
 
 
 async def measure(
@@ -172,7 +164,11 @@ async def measure(
     """POST → first follower order and POST → all settled for `orders` sequential orders."""
     http = httpx.AsyncClient(base_url=api_url, timeout=60)
     sim = httpx.AsyncClient(base_url=sim_url, timeout=60)
-    auth = {"authorization": f"Bearer {g.token}"}
+    # A fresh token per run: a long benchmark outlives one access token.
+    signed_in = await http.post(
+        "/v1/auth/token", json={"email": g.master_email, "password": MASTER_PASSWORD}
+    )
+    auth = {"authorization": f"Bearer {signed_in.json()['access_token']}"}
     nc = await nats.connect(env["COPYTRADE_NATS_URL"])
     settled: dict[str, float] = {}
     waiters: dict[str, asyncio.Event] = {}
@@ -199,6 +195,8 @@ async def measure(
         sent = time.time()
         response = await http.post("/v1/orders", headers=auth, json=body)
         returned = time.time()
+        if response.status_code != 202:
+            raise RuntimeError(f"order refused: {response.status_code} {response.text}")
         order_id = response.json()["order_id"]
         waiters[order_id] = asyncio.Event()
         if order_id not in settled:

@@ -27,6 +27,10 @@ def main() -> None:
         workers=1,
         log_access=False,
         http2_settings=HTTP2Settings(max_concurrent_streams=1000),
+        # Several replicators at once open thousands of keep-alive connections in one burst;
+        # granian's default backlog (1024) drops the rest, which looks like a broker outage.
+        backlog=4096,
+        backpressure=4096,
     )
     server.serve()
 
