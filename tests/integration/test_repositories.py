@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replication.model import FollowerTarget
+from replication.model import FollowerTarget, MasterContext
 from replication.plan import plan
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
@@ -331,3 +332,47 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
     )
     await change(lambda conn: repo.set_account_halted(conn, account, follower, True))
     await change(lambda conn: repo.delete_subscription(conn, subscription, follower))
+
+
+async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: AsyncEngine) -> None:
+    from services.replicator import PlanLost, Replicator
+    from services.settings import Settings
+    from services.snapshots import Snapshot
+
+    order, targets = await _order_with_followers(engine, 3)
+    now = datetime.now(UTC)
+    shards = [[t.account_id for t in targets]]
+
+    def plan_json(position: str) -> str:
+        context = PlanContext(
+            planned_at=now, trading_day=now.date(), master_position=Decimal(position)
+        )
+        return OrderPlan(context=context, shards=shards).model_dump_json()
+
+    theirs, ours = plan_json("5"), plan_json("0")
+    async with engine.begin() as conn:
+        await repo.fix_plan(conn, order.order_id, theirs)  # another delivery was first
+    replicator = Replicator(Settings(), engine, None, None, None, None, None)  # type: ignore[arg-type]
+
+    async def legs() -> int:
+        async with engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        text("SELECT count(*) FROM legs WHERE order_id = :o"),
+                        {"o": order.order_id},
+                    )
+                ).scalar_one()
+            )
+
+    snapshot = Snapshot(context=MasterContext())
+    ours_context = OrderPlan.model_validate_json(ours).context
+    with pytest.raises(PlanLost):
+        await replicator._record(order, targets, snapshot, ours_context, None, (0, 1), ours)
+    assert await legs() == 0  # the whole batch rolled back
+    async with engine.connect() as conn:
+        assert (await repo.order_plan(conn, order.order_id))[1] == set()
+
+    theirs_context = OrderPlan.model_validate_json(theirs).context
+    mine = await replicator._record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
+    assert len(mine) == 3 and await legs() == 3
