@@ -81,5 +81,11 @@ class MasterPositions:
         return bool(stored)
 
     async def invalidate(self, account_id: str) -> None:
-        if self._invalidate is not None:
+        """Best effort: when Redis cannot be reached, the entry still expires on its own
+        (COPYTRADE_MASTER_POSITION_MAX_AGE_S), and planning reads from Redis fail the same way."""
+        if self._invalidate is None:
+            return
+        try:
             await self._invalidate(keys=_keys(account_id))
+        except Exception:
+            log.warning("could not invalidate master positions of %s", account_id)

@@ -453,7 +453,8 @@ class Replicator:
                     after_first_batch()
                 legs_total += len(mine)
                 if any(leg.action == MASTER_ACTION for leg in mine):
-                    await self._forget_master_positions(order.account_id)
+                    # Before a master leg is sent: nobody may plan with a position from before it.
+                    await self.master_positions.invalidate(order.account_id)
                 to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
                 skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
                 sent_ids.extend(leg.leg_id for leg in to_send)
@@ -565,14 +566,6 @@ class Replicator:
             if completes is not None:
                 await repo.shard_recorded(conn, order.order_id, *completes)
         return mine
-
-    async def _forget_master_positions(self, account_id: str) -> None:
-        """Before a master leg is sent: nobody may plan with a position from before it."""
-        try:
-            await self.master_positions.invalidate(account_id)
-        except Exception:
-            # Entries expire on their own (COPYTRADE_MASTER_POSITION_MAX_AGE_S).
-            log.warning("could not invalidate master positions of %s", account_id)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)

@@ -190,10 +190,7 @@ class Snapshots:
                     ),
                     self._try("master positions", master_broker.positions()),
                 )
-                await self._try(
-                    "master positions cache",
-                    self._master_positions.invalidate(order.account_id),
-                )
+                await self._master_positions.invalidate(order.account_id)
                 if seen is None or positions is None:
                     return None
                 already = seen.filled_qty if order.side.value == "buy" else -seen.filled_qty

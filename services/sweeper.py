@@ -223,10 +223,8 @@ class Sweeper:
                 for order_id in {str(row["order_id"]) for row in rows}
             }
         for account_id in {str(r["account_id"]) for r in rows if r["action"] == "master"}:
-            try:  # a master leg moved: its account's cached position may be stale now
-                await self.master_positions.invalidate(account_id)
-            except Exception:
-                log.warning("could not invalidate master positions of %s", account_id)
+            # A master leg moved: its account's cached position may be stale now.
+            await self.master_positions.invalidate(account_id)
         for row in rows:
             LEGS.labels(row["status"]).inc()
         await publish_leg_events(self.nc, [r for r in rows if r["action"] != "master"])

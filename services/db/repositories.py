@@ -359,28 +359,6 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
     )
 
 
-async def order_plan(conn: AsyncConnection, order_id: str) -> tuple[Any, set[int]]:
-    """The order's fixed plan (jsonb, None before it is first planned) and the shards recorded."""
-    row = _row(
-        await conn.execute(
-            text("SELECT plan, shards_recorded FROM master_orders WHERE id = :id"),
-            {"id": order_id},
-        )
-    )
-    if row is None:
-        return None, set()
-    return row["plan"], set(row["shards_recorded"] or [])
-
-
-async def targets_version(conn: AsyncConnection, master_id: str) -> int:
-    value = (
-        await conn.execute(
-            text("SELECT targets_version FROM users WHERE id = :m"), {"m": master_id}
-        )
-    ).scalar_one_or_none()
-    return int(value or 0)
-
-
 async def fix_plan(conn: AsyncConnection, order_id: str, plan: str) -> tuple[Any, set[int]]:
     """Store this plan unless one is stored already; returns the stored one (first one wins)."""
     row = _row(

@@ -385,8 +385,9 @@ async def test_master_position_cache_is_used_only_while_nothing_can_have_moved_i
 
     async def planned_position(order_id: str) -> str:
         async with engine.connect() as conn:
-            stored, _ = await repo.order_plan(conn, order_id)
-        return str(stored["context"]["master_position"])
+            state = await repo.order_state(conn, order_id)
+        assert state is not None
+        return str(state.plan["context"]["master_position"])
 
     entry = (await api.order(master, master_account, symbol=symbol, qty="10")).json()
     await api.settled(master, entry["order_id"])

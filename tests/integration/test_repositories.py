@@ -257,7 +257,8 @@ async def test_the_first_stored_plan_wins_and_shards_complete_the_plan(
         await repo.shard_recorded(conn, order.order_id, 1, 3)
     assert await planned()
     async with engine.connect() as conn:
-        assert (await repo.order_plan(conn, order.order_id))[1] == {0, 1, 2}
+        state = await repo.order_state(conn, order.order_id)
+    assert state is not None and state.shards_recorded == {0, 1, 2}
 
 
 async def test_published_marks_are_batched_and_flushed_on_close(engine: AsyncEngine) -> None:
@@ -296,10 +297,10 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
 
     async def versions() -> tuple[int, int]:
         async with engine.connect() as conn:
-            return (
-                await repo.targets_version(conn, master),
-                await repo.targets_version(conn, other.master_id),
-            )
+            mine = await repo.order_state(conn, order.order_id)
+            theirs = await repo.order_state(conn, other.order_id)
+        assert mine is not None and theirs is not None
+        return mine.targets_version, theirs.targets_version
 
     async def change(step: Any) -> None:
         before = await versions()
@@ -371,7 +372,8 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
         await replicator._record(order, targets, snapshot, ours_context, None, (0, 1), ours)
     assert await legs() == 0  # the whole batch rolled back
     async with engine.connect() as conn:
-        assert (await repo.order_plan(conn, order.order_id))[1] == set()
+        state = await repo.order_state(conn, order.order_id)
+    assert state is not None and state.shards_recorded == set()
 
     theirs_context = OrderPlan.model_validate_json(theirs).context
     mine = await replicator._record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
