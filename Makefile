@@ -8,7 +8,7 @@ venv:
 	@./scripts/bootstrap.sh
 
 run: venv
-	@$(PY) -m services.launcher
+	@$(PY) -m services.dev.launcher
 
 test: venv
 	@./scripts/ensure-chromium.sh

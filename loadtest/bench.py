@@ -32,14 +32,14 @@ from typing import Any
 import httpx
 import nats
 
-from services import bus
-from services.crypto import CredentialCipher
-from services.db.engine import make_engine
-from services.db.migrate import upgrade
-from services.demo import MASTER_PASSWORD, _sim_keys, seed
-from services.embedded import free_port, start_stack
-from services.processes import Child, stop_all
-from services.settings import Settings
+from services.dev.demo import MASTER_PASSWORD, _sim_keys, seed
+from services.dev.embedded import free_port, start_stack
+from services.dev.processes import Child, stop_all
+from services.infra import bus
+from services.infra.crypto import CredentialCipher
+from services.infra.db.engine import make_engine
+from services.infra.db.migrate import upgrade
+from services.infra.settings import Settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
 
@@ -344,7 +344,7 @@ async def main_async(args: argparse.Namespace) -> None:
         children = [
             Child("simulator", "brokers.sim", env, data_dir / "simulator.log"),
             Child("api", "services.api", env, data_dir / "api.log"),
-            Child("sweeper", "services.sweeper", env, data_dir / "sweeper.log"),
+            Child("sweeper", "services.worker.sweeper", env, data_dir / "sweeper.log"),
         ]
         for child in children:
             child.start()
@@ -369,7 +369,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 workers = [
                     Child(
                         f"replicator-{count}-{i}",
-                        "services.replicator",
+                        "services.worker.replicator",
                         env,
                         data_dir / f"replicator-{count}-{i}.log",
                     )

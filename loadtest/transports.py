@@ -28,8 +28,8 @@ from brokers.http import HttpClientPool, HttpSettings
 from loadtest.bench import RESULTS, RawClient
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
-from services.embedded import free_port, wait_for_port
-from services.processes import Child
+from services.dev.embedded import free_port, wait_for_port
+from services.dev.processes import Child
 
 
 async def measure(n: int, rounds: int, latency_ms: float) -> dict[str, dict[str, float]]:

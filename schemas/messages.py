@@ -99,7 +99,7 @@ class OrderPlan(BaseModel):
 
     context: PlanContext
     shards: list[list[str]]
-    # The followers' version the partition was made from (see services.replicator.TargetSets).
+    # The followers' version the partition was made from (services.worker.replicator).
     targets_version: int | None = None
 
 

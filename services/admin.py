@@ -8,10 +8,10 @@ import getpass
 import sys
 import uuid
 
-from services.auth import hash_password
-from services.db import repositories as repo
-from services.db.engine import make_engine
-from services.settings import Settings
+from services.infra.auth import hash_password
+from services.infra.db import repositories as repo
+from services.infra.db.engine import make_engine
+from services.infra.settings import Settings
 
 
 async def create_admin(settings: Settings, email: str, password: str) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.db.engine import make_engine
-from services.db.migrate import upgrade
-from services.embedded import EmbeddedStack, start_stack
+from services.dev.embedded import EmbeddedStack, start_stack
+from services.infra.db.engine import make_engine
+from services.infra.db.migrate import upgrade
 from tests.helpers import create_database
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from services.db.migrate import upgrade
-from services.embedded import ServerProcess, free_port, start_nats
-from services.processes import Child, stop_all
+from services.dev.embedded import ServerProcess, free_port, start_nats
+from services.dev.processes import Child, stop_all
+from services.infra.db.migrate import upgrade
 
 T = TypeVar("T")
 
@@ -107,8 +107,8 @@ class Stack:
         self.children = [
             Child("simulator", "brokers.sim", self.env, self.log_dir / "simulator.log"),
             Child("api", "services.api", self.env, self.log_dir / "api.log"),
-            Child("sweeper", "services.sweeper", self.env, self.log_dir / "sweeper.log"),
-            Child("poller", "services.poller", self.env, self.log_dir / "poller.log"),
+            Child("sweeper", "services.worker.sweeper", self.env, self.log_dir / "sweeper.log"),
+            Child("poller", "services.worker.poller", self.env, self.log_dir / "poller.log"),
         ]
         for child in self.children:
             child.start()
@@ -122,7 +122,7 @@ class Stack:
         self._worker_count += 1
         child = Child(
             f"replicator-{self._worker_count}",
-            "services.replicator",
+            "services.worker.replicator",
             self.env,
             self.log_dir / f"replicator-{self._worker_count}.log",
         )

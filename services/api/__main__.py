@@ -5,7 +5,7 @@ from __future__ import annotations
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.server import Server
 
-from services.settings import Settings
+from services.infra.settings import Settings
 
 
 def main() -> None:

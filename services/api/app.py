@@ -45,18 +45,18 @@ from schemas.api import (
     WsToken,
 )
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services import bus
+from services.api.dashboard.gateway import WS_REFUSED, Gateway
 from services.api.errors import ApiError, install
-from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
-from services.brokerage import validate_credentials
-from services.crypto import CredentialCipher
-from services.dashboard.gateway import WS_REFUSED, Gateway
-from services.db import repositories as repo
-from services.db.engine import make_engine
-from services.metrics import ORDER_PUBLISH, ORDERS_INGESTED
-from services.order_messages import order_message_from_row
-from services.outbox import PublishedMarks
-from services.settings import Settings
+from services.app.order_messages import order_message_from_row
+from services.app.outbox import PublishedMarks
+from services.infra import bus
+from services.infra.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
+from services.infra.brokerage import validate_credentials
+from services.infra.crypto import CredentialCipher
+from services.infra.db import repositories as repo
+from services.infra.db.engine import make_engine
+from services.infra.metrics import ORDER_PUBLISH, ORDERS_INGESTED
+from services.infra.settings import Settings
 
 log = logging.getLogger("copytrade.api")
 
@@ -187,7 +187,7 @@ async def recent_orders(c: Container, master_id: str, limit: int) -> list[OrderO
 
 
 PROTOCOL = "copytrade.v1"
-PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "static" / "index.html"
+PAGE = Path(__file__).resolve().parent / "dashboard" / "static" / "index.html"
 CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"

@@ -1,8 +1,8 @@
 """ASGI entry of the ingest API."""
 
 from services.api.app import build_app
-from services.logs import setup_logging
-from services.settings import Settings
+from services.infra.logs import setup_logging
+from services.infra.settings import Settings
 
 setup_logging()
 app = build_app(Settings.from_env())

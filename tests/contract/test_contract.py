@@ -24,7 +24,7 @@ from replication.model import OrderRequest
 from replication.ports import Broker
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
-from services.sending import look_up, place_once
+from services.app.sending import look_up, place_once
 from tests.contract.venues import Venue, alpaca_handler, binance_handler, kite_handler
 
 

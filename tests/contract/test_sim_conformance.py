@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks
 
-from services.embedded import free_port, wait_for_port
-from services.processes import Child
+from services.dev.embedded import free_port, wait_for_port
+from services.dev.processes import Child
 
 SPEC = Path(__file__).resolve().parents[1] / "resources" / "alpaca" / "trading-api.json"
 SERVED = {

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.db.engine import make_engine
+from services.infra.db.engine import make_engine
 from tests.helpers import Api, Stack
 
 

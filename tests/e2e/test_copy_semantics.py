@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.auth import hash_password
-from services.db import repositories as repo
+from services.infra.auth import hash_password
+from services.infra.db import repositories as repo
 from tests.helpers import Api, eventually
 
 D = Decimal

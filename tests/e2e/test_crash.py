@@ -13,7 +13,7 @@ import nats
 import pytest
 
 from schemas.messages import ORDERS_STREAM, SHARDS_STREAM
-from services.bus import REPLICATOR_CONSUMER, SHARD_CONSUMER
+from services.infra.bus import REPLICATOR_CONSUMER, SHARD_CONSUMER
 from tests.helpers import Api, Stack, eventually
 
 FOLLOWERS = 200

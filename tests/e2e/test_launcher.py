@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from services.demo import MASTER_EMAIL, MASTER_PASSWORD
-from services.embedded import free_port
-from services.processes import ROOT
+from services.dev.demo import MASTER_EMAIL, MASTER_PASSWORD
+from services.dev.embedded import free_port
+from services.dev.processes import ROOT
 
 
 def _start(data_dir: Path, api_port: int, sim_port: int) -> subprocess.Popen[str]:
@@ -35,7 +35,7 @@ def _start(data_dir: Path, api_port: int, sim_port: int) -> subprocess.Popen[str
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "services.launcher"],
+        [sys.executable, "-m", "services.dev.launcher"],
         cwd=ROOT,
         env=env,
         text=True,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from services.crypto import CredentialCipher
-from services.db.engine import make_engine
-from services.demo import MASTER_EMAIL, MASTER_PASSWORD, seed
+from services.dev.demo import MASTER_EMAIL, MASTER_PASSWORD, seed
+from services.infra.crypto import CredentialCipher
+from services.infra.db.engine import make_engine
 from tests.helpers import Api, Stack, eventually
 
 FOLLOWERS = 500

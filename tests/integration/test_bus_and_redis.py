@@ -13,8 +13,8 @@ from nats.js.api import ConsumerConfig
 
 from schemas.common import OrderType, Side, TimeInForce
 from schemas.messages import ORDERS_STREAM, OrderMessage
-from services import bus
-from services.positions import MasterPositions
+from services.infra import bus
+from services.infra.positions import MasterPositions
 
 
 def _message(master_id: str) -> OrderMessage:

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from replication.errors import Retryable
-from services.ratelimit import CircuitBreaker, Limit, RateBudget
+from services.infra.ratelimit import CircuitBreaker, Limit, RateBudget
 
 
 async def test_budget_is_shared_and_never_exceeds_the_window(servers: dict[str, str]) -> None:

@@ -18,8 +18,8 @@ from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, FixedSizing
 from schemas.messages import OrderMessage, OrderPlan, PlanContext
-from services.db import repositories as repo
-from services.outbox import PublishedMarks
+from services.app.outbox import PublishedMarks
+from services.infra.db import repositories as repo
 
 
 async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
@@ -336,9 +336,9 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
 
 
 async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: AsyncEngine) -> None:
-    from services.replicator import PlanLost, Replicator
-    from services.settings import Settings
-    from services.snapshots import Snapshot
+    from services.app.snapshots import Snapshot
+    from services.infra.settings import Settings
+    from services.worker.replicator import PlanLost, Replicator
 
     order, targets = await _order_with_followers(engine, 3)
     now = datetime.now(UTC)

@@ -5,8 +5,8 @@ import time
 import jwt
 import pytest
 
-from services.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
-from services.crypto import CredentialCipher, CredentialError
+from services.infra.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
+from services.infra.crypto import CredentialCipher, CredentialError
 
 
 def key() -> str:

@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from services.dashboard.gateway import RESYNC, Gateway
+from services.api.dashboard.gateway import RESYNC, Gateway
 
 
 class FakeMsg:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from brokers.lean import LeanTransport
-from services.embedded import free_port, wait_for_port
-from services.processes import Child
+from services.dev.embedded import free_port, wait_for_port
+from services.dev.processes import Child
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.targets import TargetCache
+from services.app.targets import TargetCache
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -44,7 +44,7 @@ def test_targets_are_parsed_once_per_version() -> None:
 
 
 def test_target_sets_are_kept_per_master_version_and_bounded() -> None:
-    from services.replicator import TargetSets
+    from services.worker.replicator import TargetSets
 
     cache = TargetCache()
     rows = [

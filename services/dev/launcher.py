@@ -17,11 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from services import bus
-from services.crypto import CredentialCipher
-from services.db.engine import make_engine
-from services.db.migrate import upgrade
-from services.demo import (
+from services.dev.demo import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     FOLLOWER_PASSWORD,
@@ -30,10 +26,14 @@ from services.demo import (
     follower_email,
     seed,
 )
-from services.embedded import EmbeddedStack, die_with_parent, start_stack
-from services.logs import setup_logging
-from services.processes import Child, stop_all
-from services.settings import Settings, SettingsError, development_secrets
+from services.dev.embedded import EmbeddedStack, die_with_parent, start_stack
+from services.dev.processes import Child, stop_all
+from services.infra import bus
+from services.infra.crypto import CredentialCipher
+from services.infra.db.engine import make_engine
+from services.infra.db.migrate import upgrade
+from services.infra.logs import setup_logging
+from services.infra.settings import Settings, SettingsError, development_secrets
 
 log = logging.getLogger("copytrade.launcher")
 
@@ -91,13 +91,13 @@ def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> li
         children.append(
             Child(
                 f"replicator-{index + 1}",
-                "services.replicator",
+                "services.worker.replicator",
                 worker_env,
                 log_dir / f"replicator-{index + 1}.log",
             )
         )
-    children.append(Child("sweeper", "services.sweeper", env, log_dir / "sweeper.log"))
-    children.append(Child("poller", "services.poller", env, log_dir / "poller.log"))
+    children.append(Child("sweeper", "services.worker.sweeper", env, log_dir / "sweeper.log"))
+    children.append(Child("poller", "services.worker.poller", env, log_dir / "poller.log"))
     return children
 
 

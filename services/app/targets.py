@@ -9,8 +9,8 @@ from pydantic import TypeAdapter
 from replication.model import FollowerTarget
 from replication.ports import Broker
 from schemas.copy_settings import Caps, Filters, Sizing
-from services.brokerage import BrokerFactory
-from services.crypto import CredentialCipher
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
 
 _SIZING: TypeAdapter[Any] = TypeAdapter(Sizing)
 

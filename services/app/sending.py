@@ -21,8 +21,8 @@ from replication.model import BrokerOrder, OrderRequest, PlannedLeg
 from replication.ports import Broker
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
-from services.db.repositories import LegOutcome
-from services.metrics import BROKER_REQUESTS
+from services.infra.db.repositories import LegOutcome
+from services.infra.metrics import BROKER_REQUESTS
 
 log = logging.getLogger("copytrade.sending")
 

@@ -16,13 +16,13 @@ from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.http import HttpClientPool, HttpSettings
-from services import bus
-from services.brokerage import BrokerFactory
-from services.crypto import CredentialCipher
-from services.db.engine import make_engine
-from services.logs import setup_logging
-from services.ratelimit import Budgets
-from services.settings import Settings
+from services.infra import bus
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
+from services.infra.db.engine import make_engine
+from services.infra.logs import setup_logging
+from services.infra.ratelimit import Budgets
+from services.infra.settings import Settings
 
 
 def broker_factory(

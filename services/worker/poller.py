@@ -22,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.model import BrokerOrder
 from replication.state import LegStatus
-from services import bus
-from services.brokerage import BrokerFactory
-from services.crypto import CredentialCipher
-from services.db import repositories as repo
-from services.order_messages import order_message_from_row
-from services.settings import Settings
-from services.targets import broker_for_row
-from services.wiring import runtime, serve, stop_on_signals
+from services.app.order_messages import order_message_from_row
+from services.app.targets import broker_for_row
+from services.infra import bus
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
+from services.infra.db import repositories as repo
+from services.infra.settings import Settings
+from services.infra.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.poller")
 POLLED = Counter("copytrade_poller_orders_total", "Broker orders seen by the poller", ["outcome"])

@@ -32,8 +32,8 @@ from replication.model import (
 from replication.plan import master_reduces
 from replication.ports import Broker
 from schemas.messages import InstrumentRules, OrderMessage, PlanContext
-from services.metrics import MASTER_POSITIONS
-from services.positions import MasterPositions
+from services.infra.metrics import MASTER_POSITIONS
+from services.infra.positions import MasterPositions
 
 log = logging.getLogger("copytrade.snapshots")
 T = TypeVar("T")

@@ -15,7 +15,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.db import repositories as repo
+from services.infra.db import repositories as repo
 
 log = logging.getLogger("copytrade.outbox")
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.auth import hash_password
-from services.crypto import CredentialCipher
-from services.db import repositories as repo
+from services.infra.auth import hash_password
+from services.infra.crypto import CredentialCipher
+from services.infra.db import repositories as repo
 
 MASTER_EMAIL = "master@demo.copytrade.dev"
 MASTER_PASSWORD = "demo-master-password"

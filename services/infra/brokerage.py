@@ -14,7 +14,7 @@ from brokers.kite import constants as kite
 from brokers.kite.client import KiteBroker
 from replication.errors import Fatal
 from replication.ports import Broker
-from services.ratelimit import Budgets
+from services.infra.ratelimit import Budgets
 
 SUPPORTED_BROKERS = frozenset({"sim", "alpaca", "binance", "kite"})
 BINANCE_TESTNET_URL = "https://testnet.binance.vision"

@@ -54,18 +54,18 @@ from schemas.messages import (
     PlanContext,
     ShardMessage,
 )
-from services import bus
-from services.brokerage import BrokerFactory
-from services.crypto import CredentialCipher
-from services.db import repositories as repo
-from services.events import publish_leg_events, publish_order_event
-from services.metrics import FANOUT, FIRST_LEG, LEGS
-from services.positions import MasterPositions
-from services.sending import place_once, request_from_leg
-from services.settings import Settings
-from services.snapshots import Snapshot, Snapshots
-from services.targets import TargetCache, broker_for_row
-from services.wiring import runtime, serve, stop_on_signals
+from services.app.events import publish_leg_events, publish_order_event
+from services.app.sending import place_once, request_from_leg
+from services.app.snapshots import Snapshot, Snapshots
+from services.app.targets import TargetCache, broker_for_row
+from services.infra import bus
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
+from services.infra.db import repositories as repo
+from services.infra.metrics import FANOUT, FIRST_LEG, LEGS
+from services.infra.positions import MasterPositions
+from services.infra.settings import Settings
+from services.infra.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.replicator")
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]

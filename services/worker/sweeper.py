@@ -21,19 +21,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services import bus
-from services.brokerage import BrokerFactory
-from services.crypto import CredentialCipher, CredentialError
-from services.db import repositories as repo
-from services.events import publish_leg_events, publish_order_event
-from services.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
-from services.order_messages import order_message_from_row
-from services.positions import MasterPositions
-from services.replacing import replace_leg
-from services.sending import look_up, place_once, request_from_row
-from services.settings import Settings
-from services.targets import broker_for_row
-from services.wiring import runtime, serve, stop_on_signals
+from services.app.events import publish_leg_events, publish_order_event
+from services.app.order_messages import order_message_from_row
+from services.app.replacing import replace_leg
+from services.app.sending import look_up, place_once, request_from_row
+from services.app.targets import broker_for_row
+from services.infra import bus
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher, CredentialError
+from services.infra.db import repositories as repo
+from services.infra.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.infra.positions import MasterPositions
+from services.infra.settings import Settings
+from services.infra.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.sweeper")
 

@@ -20,10 +20,10 @@ from replication.plan import plan_leg, trading_day
 from replication.ports import Broker
 from replication.state import TERMINAL, LegStatus
 from schemas.common import OrderType
-from services.db import repositories as repo
-from services.order_messages import order_message_from_row
-from services.sending import look_up, outcome_from_order
-from services.targets import target_from_row
+from services.app.order_messages import order_message_from_row
+from services.app.sending import look_up, outcome_from_order
+from services.app.targets import target_from_row
+from services.infra.db import repositories as repo
 
 log = logging.getLogger("copytrade.replace")
 

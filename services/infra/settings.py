@@ -52,7 +52,7 @@ class Settings(BaseModel):
     # The API's database connections, all kept open: an overflow connection closed after each
     # burst costs a new connection (and its TLS negotiation) on the next one.
     api_db_pool: int = Field(default=24, ge=1, le=500)
-    # How long the master's broker positions may be reused (services/positions.py); 0 = never.
+    # How long the master's broker positions may be reused (services/infra/positions.py); 0 = never.
     master_position_max_age_s: float = Field(default=2.0, ge=0, le=60)
     # Followers per shard: an order's shards are shared by every replicator through JetStream.
     shard_size: int = Field(default=250, ge=1, le=10_000)
