@@ -20,15 +20,36 @@ class LegStatus(StrEnum):
 
 S = LegStatus
 
+# A status that maps to itself records a fresh observation without moving the leg (a lease
+# renewed by a resend, a lookup that still finds nothing, an order still resting, more fills).
+# Terminal statuses have no self-loop: settling them twice would release their ledger twice.
 TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
     S.PLANNED: frozenset({S.SUBMITTING, S.SKIPPED}),
     S.SUBMITTING: frozenset(
-        {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.UNKNOWN, S.CANCELED, S.FAILED}
+        {
+            S.SUBMITTING,
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.REJECTED,
+            S.UNKNOWN,
+            S.CANCELED,
+            S.FAILED,
+        }
     ),
     S.UNKNOWN: frozenset(
-        {S.SUBMITTING, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELED, S.FAILED}
+        {
+            S.UNKNOWN,
+            S.SUBMITTING,
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.REJECTED,
+            S.CANCELED,
+            S.FAILED,
+        }
     ),
-    S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED}),
+    S.ACCEPTED: frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED}),
     S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED}),
     S.FILLED: frozenset(),
     S.REJECTED: frozenset(),
@@ -45,6 +66,12 @@ SETTLED = frozenset(
 TERMINAL = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
 # Legs whose outcome at the broker is not known yet: only the sweeper may resend these.
 IN_DOUBT = frozenset({S.SUBMITTING, S.UNKNOWN})
+# Orders resting at the broker: they can fill, be canceled or be replaced.
+OPEN_AT_BROKER = frozenset({S.ACCEPTED, S.PARTIALLY_FILLED})
+# Not settled yet: the order's fan-out is still going on while any leg is in one of these.
+OPEN = frozenset(TRANSITIONS) - SETTLED
+# Ended without (all of) their quantity filled: their ledger reservation is given back.
+UNFILLED_END = frozenset({S.REJECTED, S.FAILED, S.CANCELED})
 
 
 class IllegalTransition(ValueError):
@@ -63,6 +90,13 @@ def transition(current: LegStatus, target: LegStatus) -> LegStatus:
     if not can_transition(current, target):
         raise IllegalTransition(current, target)
     return target
+
+
+def allowed_moves() -> frozenset[tuple[LegStatus, LegStatus]]:
+    """Every (from, to) pair of the table: what the SQL guards of status writes are built from."""
+    return frozenset(
+        (current, target) for current, nexts in TRANSITIONS.items() for target in nexts
+    )
 
 
 def predecessors(target: LegStatus) -> frozenset[LegStatus]:

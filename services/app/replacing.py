@@ -129,9 +129,7 @@ async def replace_leg(
         if old is None or old.status not in TERMINAL:
             return None
         async with engine.begin() as conn:
-            await repo.settle_legs(
-                conn, [replace(old, reason=f"replaced: {reason}")], repo.OPEN_AT_BROKER_STATUSES
-            )
+            await repo.settle_legs(conn, [replace(old, reason=f"replaced: {reason}")])
             return await repo.finish_replace(conn, leg_id, version, None, None, None, False)
     try:
         async with asyncio.timeout(deadline_s):

@@ -48,21 +48,20 @@ from replication.state import TERMINAL, LegStatus, transition
 from schemas.messages import (
     ORDERS_STREAM,
     SHARDS_STREAM,
-    SWEEP_NOW_SUBJECT,
     OrderMessage,
     OrderPlan,
     PlanContext,
     ShardMessage,
 )
-from services.app.events import publish_leg_events, publish_order_event
 from services.app.sending import place_once, request_from_leg
+from services.app.settling import Settler
 from services.app.snapshots import Snapshot, Snapshots
 from services.app.targets import TargetCache, broker_for_row
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db import repositories as repo
-from services.infra.metrics import FANOUT, FIRST_LEG, LEGS
+from services.infra.metrics import FANOUT, FIRST_LEG
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
@@ -146,6 +145,7 @@ class Replicator:
     ) -> None:
         self.snapshots = snapshots
         self.master_positions = master_positions or MasterPositions(None, 0)
+        self.settler = Settler(engine, nc, self.master_positions)
         self._background: set[asyncio.Task[Any]] = set()
         self.targets = TargetCache()
         self._target_sets = TargetSets()
@@ -467,16 +467,16 @@ class Replicator:
             renewal.cancel()
             for task in sending:
                 task.cancel()  # only matters on failure: in-doubt legs go to the sweeper
-        LEGS.labels("skipped").inc(len(skipped))
         async with self.engine.begin() as conn:
             settled_rows = await repo.settle_legs(conn, outcomes)
             skipped_rows = await repo.list_copies_by_ids(conn, skipped) if skipped else []
-        # Read after commit: of the workers settling an order's shards, the last to read sees
-        # every shard settled, so exactly the complete picture gets published.
-        async with self.engine.connect() as conn:
-            progress = await repo.order_progress(conn, order.order_id)
-        for row in settled_rows:
-            LEGS.labels(row["status"]).inc()
+        progress = (
+            await self.settler.announce(
+                [*skipped_rows, *settled_rows],
+                order.created_at,
+                (order.order_id, order.master_id),
+            )
+        )[order.order_id]
         if master_row is not None and any(
             r["action"] == MASTER_ACTION and r["status"] in _FINAL for r in settled_rows
         ):
@@ -493,11 +493,6 @@ class Replicator:
             FIRST_LEG.observe(max(0.0, first_answer[0] - order.created_at.timestamp()))
         if progress["fanout_ms"] is not None:
             FANOUT.observe(progress["fanout_ms"] / 1000)
-        follower_rows = [r for r in [*skipped_rows, *settled_rows] if r["action"] != "master"]
-        await publish_leg_events(self.nc, follower_rows, order.created_at)
-        await publish_order_event(self.nc, order.order_id, order.master_id, progress)
-        if progress["cancel_requested"]:
-            await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
         log.info(
             "order %s shard %d/%d: %d legs in %d batches (%d sent, %d skipped), order %s",
             order.order_id,

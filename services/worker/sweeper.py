@@ -21,16 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services.app.events import publish_leg_events, publish_order_event
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
 from services.app.sending import look_up, place_once, request_from_row
+from services.app.settling import Settler
 from services.app.targets import broker_for_row
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
 from services.infra.db import repositories as repo
-from services.infra.metrics import LEGS, OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.infra.metrics import OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
@@ -56,6 +56,7 @@ class Sweeper:
         self.js = js
         self.cipher = cipher
         self.factory = factory
+        self.settler = Settler(engine, nc, self.master_positions)
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
@@ -94,7 +95,7 @@ class Sweeper:
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._resolve(row) for row in claimed))
-        await self._settle_and_publish(outcomes, repo.IN_DOUBT_STATUSES)
+        await self.settler.settle(outcomes)
         return len(claimed) == limit
 
     async def cancel_once(self, limit: int = 200) -> bool:
@@ -104,9 +105,7 @@ class Sweeper:
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._cancel(row) for row in claimed))
-        await self._settle_and_publish(
-            [o for o in outcomes if o is not None], repo.OPEN_AT_BROKER_STATUSES
-        )
+        await self.settler.settle([o for o in outcomes if o is not None])
         return len(claimed) == limit
 
     async def refresh_once(self, limit: int = 200) -> bool:
@@ -135,9 +134,7 @@ class Sweeper:
             return found
 
         outcomes = await asyncio.gather(*(refresh(row) for row in claimed))
-        await self._settle_and_publish(
-            [o for o in outcomes if o is not None], repo.OPEN_AT_BROKER_STATUSES
-        )
+        await self.settler.settle([o for o in outcomes if o is not None])
         return len(claimed) == limit
 
     async def replace_once(self, limit: int = 100) -> bool:
@@ -175,13 +172,7 @@ class Sweeper:
                 log.error("replace of leg %s failed: %r", row["id"], result)
             elif result is not None:
                 rows.append(result)
-        await publish_leg_events(self.nc, [r for r in rows if r["action"] != "master"])
-        async with self.engine.connect() as conn:
-            for order_id in {str(r["order_id"]) for r in rows}:
-                progress = await repo.order_progress(conn, order_id)
-                await publish_order_event(
-                    self.nc, order_id, str(orders[order_id]["master_id"]), progress
-                )
+        await self.settler.announce(rows)
         return len(claimed) == limit
 
     async def _cancel(self, row: dict[str, Any]) -> repo.LegOutcome | None:
@@ -212,27 +203,6 @@ class Sweeper:
             "canceled" if found.status is LegStatus.CANCELED else "cancel_late"
         ).inc()
         return found
-
-    async def _settle_and_publish(
-        self, outcomes: list[repo.LegOutcome], from_statuses: frozenset[LegStatus]
-    ) -> None:
-        async with self.engine.begin() as conn:
-            rows = await repo.settle_legs(conn, outcomes, from_statuses)
-            progress = {
-                order_id: await repo.order_progress(conn, order_id)
-                for order_id in {str(row["order_id"]) for row in rows}
-            }
-        for account_id in {str(r["account_id"]) for r in rows if r["action"] == "master"}:
-            # A master leg moved: its account's cached position may be stale now.
-            await self.master_positions.invalidate(account_id)
-        for row in rows:
-            LEGS.labels(row["status"]).inc()
-        await publish_leg_events(self.nc, [r for r in rows if r["action"] != "master"])
-        masters = {str(row["order_id"]): str(row["master_id"]) for row in rows}
-        for order_id, order_progress in progress.items():
-            await publish_order_event(self.nc, order_id, masters[order_id], order_progress)
-            if order_progress["cancel_requested"]:
-                await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
 
     async def _resolve(self, row: dict[str, Any]) -> repo.LegOutcome:
         leg_id = str(row["id"])

@@ -9,6 +9,7 @@ from replication.state import (
     TRANSITIONS,
     IllegalTransition,
     LegStatus,
+    allowed_moves,
     can_transition,
     predecessors,
     transition,
@@ -19,6 +20,7 @@ S = LegStatus
 ALLOWED = {
     (S.PLANNED, S.SUBMITTING),
     (S.PLANNED, S.SKIPPED),
+    (S.SUBMITTING, S.SUBMITTING),
     (S.SUBMITTING, S.ACCEPTED),
     (S.SUBMITTING, S.PARTIALLY_FILLED),
     (S.SUBMITTING, S.FILLED),
@@ -26,6 +28,7 @@ ALLOWED = {
     (S.SUBMITTING, S.UNKNOWN),
     (S.SUBMITTING, S.CANCELED),
     (S.SUBMITTING, S.FAILED),
+    (S.UNKNOWN, S.UNKNOWN),
     (S.UNKNOWN, S.SUBMITTING),
     (S.UNKNOWN, S.ACCEPTED),
     (S.UNKNOWN, S.PARTIALLY_FILLED),
@@ -33,6 +36,7 @@ ALLOWED = {
     (S.UNKNOWN, S.REJECTED),
     (S.UNKNOWN, S.CANCELED),
     (S.UNKNOWN, S.FAILED),
+    (S.ACCEPTED, S.ACCEPTED),
     (S.ACCEPTED, S.PARTIALLY_FILLED),
     (S.ACCEPTED, S.FILLED),
     (S.ACCEPTED, S.CANCELED),
@@ -68,4 +72,14 @@ def test_terminal_states_have_no_exit_and_in_doubt_ones_can_settle() -> None:
 
 def test_predecessors() -> None:
     assert predecessors(S.SKIPPED) == {S.PLANNED}
-    assert predecessors(S.UNKNOWN) == {S.SUBMITTING}
+    assert predecessors(S.UNKNOWN) == {S.SUBMITTING, S.UNKNOWN}
+
+
+def test_allowed_moves_are_the_table() -> None:
+    assert allowed_moves() == ALLOWED
+
+
+def test_terminal_statuses_never_map_to_themselves() -> None:
+    # A terminal self-loop would let a leg be settled twice and release its ledger twice.
+    for status in TERMINAL:
+        assert (status, status) not in allowed_moves()

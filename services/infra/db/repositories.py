@@ -14,7 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.model import PlannedLeg
-from replication.state import IN_DOUBT, SETTLED, LegStatus
+from replication.state import (
+    IN_DOUBT,
+    OPEN,
+    OPEN_AT_BROKER,
+    SETTLED,
+    UNFILLED_END,
+    LegStatus,
+    allowed_moves,
+    can_transition,
+    predecessors,
+)
 
 Row = dict[str, Any]
 
@@ -308,7 +318,8 @@ async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: 
     )
 
 
-_MASTER_OPEN = "('planned', 'submitting', 'unknown', 'accepted', 'partially_filled')"
+# A master leg still moving: not final at its broker, so the master's position may change.
+_MASTER_OPEN = sorted(s.value for s in OPEN | OPEN_AT_BROKER)
 
 
 @dataclass(frozen=True)
@@ -331,13 +342,13 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
             text(
                 "SELECT o.plan, o.shards_recorded, EXISTS (SELECT 1 FROM legs l "
                 "WHERE l.account_id = o.account_id AND l.action = 'master' "
-                f"AND l.status IN {_MASTER_OPEN}) AS master_busy, "
+                "AND l.status = ANY(CAST(:master_open AS text[]))) AS master_busy, "
                 "u.targets_version, ARRAY(SELECT scope FROM halts) AS halts, "
                 "a.id AS account_id, a.broker, a.credentials "
                 "FROM master_orders o JOIN users u ON u.id = o.master_id "
                 "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
             ),
-            {"id": order_id},
+            {"id": order_id, "master_open": _MASTER_OPEN},
         )
     )
     if row is None:
@@ -395,7 +406,7 @@ async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shard
     )
 
 
-_OPEN_STATUSES = sorted(s.value for s in LegStatus if s not in SETTLED)
+_OPEN_STATUSES = frozenset(s.value for s in OPEN)
 
 
 async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
@@ -567,13 +578,20 @@ async def insert_legs(
     return [str(row[0]) for row in result.all()]
 
 
-async def settle_legs(
-    conn: AsyncConnection,
-    outcomes: Sequence[LegOutcome],
-    from_statuses: frozenset[LegStatus] = IN_DOUBT,
-) -> list[Row]:
-    """One bulk update of legs still in `from_statuses` (in doubt by default); legs another
-    actor settled meanwhile are left alone. Legs that end unfilled release their ledger."""
+# Every status write is guarded by the transition table (replication.state): a row moves only
+# along one of these "from>to" pairs, so a late or stale answer can never move a leg backwards
+# (e.g. Alpaca's pending_cancel must not turn a partially filled leg back into accepted).
+_MOVES = sorted(f"{current.value}>{target.value}" for current, target in allowed_moves())
+_OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
+_IN_DOUBT = sorted(s.value for s in IN_DOUBT)
+_TO_SUBMITTING = sorted(s.value for s in predecessors(LegStatus.SUBMITTING))
+
+
+async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> list[Row]:
+    """The one way a broker's answer reaches a leg: one bulk update, each row only along an
+    allowed move of the transition table (others were settled by another actor meanwhile, or
+    the answer is stale: they are left alone). Legs that end unfilled release their ledger,
+    exactly once, since terminal statuses have no move left."""
     if not outcomes:
         return []
     settled = [s.value for s in SETTLED]
@@ -592,12 +610,12 @@ async def settle_legs(
             "CAST(:reasons AS text[]), CAST(:broker_ids AS text[]), CAST(:filled AS numeric[]), "
             "CAST(:prices AS numeric[]), CAST(:rechecks AS float8[])) "
             "AS v(id, status, reason, broker_order_id, filled_qty, filled_avg_price, recheck) "
-            "WHERE legs.id = v.id AND legs.status = ANY(CAST(:from_statuses AS text[])) "
+            "WHERE legs.id = v.id AND legs.status || '>' || v.status = ANY(CAST(:moves AS text[])) "
             f"RETURNING {_SETTLED_COLUMNS}"
         ),
         {
             "settled": settled,
-            "from_statuses": [s.value for s in from_statuses],
+            "moves": _MOVES,
             "ids": [o.leg_id for o in outcomes],
             "statuses": [o.status.value for o in outcomes],
             "reasons": [o.reason for o in outcomes],
@@ -612,9 +630,7 @@ async def settle_legs(
     return rows
 
 
-_UNFILLED_END = frozenset({"rejected", "failed", "canceled"})
-IN_DOUBT_STATUSES = IN_DOUBT
-OPEN_AT_BROKER_STATUSES = frozenset({LegStatus.ACCEPTED, LegStatus.PARTIALLY_FILLED})
+_UNFILLED_END = frozenset(s.value for s in UNFILLED_END)
 
 
 async def release_unfilled(conn: AsyncConnection, rows: Sequence[Row]) -> None:
@@ -858,10 +874,10 @@ async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> l
         conn,
         "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
         "WHERE l.version < o.version AND o.cancel_requested_at IS NULL "
-        "AND l.status IN ('accepted', 'partially_filled') "
+        "AND l.status = ANY(CAST(:open_at_broker AS text[])) "
         "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
         "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",
-        {"limit": limit},
+        {"limit": limit, "open_at_broker": _OPEN_AT_BROKER},
         lease_s,
         ", updated_at = now()",
     )
@@ -935,6 +951,8 @@ async def finish_replace(
     )
     if row is None or row["version"] >= version:
         return None
+    if outcome is not None and not can_transition(LegStatus(row["status"]), outcome.status):
+        outcome = None  # a stale answer: the table does not let the leg go back
     details = dict(row["details"] or {})
     pending = details.pop("pending_replace", None)
     if pending and not keep_reservation and row["action"] != "master":
@@ -984,11 +1002,11 @@ async def claim_stale_open(
     """Legs open at their broker that nobody looked at for a while (fills, expiries)."""
     return await _claim(
         conn,
-        "SELECT id FROM legs WHERE status IN ('accepted', 'partially_filled') "
+        "SELECT id FROM legs WHERE status = ANY(CAST(:open_at_broker AS text[])) "
         "AND updated_at < now() - make_interval(secs => :age) "
         "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
         "ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED",
-        {"limit": limit, "age": older_than_s},
+        {"limit": limit, "age": older_than_s, "open_at_broker": _OPEN_AT_BROKER},
         lease_s,
     )
 
@@ -1012,10 +1030,10 @@ async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> li
         conn,
         "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
         "WHERE o.cancel_requested_at IS NOT NULL "
-        "AND l.status IN ('accepted', 'partially_filled') "
+        "AND l.status = ANY(CAST(:open_at_broker AS text[])) "
         "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
         "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",
-        {"limit": limit},
+        {"limit": limit, "open_at_broker": _OPEN_AT_BROKER},
         lease_s,
         ", updated_at = now()",
     )
@@ -1025,10 +1043,10 @@ async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> l
     """Legs whose lease ran out while submitting or unknown (each claim counts an attempt)."""
     return await _claim(
         conn,
-        "SELECT id FROM legs WHERE status IN ('submitting', 'unknown') "
+        "SELECT id FROM legs WHERE status = ANY(CAST(:in_doubt AS text[])) "
         "AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT :limit "
         "FOR UPDATE SKIP LOCKED",
-        {"limit": limit},
+        {"limit": limit, "in_doubt": _IN_DOUBT},
         lease_s,
         ", attempts = attempts + 1, updated_at = now()",
     )
@@ -1039,9 +1057,9 @@ async def renew_leases(conn: AsyncConnection, leg_ids: Sequence[str], lease_s: f
     result = await conn.execute(
         text(
             "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease) "
-            "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'submitting'"
+            "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = :submitting"
         ),
-        {"ids": list(leg_ids), "lease": lease_s},
+        {"ids": list(leg_ids), "lease": lease_s, "submitting": LegStatus.SUBMITTING.value},
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -1049,11 +1067,16 @@ async def renew_leases(conn: AsyncConnection, leg_ids: Sequence[str], lease_s: f
 async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
     await conn.execute(
         text(
-            "UPDATE legs SET last_sent_at = now(), status = 'submitting', "
+            "UPDATE legs SET last_sent_at = now(), status = :submitting, "
             "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now() "
-            "WHERE id = :id AND status IN ('submitting', 'unknown')"
+            "WHERE id = :id AND status = ANY(CAST(:from AS text[]))"
         ),
-        {"id": leg_id, "lease": lease_s},
+        {
+            "id": leg_id,
+            "lease": lease_s,
+            "submitting": LegStatus.SUBMITTING.value,
+            "from": _TO_SUBMITTING,
+        },
     )
 
 

@@ -1,0 +1,74 @@
+"""Settling legs: the one path from a broker's answer to a leg's status, its ledger and the
+events people watch. The replicator (answers to what it sent), the sweeper (lookups, cancels,
+refreshes) and replace propagation all settle through `Settler`.
+
+A status only moves along the transition table (`repo.settle_legs` guards every row with it);
+what moved is then announced: leg metrics, the master's cached position dropped when a master
+leg moved, leg events for followers' dashboards, and the order's progress for the master's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.messages import SWEEP_NOW_SUBJECT
+from services.app.events import publish_leg_events, publish_order_event
+from services.infra.db import repositories as repo
+from services.infra.metrics import LEGS
+from services.infra.positions import MasterPositions
+
+MASTER_ACTION = "master"
+Row = dict[str, Any]
+
+
+class Settler:
+    def __init__(self, engine: AsyncEngine, nc: NATS, master_positions: MasterPositions) -> None:
+        self.engine = engine
+        self.nc = nc
+        self.master_positions = master_positions
+
+    async def settle(
+        self, outcomes: Sequence[repo.LegOutcome], order_created_at: datetime | None = None
+    ) -> list[Row]:
+        """Record the outcomes (each only along an allowed move), then announce what moved."""
+        async with self.engine.begin() as conn:
+            rows = await repo.settle_legs(conn, outcomes)
+        await self.announce(rows, order_created_at)
+        return rows
+
+    async def announce(
+        self,
+        rows: Sequence[Row],
+        order_created_at: datetime | None = None,
+        order: tuple[str, str] | None = None,
+    ) -> dict[str, Row]:
+        """Publish what changed for these leg rows; returns each touched order's progress
+        (and that of `order`, an (order id, master id) to report even when no leg moved).
+
+        The progress is read after the change committed: of the workers settling an order's
+        shards, the last to read sees every shard settled, so the complete picture gets out."""
+        for row in rows:
+            LEGS.labels(row["status"]).inc()
+        for account_id in {str(r["account_id"]) for r in rows if r["action"] == MASTER_ACTION}:
+            # A master leg moved: its account's cached position may be stale now.
+            await self.master_positions.invalidate(account_id)
+        await publish_leg_events(
+            self.nc, [r for r in rows if r["action"] != MASTER_ACTION], order_created_at
+        )
+        masters = {str(row["order_id"]): str(row["master_id"]) for row in rows}
+        if order is not None:
+            masters.setdefault(*order)
+        progress: dict[str, Row] = {}
+        async with self.engine.connect() as conn:
+            for order_id in masters:
+                progress[order_id] = await repo.order_progress(conn, order_id)
+        for order_id, order_progress in progress.items():
+            await publish_order_event(self.nc, order_id, masters[order_id], order_progress)
+            if order_progress["cancel_requested"]:
+                await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
+        return progress
