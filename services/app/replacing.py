@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from brokers.alpaca.constants import BROKER_TIMEZONE
-from replication.errors import BrokerError, DuplicateClientOrderId, Rejected
+from replication.errors import BrokerError, Rejected
 from replication.ids import client_order_id
 from replication.model import FollowerState, Instrument, MasterContext
 from replication.plan import plan_leg, trading_day
@@ -21,9 +21,10 @@ from replication.ports import Broker
 from replication.state import TERMINAL, LegStatus
 from schemas.common import OrderType
 from services.app.order_messages import order_message_from_row
-from services.app.sending import look_up, outcome_from_order
+from services.app.sending import cancel_and_confirm, look_up, or_existing, outcome_from_order
 from services.app.targets import target_from_row
 from services.infra.db import repositories as repo
+from services.infra.db.repositories import LegOutcome
 
 log = logging.getLogger("copytrade.replace")
 
@@ -76,6 +77,47 @@ def replanned_qty(
     return planned.qty, planned.reason
 
 
+@dataclass(frozen=True)
+class _Replace:
+    """One leg brought to one version of its master order."""
+
+    engine: Any
+    broker: Broker
+    leg: dict[str, Any]
+    order: dict[str, Any]
+    version: int
+    new_cid: str  # derived from the version: a replace that reached the broker is found again
+    deadline_s: float
+    recheck_s: float
+
+    @property
+    def leg_id(self) -> str:
+        return str(self.leg["id"])
+
+    async def look_up(self, cid: str) -> LegOutcome | None:
+        return await look_up(
+            self.broker,
+            self.leg["broker"],
+            self.leg_id,
+            cid,
+            self.leg["symbol"],
+            self.deadline_s,
+            self.recheck_s,
+        )
+
+    async def finish(
+        self,
+        outcome: LegOutcome | None,
+        cid: str | None,
+        qty: Decimal | None,
+        keep_reservation: bool,
+    ) -> dict[str, Any] | None:
+        async with self.engine.begin() as conn:
+            return await repo.finish_replace(
+                conn, self.leg_id, self.version, outcome, cid, qty, keep_reservation
+            )
+
+
 async def replace_leg(
     engine: Any,
     broker: Broker,
@@ -86,97 +128,80 @@ async def replace_leg(
     recheck_s: float,
 ) -> dict[str, Any] | None:
     """Replace one leg at its broker; returns the updated leg row, or None to retry later."""
-    leg_id, version = str(leg["id"]), int(order["version"])
-    action = f"{leg['action']}:v{version}"
-    new_cid = client_order_id(str(leg["order_id"]), str(leg["account_id"]), action)
-    broker_name = leg["broker"]
-    found = await look_up(
-        broker, broker_name, leg_id, new_cid, leg["symbol"], deadline_s, recheck_s
+    version = int(order["version"])
+    new_cid = client_order_id(
+        str(leg["order_id"]), str(leg["account_id"]), f"{leg['action']}:v{version}"
     )
+    job = _Replace(engine, broker, leg, order, version, new_cid, deadline_s, recheck_s)
+    found = await job.look_up(new_cid)
     if found is not None and found.status is not LegStatus.UNKNOWN:
+        # An earlier attempt's replace reached the broker: record it, never send it again.
         pending = (leg["details"] or {}).get("pending_replace") or {}
         qty = Decimal(pending["qty"]) if pending.get("version") == version else None
-        async with engine.begin() as conn:
-            return await repo.finish_replace(conn, leg_id, version, found, new_cid, qty, True)
+        return await job.finish(found, new_cid, qty, True)
+    qty, reason = await _reserve(job, subscription)
+    if qty is None:
+        return await _cancel_instead(job, reason)
+    return await _replace_at_broker(job, qty)
 
-    async with engine.begin() as conn:
+
+async def _reserve(
+    job: _Replace, subscription: dict[str, Any] | None
+) -> tuple[Decimal | None, str | None]:
+    """Size the leg for the new version and reserve the ledger change, under the risk lock."""
+    leg = job.leg
+    async with job.engine.begin() as conn:
         day = trading_day(datetime.now(UTC), BROKER_TIMEZONE)
         risk = await repo.lock_risk(conn, [str(leg["account_id"])], day, leg["symbol"])
         ledger = risk.get(str(leg["account_id"]))
         copy_now = ledger.positions.get(leg["symbol"], Decimal(0)) if ledger else Decimal(0)
-        qty, reason = replanned_qty(leg, order, subscription, copy_now)
+        qty, reason = replanned_qty(leg, job.order, subscription, copy_now)
         if qty is not None:
-            qty = await repo.reserve_replace(conn, leg, version, qty)
-    message = order_message_from_row(order)
-    if qty is None:
-        # The new version sizes this follower to nothing: cancel its order instead.
-        try:
-            async with asyncio.timeout(deadline_s):
-                await broker.cancel_order(leg["broker_order_id"], leg["symbol"])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.info("cancel for replace of leg %s: %s", leg_id, exc)
-        old = await look_up(
-            broker,
-            broker_name,
-            leg_id,
-            leg["client_order_id"],
-            leg["symbol"],
-            deadline_s,
-            recheck_s,
-        )
-        if old is None or old.status not in TERMINAL:
-            return None
-        async with engine.begin() as conn:
-            await repo.settle_legs(conn, [replace(old, reason=f"replaced: {reason}")])
-            return await repo.finish_replace(conn, leg_id, version, None, None, None, False)
+            qty = await repo.reserve_replace(conn, leg, job.version, qty)
+    return qty, reason
+
+
+async def _cancel_instead(job: _Replace, reason: str | None) -> dict[str, Any] | None:
+    """The new version sizes this follower to nothing: cancel its order instead."""
+    old = await cancel_and_confirm(
+        job.broker, job.leg["broker"], job.leg, job.deadline_s, job.recheck_s
+    )
+    if old is None or old.status not in TERMINAL:
+        return None
+    async with job.engine.begin() as conn:
+        await repo.settle_legs(conn, [replace(old, reason=f"replaced: {reason}")])
+        return await repo.finish_replace(conn, job.leg_id, job.version, None, None, None, False)
+
+
+async def _replace_at_broker(job: _Replace, qty: Decimal) -> dict[str, Any] | None:
+    leg, message = job.leg, order_message_from_row(job.order)
     try:
-        async with asyncio.timeout(deadline_s):
-            try:
-                new = await broker.replace_order(
+        async with asyncio.timeout(job.deadline_s):
+            new = await or_existing(
+                job.broker,
+                leg["broker"],
+                job.broker.replace_order(
                     leg["broker_order_id"],
-                    new_cid,
+                    job.new_cid,
                     qty,
                     message.limit_price,
                     message.stop_price,
                     leg["symbol"],
-                )
-            except DuplicateClientOrderId:
-                new = await broker.get_order_by_client_id(new_cid)
+                ),
+                job.new_cid,
+                leg["symbol"],
+            )
     except Rejected as exc:
         # Not replaceable any more (filled or canceled meanwhile): record what it became.
-        log.info("replace of leg %s refused: %s", leg_id, exc)
-        old = await look_up(
-            broker,
-            broker_name,
-            leg_id,
-            leg["client_order_id"],
-            leg["symbol"],
-            deadline_s,
-            recheck_s,
+        log.info("replace of leg %s refused: %s", job.leg_id, exc)
+        old = await job.look_up(leg["client_order_id"])
+        return await job.finish(
+            old if old and old.status is not LegStatus.UNKNOWN else None, None, None, False
         )
-        async with engine.begin() as conn:
-            return await repo.finish_replace(
-                conn,
-                leg_id,
-                version,
-                old if old and old.status is not LegStatus.UNKNOWN else None,
-                None,
-                None,
-                False,
-            )
     except (BrokerError, TimeoutError) as exc:
-        log.info("replace of leg %s in doubt: %s", leg_id, exc)
+        log.info("replace of leg %s in doubt: %s", job.leg_id, exc)
         return None  # the lease runs out; the next pass looks the new id up first
-    async with engine.begin() as conn:
-        # Kite modifies in place and keeps the original tag: follow what the broker reports.
-        return await repo.finish_replace(
-            conn,
-            leg_id,
-            version,
-            outcome_from_order(leg_id, new),
-            new.client_order_id or new_cid,
-            qty,
-            True,
-        )
+    # Kite modifies in place and keeps the original tag: follow what the broker reports.
+    return await job.finish(
+        outcome_from_order(job.leg_id, new), new.client_order_id or job.new_cid, qty, True
+    )

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.errors import (
     BrokerError,
@@ -21,6 +24,10 @@ from replication.model import BrokerOrder, OrderRequest, PlannedLeg
 from replication.ports import Broker
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
+from services.app.targets import broker_for_row
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
+from services.infra.db import repositories
 from services.infra.db.repositories import LegOutcome
 from services.infra.metrics import BROKER_REQUESTS
 
@@ -101,6 +108,15 @@ async def _timed(broker_name: str, operation: str, coro: Any) -> Any:
         )
 
 
+async def or_existing(broker: Broker, broker_name: str, send: Any, cid: str, symbol: str) -> Any:
+    """Send (a place or a replace under client id `cid`); a duplicate client id means the
+    order is already there (a resend after a crash, or a lost answer): look it up instead."""
+    try:
+        return await send
+    except DuplicateClientOrderId:
+        return await _timed(broker_name, "lookup", broker.get_order_by_client_id(cid, symbol))
+
+
 async def place_once(
     broker: Broker,
     broker_name: str,
@@ -109,17 +125,16 @@ async def place_once(
     deadline_s: float,
     recheck_s: float,
 ) -> LegOutcome:
-    """Place a leg; a duplicate client id means it is already there, so look it up instead."""
+    """Place a leg, or find it at the broker when it is already there."""
     try:
         async with asyncio.timeout(deadline_s):
-            try:
-                order = await _timed(broker_name, "place", broker.place_order(request))
-            except DuplicateClientOrderId:
-                order = await _timed(
-                    broker_name,
-                    "lookup",
-                    broker.get_order_by_client_id(request.client_order_id, request.symbol),
-                )
+            order = await or_existing(
+                broker,
+                broker_name,
+                _timed(broker_name, "place", broker.place_order(request)),
+                request.client_order_id,
+                request.symbol,
+            )
         return outcome_from_order(leg_id, order)
     except TimeoutError:
         return outcome_from_error(leg_id, Unknown("deadline exceeded", code="deadline"), recheck_s)
@@ -161,3 +176,99 @@ async def look_up(
     except Exception as exc:
         log.exception("looking up leg %s failed unexpectedly", leg_id)
         return outcome_from_error(leg_id, Unknown(repr(exc)[:200], code="internal"), recheck_s)
+
+
+async def cancel_and_confirm(
+    broker: Broker,
+    broker_name: str,
+    leg: dict[str, Any],
+    deadline_s: float,
+    recheck_s: float,
+) -> LegOutcome | None:
+    """Cancel a leg's resting order, then ask the broker what it became (canceled, or filled
+    meanwhile); None when the broker has no such order."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            await _timed(
+                broker_name, "cancel", broker.cancel_order(leg["broker_order_id"], leg["symbol"])
+            )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # filled meanwhile (422), or the broker is down: look it up
+        log.info("cancel of leg %s: %s", leg["id"], exc)
+    return await look_up(
+        broker,
+        broker_name,
+        str(leg["id"]),
+        leg["client_order_id"],
+        leg["symbol"],
+        deadline_s,
+        recheck_s,
+    )
+
+
+class Sender:
+    """Sends recorded legs to their brokers, at most `max_per_host` at once per broker, and
+    keeps their leases fresh while it does, so no sweeper steps in on a live send."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        factory: BrokerFactory,
+        cipher: CredentialCipher,
+        lease_s: float,
+        recheck_s: float,
+        max_per_host: int,
+    ) -> None:
+        self.engine = engine
+        self.factory = factory
+        self.cipher = cipher
+        self.lease_s = lease_s
+        self.recheck_s = recheck_s
+        self._host_limits: dict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(max_per_host)
+        )
+
+    async def send_all(
+        self,
+        legs: list[PlannedLeg],
+        by_account: dict[str, dict[str, Any]],
+        first_answer: list[float],
+    ) -> list[LegOutcome]:
+        return list(
+            await asyncio.gather(
+                *(self._send(leg, by_account[leg.account_id], first_answer) for leg in legs)
+            )
+        )
+
+    async def renew_leases(self, leg_ids: list[str]) -> None:
+        """While this worker sends, keep its legs' leases fresh (a third of the lease apart)."""
+        interval = self.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not leg_ids:  # shards still being recorded append to this list
+                continue
+            try:
+                async with self.engine.begin() as conn:
+                    await repositories.renew_leases(conn, leg_ids, self.lease_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lease renewal failed", exc_info=True)
+
+    async def _send(
+        self, leg: PlannedLeg, row: dict[str, Any], first_answer: list[float]
+    ) -> LegOutcome:
+        broker = broker_for_row(self.factory, self.cipher, row)
+        async with self._host_limits[leg.broker]:
+            outcome = await place_once(
+                broker,
+                leg.broker,
+                leg.leg_id,
+                request_from_leg(leg),
+                deadline_s=self.lease_s * 0.5,
+                recheck_s=self.recheck_s,
+            )
+        if not first_answer:
+            first_answer.append(time.time())
+        return outcome

@@ -1,7 +1,11 @@
-"""Turn subscription rows into planner targets and broker adapters (credentials decrypted here)."""
+"""A master's followers as the planner sees them: subscription rows → planner targets (parsed
+once per subscription version), sets of them per master (kept while the database's version is
+unchanged), and broker adapters for their accounts (credentials decrypted here)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -51,3 +55,67 @@ def broker_for_row(factory: BrokerFactory, cipher: CredentialCipher, row: dict[s
     return factory.for_sealed(
         str(row["account_id"]), row["broker"], row["credentials"], cipher.decrypt
     )
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    """A master's followers as the planner sees them: one target per account (the first
+    subscription by id), in account order, with the row the sender needs."""
+
+    version: int
+    targets: list[FollowerTarget]
+    rows: dict[str, dict[str, Any]]  # by account id
+
+    @classmethod
+    def build(cls, version: int, rows: list[dict[str, Any]], cache: TargetCache) -> TargetSet:
+        targets = one_per_account([cache.target(row) for row in rows])
+        chosen = {t.subscription_id for t in targets}
+        return cls(
+            version,
+            targets,
+            {str(row["account_id"]): row for row in rows if str(row["subscription_id"]) in chosen},
+        )
+
+    def only(self, account_ids: list[str]) -> TargetSet:
+        wanted = set(account_ids)
+        return TargetSet(
+            self.version,
+            [t for t in self.targets if t.account_id in wanted],
+            {a: row for a, row in self.rows.items() if a in wanted},
+        )
+
+
+class TargetSets:
+    """Each master's TargetSet, kept while the database's version for that master is unchanged
+    (the version is bumped in the same transaction as any change, by triggers), so an order
+    reads no subscription rows at all when nothing changed. Bounded, least recently used out."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._capacity = capacity
+        self._sets: OrderedDict[str, TargetSet] = OrderedDict()
+
+    def get(self, master_id: str, version: int) -> TargetSet | None:
+        found = self._sets.get(master_id)
+        if found is None or found.version != version:
+            return None
+        self._sets.move_to_end(master_id)
+        return found
+
+    def put(
+        self, master_id: str, version: int, rows: list[dict[str, Any]], cache: TargetCache
+    ) -> TargetSet:
+        built = TargetSet.build(version, rows, cache)
+        self._sets[master_id] = built
+        self._sets.move_to_end(master_id)
+        while len(self._sets) > self._capacity:
+            self._sets.popitem(last=False)
+        return built
+
+
+def one_per_account(targets: list[FollowerTarget]) -> list[FollowerTarget]:
+    """One target per follower account (the first subscription by id), in account order, so
+    shards never split an account and every worker shards the same way."""
+    chosen: dict[str, FollowerTarget] = {}
+    for target in sorted(targets, key=lambda t: (t.account_id, t.subscription_id)):
+        chosen.setdefault(target.account_id, target)
+    return list(chosen.values())

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
-from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
@@ -34,17 +30,8 @@ from nats.js.client import JetStreamContext
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from brokers.alpaca.constants import BROKER_TIMEZONE
-from replication.model import (
-    MASTER_ACTION,
-    ZERO,
-    FollowerState,
-    FollowerTarget,
-    Instrument,
-    PlannedLeg,
-)
-from replication.plan import master_leg, plan, trading_day
-from replication.state import TERMINAL, LegStatus, transition
+from replication.model import MASTER_ACTION, FollowerTarget
+from replication.state import TERMINAL, LegStatus
 from schemas.messages import (
     ORDERS_STREAM,
     SHARDS_STREAM,
@@ -53,10 +40,12 @@ from schemas.messages import (
     PlanContext,
     ShardMessage,
 )
-from services.app.sending import place_once, request_from_leg
+from services.app.planning import Planner
+from services.app.recording import PlanLost, Recorder
+from services.app.sending import Sender
 from services.app.settling import Settler
 from services.app.snapshots import Snapshot, Snapshots
-from services.app.targets import TargetCache, broker_for_row
+from services.app.targets import TargetCache, TargetSet, TargetSets, broker_for_row
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
@@ -72,63 +61,27 @@ M = TypeVar("M", bound=BaseModel)
 _FINAL = frozenset(status.value for status in TERMINAL)
 
 
-class PlanLost(Exception):
-    """Another delivery of the order stored a different plan first."""
-
-
 @dataclass(frozen=True)
-class TargetSet:
-    """A master's followers as the planner sees them: one target per account (the first
-    subscription by id), in account order, with the row the sender needs."""
+class _Shard:
+    """One shard of a planned order, as this worker runs it."""
 
-    version: int
-    targets: list[FollowerTarget]
-    rows: dict[str, dict[str, Any]]  # by account id
-
-    @classmethod
-    def build(cls, version: int, rows: list[dict[str, Any]], cache: TargetCache) -> TargetSet:
-        targets = _one_per_account([cache.target(row) for row in rows])
-        chosen = {t.subscription_id for t in targets}
-        return cls(
-            version,
-            targets,
-            {str(row["account_id"]): row for row in rows if str(row["subscription_id"]) in chosen},
-        )
-
-    def only(self, account_ids: list[str]) -> TargetSet:
-        wanted = set(account_ids)
-        return TargetSet(
-            self.version,
-            [t for t in self.targets if t.account_id in wanted],
-            {a: row for a, row in self.rows.items() if a in wanted},
-        )
+    order: OrderMessage
+    index: int
+    shards: int
+    context: PlanContext
+    master_row: dict[str, Any] | None  # only with shard 0 of an order placed through the API
+    fix_plan: str | None  # the plan to store with the first batch, when this worker made it
 
 
-class TargetSets:
-    """Each master's TargetSet, kept while the database's version for that master is unchanged
-    (the version is bumped in the same transaction as any change, by triggers), so an order
-    reads no subscription rows at all when nothing changed. Bounded, least recently used out."""
+@dataclass
+class _Sent:
+    """What recording and sending a shard produced, for settling it."""
 
-    def __init__(self, capacity: int = 64) -> None:
-        self._capacity = capacity
-        self._sets: OrderedDict[str, TargetSet] = OrderedDict()
-
-    def get(self, master_id: str, version: int) -> TargetSet | None:
-        found = self._sets.get(master_id)
-        if found is None or found.version != version:
-            return None
-        self._sets.move_to_end(master_id)
-        return found
-
-    def put(
-        self, master_id: str, version: int, rows: list[dict[str, Any]], cache: TargetCache
-    ) -> TargetSet:
-        built = TargetSet.build(version, rows, cache)
-        self._sets[master_id] = built
-        self._sets.move_to_end(master_id)
-        while len(self._sets) > self._capacity:
-            self._sets.popitem(last=False)
-        return built
+    batches: int
+    legs: int = 0
+    skipped: list[str] = field(default_factory=list)
+    outcomes: list[repo.LegOutcome] = field(default_factory=list)
+    first_answer: list[float] = field(default_factory=list)
 
 
 class Replicator:
@@ -155,8 +108,15 @@ class Replicator:
         self.js = js
         self.cipher = cipher
         self.factory = factory
-        self._host_limits: dict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.max_concurrent_per_host)
+        self.planner = Planner(settings, factory, cipher, snapshots)
+        self.recorder = Recorder(engine, settings.leg_lease_s)
+        self.sender = Sender(
+            engine,
+            factory,
+            cipher,
+            settings.leg_lease_s,
+            settings.unknown_recheck_s,
+            settings.max_concurrent_per_host,
         )
         self._in_flight: set[asyncio.Task[None]] = set()
         self._coordinating = 0
@@ -284,36 +244,7 @@ class Replicator:
             master_row = {**master_row, "account_id": master_row["id"]}
         stored, recorded = state.plan, state.shards_recorded
         if stored is None:
-            targets = followers.targets
-            one_per_broker: dict[str, dict[str, Any]] = {}
-            for target in targets:
-                one_per_broker.setdefault(target.broker, followers.rows[target.account_id])
-            by_broker = {
-                name: broker_for_row(self.factory, self.cipher, row)
-                for name, row in one_per_broker.items()
-            }
-            master_broker = (
-                None
-                if master_row is None
-                else broker_for_row(self.factory, self.cipher, master_row)
-            )
-            now = datetime.now(UTC)
-            context = await self.snapshots.master(
-                order,
-                master_broker,
-                targets,
-                by_broker,
-                state.halts,
-                now,
-                trading_day(now, BROKER_TIMEZONE),
-                position_cache_ok=not state.master_busy,
-            )
-            ids, size = [t.account_id for t in targets], self.settings.shard_size
-            proposal = OrderPlan(
-                context=context,
-                shards=[ids[i : i + size] for i in range(0, len(ids), size)] or [[]],
-                targets_version=followers.version,
-            )
+            proposal = await self.planner.propose(order, state, followers, master_row)
             # Stored in the same transaction as shard 0's first batch (one commit less before
             # the first follower's order); shards 1.. are dispatched once it is committed.
             order_plan, fresh = proposal, proposal.model_dump_json()
@@ -417,67 +348,81 @@ class Replicator:
         fix_plan: str | None = None,
         after_first_batch: Callable[[], None] | None = None,
     ) -> None:
-        """Record and send one shard batch by batch: the first followers' orders leave while
-        later batches are still being recorded. Each leg is still durable before it is sent."""
+        """Record and send one shard batch by batch, then settle it."""
         by_account = dict(followers.rows)
-        targets = followers.targets
         brokers = {
             account_id: broker_for_row(self.factory, self.cipher, row)
             for account_id, row in by_account.items()
         }
         if master_row is not None:
             by_account[order.account_id] = master_row
-        snapshot = await self.snapshots.followers(order, context, targets, brokers)
-        first, size = self.settings.first_batch, self.settings.batch_size
+        snapshot = await self.snapshots.followers(order, context, followers.targets, brokers)
+        shard = _Shard(order, index, shards, context, master_row, fix_plan)
+        sent = await self._record_and_send(
+            shard, followers.targets, snapshot, by_account, on_recorded, after_first_batch
+        )
+        await self._settle(shard, sent)
+
+    async def _record_and_send(
+        self,
+        shard: _Shard,
+        targets: list[FollowerTarget],
+        snapshot: Snapshot,
+        by_account: dict[str, dict[str, Any]],
+        on_recorded: Callable[[], Awaitable[None]],
+        after_first_batch: Callable[[], None] | None,
+    ) -> _Sent:
+        """The first followers' orders leave while later batches are still being recorded;
+        each leg is durable before it is sent."""
+        order, first, size = shard.order, self.settings.first_batch, self.settings.batch_size
         batches = [targets[:first]] + [
             targets[i : i + size] for i in range(first, len(targets), size)
         ]
-
-        first_answer: list[float] = []
+        sent = _Sent(batches=len(batches))
         sending: list[asyncio.Task[list[repo.LegOutcome]]] = []
         sent_ids: list[str] = []
-        renewal = asyncio.create_task(self._renew_leases(sent_ids))
-        legs_total, skipped = 0, []
+        renewal = asyncio.create_task(self.sender.renew_leases(sent_ids))
         try:
             for number, batch in enumerate(batches):
-                mine = await self._record(
+                mine = await self.recorder.record(
                     order,
                     batch,
                     snapshot,
-                    context,
-                    master_row if number == 0 and index == 0 else None,
-                    (index, shards) if number == len(batches) - 1 else None,
-                    fix_plan if number == 0 else None,
+                    shard.context,
+                    shard.master_row if number == 0 and shard.index == 0 else None,
+                    (shard.index, shard.shards) if number == len(batches) - 1 else None,
+                    shard.fix_plan if number == 0 else None,
                 )
                 if number == 0 and after_first_batch is not None:
                     after_first_batch()
-                legs_total += len(mine)
+                sent.legs += len(mine)
                 if any(leg.action == MASTER_ACTION for leg in mine):
                     # Before a master leg is sent: nobody may plan with a position from before it.
                     await self.master_positions.invalidate(order.account_id)
                 to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
-                skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
+                sent.skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
                 sent_ids.extend(leg.leg_id for leg in to_send)
-                sending.append(
-                    asyncio.create_task(self._send_all(to_send, by_account, first_answer))
-                )
+                send = self.sender.send_all(to_send, by_account, sent.first_answer)
+                sending.append(asyncio.create_task(send))
             await on_recorded()
-            outcomes = [o for batch in await asyncio.gather(*sending) for o in batch]
+            sent.outcomes = [o for batch in await asyncio.gather(*sending) for o in batch]
         finally:
             renewal.cancel()
             for task in sending:
                 task.cancel()  # only matters on failure: in-doubt legs go to the sweeper
+        return sent
+
+    async def _settle(self, shard: _Shard, sent: _Sent) -> None:
+        order = shard.order
         async with self.engine.begin() as conn:
-            settled_rows = await repo.settle_legs(conn, outcomes)
-            skipped_rows = await repo.list_copies_by_ids(conn, skipped) if skipped else []
+            settled_rows = await repo.settle_legs(conn, sent.outcomes)
+            skipped_rows = await repo.list_copies_by_ids(conn, sent.skipped) if sent.skipped else []
         progress = (
             await self.settler.announce(
-                [*skipped_rows, *settled_rows],
-                order.created_at,
-                (order.order_id, order.master_id),
+                [*skipped_rows, *settled_rows], order.created_at, (order.order_id, order.master_id)
             )
         )[order.order_id]
-        if master_row is not None and any(
+        if shard.master_row is not None and any(
             r["action"] == MASTER_ACTION and r["status"] in _FINAL for r in settled_rows
         ):
             # Read the master's positions again now that its order is done, off the critical
@@ -485,153 +430,30 @@ class Replicator:
             self._spawn(
                 self.snapshots.master_positions(
                     order.account_id,
-                    broker_for_row(self.factory, self.cipher, master_row),
+                    broker_for_row(self.factory, self.cipher, shard.master_row),
                     use_cache=False,
                 )
             )
-        if first_answer and index == 0:
-            FIRST_LEG.observe(max(0.0, first_answer[0] - order.created_at.timestamp()))
+        if sent.first_answer and shard.index == 0:
+            FIRST_LEG.observe(max(0.0, sent.first_answer[0] - order.created_at.timestamp()))
         if progress["fanout_ms"] is not None:
             FANOUT.observe(progress["fanout_ms"] / 1000)
         log.info(
             "order %s shard %d/%d: %d legs in %d batches (%d sent, %d skipped), order %s",
             order.order_id,
-            index + 1,
-            shards,
-            legs_total,
-            len(batches),
-            len(outcomes),
-            len(skipped),
+            shard.index + 1,
+            shard.shards,
+            sent.legs,
+            sent.batches,
+            len(sent.outcomes),
+            len(sent.skipped),
             progress["status"],
         )
-
-    async def _record(
-        self,
-        order: OrderMessage,
-        batch: list[FollowerTarget],
-        snapshot: Snapshot,
-        context: PlanContext,
-        master_row: dict[str, Any] | None,
-        completes: tuple[int, int] | None,
-        fix_plan: str | None = None,
-    ) -> list[PlannedLeg]:
-        """Plan and record one batch in one transaction; returns the legs this call inserted.
-        `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
-        day: date = context.trading_day
-        async with self.engine.begin() as conn:
-            if fix_plan is not None:
-                stored, _ = await repo.fix_plan(conn, order.order_id, fix_plan)
-                if stored != json.loads(fix_plan):
-                    raise PlanLost(order.order_id)  # rolls this batch back
-            # Risk rows stay locked until the legs are recorded: caps hold across workers.
-            risk = await repo.lock_risk(
-                conn,
-                [t.account_id for t in batch],
-                day,
-                order.symbol,
-                [t.account_id for t in batch if t.caps.max_open_positions is not None],
-            )
-            targets = [
-                replace(
-                    target,
-                    instrument=snapshot.instruments.get(target.broker, Instrument(order.symbol)),
-                    state=_merge_state(
-                        snapshot.states.get(target.account_id, FollowerState()),
-                        risk.get(target.account_id),
-                        order.symbol,
-                    ),
-                )
-                for target in batch
-            ]
-            legs = plan(order, targets, context.planned_at, snapshot.context)
-            if master_row is not None and order.origin == "api":
-                # An order the master placed directly at its broker is already there.
-                legs.append(master_leg(order, master_row["broker"]))
-            to_record = [
-                replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
-                if leg.status is LegStatus.PLANNED
-                else leg
-                for leg in legs
-            ]
-            inserted = set(
-                await repo.insert_legs(conn, order.master_id, to_record, self.settings.leg_lease_s)
-            )
-            mine = [leg for leg in to_record if leg.leg_id in inserted]
-            await repo.spend_risk(conn, mine, day)
-            if completes is not None:
-                await repo.shard_recorded(conn, order.order_id, *completes)
-        return mine
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _send_all(
-        self,
-        legs: list[PlannedLeg],
-        by_account: dict[str, dict[str, Any]],
-        first_answer: list[float],
-    ) -> list[repo.LegOutcome]:
-        return list(
-            await asyncio.gather(
-                *(self._send(leg, by_account[leg.account_id], first_answer) for leg in legs)
-            )
-        )
-
-    async def _renew_leases(self, leg_ids: list[str]) -> None:
-        """While this worker sends, keep its legs' leases fresh (a third of the lease apart)."""
-        interval = self.settings.leg_lease_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            if not leg_ids:  # shards still being recorded append to this list
-                continue
-            try:
-                async with self.engine.begin() as conn:
-                    await repo.renew_leases(conn, leg_ids, self.settings.leg_lease_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("lease renewal failed", exc_info=True)
-
-    async def _send(
-        self, leg: PlannedLeg, row: dict[str, Any], first_answer: list[float]
-    ) -> repo.LegOutcome:
-        broker = broker_for_row(self.factory, self.cipher, row)
-        async with self._host_limits[leg.broker]:
-            outcome = await place_once(
-                broker,
-                leg.broker,
-                leg.leg_id,
-                request_from_leg(leg),
-                deadline_s=self.settings.leg_lease_s * 0.5,
-                recheck_s=self.settings.unknown_recheck_s,
-            )
-        if not first_answer:
-            first_answer.append(time.time())
-        return outcome
-
-
-def _one_per_account(targets: list[FollowerTarget]) -> list[FollowerTarget]:
-    """One target per follower account (the first subscription by id), in account order, so
-    shards never split an account and every worker shards the same way."""
-    chosen: dict[str, FollowerTarget] = {}
-    for target in sorted(targets, key=lambda t: (t.account_id, t.subscription_id)):
-        chosen.setdefault(target.account_id, target)
-    return list(chosen.values())
-
-
-def _merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str) -> FollowerState:
-    """Broker snapshot + the locked ledger and day counter of one follower account."""
-    if risk is None:
-        return snapshot
-    ledger_symbols = frozenset(s for s, qty in risk.positions.items() if qty != 0)
-    return replace(
-        snapshot,
-        copy_position=risk.positions.get(symbol, ZERO),
-        open_symbols=snapshot.open_symbols | ledger_symbols,
-        orders_today=risk.orders_today,
-    )
 
 
 async def _parse(kind: type[M], message: Msg) -> M | None:

@@ -23,7 +23,7 @@ from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
-from services.app.sending import look_up, place_once, request_from_row
+from services.app.sending import cancel_and_confirm, look_up, place_once, request_from_row
 from services.app.settling import Settler
 from services.app.targets import broker_for_row
 from services.infra import bus
@@ -176,23 +176,11 @@ class Sweeper:
         return len(claimed) == limit
 
     async def _cancel(self, row: dict[str, Any]) -> repo.LegOutcome | None:
-        leg_id = str(row["id"])
-        broker = broker_for_row(self.factory, self.cipher, row)
-        deadline = self.settings.leg_lease_s * 0.5
-        try:
-            async with asyncio.timeout(deadline):
-                await broker.cancel_order(row["broker_order_id"], row["symbol"])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # filled meanwhile (422), or the broker is down: look it up
-            log.info("cancel of leg %s: %s", leg_id, exc)
-        found = await look_up(
-            broker,
+        found = await cancel_and_confirm(
+            broker_for_row(self.factory, self.cipher, row),
             row["broker"],
-            leg_id,
-            row["client_order_id"],
-            row["symbol"],
-            deadline,
+            row,
+            self.settings.leg_lease_s * 0.5,
             self.settings.unknown_recheck_s,
         )
         if found is None or found.status not in TERMINAL:

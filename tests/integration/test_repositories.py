@@ -336,9 +336,8 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
 
 
 async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: AsyncEngine) -> None:
+    from services.app.recording import PlanLost, Recorder
     from services.app.snapshots import Snapshot
-    from services.infra.settings import Settings
-    from services.worker.replicator import PlanLost, Replicator
 
     order, targets = await _order_with_followers(engine, 3)
     now = datetime.now(UTC)
@@ -353,7 +352,7 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     theirs, ours = plan_json("5"), plan_json("0")
     async with engine.begin() as conn:
         await repo.fix_plan(conn, order.order_id, theirs)  # another delivery was first
-    replicator = Replicator(Settings(), engine, None, None, None, None, None)  # type: ignore[arg-type]
+    recorder = Recorder(engine, lease_s=10)
 
     async def legs() -> int:
         async with engine.connect() as conn:
@@ -369,12 +368,12 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     snapshot = Snapshot(context=MasterContext())
     ours_context = OrderPlan.model_validate_json(ours).context
     with pytest.raises(PlanLost):
-        await replicator._record(order, targets, snapshot, ours_context, None, (0, 1), ours)
+        await recorder.record(order, targets, snapshot, ours_context, None, (0, 1), ours)
     assert await legs() == 0  # the whole batch rolled back
     async with engine.connect() as conn:
         state = await repo.order_state(conn, order.order_id)
     assert state is not None and state.shards_recorded == set()
 
     theirs_context = OrderPlan.model_validate_json(theirs).context
-    mine = await replicator._record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
+    mine = await recorder.record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
     assert len(mine) == 3 and await legs() == 3

@@ -44,7 +44,7 @@ def test_targets_are_parsed_once_per_version() -> None:
 
 
 def test_target_sets_are_kept_per_master_version_and_bounded() -> None:
-    from services.worker.replicator import TargetSets
+    from services.app.targets import TargetSets
 
     cache = TargetCache()
     rows = [

@@ -1,0 +1,70 @@
+"""Planning a master order, once: the master's side (position, reference price, equity, halts,
+instrument rules) and the partition of its follower accounts into shards. The plan is stored on
+the order with its first batch (first stored wins), so every delivery and every worker sizes
+against the same facts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from brokers.alpaca.constants import BROKER_TIMEZONE
+from replication.plan import trading_day
+from schemas.messages import OrderMessage, OrderPlan
+from services.app.snapshots import Snapshots
+from services.app.targets import TargetSet, broker_for_row
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
+from services.infra.db.repositories import OrderState
+from services.infra.settings import Settings
+
+
+class Planner:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: BrokerFactory,
+        cipher: CredentialCipher,
+        snapshots: Snapshots,
+    ) -> None:
+        self.shard_size = settings.shard_size
+        self.factory = factory
+        self.cipher = cipher
+        self.snapshots = snapshots
+
+    async def propose(
+        self,
+        order: OrderMessage,
+        state: OrderState,
+        followers: TargetSet,
+        master_row: dict[str, Any] | None,
+    ) -> OrderPlan:
+        """The plan this worker would store: the master context and the shards."""
+        targets = followers.targets
+        one_per_broker: dict[str, dict[str, Any]] = {}
+        for target in targets:
+            one_per_broker.setdefault(target.broker, followers.rows[target.account_id])
+        by_broker = {
+            name: broker_for_row(self.factory, self.cipher, row)
+            for name, row in one_per_broker.items()
+        }
+        master_broker = (
+            None if master_row is None else broker_for_row(self.factory, self.cipher, master_row)
+        )
+        now = datetime.now(UTC)
+        context = await self.snapshots.master(
+            order,
+            master_broker,
+            targets,
+            by_broker,
+            state.halts,
+            now,
+            trading_day(now, BROKER_TIMEZONE),
+            position_cache_ok=not state.master_busy,
+        )
+        ids, size = [t.account_id for t in targets], self.shard_size
+        return OrderPlan(
+            context=context,
+            shards=[ids[i : i + size] for i in range(0, len(ids), size)] or [[]],
+            targets_version=followers.version,
+        )

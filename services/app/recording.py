@@ -1,0 +1,97 @@
+"""Recording a batch of legs: lock the followers' risk rows, plan, one bulk insert, spend the
+caps, all in one transaction. A leg is durable before anything is sent; the risk rows stay
+locked until the legs are recorded, so caps hold across workers and concurrent orders."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from replication.model import ZERO, FollowerState, FollowerTarget, Instrument, PlannedLeg
+from replication.plan import master_leg, plan
+from replication.state import LegStatus, transition
+from schemas.messages import OrderMessage, PlanContext
+from services.app.snapshots import Snapshot
+from services.infra.db import repositories as repo
+
+
+class PlanLost(Exception):
+    """Another delivery of the order stored a different plan first."""
+
+
+class Recorder:
+    def __init__(self, engine: AsyncEngine, lease_s: float) -> None:
+        self.engine = engine
+        self.lease_s = lease_s
+
+    async def record(
+        self,
+        order: OrderMessage,
+        batch: list[FollowerTarget],
+        snapshot: Snapshot,
+        context: PlanContext,
+        master_row: dict[str, Any] | None,
+        completes: tuple[int, int] | None,
+        fix_plan: str | None = None,
+    ) -> list[PlannedLeg]:
+        """Plan and record one batch in one transaction; returns the legs this call inserted.
+        `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
+        day: date = context.trading_day
+        async with self.engine.begin() as conn:
+            if fix_plan is not None:
+                stored, _ = await repo.fix_plan(conn, order.order_id, fix_plan)
+                if stored != json.loads(fix_plan):
+                    raise PlanLost(order.order_id)  # rolls this batch back
+            # Risk rows stay locked until the legs are recorded: caps hold across workers.
+            risk = await repo.lock_risk(
+                conn,
+                [t.account_id for t in batch],
+                day,
+                order.symbol,
+                [t.account_id for t in batch if t.caps.max_open_positions is not None],
+            )
+            targets = [
+                replace(
+                    target,
+                    instrument=snapshot.instruments.get(target.broker, Instrument(order.symbol)),
+                    state=merge_state(
+                        snapshot.states.get(target.account_id, FollowerState()),
+                        risk.get(target.account_id),
+                        order.symbol,
+                    ),
+                )
+                for target in batch
+            ]
+            legs = plan(order, targets, context.planned_at, snapshot.context)
+            if master_row is not None and order.origin == "api":
+                # An order the master placed directly at its broker is already there.
+                legs.append(master_leg(order, master_row["broker"]))
+            to_record = [
+                replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
+                if leg.status is LegStatus.PLANNED
+                else leg
+                for leg in legs
+            ]
+            inserted = set(await repo.insert_legs(conn, order.master_id, to_record, self.lease_s))
+            mine = [leg for leg in to_record if leg.leg_id in inserted]
+            await repo.spend_risk(conn, mine, day)
+            if completes is not None:
+                await repo.shard_recorded(conn, order.order_id, *completes)
+        return mine
+
+
+def merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str) -> FollowerState:
+    """Broker snapshot + the locked ledger and day counter of one follower account."""
+    if risk is None:
+        return snapshot
+    ledger_symbols = frozenset(s for s, qty in risk.positions.items() if qty != 0)
+    return replace(
+        snapshot,
+        copy_position=risk.positions.get(symbol, ZERO),
+        open_symbols=snapshot.open_symbols | ledger_symbols,
+        orders_today=risk.orders_today,
+    )
