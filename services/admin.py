@@ -9,8 +9,9 @@ import sys
 import uuid
 
 from services.infra.auth import hash_password
-from services.infra.db import repositories as repo
 from services.infra.db.engine import make_engine
+from services.infra.db.repositories.base import Conflict
+from services.infra.db.repositories.users import create_user
 from services.infra.settings import Settings
 
 
@@ -24,7 +25,7 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
     user_id = str(uuid.uuid4())
     try:
         async with engine.begin() as conn:
-            await repo.create_user(
+            await create_user(
                 conn,
                 user_id,
                 email.strip().lower(),
@@ -48,7 +49,7 @@ def main() -> None:
         raise SystemExit("an admin password needs at least 12 characters")
     try:
         user_id = asyncio.run(create_admin(Settings.from_env(), args.email, password))
-    except repo.Conflict:
+    except Conflict:
         raise SystemExit("that email is already registered") from None
     print(user_id)
 

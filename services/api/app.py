@@ -53,8 +53,37 @@ from services.infra import bus
 from services.infra.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
 from services.infra.brokerage import validate_credentials
 from services.infra.crypto import CredentialCipher
-from services.infra.db import repositories as repo
 from services.infra.db.engine import make_engine
+from services.infra.db.repositories.accounts import (
+    accounts_of_user,
+    get_account,
+    insert_account,
+    set_account_halted,
+)
+from services.infra.db.repositories.base import Conflict
+from services.infra.db.repositories.halts import (
+    GLOBAL_HALT_SCOPE,
+    halt_scopes,
+    master_halt_scope,
+    set_halt,
+)
+from services.infra.db.repositories.legs import list_copies
+from services.infra.db.repositories.orders import (
+    get_master_order,
+    get_master_order_by_client_id,
+    insert_master_order,
+    list_master_orders,
+    order_progress,
+    request_cancel,
+    request_replace,
+)
+from services.infra.db.repositories.subscriptions import (
+    insert_subscription,
+    remove_subscription,
+    subscriptions_of_follower,
+    update_subscription,
+)
+from services.infra.db.repositories.users import create_user, get_user, get_user_by_email
 from services.infra.metrics import ORDER_PUBLISH, ORDERS_INGESTED
 from services.infra.settings import Settings
 
@@ -182,8 +211,8 @@ def _order_out(row: dict[str, Any], progress: dict[str, Any]) -> OrderOut:
 
 async def recent_orders(c: Container, master_id: str, limit: int) -> list[OrderOut]:
     async with c.engine.connect() as conn:
-        rows = await repo.list_master_orders(conn, master_id, limit)
-        return [_order_out(row, await repo.order_progress(conn, str(row["id"]))) for row in rows]
+        rows = await list_master_orders(conn, master_id, limit)
+        return [_order_out(row, await order_progress(conn, str(row["id"]))) for row in rows]
 
 
 PROTOCOL = "copytrade.v1"
@@ -247,8 +276,8 @@ def build_app(settings: Settings) -> FastAPI:
         )
         async with c.engine.begin() as conn:
             try:
-                await repo.create_user(conn, user_id, body.email, password_hash, body.role)
-            except repo.Conflict as exc:
+                await create_user(conn, user_id, body.email, password_hash, body.role)
+            except Conflict as exc:
                 raise ApiError(409, "email_taken", "that email is already registered") from exc
         return RegisterResponse(user_id=user_id)
 
@@ -265,7 +294,7 @@ def build_app(settings: Settings) -> FastAPI:
                 headers={"Retry-After": "300"},
             )
         async with c.engine.connect() as conn:
-            user = await repo.get_user_by_email(conn, email)
+            user = await get_user_by_email(conn, email)
         stored = user["password_hash"] if user else c.dummy_hash  # same work for unknown emails
         ok = await asyncio.to_thread(verify_password, body.password, stored)
         if user is None or not ok:
@@ -293,7 +322,7 @@ def build_app(settings: Settings) -> FastAPI:
         account_id = str(uuid.uuid4())
         sealed = c.cipher.encrypt(account_id, body.credentials)
         async with c.engine.begin() as conn:
-            await repo.create_account(
+            await insert_account(
                 conn, account_id, user.user_id, body.broker.value, body.label, sealed
             )
         return AccountOut(account_id=account_id, broker=body.broker.value, label=body.label)
@@ -301,13 +330,13 @@ def build_app(settings: Settings) -> FastAPI:
     @app.get("/v1/accounts", response_model=list[AccountOut])
     async def list_accounts(user: Auth, c: Deps) -> list[AccountOut]:
         async with c.engine.connect() as conn:
-            return [_account_out(row) for row in await repo.list_accounts(conn, user.user_id)]
+            return [_account_out(row) for row in await accounts_of_user(conn, user.user_id)]
 
     async def _set_halted(
         account_id: UUID, user: Principal, c: Container, halted: bool
     ) -> AccountOut:
         async with c.engine.begin() as conn:
-            row = await repo.set_account_halted(conn, str(account_id), user.user_id, halted)
+            row = await set_account_halted(conn, str(account_id), user.user_id, halted)
         if row is None:
             raise ApiError(404, "account_not_found", "no such account")
         return _account_out(row)
@@ -325,14 +354,14 @@ def build_app(settings: Settings) -> FastAPI:
     async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> SubscriptionOut:
         require(user, "follower")
         async with c.engine.begin() as conn:
-            if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
+            if await get_account(conn, str(body.account_id), user.user_id) is None:
                 raise ApiError(404, "account_not_found", "no such account")
-            master = await repo.get_user(conn, str(body.master_id))
+            master = await get_user(conn, str(body.master_id))
             if master is None or master["role"] != "master":
                 raise ApiError(404, "master_not_found", "no such master")
             values = body.model_dump(mode="json", exclude_none=True)
             try:
-                row = await repo.create_subscription(
+                row = await insert_subscription(
                     conn,
                     {
                         "id": str(uuid.uuid4()),
@@ -345,7 +374,7 @@ def build_app(settings: Settings) -> FastAPI:
                         "paused": body.paused,
                     },
                 )
-            except repo.Conflict as exc:
+            except Conflict as exc:
                 raise ApiError(
                     409, "subscription_exists", "this account already follows this master"
                 ) from exc
@@ -354,7 +383,7 @@ def build_app(settings: Settings) -> FastAPI:
     @app.get("/v1/subscriptions", response_model=list[SubscriptionOut])
     async def list_subscriptions(user: Auth, c: Deps) -> list[SubscriptionOut]:
         async with c.engine.connect() as conn:
-            rows = await repo.list_subscriptions(conn, user.user_id)
+            rows = await subscriptions_of_follower(conn, user.user_id)
         return [_subscription_out(row) for row in rows]
 
     @app.patch("/v1/subscriptions/{subscription_id}", response_model=SubscriptionOut)
@@ -365,7 +394,7 @@ def build_app(settings: Settings) -> FastAPI:
         if any(value is None for value in changes.values()):
             raise ApiError(422, "validation_error", "fields may be changed but not set to null")
         async with c.engine.begin() as conn:
-            row = await repo.update_subscription(conn, str(subscription_id), user.user_id, changes)
+            row = await update_subscription(conn, str(subscription_id), user.user_id, changes)
         if row is None:
             raise ApiError(404, "subscription_not_found", "no such subscription")
         return _subscription_out(row)
@@ -373,7 +402,7 @@ def build_app(settings: Settings) -> FastAPI:
     @app.delete("/v1/subscriptions/{subscription_id}", status_code=204)
     async def delete_subscription(subscription_id: UUID, user: Auth, c: Deps) -> Response:
         async with c.engine.begin() as conn:
-            deleted = await repo.delete_subscription(conn, str(subscription_id), user.user_id)
+            deleted = await remove_subscription(conn, str(subscription_id), user.user_id)
         if not deleted:
             raise ApiError(404, "subscription_not_found", "no such subscription")
         return Response(status_code=204)
@@ -395,7 +424,7 @@ def build_app(settings: Settings) -> FastAPI:
         require(user, "master")
         request_hash = _request_hash(body)
         async with c.engine.begin() as conn:
-            row = await repo.insert_master_order(
+            row = await insert_master_order(
                 conn,
                 {
                     "id": str(uuid.uuid4()),
@@ -414,11 +443,9 @@ def build_app(settings: Settings) -> FastAPI:
             )
             replay = row is None
             if row is None:
-                if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
+                if await get_account(conn, str(body.account_id), user.user_id) is None:
                     raise ApiError(404, "account_not_found", "no such account")
-                row = await repo.get_master_order_by_client_id(
-                    conn, user.user_id, body.client_order_id
-                )
+                row = await get_master_order_by_client_id(conn, user.user_id, body.client_order_id)
                 assert row is not None
         if replay and row["request_hash"] != request_hash:
             ORDERS_INGESTED.labels("conflict").inc()
@@ -439,10 +466,10 @@ def build_app(settings: Settings) -> FastAPI:
     async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
         require(user, "master")
         async with c.engine.connect() as conn:
-            row = await repo.get_master_order(conn, str(order_id), user.user_id)
+            row = await get_master_order(conn, str(order_id), user.user_id)
             if row is None:
                 raise ApiError(404, "order_not_found", "no such order")
-            progress = await repo.order_progress(conn, str(order_id))
+            progress = await order_progress(conn, str(order_id))
         return _order_out(row, progress)
 
     @app.get("/v1/orders", response_model=list[OrderOut])
@@ -460,7 +487,7 @@ def build_app(settings: Settings) -> FastAPI:
         """Change quantity or prices; open legs are replaced at their brokers (same sizing)."""
         require(user, "master")
         async with c.engine.begin() as conn:
-            current = await repo.get_master_order(conn, str(order_id), user.user_id)
+            current = await get_master_order(conn, str(order_id), user.user_id)
             if current is None:
                 raise ApiError(404, "order_not_found", "no such order")
             kind = current["type"]
@@ -468,7 +495,7 @@ def build_app(settings: Settings) -> FastAPI:
                 raise ApiError(422, "unexpected_price", f"a {kind} order takes no limit_price")
             if body.stop_price is not None and kind not in ("stop", "stop_limit"):
                 raise ApiError(422, "unexpected_price", f"a {kind} order takes no stop_price")
-            row = await repo.request_replace(
+            row = await request_replace(
                 conn, str(order_id), user.user_id, body.qty, body.limit_price, body.stop_price
             )
             if row is None:
@@ -483,7 +510,7 @@ def build_app(settings: Settings) -> FastAPI:
         """Cancel the master order and every open leg of it, at every broker."""
         require(user, "master")
         async with c.engine.begin() as conn:
-            row = await repo.request_cancel(conn, str(order_id), user.user_id)
+            row = await request_cancel(conn, str(order_id), user.user_id)
         if row is None:
             raise ApiError(404, "order_not_found", "no such order")
         await c.nc.publish(SWEEP_NOW_SUBJECT, str(order_id).encode())
@@ -493,24 +520,24 @@ def build_app(settings: Settings) -> FastAPI:
     async def _halt(user: Principal, c: Container, scope: str, halted: bool) -> HaltState:
         require(user, "admin")
         async with c.engine.begin() as conn:
-            await repo.set_halt(conn, scope, user.user_id, halted)
+            await set_halt(conn, scope, user.user_id, halted)
         log.warning("admin %s %s %s", user.user_id, "halted" if halted else "resumed", scope)
         return HaltState(scope=scope, halted=halted)
 
     @app.post("/v1/admin/halt", response_model=HaltState)
     async def global_halt(user: Auth, c: Deps) -> HaltState:
-        return await _halt(user, c, repo.GLOBAL_HALT_SCOPE, True)
+        return await _halt(user, c, GLOBAL_HALT_SCOPE, True)
 
     @app.post("/v1/admin/resume", response_model=HaltState)
     async def global_resume(user: Auth, c: Deps) -> HaltState:
-        return await _halt(user, c, repo.GLOBAL_HALT_SCOPE, False)
+        return await _halt(user, c, GLOBAL_HALT_SCOPE, False)
 
     async def _master_scope(master_id: UUID, c: Container) -> str:
         async with c.engine.connect() as conn:
-            master = await repo.get_user(conn, str(master_id))
+            master = await get_user(conn, str(master_id))
         if master is None or master["role"] != "master":
             raise ApiError(404, "master_not_found", "no such master")
-        return repo.master_halt_scope(str(master_id))
+        return master_halt_scope(str(master_id))
 
     @app.post("/v1/admin/masters/{master_id}/halt", response_model=HaltState)
     async def master_halt(master_id: UUID, user: Auth, c: Deps) -> HaltState:
@@ -526,7 +553,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def halts(user: Auth, c: Deps) -> list[HaltState]:
         require(user, "admin")
         async with c.engine.connect() as conn:
-            scopes = await repo.halt_scopes(conn)
+            scopes = await halt_scopes(conn)
         return [HaltState(scope=scope, halted=True) for scope in sorted(scopes)]
 
     @app.get("/v1/copies", response_model=list[CopyOut])
@@ -538,9 +565,7 @@ def build_app(settings: Settings) -> FastAPI:
     ) -> list[CopyOut]:
         require(user, "follower")
         async with c.engine.connect() as conn:
-            rows = await repo.list_copies(
-                conn, user.user_id, str(order_id) if order_id else None, limit
-            )
+            rows = await list_copies(conn, user.user_id, str(order_id) if order_id else None, limit)
         return [_copy_out(row) for row in rows]
 
     # dashboard ----------------------------------------------------------------------------
@@ -612,7 +637,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def _snapshot(c: Container, user: Principal) -> str:
         if user.role == "follower":
             async with c.engine.connect() as conn:
-                rows = await repo.list_copies(conn, user.user_id, None, 50)
+                rows = await list_copies(conn, user.user_id, None, 50)
             body = {
                 "type": "snapshot",
                 "copies": [_copy_out(r).model_dump(mode="json") for r in rows],

@@ -15,7 +15,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.orders import mark_published
 
 log = logging.getLogger("copytrade.outbox")
 
@@ -48,7 +48,7 @@ class PublishedMarks:
             return
         try:
             async with self._engine.begin() as conn:
-                await repo.mark_published(conn, batch)
+                await mark_published(conn, batch)
         except Exception:
             log.warning("could not mark %d orders published; the outbox will", len(batch))
 

@@ -15,7 +15,7 @@ from services.app.snapshots import Snapshots
 from services.app.targets import TargetSet, broker_for_row
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db.repositories import OrderState
+from services.infra.db.repositories.orders import OrderState
 from services.infra.settings import Settings
 
 

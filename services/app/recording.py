@@ -16,7 +16,9 @@ from replication.plan import master_leg, plan
 from replication.state import LegStatus, transition
 from schemas.messages import OrderMessage, PlanContext
 from services.app.snapshots import Snapshot
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.legs import insert_legs
+from services.infra.db.repositories.orders import shard_recorded, store_plan
+from services.infra.db.repositories.risk import RiskRow, lock_risk, spend_risk
 
 
 class PlanLost(Exception):
@@ -43,11 +45,11 @@ class Recorder:
         day: date = context.trading_day
         async with self.engine.begin() as conn:
             if fix_plan is not None:
-                stored, _ = await repo.fix_plan(conn, order.order_id, fix_plan)
+                stored, _ = await store_plan(conn, order.order_id, fix_plan)
                 if stored != json.loads(fix_plan):
                     raise PlanLost(order.order_id)  # rolls this batch back
             # Risk rows stay locked until the legs are recorded: caps hold across workers.
-            risk = await repo.lock_risk(
+            risk = await lock_risk(
                 conn,
                 [t.account_id for t in batch],
                 day,
@@ -76,15 +78,15 @@ class Recorder:
                 else leg
                 for leg in legs
             ]
-            inserted = set(await repo.insert_legs(conn, order.master_id, to_record, self.lease_s))
+            inserted = set(await insert_legs(conn, order.master_id, to_record, self.lease_s))
             mine = [leg for leg in to_record if leg.leg_id in inserted]
-            await repo.spend_risk(conn, mine, day)
+            await spend_risk(conn, mine, day)
             if completes is not None:
-                await repo.shard_recorded(conn, order.order_id, *completes)
+                await shard_recorded(conn, order.order_id, *completes)
         return mine
 
 
-def merge_state(snapshot: FollowerState, risk: repo.RiskRow | None, symbol: str) -> FollowerState:
+def merge_state(snapshot: FollowerState, risk: RiskRow | None, symbol: str) -> FollowerState:
     """Broker snapshot + the locked ledger and day counter of one follower account."""
     if risk is None:
         return snapshot

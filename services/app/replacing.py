@@ -23,8 +23,13 @@ from schemas.common import OrderType
 from services.app.order_messages import order_message_from_row
 from services.app.sending import cancel_and_confirm, look_up, or_existing, outcome_from_order
 from services.app.targets import target_from_row
-from services.infra.db import repositories as repo
-from services.infra.db.repositories import LegOutcome
+from services.infra.db.repositories.legs import (
+    LegOutcome,
+    finish_replace,
+    reserve_replace,
+    settle_legs,
+)
+from services.infra.db.repositories.risk import lock_risk
 
 log = logging.getLogger("copytrade.replace")
 
@@ -113,7 +118,7 @@ class _Replace:
         keep_reservation: bool,
     ) -> dict[str, Any] | None:
         async with self.engine.begin() as conn:
-            return await repo.finish_replace(
+            return await finish_replace(
                 conn, self.leg_id, self.version, outcome, cid, qty, keep_reservation
             )
 
@@ -152,12 +157,12 @@ async def _reserve(
     leg = job.leg
     async with job.engine.begin() as conn:
         day = trading_day(datetime.now(UTC), BROKER_TIMEZONE)
-        risk = await repo.lock_risk(conn, [str(leg["account_id"])], day, leg["symbol"])
+        risk = await lock_risk(conn, [str(leg["account_id"])], day, leg["symbol"])
         ledger = risk.get(str(leg["account_id"]))
         copy_now = ledger.positions.get(leg["symbol"], Decimal(0)) if ledger else Decimal(0)
         qty, reason = replanned_qty(leg, job.order, subscription, copy_now)
         if qty is not None:
-            qty = await repo.reserve_replace(conn, leg, job.version, qty)
+            qty = await reserve_replace(conn, leg, job.version, qty)
     return qty, reason
 
 
@@ -169,8 +174,8 @@ async def _cancel_instead(job: _Replace, reason: str | None) -> dict[str, Any] |
     if old is None or old.status not in TERMINAL:
         return None
     async with job.engine.begin() as conn:
-        await repo.settle_legs(conn, [replace(old, reason=f"replaced: {reason}")])
-        return await repo.finish_replace(conn, job.leg_id, job.version, None, None, None, False)
+        await settle_legs(conn, [replace(old, reason=f"replaced: {reason}")])
+        return await finish_replace(conn, job.leg_id, job.version, None, None, None, False)
 
 
 async def _replace_at_broker(job: _Replace, qty: Decimal) -> dict[str, Any] | None:

@@ -27,8 +27,7 @@ from schemas.common import OrderType, Side, TimeInForce
 from services.app.targets import broker_for_row
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db import repositories
-from services.infra.db.repositories import LegOutcome
+from services.infra.db.repositories.legs import LegOutcome, renew_leases
 from services.infra.metrics import BROKER_REQUESTS
 
 log = logging.getLogger("copytrade.sending")
@@ -250,7 +249,7 @@ class Sender:
                 continue
             try:
                 async with self.engine.begin() as conn:
-                    await repositories.renew_leases(conn, leg_ids, self.lease_s)
+                    await renew_leases(conn, leg_ids, self.lease_s)
             except asyncio.CancelledError:
                 raise
             except Exception:

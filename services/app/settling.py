@@ -2,7 +2,7 @@
 events people watch. The replicator (answers to what it sent), the sweeper (lookups, cancels,
 refreshes) and replace propagation all settle through `Settler`.
 
-A status only moves along the transition table (`repo.settle_legs` guards every row with it);
+A status only moves along the transition table (`settle_legs` guards every row with it);
 what moved is then announced: leg metrics, the master's cached position dropped when a master
 leg moved, leg events for followers' dashboards, and the order's progress for the master's.
 """
@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.events import publish_leg_events, publish_order_event
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.legs import LegOutcome, settle_legs
+from services.infra.db.repositories.orders import order_progress
 from services.infra.metrics import LEGS
 from services.infra.positions import MasterPositions
 
@@ -33,11 +34,11 @@ class Settler:
         self.master_positions = master_positions
 
     async def settle(
-        self, outcomes: Sequence[repo.LegOutcome], order_created_at: datetime | None = None
+        self, outcomes: Sequence[LegOutcome], order_created_at: datetime | None = None
     ) -> list[Row]:
         """Record the outcomes (each only along an allowed move), then announce what moved."""
         async with self.engine.begin() as conn:
-            rows = await repo.settle_legs(conn, outcomes)
+            rows = await settle_legs(conn, outcomes)
         await self.announce(rows, order_created_at)
         return rows
 
@@ -66,9 +67,9 @@ class Settler:
         progress: dict[str, Row] = {}
         async with self.engine.connect() as conn:
             for order_id in masters:
-                progress[order_id] = await repo.order_progress(conn, order_id)
-        for order_id, order_progress in progress.items():
-            await publish_order_event(self.nc, order_id, masters[order_id], order_progress)
-            if order_progress["cancel_requested"]:
+                progress[order_id] = await order_progress(conn, order_id)
+        for order_id, progress_now in progress.items():
+            await publish_order_event(self.nc, order_id, masters[order_id], progress_now)
+            if progress_now["cancel_requested"]:
                 await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
         return progress

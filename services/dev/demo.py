@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.infra.auth import hash_password
 from services.infra.crypto import CredentialCipher
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.accounts import insert_account
+from services.infra.db.repositories.subscriptions import insert_subscription
+from services.infra.db.repositories.users import create_user, get_user
 
 MASTER_EMAIL = "master@demo.copytrade.dev"
 MASTER_PASSWORD = "demo-master-password"
@@ -86,14 +88,14 @@ async def seed(
     follower_hash = hash_password(FOLLOWER_PASSWORD, password_hash_n)
     admin_id = str(uuid.uuid5(_NAMESPACE, "user/admin"))
     async with engine.begin() as conn:
-        if await repo.get_user(conn, admin_id) is None:
-            await repo.create_user(
+        if await get_user(conn, admin_id) is None:
+            await create_user(
                 conn, admin_id, ADMIN_EMAIL, hash_password(ADMIN_PASSWORD, password_hash_n), "admin"
             )
-        if await repo.get_user(conn, master_id) is None:
-            await repo.create_user(conn, master_id, master_email, master_hash, "master")
+        if await get_user(conn, master_id) is None:
+            await create_user(conn, master_id, master_email, master_hash, "master")
             key_id, secret_key = keys["master"]
-            await repo.create_account(
+            await insert_account(
                 conn,
                 master_account,
                 master_id,
@@ -107,13 +109,13 @@ async def seed(
             user_id = str(uuid.uuid5(_NAMESPACE, key(f"user/{name}")))
             account_id = str(uuid.uuid5(_NAMESPACE, key(f"account/{name}")))
             account_ids.append(account_id)
-            if await repo.get_user(conn, user_id) is not None:
+            if await get_user(conn, user_id) is not None:
                 continue
             key_id, secret_key = keys[name]
-            await repo.create_user(
+            await create_user(
                 conn, user_id, follower_email(index, group), follower_hash, "follower"
             )
-            await repo.create_account(
+            await insert_account(
                 conn,
                 account_id,
                 user_id,
@@ -121,7 +123,7 @@ async def seed(
                 f"demo {name}",
                 cipher.encrypt(account_id, {"key_id": key_id, "secret_key": secret_key}),
             )
-            await repo.create_subscription(
+            await insert_subscription(
                 conn,
                 {
                     "id": str(uuid.uuid5(_NAMESPACE, key(f"subscription/{name}"))),

@@ -27,7 +27,9 @@ from services.app.targets import broker_for_row
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.accounts import get_cursor, master_accounts, set_cursor
+from services.infra.db.repositories.legs import known_client_ids
+from services.infra.db.repositories.orders import insert_broker_order, mark_published
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
 
@@ -84,7 +86,7 @@ class Poller:
 
     async def poll_all(self) -> None:
         async with self.engine.connect() as conn:
-            accounts = await repo.master_accounts(conn)
+            accounts = await master_accounts(conn)
         limit = asyncio.Semaphore(16)
 
         async def one(row: dict[str, Any]) -> None:
@@ -101,12 +103,12 @@ class Poller:
     async def poll_account(self, row: dict[str, Any]) -> int:
         account_id = str(row["account_id"])
         async with self.engine.connect() as conn:
-            cursor = await repo.get_cursor(conn, account_id)
+            cursor = await get_cursor(conn, account_id)
         now = datetime.now(UTC)
         if cursor is None:
             # First sight of this account: copy what happens from now on, not its history.
             async with self.engine.begin() as conn:
-                await repo.set_cursor(conn, account_id, now)
+                await set_cursor(conn, account_id, now)
             return 0
         broker = broker_for_row(self.factory, self.cipher, row)
         orders = sorted(
@@ -116,9 +118,7 @@ class Poller:
         if not orders:
             return 0
         async with self.engine.connect() as conn:
-            ours = await repo.known_client_ids(
-                conn, account_id, [o.client_order_id for o in orders]
-            )
+            ours = await known_client_ids(conn, account_id, [o.client_order_id for o in orders])
         ingested = 0
         for order in orders:
             if order.client_order_id in ours:
@@ -131,13 +131,13 @@ class Poller:
         newest = orders[-1].created_at
         assert newest is not None
         async with self.engine.begin() as conn:
-            await repo.set_cursor(conn, account_id, newest)
+            await set_cursor(conn, account_id, newest)
         return ingested
 
     async def _ingest(self, row: dict[str, Any], order: BrokerOrder) -> int:
         assert order.side and order.order_type and order.time_in_force and order.qty
         async with self.engine.begin() as conn:
-            inserted = await repo.insert_broker_order(
+            inserted = await insert_broker_order(
                 conn,
                 {
                     "id": str(uuid.uuid4()),
@@ -159,7 +159,7 @@ class Poller:
             return 0  # seen before (overlap window or a restart): already copied
         await bus.publish_order(self.js, order_message_from_row(inserted))
         async with self.engine.begin() as conn:
-            await repo.mark_published(conn, [str(inserted["id"])])
+            await mark_published(conn, [str(inserted["id"])])
         POLLED.labels("ingested").inc()
         log.info(
             "copying order %s placed directly at the broker by master %s",

@@ -49,7 +49,9 @@ from services.app.targets import TargetCache, TargetSet, TargetSets, broker_for_
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.legs import LegOutcome, list_copies_by_ids, settle_legs
+from services.infra.db.repositories.orders import order_state
+from services.infra.db.repositories.subscriptions import load_targets
 from services.infra.metrics import FANOUT, FIRST_LEG
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
@@ -80,7 +82,7 @@ class _Sent:
     batches: int
     legs: int = 0
     skipped: list[str] = field(default_factory=list)
-    outcomes: list[repo.LegOutcome] = field(default_factory=list)
+    outcomes: list[LegOutcome] = field(default_factory=list)
     first_answer: list[float] = field(default_factory=list)
 
 
@@ -227,7 +229,7 @@ class Replicator:
         self, order: OrderMessage, message: Msg | None, release: Callable[[], None]
     ) -> None:
         async with self.engine.connect() as conn:
-            state = await repo.order_state(conn, order.order_id)
+            state = await order_state(conn, order.order_id)
             if state is None:
                 log.error("order %s is not in the database; dropping it", order.order_id)
                 if message is not None:
@@ -235,7 +237,7 @@ class Replicator:
                 return
             followers = self._target_sets.get(order.master_id, state.targets_version)
             if followers is None:
-                rows = await repo.load_targets(conn, order.master_id)
+                rows = await load_targets(conn, order.master_id)
                 followers = self._target_sets.put(
                     order.master_id, state.targets_version, rows, self.targets
                 )
@@ -324,7 +326,7 @@ class Replicator:
             followers = cached.only(shard.account_ids)
         else:
             async with self.engine.connect() as conn:
-                rows = await repo.load_targets(conn, master_id, shard.account_ids)
+                rows = await load_targets(conn, master_id, shard.account_ids)
             followers = TargetSet.build(-1, rows, self.targets)
 
         async def recorded_here() -> None:
@@ -379,7 +381,7 @@ class Replicator:
             targets[i : i + size] for i in range(first, len(targets), size)
         ]
         sent = _Sent(batches=len(batches))
-        sending: list[asyncio.Task[list[repo.LegOutcome]]] = []
+        sending: list[asyncio.Task[list[LegOutcome]]] = []
         sent_ids: list[str] = []
         renewal = asyncio.create_task(self.sender.renew_leases(sent_ids))
         try:
@@ -415,8 +417,8 @@ class Replicator:
     async def _settle(self, shard: _Shard, sent: _Sent) -> None:
         order = shard.order
         async with self.engine.begin() as conn:
-            settled_rows = await repo.settle_legs(conn, sent.outcomes)
-            skipped_rows = await repo.list_copies_by_ids(conn, sent.skipped) if sent.skipped else []
+            settled_rows = await settle_legs(conn, sent.outcomes)
+            skipped_rows = await list_copies_by_ids(conn, sent.skipped) if sent.skipped else []
         progress = (
             await self.settler.announce(
                 [*skipped_rows, *settled_rows], order.created_at, (order.order_id, order.master_id)

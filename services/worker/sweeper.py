@@ -29,7 +29,16 @@ from services.app.targets import broker_for_row
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.legs import (
+    LegOutcome,
+    claim_cancels,
+    claim_in_doubt,
+    claim_replaces,
+    claim_stale_open,
+    mark_sent,
+)
+from services.infra.db.repositories.orders import mark_published, orders_by_ids, unpublished_orders
+from services.infra.db.repositories.subscriptions import subscriptions_by_ids
 from services.infra.metrics import OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
@@ -91,7 +100,7 @@ class Sweeper:
     async def sweep_once(self, limit: int = 200) -> bool:
         """Resolve one batch of legs in doubt; True when the batch was full."""
         async with self.engine.begin() as conn:
-            claimed = await repo.claim_in_doubt(conn, limit, self.settings.leg_lease_s)
+            claimed = await claim_in_doubt(conn, limit, self.settings.leg_lease_s)
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._resolve(row) for row in claimed))
@@ -101,7 +110,7 @@ class Sweeper:
     async def cancel_once(self, limit: int = 200) -> bool:
         """Cancel open legs of orders whose master asked to cancel; True when the batch was full."""
         async with self.engine.begin() as conn:
-            claimed = await repo.claim_cancels(conn, limit, self.settings.leg_lease_s)
+            claimed = await claim_cancels(conn, limit, self.settings.leg_lease_s)
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._cancel(row) for row in claimed))
@@ -111,14 +120,14 @@ class Sweeper:
     async def refresh_once(self, limit: int = 200) -> bool:
         """Follow legs that rest at their broker (fills, partial fills, expiries)."""
         async with self.engine.begin() as conn:
-            claimed = await repo.claim_stale_open(
+            claimed = await claim_stale_open(
                 conn, limit, self.settings.open_leg_refresh_s, self.settings.leg_lease_s
             )
         if not claimed:
             return False
         deadline = self.settings.leg_lease_s * 0.5
 
-        async def refresh(row: dict[str, Any]) -> repo.LegOutcome | None:
+        async def refresh(row: dict[str, Any]) -> LegOutcome | None:
             broker = broker_for_row(self.factory, self.cipher, row)
             found = await look_up(
                 broker,
@@ -140,12 +149,12 @@ class Sweeper:
     async def replace_once(self, limit: int = 100) -> bool:
         """Bring open legs to their master order's latest version; True when the batch was full."""
         async with self.engine.begin() as conn:
-            claimed = await repo.claim_replaces(conn, limit, self.settings.leg_lease_s)
+            claimed = await claim_replaces(conn, limit, self.settings.leg_lease_s)
         if not claimed:
             return False
         async with self.engine.connect() as conn:
-            orders = await repo.orders_by_ids(conn, [str(r["order_id"]) for r in claimed])
-            subscriptions = await repo.subscriptions_by_ids(
+            orders = await orders_by_ids(conn, [str(r["order_id"]) for r in claimed])
+            subscriptions = await subscriptions_by_ids(
                 conn, [str(r["subscription_id"]) for r in claimed if r["subscription_id"]]
             )
         deadline = self.settings.leg_lease_s * 0.5
@@ -175,7 +184,7 @@ class Sweeper:
         await self.settler.announce(rows)
         return len(claimed) == limit
 
-    async def _cancel(self, row: dict[str, Any]) -> repo.LegOutcome | None:
+    async def _cancel(self, row: dict[str, Any]) -> LegOutcome | None:
         found = await cancel_and_confirm(
             broker_for_row(self.factory, self.cipher, row),
             row["broker"],
@@ -192,17 +201,17 @@ class Sweeper:
         ).inc()
         return found
 
-    async def _resolve(self, row: dict[str, Any]) -> repo.LegOutcome:
+    async def _resolve(self, row: dict[str, Any]) -> LegOutcome:
         leg_id = str(row["id"])
         settings = self.settings
         if row["attempts"] > settings.max_leg_attempts:
             SWEEPER_LEGS.labels("failed").inc()
-            return repo.LegOutcome(leg_id, LegStatus.FAILED, reason="retries_exhausted")
+            return LegOutcome(leg_id, LegStatus.FAILED, reason="retries_exhausted")
         try:
             broker = broker_for_row(self.factory, self.cipher, row)
         except CredentialError:
             SWEEPER_LEGS.labels("failed").inc()
-            return repo.LegOutcome(leg_id, LegStatus.FAILED, reason="credentials_unreadable")
+            return LegOutcome(leg_id, LegStatus.FAILED, reason="credentials_unreadable")
         deadline = settings.leg_lease_s * 0.5
         found = await look_up(
             broker,
@@ -222,14 +231,14 @@ class Sweeper:
             if quiet_for < settings.resend_grace_s:
                 # A request sent moments ago may still be on its way: look again before resending.
                 SWEEPER_LEGS.labels("grace").inc()
-                return repo.LegOutcome(
+                return LegOutcome(
                     leg_id,
                     LegStatus.UNKNOWN,
                     reason="in_doubt: not_found_yet",
                     recheck_after_s=settings.resend_grace_s - quiet_for,
                 )
         async with self.engine.begin() as conn:
-            await repo.mark_sent(conn, leg_id, settings.leg_lease_s)
+            await mark_sent(conn, leg_id, settings.leg_lease_s)
         SWEEPER_LEGS.labels("resent").inc()
         return await place_once(
             broker,
@@ -242,11 +251,11 @@ class Sweeper:
 
     async def republish_outbox(self) -> None:
         async with self.engine.connect() as conn:
-            rows = await repo.unpublished_orders(conn, older_than_s=2.0, limit=100)
+            rows = await unpublished_orders(conn, older_than_s=2.0, limit=100)
         for row in rows:
             await bus.publish_order(self.js, order_message_from_row(row))
             async with self.engine.begin() as conn:
-                await repo.mark_published(conn, [str(row["id"])])
+                await mark_published(conn, [str(row["id"])])
             OUTBOX_REPUBLISHED.inc()
 
 

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.infra.auth import hash_password
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.orders import order_state
+from services.infra.db.repositories.users import create_user
 from tests.helpers import Api, eventually
 
 D = Decimal
@@ -249,7 +250,7 @@ async def test_admin_halts(api: Api, engine: AsyncEngine, symbol: str) -> None:
 
     admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.test"
     async with engine.begin() as conn:
-        await repo.create_user(
+        await create_user(
             conn, str(uuid.uuid4()), admin_email, hash_password("admin password!", 1024), "admin"
         )
     admin = (
@@ -385,7 +386,7 @@ async def test_master_position_cache_is_used_only_while_nothing_can_have_moved_i
 
     async def planned_position(order_id: str) -> str:
         async with engine.connect() as conn:
-            state = await repo.order_state(conn, order_id)
+            state = await order_state(conn, order_id)
         assert state is not None
         return str(state.plan["context"]["master_position"])
 

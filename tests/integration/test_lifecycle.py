@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.plan import plan
 from replication.state import UNFILLED_END, LegStatus, can_transition
-from services.infra.db import repositories as repo
 from services.infra.db.engine import make_engine
+from services.infra.db.repositories.legs import LegOutcome, insert_legs, settle_legs
 from tests.integration.test_repositories import _order_with_followers
 
 S = LegStatus
@@ -30,7 +30,7 @@ async def _one_submitting_leg(engine: AsyncEngine) -> tuple[str, str, Decimal]:
     order, targets = await _order_with_followers(engine, 1)
     leg = replace(plan(order, targets, datetime.now(UTC))[0], status=S.SUBMITTING)
     async with engine.begin() as conn:
-        await repo.insert_legs(conn, order.master_id, [leg], 10)
+        await insert_legs(conn, order.master_id, [leg], 10)
     return leg.leg_id, leg.account_id, leg.qty
 
 
@@ -54,10 +54,8 @@ async def test_a_stale_answer_never_moves_a_leg_back(engine: AsyncEngine) -> Non
     # Alpaca reports `pending_cancel` of a partially filled order as an accepted order.
     leg_id, account_id, _ = await _one_submitting_leg(engine)
     async with engine.begin() as conn:
-        await repo.settle_legs(
-            conn, [repo.LegOutcome(leg_id, S.PARTIALLY_FILLED, filled_qty=Decimal(1))]
-        )
-        moved = await repo.settle_legs(conn, [repo.LegOutcome(leg_id, S.ACCEPTED)])
+        await settle_legs(conn, [LegOutcome(leg_id, S.PARTIALLY_FILLED, filled_qty=Decimal(1))])
+        moved = await settle_legs(conn, [LegOutcome(leg_id, S.ACCEPTED)])
     assert moved == []
     assert (await _status_and_ledger(engine, leg_id, account_id))[0] == "partially_filled"
 
@@ -65,8 +63,8 @@ async def test_a_stale_answer_never_moves_a_leg_back(engine: AsyncEngine) -> Non
 async def test_a_leg_settled_twice_releases_its_ledger_once(engine: AsyncEngine) -> None:
     leg_id, account_id, qty = await _one_submitting_leg(engine)
     async with engine.begin() as conn:
-        first = await repo.settle_legs(conn, [repo.LegOutcome(leg_id, S.CANCELED)])
-        second = await repo.settle_legs(conn, [repo.LegOutcome(leg_id, S.CANCELED)])
+        first = await settle_legs(conn, [LegOutcome(leg_id, S.CANCELED)])
+        second = await settle_legs(conn, [LegOutcome(leg_id, S.CANCELED)])
     assert len(first) == 1 and second == []
     assert await _status_and_ledger(engine, leg_id, account_id) == ("canceled", -qty)
 
@@ -92,8 +90,8 @@ def test_random_broker_answers_follow_the_table(
             expected = S.SUBMITTING
             for status, filled in answers:
                 async with engine.begin() as conn:
-                    moved = await repo.settle_legs(
-                        conn, [repo.LegOutcome(leg_id, status, filled_qty=Decimal(filled))]
+                    moved = await settle_legs(
+                        conn, [LegOutcome(leg_id, status, filled_qty=Decimal(filled))]
                     )
                 allowed = can_transition(expected, status)
                 assert bool(moved) == allowed, (expected, status)

@@ -19,7 +19,22 @@ from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, FixedSizing
 from schemas.messages import OrderMessage, OrderPlan, PlanContext
 from services.app.outbox import PublishedMarks
-from services.infra.db import repositories as repo
+from services.infra.db.repositories.accounts import insert_account, set_account_halted
+from services.infra.db.repositories.legs import LegOutcome, claim_in_doubt, insert_legs, settle_legs
+from services.infra.db.repositories.orders import (
+    get_master_order_by_client_id,
+    insert_master_order,
+    order_progress,
+    order_state,
+    shard_recorded,
+    store_plan,
+)
+from services.infra.db.repositories.subscriptions import (
+    insert_subscription,
+    remove_subscription,
+    update_subscription,
+)
+from services.infra.db.repositories.users import create_user
 
 
 async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
@@ -27,9 +42,9 @@ async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[Or
     order_id = str(uuid.uuid4())
     targets = []
     async with engine.begin() as conn:
-        await repo.create_user(conn, master_id, f"m-{master_id}@x.test", "h", "master")
-        await repo.create_account(conn, master_account, master_id, "sim", "m", b"x")
-        await repo.insert_master_order(
+        await create_user(conn, master_id, f"m-{master_id}@x.test", "h", "master")
+        await insert_account(conn, master_account, master_id, "sim", "m", b"x")
+        await insert_master_order(
             conn,
             {
                 "id": order_id,
@@ -48,8 +63,8 @@ async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[Or
         )
         for _ in range(followers):
             user_id, account_id = str(uuid.uuid4()), str(uuid.uuid4())
-            await repo.create_user(conn, user_id, f"f-{user_id}@x.test", "h", "follower")
-            await repo.create_account(conn, account_id, user_id, "sim", "f", b"x")
+            await create_user(conn, user_id, f"f-{user_id}@x.test", "h", "follower")
+            await insert_account(conn, account_id, user_id, "sim", "f", b"x")
             targets.append(
                 FollowerTarget(
                     subscription_id=str(uuid.uuid4()),
@@ -88,7 +103,7 @@ async def test_legs_are_recorded_once_even_when_two_workers_race(engine: AsyncEn
 
     async def record() -> list[str]:
         async with engine.begin() as conn:
-            return await repo.insert_legs(conn, order.master_id, legs, 10)
+            return await insert_legs(conn, order.master_id, legs, 10)
 
     first, second = await asyncio.gather(record(), record())
     assert sorted(first + second) == sorted(leg.leg_id for leg in legs)  # disjoint, complete
@@ -105,18 +120,18 @@ async def test_settle_only_touches_legs_in_doubt(engine: AsyncEngine) -> None:
     order, targets = await _order_with_followers(engine, 3)
     legs = _submitting(plan(order, targets, datetime.now(UTC)))
     async with engine.begin() as conn:
-        await repo.insert_legs(conn, order.master_id, legs, 10)
-        rows = await repo.settle_legs(
+        await insert_legs(conn, order.master_id, legs, 10)
+        rows = await settle_legs(
             conn,
             [
-                repo.LegOutcome(
+                LegOutcome(
                     legs[0].leg_id,
                     LegStatus.FILLED,
                     broker_order_id="b0",
                     filled_qty=Decimal(1),
                     filled_avg_price=Decimal(100),
                 ),
-                repo.LegOutcome(
+                LegOutcome(
                     legs[1].leg_id,
                     LegStatus.UNKNOWN,
                     reason="in_doubt: http_500",
@@ -126,9 +141,9 @@ async def test_settle_only_touches_legs_in_doubt(engine: AsyncEngine) -> None:
         )
         assert {r["status"] for r in rows} == {"filled", "unknown"}
         # A late answer for an already filled leg changes nothing.
-        again = await repo.settle_legs(conn, [repo.LegOutcome(legs[0].leg_id, LegStatus.REJECTED)])
+        again = await settle_legs(conn, [LegOutcome(legs[0].leg_id, LegStatus.REJECTED)])
         assert again == []
-        progress = await repo.order_progress(conn, order.order_id)
+        progress = await order_progress(conn, order.order_id)
     assert progress["by_status"] == {"filled": 1, "unknown": 1, "submitting": 1}
     assert progress["status"] == "accepted" and progress["fanout_ms"] is None
 
@@ -137,14 +152,14 @@ async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
     order, targets = await _order_with_followers(engine, 40)
     legs = _submitting(plan(order, targets, datetime.now(UTC)))
     async with engine.begin() as conn:
-        await repo.insert_legs(conn, order.master_id, legs, 0.001)
+        await insert_legs(conn, order.master_id, legs, 0.001)
     await asyncio.sleep(0.05)
 
     async def claim() -> list[str]:
         async with engine.begin() as conn:
             return [
                 str(r["id"])
-                for r in await repo.claim_in_doubt(conn, 1000, 30)
+                for r in await claim_in_doubt(conn, 1000, 30)
                 if str(r["order_id"]) == order.order_id
             ]
 
@@ -153,16 +168,14 @@ async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
     assert len(claimed) == len(set(claimed)) == 40
     async with engine.begin() as conn:
         assert [
-            r
-            for r in await repo.claim_in_doubt(conn, 1000, 30)
-            if str(r["order_id"]) == order.order_id
+            r for r in await claim_in_doubt(conn, 1000, 30) if str(r["order_id"]) == order.order_id
         ] == []
 
 
 async def test_master_order_idempotency_key(engine: AsyncEngine) -> None:
     order, _ = await _order_with_followers(engine, 0)
     async with engine.begin() as conn:
-        again = await repo.insert_master_order(
+        again = await insert_master_order(
             conn,
             {
                 "id": str(uuid.uuid4()),
@@ -180,7 +193,7 @@ async def test_master_order_idempotency_key(engine: AsyncEngine) -> None:
             },
         )
         assert again is None
-        existing = await repo.get_master_order_by_client_id(conn, order.master_id, "c")
+        existing = await get_master_order_by_client_id(conn, order.master_id, "c")
     assert existing is not None and str(existing["id"]) == order.order_id
 
 
@@ -191,7 +204,7 @@ async def test_database_rejects_a_second_leg_for_the_same_follower_and_action(
     order, targets = await _order_with_followers(engine, 1)
     [leg] = _submitting(plan(order, targets, datetime.now(UTC)))
     async with engine.begin() as conn:
-        await repo.insert_legs(conn, order.master_id, [leg], 10)
+        await insert_legs(conn, order.master_id, [leg], 10)
     from dataclasses import replace
 
     from sqlalchemy.exc import IntegrityError
@@ -236,7 +249,7 @@ async def test_the_first_stored_plan_wins_and_shards_complete_the_plan(
 
     async def fix(plan_json: str) -> tuple[object, set[int]]:
         async with engine.begin() as conn:
-            return await repo.fix_plan(conn, order.order_id, plan_json)
+            return await store_plan(conn, order.order_id, plan_json)
 
     stored_first, _ = await fix(first)
     stored_again, recorded = await fix(second)  # a redelivery that saw different facts
@@ -246,18 +259,18 @@ async def test_the_first_stored_plan_wins_and_shards_complete_the_plan(
 
     async def planned() -> bool:
         async with engine.connect() as conn:
-            summary = await repo.order_progress(conn, order.order_id)
+            summary = await order_progress(conn, order.order_id)
         return bool(summary["status"] != "accepted")
 
     for shard in (2, 0, 2):  # out of order, and shard 2 twice (a redelivered shard)
         async with engine.begin() as conn:
-            await repo.shard_recorded(conn, order.order_id, shard, 3)
+            await shard_recorded(conn, order.order_id, shard, 3)
         assert not await planned()
     async with engine.begin() as conn:
-        await repo.shard_recorded(conn, order.order_id, 1, 3)
+        await shard_recorded(conn, order.order_id, 1, 3)
     assert await planned()
     async with engine.connect() as conn:
-        state = await repo.order_state(conn, order.order_id)
+        state = await order_state(conn, order.order_id)
     assert state is not None and state.shards_recorded == {0, 1, 2}
 
 
@@ -297,8 +310,8 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
 
     async def versions() -> tuple[int, int]:
         async with engine.connect() as conn:
-            mine = await repo.order_state(conn, order.order_id)
-            theirs = await repo.order_state(conn, other.order_id)
+            mine = await order_state(conn, order.order_id)
+            theirs = await order_state(conn, other.order_id)
         assert mine is not None and theirs is not None
         return mine.targets_version, theirs.targets_version
 
@@ -311,10 +324,10 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
         assert after[1] == before[1], "another master's version moved"
 
     async with engine.begin() as conn:
-        await repo.create_user(conn, follower, f"f-{follower}@x.test", "h", "follower")
-        await repo.create_account(conn, account, follower, "sim", "f", b"x")
+        await create_user(conn, follower, f"f-{follower}@x.test", "h", "follower")
+        await insert_account(conn, account, follower, "sim", "f", b"x")
     await change(
-        lambda conn: repo.create_subscription(
+        lambda conn: insert_subscription(
             conn,
             {
                 "id": subscription,
@@ -328,11 +341,9 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
             },
         )
     )
-    await change(
-        lambda conn: repo.update_subscription(conn, subscription, follower, {"paused": True})
-    )
-    await change(lambda conn: repo.set_account_halted(conn, account, follower, True))
-    await change(lambda conn: repo.delete_subscription(conn, subscription, follower))
+    await change(lambda conn: update_subscription(conn, subscription, follower, {"paused": True}))
+    await change(lambda conn: set_account_halted(conn, account, follower, True))
+    await change(lambda conn: remove_subscription(conn, subscription, follower))
 
 
 async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: AsyncEngine) -> None:
@@ -351,7 +362,7 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
 
     theirs, ours = plan_json("5"), plan_json("0")
     async with engine.begin() as conn:
-        await repo.fix_plan(conn, order.order_id, theirs)  # another delivery was first
+        await store_plan(conn, order.order_id, theirs)  # another delivery was first
     recorder = Recorder(engine, lease_s=10)
 
     async def legs() -> int:
@@ -371,7 +382,7 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
         await recorder.record(order, targets, snapshot, ours_context, None, (0, 1), ours)
     assert await legs() == 0  # the whole batch rolled back
     async with engine.connect() as conn:
-        state = await repo.order_state(conn, order.order_id)
+        state = await order_state(conn, order.order_id)
     assert state is not None and state.shards_recorded == set()
 
     theirs_context = OrderPlan.model_validate_json(theirs).context

@@ -1,0 +1,100 @@
+"""Broker accounts (credentials stay sealed here), and the poller's cursors per master account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.infra.db.repositories.base import Row, fetch_all, fetch_one
+
+
+async def insert_account(
+    conn: AsyncConnection,
+    account_id: str,
+    user_id: str,
+    broker: str,
+    label: str,
+    credentials: bytes,
+) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO accounts (id, user_id, broker, label, credentials) "
+            "VALUES (:id, :user_id, :broker, :label, :credentials)"
+        ),
+        {
+            "id": account_id,
+            "user_id": user_id,
+            "broker": broker,
+            "label": label,
+            "credentials": credentials,
+        },
+    )
+
+
+_ACCOUNT_COLUMNS = "id, user_id, broker, label, halted, created_at"
+
+
+async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Row]:
+    return fetch_all(
+        await conn.execute(
+            text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE user_id = :u ORDER BY created_at"),
+            {"u": user_id},
+        )
+    )
+
+
+async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> Row | None:
+    return fetch_one(
+        await conn.execute(
+            text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = :id AND user_id = :u"),
+            {"id": account_id, "u": user_id},
+        )
+    )
+
+
+async def set_account_halted(
+    conn: AsyncConnection, account_id: str, user_id: str, halted: bool
+) -> Row | None:
+    return fetch_one(
+        await conn.execute(
+            text(
+                f"UPDATE accounts SET halted = :h, updated_at = now() "
+                f"WHERE id = :id AND user_id = :u RETURNING {_ACCOUNT_COLUMNS}"
+            ),
+            {"h": halted, "id": account_id, "u": user_id},
+        )
+    )
+
+
+async def master_accounts(conn: AsyncConnection) -> list[Row]:
+    return fetch_all(
+        await conn.execute(
+            text(
+                "SELECT a.id AS account_id, a.user_id AS master_id, a.broker, a.credentials "
+                "FROM accounts a JOIN users u ON u.id = a.user_id "
+                "WHERE u.role = 'master' AND NOT a.halted ORDER BY a.id"
+            )
+        )
+    )
+
+
+async def get_cursor(conn: AsyncConnection, account_id: str) -> datetime | None:
+    value: datetime | None = (
+        await conn.execute(
+            text("SELECT cursor_at FROM poller_cursors WHERE account_id = :a"), {"a": account_id}
+        )
+    ).scalar_one_or_none()
+    return value
+
+
+async def set_cursor(conn: AsyncConnection, account_id: str, cursor_at: datetime) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO poller_cursors (account_id, cursor_at) VALUES (:a, :c) "
+            "ON CONFLICT (account_id) DO UPDATE SET cursor_at = GREATEST("
+            "poller_cursors.cursor_at, EXCLUDED.cursor_at), updated_at = now()"
+        ),
+        {"a": account_id, "c": cursor_at},
+    )

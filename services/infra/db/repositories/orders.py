@@ -1,0 +1,312 @@
+"""Master orders: ingest (idempotent by client order id), the outbox, the stored plan, progress,
+cancel and replace requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from replication.state import (
+    OPEN,
+    OPEN_AT_BROKER,
+)
+from services.infra.db.repositories.base import Row, fetch_all, fetch_one
+
+_ORDER_COLUMNS = (
+    "id, master_id, account_id, client_order_id, request_hash, symbol, side, qty, type, "
+    "limit_price, stop_price, time_in_force, status, created_at, published_at, planned_at, "
+    "origin, broker_client_order_id"
+)
+
+
+async def insert_master_order(conn: AsyncConnection, values: Row) -> Row | None:
+    """Insert unless (master, client_order_id) exists or the account is not the master's; None
+    means one of the two (the caller tells which on that rare path). One round trip."""
+    return fetch_one(
+        await conn.execute(
+            text(
+                "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
+                "request_hash, symbol, side, qty, type, limit_price, stop_price, time_in_force) "
+                "SELECT :id, :master_id, :account_id, :client_order_id, :request_hash, :symbol, "
+                ":side, :qty, :type, :limit_price, :stop_price, :time_in_force "
+                "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = CAST(:account_id AS uuid) "
+                "AND user_id = CAST(:master_id AS uuid)) "
+                f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
+            ),
+            values,
+        )
+    )
+
+
+async def get_master_order_by_client_id(
+    conn: AsyncConnection, master_id: str, client_order_id: str
+) -> Row | None:
+    return fetch_one(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS} FROM master_orders "
+                "WHERE master_id = :m AND client_order_id = :c"
+            ),
+            {"m": master_id, "c": client_order_id},
+        )
+    )
+
+
+async def get_master_order(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
+    return fetch_one(
+        await conn.execute(
+            text(f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE id = :id AND master_id = :m"),
+            {"id": order_id, "m": master_id},
+        )
+    )
+
+
+async def list_master_orders(conn: AsyncConnection, master_id: str, limit: int) -> list[Row]:
+    return fetch_all(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE master_id = :m "
+                "ORDER BY created_at DESC LIMIT :limit"
+            ),
+            {"m": master_id, "limit": limit},
+        )
+    )
+
+
+async def mark_published(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
+    await conn.execute(
+        text(
+            "UPDATE master_orders SET published_at = now() "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"
+        ),
+        {"ids": list(order_ids)},
+    )
+
+
+async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: int) -> list[Row]:
+    return fetch_all(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE published_at IS NULL "
+                "AND created_at < now() - make_interval(secs => :age) "
+                "ORDER BY created_at LIMIT :limit"
+            ),
+            {"age": older_than_s, "limit": limit},
+        )
+    )
+
+
+# A master leg still moving: not final at its broker, so the master's position may change.
+_MASTER_OPEN = sorted(s.value for s in OPEN | OPEN_AT_BROKER)
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """What a worker needs to know before planning an order, read in one round trip."""
+
+    plan: Any  # the fixed plan (jsonb), None before the order is first planned
+    shards_recorded: set[int]
+    # The master has a master leg that is not final: its position may move at any moment, so
+    # a cached position must not be used.
+    master_busy: bool
+    targets_version: int  # bumped by the database on any change to the master's followers
+    halts: set[str]
+    master_account: Row | None  # id, broker, credentials
+
+
+async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
+    row = fetch_one(
+        await conn.execute(
+            text(
+                "SELECT o.plan, o.shards_recorded, EXISTS (SELECT 1 FROM legs l "
+                "WHERE l.account_id = o.account_id AND l.action = 'master' "
+                "AND l.status = ANY(CAST(:master_open AS text[]))) AS master_busy, "
+                "u.targets_version, ARRAY(SELECT scope FROM halts) AS halts, "
+                "a.id AS account_id, a.broker, a.credentials "
+                "FROM master_orders o JOIN users u ON u.id = o.master_id "
+                "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
+            ),
+            {"id": order_id, "master_open": _MASTER_OPEN},
+        )
+    )
+    if row is None:
+        return None
+    account = None
+    if row["account_id"] is not None:
+        account = {
+            "id": row["account_id"],
+            "broker": row["broker"],
+            "credentials": row["credentials"],
+        }
+    return OrderState(
+        plan=row["plan"],
+        shards_recorded=set(row["shards_recorded"] or []),
+        master_busy=bool(row["master_busy"]),
+        targets_version=int(row["targets_version"]),
+        halts={str(scope) for scope in row["halts"] or []},
+        master_account=account,
+    )
+
+
+async def store_plan(conn: AsyncConnection, order_id: str, plan: str) -> tuple[Any, set[int]]:
+    """Store this plan unless one is stored already; returns the stored one (first one wins)."""
+    row = fetch_one(
+        await conn.execute(
+            text(
+                "UPDATE master_orders SET plan = COALESCE(plan, CAST(:plan AS jsonb)) "
+                "WHERE id = :id RETURNING plan, shards_recorded"
+            ),
+            {"id": order_id, "plan": plan},
+        )
+    )
+    if row is None:
+        raise LookupError(f"master order {order_id} does not exist")
+    return row["plan"], set(row["shards_recorded"] or [])
+
+
+async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shards: int) -> None:
+    """Count a shard as recorded (idempotent); the order is planned once all of them are."""
+    await conn.execute(
+        text(
+            "UPDATE master_orders SET shards_recorded = CASE "
+            "WHEN CAST(:shard AS integer) = ANY(shards_recorded) THEN shards_recorded "
+            "ELSE array_append(shards_recorded, CAST(:shard AS integer)) END "
+            "WHERE id = :id"
+        ),
+        {"id": order_id, "shard": shard},
+    )
+    await conn.execute(
+        text(
+            "UPDATE master_orders SET planned_at = now() WHERE id = :id AND planned_at IS NULL "
+            "AND cardinality(shards_recorded) >= :shards"
+        ),
+        {"id": order_id, "shards": shards},
+    )
+
+
+_OPEN_STATUSES = frozenset(s.value for s in OPEN)
+
+
+async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
+    """Follower legs by status, the master's own leg, and the fan-out time once every follower
+    leg has settled (master order created → last follower leg settled)."""
+    rows = fetch_all(
+        await conn.execute(
+            text(
+                "SELECT status, count(*) AS n FROM legs WHERE order_id = :id "
+                "AND action <> 'master' GROUP BY status"
+            ),
+            {"id": order_id},
+        )
+    )
+    by_status = {row["status"]: int(row["n"]) for row in rows}
+    timing = fetch_one(
+        await conn.execute(
+            text(
+                "SELECT o.planned_at, o.cancel_requested_at, "
+                "EXTRACT(EPOCH FROM (max(l.settled_at) - o.created_at)) * 1000 AS fanout_ms "
+                "FROM master_orders o "
+                "LEFT JOIN legs l ON l.order_id = o.id AND l.action <> 'master' "
+                "WHERE o.id = :id GROUP BY o.id"
+            ),
+            {"id": order_id},
+        )
+    )
+    master = fetch_one(
+        await conn.execute(
+            text(
+                "SELECT status, reason, broker_order_id, filled_qty, filled_avg_price FROM legs "
+                "WHERE order_id = :id AND action = 'master'"
+            ),
+            {"id": order_id},
+        )
+    )
+    open_legs = sum(n for status, n in by_status.items() if status in _OPEN_STATUSES)
+    planned = timing is not None and timing["planned_at"] is not None
+    fanout_ms = None
+    if planned and open_legs == 0 and timing is not None and timing["fanout_ms"] is not None:
+        fanout_ms = round(float(timing["fanout_ms"]), 3)
+    status = "accepted" if not planned else ("replicating" if open_legs else "replicated")
+    return {
+        "status": status,
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "fanout_ms": fanout_ms,
+        "master": master,
+        "cancel_requested": timing is not None and timing["cancel_requested_at"] is not None,
+    }
+
+
+async def insert_broker_order(conn: AsyncConnection, values: Row) -> Row | None:
+    """A master order seen at the broker, keyed by the broker's order id: seen twice, kept once."""
+    return fetch_one(
+        await conn.execute(
+            text(
+                "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
+                "request_hash, symbol, side, qty, type, limit_price, stop_price, time_in_force, "
+                "origin, broker_client_order_id) VALUES (:id, :master_id, :account_id, "
+                ":client_order_id, 'broker', :symbol, :side, :qty, :type, :limit_price, "
+                ":stop_price, :time_in_force, 'broker', :broker_client_order_id) "
+                f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
+            ),
+            values,
+        )
+    )
+
+
+async def request_replace(
+    conn: AsyncConnection,
+    order_id: str,
+    master_id: str,
+    qty: Decimal | None,
+    limit_price: Decimal | None,
+    stop_price: Decimal | None,
+) -> Row | None:
+    return fetch_one(
+        await conn.execute(
+            text(
+                "UPDATE master_orders SET qty = COALESCE(:qty, qty), "
+                "limit_price = COALESCE(:limit_price, limit_price), "
+                "stop_price = COALESCE(:stop_price, stop_price), version = version + 1 "
+                "WHERE id = :id AND master_id = :m AND cancel_requested_at IS NULL "
+                f"RETURNING {_ORDER_COLUMNS}, version"
+            ),
+            {
+                "id": order_id,
+                "m": master_id,
+                "qty": qty,
+                "limit_price": limit_price,
+                "stop_price": stop_price,
+            },
+        )
+    )
+
+
+async def orders_by_ids(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, Row]:
+    rows = fetch_all(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS}, version FROM master_orders "
+                "WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": list(order_ids)},
+        )
+    )
+    return {str(row["id"]): row for row in rows}
+
+
+async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
+    return fetch_one(
+        await conn.execute(
+            text(
+                "UPDATE master_orders SET cancel_requested_at = COALESCE(cancel_requested_at, "
+                "now()) WHERE id = :id AND master_id = :m RETURNING id, cancel_requested_at"
+            ),
+            {"id": order_id, "m": master_id},
+        )
+    )

@@ -1,0 +1,115 @@
+"""Risk state: the copy ledger and the day counters, locked in account order so caps hold across
+workers."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from replication.model import PlannedLeg
+from services.infra.db.repositories.base import fetch_all
+
+_LEDGER_UPSERT = (
+    "INSERT INTO risk_positions (account_id, symbol, qty) "
+    "SELECT a, s, sum(q) FROM unnest(CAST(:a AS uuid[]), CAST(:s AS text[]), "
+    "CAST(:q AS numeric[])) AS v(a, s, q) GROUP BY a, s ORDER BY a, s "
+    "ON CONFLICT (account_id, symbol) DO UPDATE SET qty = risk_positions.qty + EXCLUDED.qty"
+)
+
+
+async def add_to_ledger(
+    conn: AsyncConnection, account_ids: list[str], symbols: list[str], deltas: list[Decimal]
+) -> None:
+    if not account_ids:
+        return
+    await conn.execute(text(_LEDGER_UPSERT), {"a": account_ids, "s": symbols, "q": deltas})
+
+
+@dataclass(frozen=True)
+class RiskRow:
+    orders_today: int
+    positions: dict[str, Decimal]  # symbol → signed ledger quantity (non-zero; see lock_risk)
+
+
+async def lock_risk(
+    conn: AsyncConnection,
+    account_ids: Sequence[str],
+    day: date,
+    symbol: str,
+    every_symbol_for: Collection[str] = (),
+) -> dict[str, RiskRow]:
+    """Lock the risk rows of these accounts (in id order, so concurrent workers never deadlock)
+    and read their day counters and ledger. Hold the transaction until the legs are recorded.
+
+    The ledger read is `symbol` only, plus every open symbol of the accounts in
+    `every_symbol_for` (those with a max-open-positions cap): a follower with thousands of
+    copied positions does not make every order read all of them."""
+    if not account_ids:
+        return {}
+    ids = sorted(set(account_ids))
+    lock = text(
+        "SELECT account_id, trading_day, orders_today FROM risk_accounts "
+        "WHERE account_id = ANY(CAST(:ids AS uuid[])) ORDER BY account_id FOR UPDATE"
+    )
+    counters = fetch_all(await conn.execute(lock, {"ids": ids}))
+    if len(counters) < len(ids):
+        # First order for some accounts: create their rows (in id order), then lock those.
+        # Rows that exist are already locked, so no lock is ever taken out of order.
+        known = {str(row["account_id"]) for row in counters}
+        missing = [a for a in ids if a not in known]
+        await conn.execute(
+            text(
+                "INSERT INTO risk_accounts (account_id, trading_day) "
+                "SELECT a, :day FROM unnest(CAST(:ids AS uuid[])) AS a ORDER BY a "
+                "ON CONFLICT (account_id) DO NOTHING"
+            ),
+            {"ids": missing, "day": day},
+        )
+        counters += fetch_all(await conn.execute(lock, {"ids": missing}))
+    # A statement of its own, after the locks: it sees every ledger change committed before.
+    ledger = fetch_all(
+        await conn.execute(
+            text(
+                "SELECT account_id, symbol, qty FROM risk_positions "
+                "WHERE account_id = ANY(CAST(:ids AS uuid[])) AND qty <> 0 "
+                "AND (symbol = :symbol OR account_id = ANY(CAST(:wide AS uuid[])))"
+            ),
+            {"ids": ids, "symbol": symbol, "wide": sorted(set(every_symbol_for))},
+        )
+    )
+    positions: dict[str, dict[str, Decimal]] = {}
+    for row in ledger:
+        positions.setdefault(str(row["account_id"]), {})[row["symbol"]] = Decimal(row["qty"])
+    return {
+        str(row["account_id"]): RiskRow(
+            orders_today=int(row["orders_today"]) if row["trading_day"] == day else 0,
+            positions=positions.get(str(row["account_id"]), {}),
+        )
+        for row in counters
+    }
+
+
+async def spend_risk(conn: AsyncConnection, legs: Sequence[PlannedLeg], day: date) -> None:
+    """Count recorded follower legs against the day's orders and reserve their ledger."""
+    planned = [leg for leg in legs if leg.qty is not None and leg.action != "master"]
+    if not planned:
+        return
+    # One statement: the day counters and the ledger reservation (rows already locked).
+    await conn.execute(
+        text(
+            "WITH counted AS (UPDATE risk_accounts SET orders_today = CASE "
+            "WHEN trading_day = :day THEN orders_today + 1 ELSE 1 END, trading_day = :day "
+            "WHERE account_id = ANY(CAST(:a AS uuid[]))) " + _LEDGER_UPSERT
+        ),
+        {
+            "day": day,
+            "a": [leg.account_id for leg in planned],
+            "s": [leg.symbol for leg in planned],
+            "q": [leg.signed_qty for leg in planned],
+        },
+    )
