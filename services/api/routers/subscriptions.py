@@ -1,0 +1,81 @@
+"""A follower's subscriptions to masters: POST/GET /v1/subscriptions, PATCH/DELETE one."""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from schemas.api import SubscriptionCreate, SubscriptionOut, SubscriptionPatch
+from services.api.deps import Auth, Deps, require
+from services.api.errors import (
+    AccountNotFound,
+    MasterNotFound,
+    SubscriptionExists,
+    SubscriptionNotFound,
+    Unprocessable,
+)
+from services.api.views import subscription_out
+from services.db import repositories as repo
+
+router = APIRouter()
+
+
+@router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionOut)
+async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> SubscriptionOut:
+    require(user, "follower")
+    values = body.model_dump(mode="json", exclude_none=True)
+    async with c.engine.begin() as conn:
+        if await repo.get_account(conn, str(body.account_id), user.user_id) is None:
+            raise AccountNotFound()
+        master = await repo.get_user(conn, str(body.master_id))
+        if master is None or master["role"] != "master":
+            raise MasterNotFound()
+        try:
+            row = await repo.create_subscription(
+                conn,
+                {
+                    "id": str(uuid.uuid4()),
+                    "follower_id": user.user_id,
+                    "master_id": str(body.master_id),
+                    "account_id": str(body.account_id),
+                    "sizing": values["sizing"],
+                    "caps": values.get("caps", {}),
+                    "filters": values.get("filters", {}),
+                    "paused": body.paused,
+                },
+            )
+        except repo.Conflict as exc:
+            raise SubscriptionExists() from exc
+    return subscription_out(row)
+
+
+@router.get("/v1/subscriptions", response_model=list[SubscriptionOut])
+async def list_subscriptions(user: Auth, c: Deps) -> list[SubscriptionOut]:
+    async with c.engine.connect() as conn:
+        rows = await repo.list_subscriptions(conn, user.user_id)
+    return [subscription_out(row) for row in rows]
+
+
+@router.patch("/v1/subscriptions/{subscription_id}", response_model=SubscriptionOut)
+async def patch_subscription(
+    subscription_id: UUID, body: SubscriptionPatch, user: Auth, c: Deps
+) -> SubscriptionOut:
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    if any(value is None for value in changes.values()):
+        raise Unprocessable("fields may be changed but not set to null")
+    async with c.engine.begin() as conn:
+        row = await repo.update_subscription(conn, str(subscription_id), user.user_id, changes)
+    if row is None:
+        raise SubscriptionNotFound()
+    return subscription_out(row)
+
+
+@router.delete("/v1/subscriptions/{subscription_id}", status_code=204)
+async def delete_subscription(subscription_id: UUID, user: Auth, c: Deps) -> Response:
+    async with c.engine.begin() as conn:
+        deleted = await repo.delete_subscription(conn, str(subscription_id), user.user_id)
+    if not deleted:
+        raise SubscriptionNotFound()
+    return Response(status_code=204)
