@@ -1,9 +1,29 @@
-"""API errors: every failure leaves as {"error": {"code", "message", "details"}}; no tracebacks."""
+"""API errors: every failure leaves as {"error": {"code", "message", "details"}}; no tracebacks.
+
+Each refusal is an exception class that carries its code and HTTP status; one handler turns
+any of them into the wire body. The tree:
+
+    ApiError                        (status, code, default message)
+    ├── Unauthorized                401 unauthorized         (WWW-Authenticate: Bearer)
+    ├── WrongPassword               401 invalid_credentials
+    ├── Forbidden                   403 forbidden
+    ├── NotFound                    404 account_not_found, master_not_found, …
+    ├── Conflict                    409 email_taken, subscription_exists, idempotency_conflict,
+    │                                   order_canceled
+    ├── Unprocessable               422 validation_error, unexpected_price
+    └── TooManyAttempts             429 too_many_attempts      (Retry-After)
+
+Errors raised below the API keep their own classes and carry only `code`; the handler gives
+their status (the auth and brokerage modules know nothing about HTTP):
+
+    services.infra.auth.TokenError            401 invalid_token / token_expired
+    services.infra.brokerage.CredentialsRejected  422 invalid_credentials / broker_not_supported
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,25 +31,103 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import CUSTOM_ERROR_CODES
+from services.infra.auth import TokenError
+from services.infra.brokerage import CredentialsRejected
 
 log = logging.getLogger("copytrade.api")
 
+BEARER = {"WWW-Authenticate": "Bearer"}
+
 
 class ApiError(Exception):
+    """A refusal the API answers with `status` and `code`; subclasses fix both."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "internal error"
+    default_headers: ClassVar[dict[str, str] | None] = None
+
     def __init__(
         self,
-        status: int,
-        code: str,
-        message: str,
+        message: str | None = None,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        self.message = message or self.default_message
+        super().__init__(self.message)
         self.details = details
-        self.headers = headers
+        self.headers = headers if headers is not None else self.default_headers
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+    default_message = "a bearer token is required"
+    default_headers = BEARER
+
+
+class WrongPassword(ApiError):
+    status, code = 401, "invalid_credentials"
+    default_message = "email or password is wrong"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+    default_message = "this needs another role"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class AccountNotFound(NotFound):
+    code, default_message = "account_not_found", "no such account"
+
+
+class MasterNotFound(NotFound):
+    code, default_message = "master_not_found", "no such master"
+
+
+class SubscriptionNotFound(NotFound):
+    code, default_message = "subscription_not_found", "no such subscription"
+
+
+class OrderNotFound(NotFound):
+    code, default_message = "order_not_found", "no such order"
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class EmailTaken(Conflict):
+    code, default_message = "email_taken", "that email is already registered"
+
+
+class SubscriptionExists(Conflict):
+    code, default_message = "subscription_exists", "this account already follows this master"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    default_message = "client_order_id was already used with a different order"
+
+
+class OrderCanceled(Conflict):
+    code, default_message = "order_canceled", "a canceled order cannot be replaced"
+
+
+class Unprocessable(ApiError):
+    status, code = 422, "validation_error"
+    default_message = "the request is not valid"
+
+
+class UnexpectedPrice(Unprocessable):
+    code = "unexpected_price"
+
+
+class TooManyAttempts(ApiError):
+    status, code = 429, "too_many_attempts"
+    default_message = "too many failed sign-ins; try again later"
 
 
 def error_response(
@@ -45,6 +143,18 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+def typed_error_response(exc: Exception) -> JSONResponse:
+    """The answer for an ApiError, TokenError or CredentialsRejected."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    # Errors raised outside the API carry only a code; their status is given here.
+    if isinstance(exc, TokenError):
+        return error_response(401, exc.code, str(exc), None, BEARER)
+    if isinstance(exc, CredentialsRejected):
+        return error_response(422, exc.code, str(exc))
+    raise TypeError(f"{type(exc).__name__} has no API mapping")
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for error in exc.errors():
@@ -55,29 +165,38 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+async def _typed(request: Request, exc: Exception) -> JSONResponse:
+    return typed_error_response(exc)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = _field_errors(exc)
+    # Pydantic custom error types (schemas.api.CUSTOM_ERROR_CODES) are our codes already.
+    custom = [f for f in fields if f["type"] in CUSTOM_ERROR_CODES]
+    code = str(custom[0]["type"]) if custom else "validation_error"
+    message = str(custom[0]["message"]) if custom else "the request is not valid"
+    if fields and fields[0]["type"] == "json_invalid":
+        code, message = "invalid_json", "the request body is not valid JSON"
+    return error_response(422, code, message, {"fields": fields})
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error")
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _field_errors(exc)
-        custom = [f for f in fields if f["type"] in CUSTOM_ERROR_CODES]
-        code = str(custom[0]["type"]) if custom else "validation_error"
-        message = str(custom[0]["message"]) if custom else "the request is not valid"
-        if fields and fields[0]["type"] == "json_invalid":
-            code, message = "invalid_json", "the request body is not valid JSON"
-        return error_response(422, code, message, {"fields": fields})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-        return error_response(
-            exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal error")
+    for kind in (ApiError, TokenError, CredentialsRejected):
+        app.add_exception_handler(kind, _typed)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

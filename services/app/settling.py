@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.events import publish_leg_events, publish_order_event
 from services.infra.db.repositories.legs import LegOutcome, settle_legs
-from services.infra.db.repositories.orders import order_progress
+from services.infra.db.repositories.orders import orders_progress
 from services.infra.metrics import LEGS
 from services.infra.positions import MasterPositions
 
@@ -65,9 +65,9 @@ class Settler:
         if order is not None:
             masters.setdefault(*order)
         progress: dict[str, Row] = {}
-        async with self.engine.connect() as conn:
-            for order_id in masters:
-                progress[order_id] = await order_progress(conn, order_id)
+        if masters:
+            async with self.engine.connect() as conn:
+                progress = await orders_progress(conn, list(masters))
         for order_id, progress_now in progress.items():
             await publish_order_event(self.nc, order_id, masters[order_id], progress_now)
             if progress_now["cancel_requested"]:

@@ -44,7 +44,13 @@ class Principal:
 
 
 class TokenError(Exception):
-    pass
+    """A token that does not verify; `code` says why (the API answers it with a 401)."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class TokenIssuer:
                 leeway=5,
             )
         except jwt.ExpiredSignatureError as exc:
-            raise TokenError("token expired") from exc
+            raise TokenExpired("token expired") from exc
         except jwt.PyJWTError as exc:
             raise TokenError("invalid token") from exc
         role = claims.get("role")

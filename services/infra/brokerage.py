@@ -31,25 +31,36 @@ _CREDENTIALS: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
 }
 
 
-def validate_credentials(broker: str, credentials: dict[str, Any]) -> str | None:
-    """Why these credentials cannot work for this broker, or None."""
+class CredentialsRejected(ValueError):
+    """Credentials that cannot work for a broker; `code` says why (the API answers 422)."""
+
+    code = "invalid_credentials"
+
+
+class BrokerNotSupported(CredentialsRejected):
+    code = "broker_not_supported"
+
+
+def validate_credentials(broker: str, credentials: dict[str, Any]) -> None:
+    """Raise CredentialsRejected saying why these credentials cannot work for this broker."""
     if broker not in _CREDENTIALS:
-        return f"broker {broker!r} is not supported"
+        raise BrokerNotSupported(f"broker {broker!r} is not supported")
     required, optional = _CREDENTIALS[broker]
     for field in required:
         value = credentials.get(field)
         if not isinstance(value, str) or not value or len(value) > 256:
-            return f"credentials.{field} is required (a string of at most 256 characters)"
+            raise CredentialsRejected(
+                f"credentials.{field} is required (a string of at most 256 characters)"
+            )
     extra = set(credentials) - set(required) - set(optional)
     if extra:
-        return f"unknown credential fields: {sorted(extra)}"
+        raise CredentialsRejected(f"unknown credential fields: {sorted(extra)}")
     for field, kind in optional.items():
         if field in credentials and not isinstance(credentials[field], kind):
-            return f"credentials.{field} must be a {kind.__name__}"
+            raise CredentialsRejected(f"credentials.{field} must be a {kind.__name__}")
     symbols = credentials.get("watch_symbols", [])
     if not all(isinstance(s, str) and s.isalnum() for s in symbols):
-        return "credentials.watch_symbols must be a list of symbols"
-    return None
+        raise CredentialsRejected("credentials.watch_symbols must be a list of symbols")
 
 
 class BrokerFactory:

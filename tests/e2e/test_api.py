@@ -175,14 +175,17 @@ def _token(secret: str, **overrides: Any) -> str:
 
 async def test_tokens(api: Api, stack: Stack) -> None:
     secret = stack.env["COPYTRADE_JWT_SECRET"]
-    _assert_error(await api.http.get("/v1/accounts"), 401, "unauthorized")
-    _assert_error(
-        await api.http.get("/v1/accounts", headers=api.auth("garbage")), 401, "invalid_token"
-    )
+    missing = await api.http.get("/v1/accounts")
+    _assert_error(missing, 401, "unauthorized")
+    garbage = await api.http.get("/v1/accounts", headers=api.auth("garbage"))
+    _assert_error(garbage, 401, "invalid_token")
+    assert garbage.json()["error"]["message"] == "invalid token"
     expired = _token(secret, exp=int(time.time()) - 120, iat=int(time.time()) - 300)
-    _assert_error(
-        await api.http.get("/v1/accounts", headers=api.auth(expired)), 401, "token_expired"
-    )
+    late = await api.http.get("/v1/accounts", headers=api.auth(expired))
+    _assert_error(late, 401, "token_expired")
+    assert late.json()["error"]["message"] == "token expired"
+    for response in (missing, garbage, late):
+        assert response.headers["www-authenticate"] == "Bearer"
     forged = _token("an-attacker-guessed-this-secret-and-it-is-wrong")
     _assert_error(
         await api.http.get("/v1/accounts", headers=api.auth(forged)), 401, "invalid_token"
@@ -219,11 +222,11 @@ async def test_register_login_and_throttle(api: Api) -> None:
             "invalid_credentials",
         )
     # The counter lives in Redis, shared by every API replica: now even the right password waits.
-    _assert_error(
-        await api.http.post("/v1/auth/token", json={"email": email, "password": "long enough"}),
-        429,
-        "too_many_attempts",
+    throttled = await api.http.post(
+        "/v1/auth/token", json={"email": email, "password": "long enough"}
     )
+    _assert_error(throttled, 429, "too_many_attempts")
+    assert throttled.headers["retry-after"] == "300"
 
 
 async def test_accounts_never_echo_credentials(api: Api) -> None:

@@ -26,6 +26,7 @@ from services.infra.db.repositories.orders import (
     insert_master_order,
     order_progress,
     order_state,
+    orders_progress,
     shard_recorded,
     store_plan,
 )
@@ -388,3 +389,32 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     theirs_context = OrderPlan.model_validate_json(theirs).context
     mine = await recorder.record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
     assert len(mine) == 3 and await legs() == 3
+
+
+async def test_progress_of_many_orders_is_each_orders_own(engine: AsyncEngine) -> None:
+    """GET /v1/orders reads progress for a page of orders at once; counts never mix."""
+    first, first_targets = await _order_with_followers(engine, 3)
+    second, second_targets = await _order_with_followers(engine, 2)
+    first_legs = _submitting(plan(first, first_targets, datetime.now(UTC)))
+    second_legs = _submitting(plan(second, second_targets, datetime.now(UTC)))
+    async with engine.begin() as conn:
+        await insert_legs(conn, first.master_id, first_legs, 10)
+        await insert_legs(conn, second.master_id, second_legs, 10)
+        await settle_legs(conn, [LegOutcome(first_legs[0].leg_id, LegStatus.FILLED)])
+    missing = str(uuid.uuid4())
+    async with engine.connect() as conn:
+        many = await orders_progress(conn, [second.order_id, first.order_id, missing])
+        one = {i: await order_progress(conn, i) for i in (first.order_id, second.order_id)}
+    assert list(many) == [second.order_id, first.order_id, missing]
+    assert many[first.order_id]["by_status"] == {"filled": 1, "submitting": 2}
+    assert many[second.order_id]["by_status"] == {"submitting": 2}
+    assert (many[first.order_id]["total"], many[second.order_id]["total"]) == (3, 2)
+    assert {i: many[i] for i in one} == one
+    assert many[missing] == {
+        "status": "accepted",
+        "total": 0,
+        "by_status": {},
+        "fanout_ms": None,
+        "master": None,
+        "cancel_requested": False,
+    }

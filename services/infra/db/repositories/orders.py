@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from replication.progress import fanout_ms, progress_status
 from replication.state import (
     OPEN,
     OPEN_AT_BROKER,
@@ -189,54 +191,67 @@ async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shard
     )
 
 
-_OPEN_STATUSES = frozenset(s.value for s in OPEN)
-
-
 async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
     """Follower legs by status, the master's own leg, and the fan-out time once every follower
     leg has settled (master order created → last follower leg settled)."""
-    rows = fetch_all(
+    return (await orders_progress(conn, [order_id]))[order_id]
+
+
+async def orders_progress(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, Row]:
+    """order_progress for many orders in three queries; the status rule is
+    replication.progress (an id that is no order reads as an unplanned order with no legs)."""
+    ids = {"ids": list(order_ids)}
+    counts = fetch_all(
         await conn.execute(
             text(
-                "SELECT status, count(*) AS n FROM legs WHERE order_id = :id "
-                "AND action <> 'master' GROUP BY status"
+                "SELECT order_id, status, count(*) AS n FROM legs "
+                "WHERE order_id = ANY(CAST(:ids AS uuid[])) AND action <> 'master' "
+                "GROUP BY order_id, status"
             ),
-            {"id": order_id},
+            ids,
         )
     )
-    by_status = {row["status"]: int(row["n"]) for row in rows}
-    timing = fetch_one(
+    timings = fetch_all(
         await conn.execute(
             text(
-                "SELECT o.planned_at, o.cancel_requested_at, "
+                "SELECT o.id, o.planned_at, o.cancel_requested_at, "
                 "EXTRACT(EPOCH FROM (max(l.settled_at) - o.created_at)) * 1000 AS fanout_ms "
                 "FROM master_orders o "
                 "LEFT JOIN legs l ON l.order_id = o.id AND l.action <> 'master' "
-                "WHERE o.id = :id GROUP BY o.id"
+                "WHERE o.id = ANY(CAST(:ids AS uuid[])) GROUP BY o.id"
             ),
-            {"id": order_id},
+            ids,
         )
     )
-    master = fetch_one(
+    masters = fetch_all(
         await conn.execute(
             text(
-                "SELECT status, reason, broker_order_id, filled_qty, filled_avg_price FROM legs "
-                "WHERE order_id = :id AND action = 'master'"
+                "SELECT order_id, status, reason, broker_order_id, filled_qty, filled_avg_price "
+                "FROM legs WHERE order_id = ANY(CAST(:ids AS uuid[])) AND action = 'master'"
             ),
-            {"id": order_id},
+            ids,
         )
     )
-    open_legs = sum(n for status, n in by_status.items() if status in _OPEN_STATUSES)
-    planned = timing is not None and timing["planned_at"] is not None
-    fanout_ms = None
-    if planned and open_legs == 0 and timing is not None and timing["fanout_ms"] is not None:
-        fanout_ms = round(float(timing["fanout_ms"]), 3)
-    status = "accepted" if not planned else ("replicating" if open_legs else "replicated")
+    by_order: dict[str, dict[str, int]] = {}
+    for row in counts:
+        by_order.setdefault(str(row["order_id"]), {})[row["status"]] = int(row["n"])
+    timing = {str(row["id"]): row for row in timings}
+    master = {str(row.pop("order_id")): row for row in masters}
+    canonical = {order_id: str(UUID(order_id)) for order_id in order_ids}  # as str(uuid) reads
     return {
-        "status": status,
+        order_id: _progress(by_order.get(key, {}), timing.get(key), master.get(key))
+        for order_id, key in canonical.items()
+    }
+
+
+def _progress(by_status: dict[str, int], timing: Row | None, master: Row | None) -> Row:
+    planned = timing is not None and timing["planned_at"] is not None
+    elapsed = timing["fanout_ms"] if timing is not None else None
+    return {
+        "status": progress_status(planned, by_status).value,
         "total": sum(by_status.values()),
         "by_status": by_status,
-        "fanout_ms": fanout_ms,
+        "fanout_ms": fanout_ms(planned, by_status, elapsed),
         "master": master,
         "cancel_requested": timing is not None and timing["cancel_requested_at"] is not None,
     }

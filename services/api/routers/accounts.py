@@ -1,0 +1,64 @@
+"""Brokerage accounts: POST/GET /v1/accounts, POST /v1/accounts/{id}/halt and /resume."""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from schemas.api import AccountCreate, AccountOut
+from services.api.deps import Auth, Container, Deps
+from services.api.errors import AccountNotFound
+from services.api.views import account_out
+from services.infra.auth import Principal
+from services.infra.brokerage import validate_credentials
+from services.infra.db.repositories.accounts import (
+    accounts_of_user,
+    insert_account,
+    set_account_halted,
+)
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/accounts",
+    status_code=201,
+    response_model=AccountOut,
+    response_model_exclude={"halted", "created_at"},
+)
+async def create_account(body: AccountCreate, user: Auth, c: Deps) -> AccountOut:
+    validate_credentials(body.broker.value, body.credentials)  # CredentialsRejected → 422
+    account_id = str(uuid.uuid4())
+    sealed = c.cipher.encrypt(account_id, body.credentials)
+    async with c.engine.begin() as conn:
+        await insert_account(
+            conn, account_id, user.user_id, body.broker.value, body.label, sealed
+        )
+    # No row is read back: the answer echoes what was stored (halted, created_at excluded).
+    return AccountOut(account_id=account_id, broker=body.broker.value, label=body.label)
+
+
+@router.get("/v1/accounts", response_model=list[AccountOut])
+async def list_accounts(user: Auth, c: Deps) -> list[AccountOut]:
+    async with c.engine.connect() as conn:
+        return [account_out(row) for row in await accounts_of_user(conn, user.user_id)]
+
+
+async def _set_halted(account_id: UUID, user: Principal, c: Container, halted: bool) -> AccountOut:
+    async with c.engine.begin() as conn:
+        row = await set_account_halted(conn, str(account_id), user.user_id, halted)
+    if row is None:
+        raise AccountNotFound()
+    return account_out(row)
+
+
+@router.post("/v1/accounts/{account_id}/halt", response_model=AccountOut)
+async def halt(account_id: UUID, user: Auth, c: Deps) -> AccountOut:
+    return await _set_halted(account_id, user, c, True)
+
+
+@router.post("/v1/accounts/{account_id}/resume", response_model=AccountOut)
+async def resume(account_id: UUID, user: Auth, c: Deps) -> AccountOut:
+    return await _set_halted(account_id, user, c, False)

@@ -1,0 +1,171 @@
+"""A master's orders: POST/GET /v1/orders, GET/PATCH /v1/orders/{id}, POST …/cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, OrderReplace
+from schemas.messages import SWEEP_NOW_SUBJECT
+from services.api.deps import Auth, Container, Deps, require
+from services.api.errors import (
+    AccountNotFound,
+    IdempotencyConflict,
+    OrderCanceled,
+    OrderNotFound,
+    UnexpectedPrice,
+)
+from services.api.views import order_out
+from services.app.order_messages import order_message_from_row
+from services.infra import bus
+from services.infra.db.repositories.accounts import get_account
+from services.infra.db.repositories.orders import (
+    get_master_order,
+    get_master_order_by_client_id,
+    insert_master_order,
+    list_master_orders,
+    order_progress,
+    orders_progress,
+    request_cancel,
+    request_replace,
+)
+from services.infra.metrics import ORDER_PUBLISH, ORDERS_INGESTED
+
+log = logging.getLogger("copytrade.api")
+
+router = APIRouter()
+
+
+def _request_hash(body: OrderCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def recent_orders(c: Container, master_id: str, limit: int) -> list[OrderOut]:
+    """The master's newest orders with their progress (three queries, whatever the limit)."""
+    async with c.engine.connect() as conn:
+        rows = await list_master_orders(conn, master_id, limit)
+        progress = await orders_progress(conn, [str(row["id"]) for row in rows])
+    return [order_out(row, progress[str(row["id"])]) for row in rows]
+
+
+async def _publish(c: Container, row: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    try:
+        await bus.publish_order(c.js, order_message_from_row(row), timeout_s=2.0)
+    except Exception:
+        # The order is durable in PostgreSQL; the sweeper's outbox pass publishes it.
+        log.warning("publish of order %s failed; left to the outbox", row["id"], exc_info=True)
+        return
+    ORDER_PUBLISH.observe(time.perf_counter() - started)
+    c.published.add(str(row["id"]))
+
+
+async def _insert_or_replay(
+    c: Container, body: OrderCreate, master_id: str, request_hash: str
+) -> tuple[dict[str, Any], bool]:
+    """Store the order, or find the one stored under its client_order_id (a replay)."""
+    async with c.engine.begin() as conn:
+        row = await insert_master_order(
+            conn,
+            {
+                "id": str(uuid.uuid4()),
+                "master_id": master_id,
+                "account_id": str(body.account_id),
+                "client_order_id": body.client_order_id,
+                "request_hash": request_hash,
+                "symbol": body.symbol,
+                "side": body.side.value,
+                "qty": body.qty,
+                "type": body.type.value,
+                "limit_price": body.limit_price,
+                "stop_price": body.stop_price,
+                "time_in_force": body.time_in_force.value,
+            },
+        )
+        if row is not None:
+            return row, False
+        if await get_account(conn, str(body.account_id), master_id) is None:
+            raise AccountNotFound()
+        row = await get_master_order_by_client_id(conn, master_id, body.client_order_id)
+        assert row is not None
+        return row, True
+
+
+@router.post("/v1/orders", status_code=202, response_model=OrderAccepted)
+async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
+    require(user, "master")
+    request_hash = _request_hash(body)
+    row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
+    if replay and row["request_hash"] != request_hash:
+        ORDERS_INGESTED.labels("conflict").inc()
+        raise IdempotencyConflict(details={"order_id": str(row["id"])})
+    if row["published_at"] is None:
+        await _publish(c, row)
+    ORDERS_INGESTED.labels("replayed" if replay else "accepted").inc()
+    return OrderAccepted(
+        order_id=str(row["id"]), client_order_id=row["client_order_id"], status="accepted"
+    )
+
+
+@router.get("/v1/orders/{order_id}", response_model=OrderOut)
+async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
+    require(user, "master")
+    async with c.engine.connect() as conn:
+        row = await get_master_order(conn, str(order_id), user.user_id)
+        if row is None:
+            raise OrderNotFound()
+        progress = await order_progress(conn, str(order_id))
+    return order_out(row, progress)
+
+
+@router.get("/v1/orders", response_model=list[OrderOut])
+async def list_orders(
+    user: Auth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[OrderOut]:
+    """The master's recent orders, newest first, with their fan-out progress."""
+    require(user, "master")
+    return await recent_orders(c, user.user_id, limit)
+
+
+@router.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)
+async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps) -> OrderAccepted:
+    """Change quantity or prices; open legs are replaced at their brokers (same sizing)."""
+    require(user, "master")
+    async with c.engine.begin() as conn:
+        current = await get_master_order(conn, str(order_id), user.user_id)
+        if current is None:
+            raise OrderNotFound()
+        kind = current["type"]
+        if body.limit_price is not None and kind not in ("limit", "stop_limit"):
+            raise UnexpectedPrice(f"a {kind} order takes no limit_price")
+        if body.stop_price is not None and kind not in ("stop", "stop_limit"):
+            raise UnexpectedPrice(f"a {kind} order takes no stop_price")
+        row = await request_replace(
+            conn, str(order_id), user.user_id, body.qty, body.limit_price, body.stop_price
+        )
+        if row is None:
+            raise OrderCanceled()
+    await c.nc.publish(SWEEP_NOW_SUBJECT, str(order_id).encode())
+    return OrderAccepted(
+        order_id=str(order_id), client_order_id=row["client_order_id"], status="replacing"
+    )
+
+
+@router.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=CancelAccepted)
+async def cancel_order(order_id: UUID, user: Auth, c: Deps) -> CancelAccepted:
+    """Cancel the master order and every open leg of it, at every broker."""
+    require(user, "master")
+    async with c.engine.begin() as conn:
+        row = await request_cancel(conn, str(order_id), user.user_id)
+    if row is None:
+        raise OrderNotFound()
+    await c.nc.publish(SWEEP_NOW_SUBJECT, str(order_id).encode())
+    return CancelAccepted(order_id=str(order_id), cancel_requested=True)

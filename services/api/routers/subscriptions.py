@@ -1,0 +1,89 @@
+"""A follower's subscriptions to masters: POST/GET /v1/subscriptions, PATCH/DELETE one."""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from schemas.api import SubscriptionCreate, SubscriptionOut, SubscriptionPatch
+from services.api.deps import Auth, Deps, require
+from services.api.errors import (
+    AccountNotFound,
+    MasterNotFound,
+    SubscriptionExists,
+    SubscriptionNotFound,
+    Unprocessable,
+)
+from services.api.views import subscription_out
+from services.infra.db.repositories.accounts import get_account
+from services.infra.db.repositories.base import Conflict
+from services.infra.db.repositories.subscriptions import (
+    insert_subscription,
+    remove_subscription,
+    subscriptions_of_follower,
+    update_subscription,
+)
+from services.infra.db.repositories.users import get_user
+
+router = APIRouter()
+
+
+@router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionOut)
+async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> SubscriptionOut:
+    require(user, "follower")
+    values = body.model_dump(mode="json", exclude_none=True)
+    async with c.engine.begin() as conn:
+        if await get_account(conn, str(body.account_id), user.user_id) is None:
+            raise AccountNotFound()
+        master = await get_user(conn, str(body.master_id))
+        if master is None or master["role"] != "master":
+            raise MasterNotFound()
+        try:
+            row = await insert_subscription(
+                conn,
+                {
+                    "id": str(uuid.uuid4()),
+                    "follower_id": user.user_id,
+                    "master_id": str(body.master_id),
+                    "account_id": str(body.account_id),
+                    "sizing": values["sizing"],
+                    "caps": values.get("caps", {}),
+                    "filters": values.get("filters", {}),
+                    "paused": body.paused,
+                },
+            )
+        except Conflict as exc:
+            raise SubscriptionExists() from exc
+    return subscription_out(row)
+
+
+@router.get("/v1/subscriptions", response_model=list[SubscriptionOut])
+async def list_subscriptions(user: Auth, c: Deps) -> list[SubscriptionOut]:
+    async with c.engine.connect() as conn:
+        rows = await subscriptions_of_follower(conn, user.user_id)
+    return [subscription_out(row) for row in rows]
+
+
+@router.patch("/v1/subscriptions/{subscription_id}", response_model=SubscriptionOut)
+async def patch_subscription(
+    subscription_id: UUID, body: SubscriptionPatch, user: Auth, c: Deps
+) -> SubscriptionOut:
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    if any(value is None for value in changes.values()):
+        raise Unprocessable("fields may be changed but not set to null")
+    async with c.engine.begin() as conn:
+        row = await update_subscription(conn, str(subscription_id), user.user_id, changes)
+    if row is None:
+        raise SubscriptionNotFound()
+    return subscription_out(row)
+
+
+@router.delete("/v1/subscriptions/{subscription_id}", status_code=204)
+async def delete_subscription(subscription_id: UUID, user: Auth, c: Deps) -> Response:
+    async with c.engine.begin() as conn:
+        deleted = await remove_subscription(conn, str(subscription_id), user.user_id)
+    if not deleted:
+        raise SubscriptionNotFound()
+    return Response(status_code=204)
