@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
@@ -34,7 +34,6 @@ from nats.js.client import JetStreamContext
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from brokers.alpaca.constants import BROKER_TIMEZONE
 from replication.model import (
     MASTER_ACTION,
     ZERO,
@@ -43,7 +42,7 @@ from replication.model import (
     Instrument,
     PlannedLeg,
 )
-from replication.plan import master_leg, plan, trading_day
+from replication.plan import master_leg, plan
 from replication.state import TERMINAL, LegStatus, transition
 from schemas.messages import (
     ORDERS_STREAM,
@@ -59,7 +58,7 @@ from services.app.sending import place_once, request_from_leg
 from services.app.snapshots import Snapshot, Snapshots
 from services.app.targets import TargetCache, broker_for_row
 from services.infra import bus
-from services.infra.brokerage import BrokerFactory
+from services.infra.brokerage import BrokerFactory, broker_day
 from services.infra.crypto import CredentialCipher
 from services.infra.db import repositories as repo
 from services.infra.metrics import FANOUT, FIRST_LEG, LEGS
@@ -305,7 +304,7 @@ class Replicator:
                 by_broker,
                 state.halts,
                 now,
-                trading_day(now, BROKER_TIMEZONE),
+                broker_day(master_row["broker"] if master_row else None, now),
                 position_cache_ok=not state.master_busy,
             )
             ids, size = [t.account_id for t in targets], self.settings.shard_size
@@ -522,7 +521,8 @@ class Replicator:
     ) -> list[PlannedLeg]:
         """Plan and record one batch in one transaction; returns the legs this call inserted.
         `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
-        day: date = context.trading_day
+        # Each account counts its day in its own broker's calendar, at the plan's fixed time.
+        days = {t.account_id: broker_day(t.broker, context.planned_at) for t in batch}
         async with self.engine.begin() as conn:
             if fix_plan is not None:
                 stored, _ = await repo.fix_plan(conn, order.order_id, fix_plan)
@@ -532,7 +532,7 @@ class Replicator:
             risk = await repo.lock_risk(
                 conn,
                 [t.account_id for t in batch],
-                day,
+                days,
                 order.symbol,
                 [t.account_id for t in batch if t.caps.max_open_positions is not None],
             )
@@ -562,7 +562,7 @@ class Replicator:
                 await repo.insert_legs(conn, order.master_id, to_record, self.settings.leg_lease_s)
             )
             mine = [leg for leg in to_record if leg.leg_id in inserted]
-            await repo.spend_risk(conn, mine, day)
+            await repo.spend_risk(conn, mine, days)
             if completes is not None:
                 await repo.shard_recorded(conn, order.order_id, *completes)
         return mine
