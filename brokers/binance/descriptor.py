@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from brokers.binance import constants as c
 from brokers.binance.client import BinanceBroker
 from brokers.descriptor import (
@@ -19,6 +23,7 @@ from brokers.descriptor import (
 from replication.ports import Broker
 
 TESTNET_BASE_URL = "https://testnet.binance.vision"
+MAX_WATCH_SYMBOLS = 200  # the poller lists each one every interval
 
 # The endpoints each adapter operation calls (client.py); their weights are constants.WEIGHTS.
 # A replace first looks the order up, then cancels and replaces it in one request.
@@ -48,7 +53,7 @@ class BinanceCredentials(Credentials):
     secret_key: HeaderValue
     testnet: bool = False
     quote_asset: Code = c.DEFAULT_QUOTE_ASSET
-    watch_symbols: list[Symbol] = []
+    watch_symbols: Annotated[list[Symbol], Field(max_length=MAX_WATCH_SYMBOLS)] = []
 
 
 def _endpoints(credentials: BinanceCredentials) -> Endpoints:

@@ -112,6 +112,7 @@ def test_credentials_refuse_what_cannot_go_into_a_header(name: str, bad: str) ->
         ("binance", {"api_key": "k", "secret_key": "s", "watch_symbols": ["BTC-USDT"]}),
         ("binance", {"api_key": "k", "secret_key": "s", "watch_symbols": "BTCUSDT"}),
         ("binance", {"api_key": "k", "secret_key": "s", "quote_asset": "usdt\n"}),
+        ("binance", {"api_key": "k", "secret_key": "s", "watch_symbols": ["BTCUSDT"] * 201}),
         ("kite", {"key_id": "a", "secret_key": "b"}),  # Kite takes api_key and access_token
         ("kite", {"api_key": "k", "access_token": "t", "exchange": "N\r\nSE"}),
     ],
