@@ -8,12 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from brokers.alpaca.constants import BROKER_TIMEZONE
-from replication.plan import trading_day
 from schemas.messages import OrderMessage, OrderPlan
 from services.app.snapshots import Snapshots
 from services.app.targets import TargetSet, broker_for_row
-from services.infra.brokerage import BrokerFactory
+from services.infra.brokerage import BrokerFactory, broker_day
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.orders import OrderState
 from services.infra.settings import Settings
@@ -59,7 +57,7 @@ class Planner:
             by_broker,
             state.halts,
             now,
-            trading_day(now, BROKER_TIMEZONE),
+            broker_day(master_row["broker"] if master_row else None, now),
             position_cache_ok=not state.master_busy,
         )
         ids, size = [t.account_id for t in targets], self.shard_size

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,6 +15,7 @@ from replication.plan import master_leg, plan
 from replication.state import LegStatus, transition
 from schemas.messages import OrderMessage, PlanContext
 from services.app.snapshots import Snapshot
+from services.infra.brokerage import broker_day
 from services.infra.db.repositories.legs import insert_legs
 from services.infra.db.repositories.orders import shard_recorded, store_plan
 from services.infra.db.repositories.risk import RiskRow, lock_risk, spend_risk
@@ -42,7 +42,8 @@ class Recorder:
     ) -> list[PlannedLeg]:
         """Plan and record one batch in one transaction; returns the legs this call inserted.
         `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
-        day: date = context.trading_day
+        # Each account counts its day in its own broker's calendar, at the plan's fixed time.
+        days = {t.account_id: broker_day(t.broker, context.planned_at) for t in batch}
         async with self.engine.begin() as conn:
             if fix_plan is not None:
                 stored, _ = await store_plan(conn, order.order_id, fix_plan)
@@ -52,7 +53,7 @@ class Recorder:
             risk = await lock_risk(
                 conn,
                 [t.account_id for t in batch],
-                day,
+                days,
                 order.symbol,
                 [t.account_id for t in batch if t.caps.max_open_positions is not None],
             )
@@ -80,7 +81,7 @@ class Recorder:
             ]
             inserted = set(await insert_legs(conn, order.master_id, to_record, self.lease_s))
             mine = [leg for leg in to_record if leg.leg_id in inserted]
-            await spend_risk(conn, mine, day)
+            await spend_risk(conn, mine, days)
             if completes is not None:
                 await shard_recorded(conn, order.order_id, *completes)
         return mine

@@ -12,17 +12,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from brokers.alpaca.constants import BROKER_TIMEZONE
 from replication.errors import BrokerError, Rejected
 from replication.ids import client_order_id
 from replication.model import FollowerState, Instrument, MasterContext
-from replication.plan import plan_leg, trading_day
+from replication.plan import plan_leg
 from replication.ports import Broker
 from replication.state import TERMINAL, LegStatus
 from schemas.common import OrderType
 from services.app.order_messages import order_message_from_row
 from services.app.sending import cancel_and_confirm, look_up, or_existing, outcome_from_order
 from services.app.targets import target_from_row
+from services.infra.brokerage import broker_day
 from services.infra.db.repositories.legs import (
     LegOutcome,
     finish_replace,
@@ -156,7 +156,7 @@ async def _reserve(
     """Size the leg for the new version and reserve the ledger change, under the risk lock."""
     leg = job.leg
     async with job.engine.begin() as conn:
-        day = trading_day(datetime.now(UTC), BROKER_TIMEZONE)
+        day = broker_day(leg["broker"], datetime.now(UTC))
         risk = await lock_risk(conn, [str(leg["account_id"])], day, leg["symbol"])
         ledger = risk.get(str(leg["account_id"]))
         copy_now = ledger.positions.get(leg["symbol"], Decimal(0)) if ledger else Decimal(0)

@@ -11,10 +11,12 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from brokers.registry import SIM
 from services.infra.auth import hash_password
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.accounts import insert_account
@@ -45,6 +47,11 @@ class DemoSeed:
 def _sim_keys(secret: str, name: str) -> tuple[str, str]:
     digest = hmac.new(secret.encode(), name.encode(), hashlib.sha256).hexdigest()
     return "PKDEMO" + hashlib.sha256(name.encode()).hexdigest()[:14].upper(), digest
+
+
+def _sim_credentials(key_id: str, secret_key: str) -> dict[str, Any]:
+    """Credentials checked by the simulator's descriptor, as the API checks them."""
+    return SIM.parse_credentials({"key_id": key_id, "secret_key": secret_key}).model_dump()
 
 
 async def seed(
@@ -99,9 +106,9 @@ async def seed(
                 conn,
                 master_account,
                 master_id,
-                "sim",
+                SIM.name,
                 "demo master",
-                cipher.encrypt(master_account, {"key_id": key_id, "secret_key": secret_key}),
+                cipher.encrypt(master_account, _sim_credentials(key_id, secret_key)),
             )
         account_ids = []
         for index in range(1, followers + 1):
@@ -119,9 +126,9 @@ async def seed(
                 conn,
                 account_id,
                 user_id,
-                "sim",
+                SIM.name,
                 f"demo {name}",
-                cipher.encrypt(account_id, {"key_id": key_id, "secret_key": secret_key}),
+                cipher.encrypt(account_id, _sim_credentials(key_id, secret_key)),
             )
             await insert_subscription(
                 conn,

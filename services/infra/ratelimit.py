@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,9 +20,8 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 
-from brokers.alpaca import constants as alpaca
-from brokers.binance import constants as binance
-from brokers.kite import constants as kite
+from brokers.descriptor import RateLimits, Window
+from brokers.registry import descriptor
 from replication.errors import Retryable, Unknown
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 from replication.ports import Broker
@@ -57,6 +56,10 @@ return wait
 class Limit:
     capacity: float  # burst
     per_second: float  # refill
+
+    @classmethod
+    def of(cls, window: Window) -> Limit:
+        return cls.window(window.requests, window.seconds)
 
     @classmethod
     def window(cls, requests: float, seconds: float) -> Limit:
@@ -128,42 +131,6 @@ class CircuitBreaker:
             self.opened_at = self._clock()
 
 
-def account_limit(broker: str, sim_per_min: float) -> Limit | None:
-    """The documented per-account request budget of each broker."""
-    if broker == "alpaca":
-        return Limit.window(alpaca.REQUESTS_PER_MINUTE, 60)
-    if broker == "sim":
-        return Limit.window(sim_per_min, 60) if sim_per_min > 0 else None
-    if broker == "binance":
-        return Limit.window(binance.ORDERS_PER_10_SECONDS, 10)
-    if broker == "kite":
-        return Limit.window(kite.REQUESTS_PER_SECOND, 1)
-    return None
-
-
-def host_limit(broker: str, sim_per_s: float) -> Limit | None:
-    """Budgets per broker host (Binance weighs requests per IP)."""
-    if broker == "binance":
-        return Limit.window(binance.REQUEST_WEIGHT_PER_MINUTE, 60)
-    if broker == "sim" and sim_per_s > 0:
-        return Limit.window(sim_per_s, 1)
-    return None
-
-
-_BINANCE_WEIGHTS = {
-    "place_order": binance.WEIGHTS["POST /api/v3/order"],
-    "get_order_by_client_id": binance.WEIGHTS["GET /api/v3/order"],
-    "cancel_order": binance.WEIGHTS["DELETE /api/v3/order"],
-    "replace_order": binance.WEIGHTS["GET /api/v3/order"]
-    + binance.WEIGHTS["POST /api/v3/order/cancelReplace"],
-    "list_orders": binance.WEIGHTS["GET /api/v3/allOrders"],
-    "positions": binance.WEIGHTS["GET /api/v3/account"],
-    "account": binance.WEIGHTS["GET /api/v3/account"] + binance.WEIGHTS["GET /api/v3/ticker/price"],
-    "instrument": binance.WEIGHTS["GET /api/v3/exchangeInfo"],
-    "last_price": binance.WEIGHTS["GET /api/v3/ticker/price"],
-}
-
-
 class BudgetedBroker:
     """A Broker that spends the account's and the host's budgets and honours the host's circuit
     breaker before every call. Implements replication.ports.Broker."""
@@ -171,13 +138,13 @@ class BudgetedBroker:
     def __init__(
         self,
         inner: Broker,
-        broker: str,
+        limits: RateLimits,
         account: RateBudget | None,
         host: RateBudget | None,
         breaker: CircuitBreaker,
     ) -> None:
         self._inner = inner
-        self._broker = broker
+        self._limits = limits
         self._account = account
         self._host = host
         self._breaker = breaker
@@ -185,12 +152,8 @@ class BudgetedBroker:
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         self._breaker.before()
         if self._host is not None:
-            await self._host.acquire(
-                _BINANCE_WEIGHTS.get(operation, 1) if self._broker == "binance" else 1
-            )
-        if self._account is not None and (
-            self._broker != "binance" or operation in ("place_order", "replace_order")
-        ):
+            await self._host.acquire(self._limits.weight(operation))
+        if self._account is not None and self._limits.counts_for_account(operation):
             await self._account.acquire()
         try:
             result = await call()
@@ -251,34 +214,41 @@ class BudgetedBroker:
 
 
 class Budgets:
-    """Builds the budgets and breakers of one process."""
+    """Builds the budgets and breakers of one process from the brokers' descriptors;
+    `overrides` replaces a broker's limits (the simulator's are configured)."""
 
     def __init__(
         self,
         redis: aioredis.Redis | None,
-        sim_per_min: float,
-        sim_host_per_s: float,
         max_wait_s: float,
+        overrides: Mapping[str, RateLimits] | None = None,
     ) -> None:
         self._redis = redis
-        self._sim_per_min = sim_per_min
-        self._sim_host_per_s = sim_host_per_s
         self._max_wait_s = max_wait_s
+        self._overrides = dict(overrides or {})
         self._breakers: dict[str, CircuitBreaker] = {}
+
+    def limits(self, broker: str) -> RateLimits:
+        return self._overrides.get(broker) or descriptor(broker).limits
 
     def wrap(self, inner: Broker, broker: str, account_id: str, host: str) -> Broker:
         breaker = self._breakers.setdefault(host, CircuitBreaker())
+        limits = self.limits(broker)
         account: RateBudget | None = None
         host_budget: RateBudget | None = None
         if self._redis is not None:
-            limit = account_limit(broker, self._sim_per_min)
-            if limit is not None:
+            if limits.per_account is not None:
                 account = RateBudget(
-                    self._redis, f"copytrade:budget:account:{account_id}", limit, self._max_wait_s
+                    self._redis,
+                    f"copytrade:budget:account:{account_id}",
+                    Limit.of(limits.per_account),
+                    self._max_wait_s,
                 )
-            shared = host_limit(broker, self._sim_host_per_s)
-            if shared is not None:
+            if limits.per_host is not None:
                 host_budget = RateBudget(
-                    self._redis, f"copytrade:budget:host:{host}", shared, self._max_wait_s
+                    self._redis,
+                    f"copytrade:budget:host:{host}",
+                    Limit.of(limits.per_host),
+                    self._max_wait_s,
                 )
-        return BudgetedBroker(inner, broker, account, host_budget, breaker)
+        return BudgetedBroker(inner, limits, account, host_budget, breaker)

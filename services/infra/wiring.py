@@ -16,6 +16,8 @@ from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.http import HttpClientPool, HttpSettings
+from brokers.registry import SIM
+from brokers.sim.descriptor import limits as sim_limits
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
@@ -35,13 +37,9 @@ def broker_factory(
             transport=settings.broker_transport,
         )
     )
-    budgets = Budgets(
-        redis,
-        settings.sim_account_rate_per_min,
-        settings.sim_host_rate_per_s,
-        settings.budget_max_wait_s,
-    )
-    return pool, BrokerFactory(pool, settings.sim_url, budgets=budgets)
+    sim = sim_limits(settings.sim_account_rate_per_min, settings.sim_host_rate_per_s)
+    budgets = Budgets(redis, settings.budget_max_wait_s, {SIM.name: sim})
+    return pool, BrokerFactory(pool, {SIM.name: settings.sim_url}, budgets=budgets)
 
 
 def redis_client(url: str) -> aioredis.Redis:

@@ -3,7 +3,7 @@ workers."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -36,10 +36,15 @@ class RiskRow:
     positions: dict[str, Decimal]  # symbol → signed ledger quantity (non-zero; see lock_risk)
 
 
+def _day_of(day: date | Mapping[str, date], account_id: str) -> date:
+    """`day` is one trading day for every account, or each account's own (its broker's)."""
+    return day if isinstance(day, date) else day[account_id]
+
+
 async def lock_risk(
     conn: AsyncConnection,
     account_ids: Sequence[str],
-    day: date,
+    day: date | Mapping[str, date],
     symbol: str,
     every_symbol_for: Collection[str] = (),
 ) -> dict[str, RiskRow]:
@@ -65,10 +70,10 @@ async def lock_risk(
         await conn.execute(
             text(
                 "INSERT INTO risk_accounts (account_id, trading_day) "
-                "SELECT a, :day FROM unnest(CAST(:ids AS uuid[])) AS a ORDER BY a "
-                "ON CONFLICT (account_id) DO NOTHING"
+                "SELECT a, d FROM unnest(CAST(:ids AS uuid[]), CAST(:days AS date[])) AS u(a, d) "
+                "ORDER BY a ON CONFLICT (account_id) DO NOTHING"
             ),
-            {"ids": missing, "day": day},
+            {"ids": missing, "days": [_day_of(day, a) for a in missing]},
         )
         counters += fetch_all(await conn.execute(lock, {"ids": missing}))
     # A statement of its own, after the locks: it sees every ledger change committed before.
@@ -87,27 +92,34 @@ async def lock_risk(
         positions.setdefault(str(row["account_id"]), {})[row["symbol"]] = Decimal(row["qty"])
     return {
         str(row["account_id"]): RiskRow(
-            orders_today=int(row["orders_today"]) if row["trading_day"] == day else 0,
+            orders_today=int(row["orders_today"])
+            if row["trading_day"] == _day_of(day, str(row["account_id"]))
+            else 0,
             positions=positions.get(str(row["account_id"]), {}),
         )
         for row in counters
     }
 
 
-async def spend_risk(conn: AsyncConnection, legs: Sequence[PlannedLeg], day: date) -> None:
+async def spend_risk(
+    conn: AsyncConnection, legs: Sequence[PlannedLeg], day: date | Mapping[str, date]
+) -> None:
     """Count recorded follower legs against the day's orders and reserve their ledger."""
     planned = [leg for leg in legs if leg.qty is not None and leg.action != "master"]
     if not planned:
         return
+    days = {leg.account_id: _day_of(day, leg.account_id) for leg in planned}
     # One statement: the day counters and the ledger reservation (rows already locked).
     await conn.execute(
         text(
-            "WITH counted AS (UPDATE risk_accounts SET orders_today = CASE "
-            "WHEN trading_day = :day THEN orders_today + 1 ELSE 1 END, trading_day = :day "
-            "WHERE account_id = ANY(CAST(:a AS uuid[]))) " + _LEDGER_UPSERT
+            "WITH counted AS (UPDATE risk_accounts r SET orders_today = CASE "
+            "WHEN r.trading_day = u.d THEN r.orders_today + 1 ELSE 1 END, trading_day = u.d "
+            "FROM unnest(CAST(:ca AS uuid[]), CAST(:cd AS date[])) AS u(a, d) "
+            "WHERE r.account_id = u.a) " + _LEDGER_UPSERT
         ),
         {
-            "day": day,
+            "ca": list(days),
+            "cd": list(days.values()),
             "a": [leg.account_id for leg in planned],
             "s": [leg.symbol for leg in planned],
             "q": [leg.signed_qty for leg in planned],
