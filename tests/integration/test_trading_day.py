@@ -14,6 +14,7 @@ from replication.model import PlannedLeg
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
 from services.infra.brokerage import broker_day
+from services.infra.db.repositories.accounts import insert_account
 from services.infra.db.repositories.risk import lock_risk, spend_risk
 from services.infra.db.repositories.users import create_user
 
@@ -47,7 +48,7 @@ async def test_the_daily_counter_of_a_kite_account_rolls_over_at_kolkata_midnigh
         for broker in ("kite", "sim"):
             user_id, account_id = str(uuid.uuid4()), str(uuid.uuid4())
             await create_user(conn, user_id, f"{user_id}@x.test", "h", "follower")
-            await create_account(conn, account_id, user_id, broker, broker, b"x")
+            await insert_account(conn, account_id, user_id, broker, broker, b"x")
             brokers[account_id] = broker
 
     async def one_order_each(instant: str) -> dict[str, int]:
