@@ -51,6 +51,22 @@ async def eventually(
     raise AssertionError(f"{message} within {timeout_s}s (last value: {last!r})")
 
 
+class Untouchable:
+    """A collaborator the code under test must not use: any attribute access fails the test.
+
+    Passed where a constructor needs a dependency the tested path should never reach, so the
+    test states what it depends on (everything else) instead of handing over `None`s."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the code under test used {self._what}.{name}")
+
+    def __repr__(self) -> str:
+        return f"Untouchable({self._what!r})"
+
+
 def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,8 +21,14 @@ from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, FixedSizing
 from schemas.messages import OrderMessage, OrderPlan, PlanContext
+from services.brokerage import BrokerFactory
+from services.crypto import CredentialCipher
 from services.db import repositories as repo
 from services.outbox import PublishedMarks
+from services.replicator import PlanLost, Replicator
+from services.settings import Settings
+from services.snapshots import Snapshot, Snapshots
+from tests.helpers import Untouchable
 
 
 async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
@@ -335,10 +344,25 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
     await change(lambda conn: repo.delete_subscription(conn, subscription, follower))
 
 
-async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: AsyncEngine) -> None:
-    from services.replicator import PlanLost, Replicator
-    from services.settings import Settings
-    from services.snapshots import Snapshot
+@pytest.fixture
+def recording_replicator(engine: AsyncEngine) -> Replicator:
+    """A Replicator for recording batches: real settings and database, real (Redis-less)
+    snapshots and a real cipher; the bus and the broker factory must not be touched."""
+    settings = Settings()
+    return Replicator(
+        settings,
+        engine,
+        cast(NATS, Untouchable("the NATS connection")),
+        cast(JetStreamContext, Untouchable("JetStream")),
+        CredentialCipher({"t1": secrets.token_bytes(32)}, "t1"),
+        cast(BrokerFactory, Untouchable("the broker factory")),
+        Snapshots(None, settings.snapshot_deadline_s, settings.equity_max_age_s),
+    )
+
+
+async def test_a_first_batch_that_loses_the_plan_race_records_nothing(
+    engine: AsyncEngine, recording_replicator: Replicator
+) -> None:
 
     order, targets = await _order_with_followers(engine, 3)
     now = datetime.now(UTC)
@@ -353,7 +377,7 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     theirs, ours = plan_json("5"), plan_json("0")
     async with engine.begin() as conn:
         await repo.fix_plan(conn, order.order_id, theirs)  # another delivery was first
-    replicator = Replicator(Settings(), engine, None, None, None, None, None)  # type: ignore[arg-type]
+    replicator = recording_replicator
 
     async def legs() -> int:
         async with engine.connect() as conn:
