@@ -67,20 +67,36 @@ class Untouchable:
         return f"Untouchable({self._what!r})"
 
 
-def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+def wait_until(
+    probe: Callable[[], T],
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.1,
+    message: str = "condition not reached",
+) -> T:
+    """eventually() for synchronous code: call `probe` until it returns a truthy value."""
     deadline = time.monotonic() + timeout_s
+    last: Any = None
     while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"{message} within {timeout_s}s (last value: {last!r})")
+
+
+def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+    def up() -> bool:
         for child in children:
             if not child.alive():
                 log = child.log_path.read_text()[-3000:] if child.log_path else ""
                 raise RuntimeError(f"{child.name} exited during start-up:\n{log}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
+            return httpx.get(url, timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
+            return False
+
+    wait_until(up, timeout_s=timeout_s, interval_s=0.05, message=f"{url} not up")
 
 
 @dataclass

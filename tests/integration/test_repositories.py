@@ -28,7 +28,7 @@ from services.outbox import PublishedMarks
 from services.replicator import PlanLost, Replicator
 from services.settings import Settings
 from services.snapshots import Snapshot, Snapshots
-from tests.helpers import Untouchable
+from tests.helpers import Untouchable, eventually
 
 
 async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
@@ -147,7 +147,22 @@ async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
     legs = _submitting(plan(order, targets, datetime.now(UTC)))
     async with engine.begin() as conn:
         await repo.insert_legs(conn, order.master_id, legs, 0.001)
-    await asyncio.sleep(0.05)
+
+    async def leases_expired() -> bool:
+        async with engine.connect() as conn:
+            return bool(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT bool_and(lease_expires_at < now()) FROM legs "
+                            "WHERE order_id = :o"
+                        ),
+                        {"o": order.order_id},
+                    )
+                ).scalar_one()
+            )
+
+    await eventually(leases_expired, timeout_s=5, message="the 1 ms leases did not run out")
 
     async def claim() -> list[str]:
         async with engine.begin() as conn:
@@ -288,8 +303,11 @@ async def test_published_marks_are_batched_and_flushed_on_close(engine: AsyncEng
     marks.add(orders[0].order_id)
     marks.add(orders[1].order_id)
     assert await published() == [False, False, False]  # not before the batch window closes
-    await asyncio.sleep(0.2)
-    assert sorted(await published()) == [False, True, True]
+
+    async def first_two() -> bool:
+        return sorted(await published()) == [False, True, True]
+
+    await eventually(first_two, timeout_s=5, message="the batch was not flushed")
     marks.add(orders[2].order_id)
     await marks.close()  # shutting down flushes what is pending
     assert await published() == [True, True, True]
