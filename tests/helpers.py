@@ -51,20 +51,52 @@ async def eventually(
     raise AssertionError(f"{message} within {timeout_s}s (last value: {last!r})")
 
 
-def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+class Untouchable:
+    """A collaborator the code under test must not use: any attribute access fails the test.
+
+    Passed where a constructor needs a dependency the tested path should never reach, so the
+    test states what it depends on (everything else) instead of handing over `None`s."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the code under test used {self._what}.{name}")
+
+    def __repr__(self) -> str:
+        return f"Untouchable({self._what!r})"
+
+
+def wait_until(
+    probe: Callable[[], T],
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.1,
+    message: str = "condition not reached",
+) -> T:
+    """eventually() for synchronous code: call `probe` until it returns a truthy value."""
     deadline = time.monotonic() + timeout_s
+    last: Any = None
     while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"{message} within {timeout_s}s (last value: {last!r})")
+
+
+def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+    def up() -> bool:
         for child in children:
             if not child.alive():
                 log = child.log_path.read_text()[-3000:] if child.log_path else ""
                 raise RuntimeError(f"{child.name} exited during start-up:\n{log}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
+            return httpx.get(url, timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
+            return False
+
+    wait_until(up, timeout_s=timeout_s, interval_s=0.05, message=f"{url} not up")
 
 
 @dataclass

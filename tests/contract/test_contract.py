@@ -36,6 +36,10 @@ class Harness:
     clear_fault: Callable[[], Any]  # async: the venue answers normally again
     count: Callable[[str], Any]  # async: orders with this client id at the venue
     symbol: str
+    # Whether the venue stores the order before answering its injected 5xx. The fake venues
+    # do (the worst case: placed, but the answer says error); the simulator's error fault
+    # fires before its order handler, so nothing is stored there.
+    stores_before_5xx: bool
 
 
 async def _fake(name: str) -> tuple[Broker, Venue, httpx.AsyncClient]:
@@ -82,6 +86,7 @@ async def harness(
                 clear_fault,
                 count,
                 "BTCUSDT" if name == "binance" else "INFY",
+                stores_before_5xx=True,
             )
         finally:
             await http.aclose()
@@ -127,6 +132,7 @@ async def harness(
             clear_sim_fault,
             count_sim,
             "AAPL",
+            stores_before_5xx=False,
         )
     finally:
         await http.aclose()
@@ -181,14 +187,28 @@ async def test_server_error_is_unknown_then_looked_up(harness: Harness) -> None:
     await harness.set_fault("error_after_store")
     request = _request(harness, 4)
     outcome = await place_once(harness.broker, harness.name, "leg", request, 2.0, 0.1)
-    assert outcome.status is LegStatus.UNKNOWN and outcome.recheck_after_s is not None
+    # A 5xx is in doubt: not rejected or failed (final), and not "retrying" (which means the
+    # broker certainly did not place it). Only a lookup may decide what happened.
+    assert outcome.status is LegStatus.UNKNOWN, outcome
+    assert outcome.reason is not None and outcome.reason.startswith("in_doubt: http_5"), outcome
+    assert outcome.recheck_after_s is not None
     await harness.clear_fault()
+    stored = await harness.count(request.client_order_id)
+    assert stored == (1 if harness.stores_before_5xx else 0)
     found = await look_up(
         harness.broker, harness.name, "leg", request.client_order_id, request.symbol, 2.0, 0.1
     )
-    stored = await harness.count(request.client_order_id)
-    # The lookup tells the truth either way: found exactly when the venue has it.
-    assert (found is not None) == (stored == 1)
+    if harness.stores_before_5xx:
+        # The venue has it: the lookup must find the very order, filled, so nothing is resent.
+        assert found is not None, "the lookup missed an order the venue holds"
+        assert found.status is LegStatus.FILLED and found.broker_order_id
+        assert found.filled_qty == Decimal(10)
+    else:
+        # The venue never stored it: the lookup says so, and only then is it sent again.
+        assert found is None, found
+        again = await place_once(harness.broker, harness.name, "leg", request, 2.0, 0.1)
+        assert again.status is LegStatus.FILLED, again
+    assert await harness.count(request.client_order_id) == 1  # exactly once either way
 
 
 async def test_rate_limit_carries_retry_after(harness: Harness) -> None:

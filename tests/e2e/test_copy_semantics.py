@@ -192,7 +192,9 @@ async def test_daily_loss_limit_is_close_only(api: Api, symbol: str) -> None:
     entry = (await api.order(master, master_account, symbol=symbol, qty="100")).json()
     await api.settled(master, entry["order_id"])
     await api.sim.put("/sim/prices", json={symbol: "90"})  # follower now down 1,000 today
-    await asyncio.sleep(0.3)  # past the equity cache's age limit in these tests
+    # Part of the scenario, not a wait for a condition: let the cached equity age past
+    # COPYTRADE_EQUITY_MAX_AGE_S (0.2 s in the e2e stack) so the next plan reads the loss.
+    await asyncio.sleep(0.3)
     more = (await api.order(master, master_account, symbol=symbol, qty="10")).json()
     await api.settled(master, more["order_id"])
     copy = await api.copy_of(follower, more["order_id"])
@@ -381,6 +383,8 @@ async def test_master_position_cache_is_used_only_while_nothing_can_have_moved_i
 
     async def reads_settle_at(expected: int) -> None:
         await eventually(lambda: _equals(reads(), expected), timeout_s=10)
+        # A quiet period for the negative half ("and no further read"): nothing signals that
+        # a read will not come, so time has to pass here.
         await asyncio.sleep(0.3)
         assert await reads() == expected
 

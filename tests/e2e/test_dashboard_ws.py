@@ -106,7 +106,11 @@ async def test_each_user_sees_only_its_own_events(api: Api, stack: Stack) -> Non
 
         # A second connection of the same user gets a snapshot of what it missed.
         late = Collector(await connect(stack, await ws_token(api, alice["token"])))
-        await eventually(lambda: asyncio.sleep(0, bool(late.of("snapshot"))))
+
+        async def snapshot_arrived() -> bool:
+            return bool(late.of("snapshot"))
+
+        await eventually(snapshot_arrived)
         [copy] = late.of("snapshot")[0]["copies"]
         assert copy["order_id"] == order["order_id"] and copy["status"] == "filled"
         await late.close()

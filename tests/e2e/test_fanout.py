@@ -87,7 +87,12 @@ async def test_one_order_reaches_every_follower_exactly_once(api: Api, stack: St
     conflict = await api.order(master_token, master_account, qty="11", client_order_id="first")
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
-    await asyncio.sleep(0.5)
+    # Neither created a second order (the API answers after its insert, so no wait is needed);
+    # a re-publish would carry the same order id, whose legs already exist.
+    orders_of_master = (await api.http.get("/v1/orders", headers=api.auth(master_token))).json()
+    assert [o["order_id"] for o in orders_of_master] == [order_id]
+    again = (await api.http.get(f"/v1/orders/{order_id}", headers=api.auth(master_token))).json()
+    assert again["legs"] == {"total": FOLLOWERS, "by_status": {"filled": FOLLOWERS}}
     assert (
         len([o for o in await api.sim_orders() if o["account_id"] in by_sim_account]) == FOLLOWERS
     )

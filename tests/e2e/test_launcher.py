@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -16,6 +17,7 @@ import psutil
 from services.dev.demo import MASTER_EMAIL, MASTER_PASSWORD
 from services.dev.embedded import free_port
 from services.dev.processes import ROOT
+from tests.helpers import wait_until
 
 
 def _start(data_dir: Path, api_port: int, sim_port: int) -> subprocess.Popen[str]:
@@ -84,13 +86,14 @@ def _run_once(data_dir: Path) -> tuple[int, float, list[int], str]:
                 "time_in_force": "day",
             },
         ).json()
-        deadline = time.monotonic() + 20
-        body = {}
-        while time.monotonic() < deadline:
-            body = api.get(f"/v1/orders/{order['order_id']}", headers=headers).json()
-            if body["status"] == "replicated":
-                break
-            time.sleep(0.1)
+
+        def replicated() -> dict[str, Any] | None:
+            body: dict[str, Any] = api.get(
+                f"/v1/orders/{order['order_id']}", headers=headers
+            ).json()
+            return body if body["status"] == "replicated" else None
+
+        body = wait_until(replicated, timeout_s=20, message="the demo order did not replicate")
         legs = body["legs"]["total"]
         assert api.get("/readyz").status_code == 200
         api.close()
@@ -109,14 +112,20 @@ def test_launcher_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert stop_s < 10, f"stopping took {stop_s:.1f}s"
     # Embedded servers, simulator, API, two replicators, sweeper: at least eight processes …
     assert len(descendants) >= 8
-    time.sleep(0.5)
-    # … and none of them outlives the launcher.
-    alive = [
-        pid
-        for pid in descendants
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    ]
-    assert alive == []
+
+    # … and none of them outlives the launcher (they get a moment to finish exiting).
+    def alive() -> list[int]:
+        living = []
+        for pid in descendants:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    living.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return living
+
+    wait_until(lambda: not alive(), timeout_s=5, message="descendants outlived the launcher")
+    assert alive() == []
 
     # A second start on the same data directory reuses the state: demo users still sign in.
     legs_again, _, _, _ = _run_once(tmp_path / "data")

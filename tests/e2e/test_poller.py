@@ -9,12 +9,17 @@ import time
 from collections import Counter
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from tests.helpers import Api, Stack, eventually
 
 INTERVAL_S = 0.5  # COPYTRADE_POLL_INTERVAL_S of the e2e stack
 
 
-async def _master_with_followers(api: Api, n: int) -> tuple[str, str, dict[str, str], list[Any]]:
+async def _master_with_followers(
+    api: Api, engine: AsyncEngine, n: int
+) -> tuple[str, str, dict[str, str], list[Any]]:
     master_id, master = await api.user("master")
     account_id, sim_id = await api.sim_account(master)
     key_id, secret = api.sim_keys[sim_id]
@@ -22,9 +27,31 @@ async def _master_with_followers(api: Api, n: int) -> tuple[str, str, dict[str, 
     followers = [
         await api.follower(master_id, {"mode": "multiplier", "factor": "2"}) for _ in range(n)
     ]
-    # Let the poller see the account once (its first sight only sets the cursor).
-    await asyncio.sleep(INTERVAL_S * 3)
+
+    # Wait until the poller has seen the account once (its first sight only sets the cursor).
+    async def cursor_set() -> bool:
+        async with engine.connect() as conn:
+            row = await conn.execute(
+                text("SELECT 1 FROM poller_cursors WHERE account_id = :a"), {"a": account_id}
+            )
+            return row.first() is not None
+
+    await eventually(cursor_set, timeout_s=10, message="the poller never saw the account")
     return master, account_id, keys, followers
+
+
+async def _a_poll_went_by(api: Api, master: str, keys: dict[str, str]) -> None:
+    """Return once a poll that started after this call has been ingested: a marker order placed
+    directly at the broker shows up among the master's orders. One poll lists and ingests in
+    broker order, so everything placed before the marker has been decided by then."""
+    marker = "M" + os.urandom(3).hex().upper()
+    await _direct(api, keys, marker)
+
+    async def ingested() -> bool:
+        orders = (await api.http.get("/v1/orders", headers=api.auth(master))).json()
+        return any(o["symbol"] == marker for o in orders)
+
+    await eventually(ingested, timeout_s=10, message="no poll went by")
 
 
 async def _direct(api: Api, keys: dict[str, str], symbol: str, qty: str = "1") -> str:
@@ -53,8 +80,8 @@ async def _copied(api: Api, followers: list[Any], symbol: str) -> Counter[str]:
     )
 
 
-async def test_direct_orders_are_copied_within_two_intervals(api: Api) -> None:
-    master, _, keys, followers = await _master_with_followers(api, 3)
+async def test_direct_orders_are_copied_within_two_intervals(api: Api, engine: AsyncEngine) -> None:
+    master, _, keys, followers = await _master_with_followers(api, engine, 3)
     symbol = "P" + os.urandom(2).hex().upper()
     started = time.monotonic()
     await _direct(api, keys, symbol, qty="5")
@@ -75,19 +102,22 @@ async def test_direct_orders_are_copied_within_two_intervals(api: Api) -> None:
         assert copy["qty"] == "10"
 
 
-async def test_api_orders_are_not_copied_twice(api: Api) -> None:
-    master, account_id, _, followers = await _master_with_followers(api, 2)
+async def test_api_orders_are_not_copied_twice(api: Api, engine: AsyncEngine) -> None:
+    master, account_id, keys, followers = await _master_with_followers(api, engine, 2)
     symbol = "Q" + os.urandom(2).hex().upper()
     order = (await api.order(master, account_id, symbol=symbol, qty="3")).json()
     await api.settled(master, order["order_id"])
-    await asyncio.sleep(INTERVAL_S * 4)  # several polls see the master's own order at the broker
+    for _ in range(2):  # two polls, each seeing the master's own order at the broker (overlap)
+        await _a_poll_went_by(api, master, keys)
     assert set((await _copied(api, followers, symbol)).values()) == {1}
     orders = (await api.http.get("/v1/orders", headers=api.auth(master))).json()
     assert [o["order_id"] for o in orders if o["symbol"] == symbol] == [order["order_id"]]
 
 
-async def test_poller_restart_neither_misses_nor_repeats(api: Api, stack: Stack) -> None:
-    _, _, keys, followers = await _master_with_followers(api, 2)
+async def test_poller_restart_neither_misses_nor_repeats(
+    api: Api, stack: Stack, engine: AsyncEngine
+) -> None:
+    master, _, keys, followers = await _master_with_followers(api, engine, 2)
     symbol = "R" + os.urandom(2).hex().upper()
     await _direct(api, keys, symbol)
 
@@ -101,9 +131,12 @@ async def test_poller_restart_neither_misses_nor_repeats(api: Api, stack: Stack)
     assert poller.wait(10)
     await _direct(api, keys, symbol)
     await _direct(api, keys, symbol)  # placed while nobody watches
+    # Part of the scenario, not a wait: time passes while the poller is down (two intervals);
+    # nothing may copy these orders meanwhile, and no event marks "nothing happened".
     await asyncio.sleep(INTERVAL_S * 2)
     assert await copies(1)
     poller.start()
     await eventually(lambda: copies(3), timeout_s=15)
-    await asyncio.sleep(INTERVAL_S * 4)
+    for _ in range(2):
+        await _a_poll_went_by(api, master, keys)
     assert await copies(3)  # and nothing repeated after a few more polls

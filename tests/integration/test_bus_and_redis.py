@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,6 +14,7 @@ from schemas.common import OrderType, Side, TimeInForce
 from schemas.messages import ORDERS_STREAM, OrderMessage
 from services.infra import bus
 from services.infra.positions import MasterPositions
+from tests.helpers import eventually
 
 
 def _message(master_id: str) -> OrderMessage:
@@ -56,9 +56,8 @@ async def test_stream_dedups_by_order_id_and_redelivers_unacked(servers: dict[st
         psub = await js.pull_subscribe_bind(durable=durable, stream=ORDERS_STREAM)
         [got] = await psub.fetch(batch=10, timeout=2)
         assert OrderMessage.model_validate_json(got.data) == message
-        # Not acked: JetStream delivers it again after ack_wait.
-        await asyncio.sleep(1.2)
-        [again] = await psub.fetch(batch=10, timeout=3)
+        # Not acked: JetStream delivers it again after ack_wait (1 s); the fetch waits for it.
+        [again] = await psub.fetch(batch=10, timeout=5)
         assert again.metadata.num_delivered == 2
         await again.ack_sync()
         consumer = await js.consumer_info(ORDERS_STREAM, durable)
@@ -77,8 +76,11 @@ async def test_redis_counters_expire(servers: dict[str, str]) -> None:
         pipe.expire(key, 1)
         assert await pipe.execute() == [1, True]
         assert int(await client.get(key)) == 1
-        await asyncio.sleep(1.2)
-        assert await client.get(key) is None
+
+        async def expired() -> bool:
+            return await client.get(key) is None
+
+        await eventually(expired, timeout_s=5, message="the counter did not expire")
     finally:
         await client.aclose()
 
@@ -107,8 +109,11 @@ async def test_master_positions_cache_refuses_answers_older_than_a_master_leg(
 
         short = MasterPositions(redis, 0.05)
         generation, _ = await short.peek(account)
-        await short.store(account, generation, {"MSFT": Decimal(1)})
-        await asyncio.sleep(0.2)
-        assert (await short.peek(account))[1] is None  # entries expire
+        assert await short.store(account, generation, {"MSFT": Decimal(1)})
+
+        async def expired() -> bool:
+            return (await short.peek(account))[1] is None
+
+        await eventually(expired, timeout_s=5, message="the entry did not expire")  # entries expire
     finally:
         await redis.aclose()

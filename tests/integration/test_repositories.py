@@ -19,6 +19,8 @@ from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, FixedSizing
 from schemas.messages import OrderMessage, OrderPlan, PlanContext
 from services.app.outbox import PublishedMarks
+from services.app.recording import PlanLost, Recorder
+from services.app.snapshots import Snapshot
 from services.infra.db.repositories.accounts import insert_account, set_account_halted
 from services.infra.db.repositories.legs import LegOutcome, claim_in_doubt, insert_legs, settle_legs
 from services.infra.db.repositories.orders import (
@@ -26,7 +28,6 @@ from services.infra.db.repositories.orders import (
     insert_master_order,
     order_progress,
     order_state,
-    orders_progress,
     shard_recorded,
     store_plan,
 )
@@ -36,6 +37,7 @@ from services.infra.db.repositories.subscriptions import (
     update_subscription,
 )
 from services.infra.db.repositories.users import create_user
+from tests.helpers import eventually
 
 
 async def _order_with_followers(engine: AsyncEngine, followers: int) -> tuple[OrderMessage, list]:
@@ -154,7 +156,22 @@ async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
     legs = _submitting(plan(order, targets, datetime.now(UTC)))
     async with engine.begin() as conn:
         await insert_legs(conn, order.master_id, legs, 0.001)
-    await asyncio.sleep(0.05)
+
+    async def leases_expired() -> bool:
+        async with engine.connect() as conn:
+            return bool(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT bool_and(lease_expires_at < now()) FROM legs "
+                            "WHERE order_id = :o"
+                        ),
+                        {"o": order.order_id},
+                    )
+                ).scalar_one()
+            )
+
+    await eventually(leases_expired, timeout_s=5, message="the 1 ms leases did not run out")
 
     async def claim() -> list[str]:
         async with engine.begin() as conn:
@@ -293,8 +310,11 @@ async def test_published_marks_are_batched_and_flushed_on_close(engine: AsyncEng
     marks.add(orders[0].order_id)
     marks.add(orders[1].order_id)
     assert await published() == [False, False, False]  # not before the batch window closes
-    await asyncio.sleep(0.2)
-    assert sorted(await published()) == [False, True, True]
+
+    async def first_two() -> bool:
+        return sorted(await published()) == [False, True, True]
+
+    await eventually(first_two, timeout_s=5, message="the batch was not flushed")
     marks.add(orders[2].order_id)
     await marks.close()  # shutting down flushes what is pending
     assert await published() == [True, True, True]
@@ -348,8 +368,6 @@ async def test_any_change_to_a_masters_followers_bumps_its_targets_version(
 
 
 async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: AsyncEngine) -> None:
-    from services.app.recording import PlanLost, Recorder
-    from services.app.snapshots import Snapshot
 
     order, targets = await _order_with_followers(engine, 3)
     now = datetime.now(UTC)
@@ -389,32 +407,3 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     theirs_context = OrderPlan.model_validate_json(theirs).context
     mine = await recorder.record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
     assert len(mine) == 3 and await legs() == 3
-
-
-async def test_progress_of_many_orders_is_each_orders_own(engine: AsyncEngine) -> None:
-    """GET /v1/orders reads progress for a page of orders at once; counts never mix."""
-    first, first_targets = await _order_with_followers(engine, 3)
-    second, second_targets = await _order_with_followers(engine, 2)
-    first_legs = _submitting(plan(first, first_targets, datetime.now(UTC)))
-    second_legs = _submitting(plan(second, second_targets, datetime.now(UTC)))
-    async with engine.begin() as conn:
-        await insert_legs(conn, first.master_id, first_legs, 10)
-        await insert_legs(conn, second.master_id, second_legs, 10)
-        await settle_legs(conn, [LegOutcome(first_legs[0].leg_id, LegStatus.FILLED)])
-    missing = str(uuid.uuid4())
-    async with engine.connect() as conn:
-        many = await orders_progress(conn, [second.order_id, first.order_id, missing])
-        one = {i: await order_progress(conn, i) for i in (first.order_id, second.order_id)}
-    assert list(many) == [second.order_id, first.order_id, missing]
-    assert many[first.order_id]["by_status"] == {"filled": 1, "submitting": 2}
-    assert many[second.order_id]["by_status"] == {"submitting": 2}
-    assert (many[first.order_id]["total"], many[second.order_id]["total"]) == (3, 2)
-    assert {i: many[i] for i in one} == one
-    assert many[missing] == {
-        "status": "accepted",
-        "total": 0,
-        "by_status": {},
-        "fanout_ms": None,
-        "master": None,
-        "cancel_requested": False,
-    }

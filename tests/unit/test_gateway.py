@@ -4,6 +4,7 @@ import asyncio
 import json
 
 from services.api.dashboard.gateway import RESYNC, Gateway
+from tests.helpers import eventually
 
 
 class FakeMsg:
@@ -36,10 +37,20 @@ async def test_routing_by_user_and_role() -> None:
     await gateway._on_order(FakeMsg("events.orders.m1", {"type": "order.updated", "order_id": "o"}))
     # A master whose user id is also a follower subject never receives leg events.
     await gateway._on_leg(FakeMsg("events.legs.m1", {"type": "leg.updated", "leg_id": "y"}))
-    await asyncio.sleep(0.01)
+    # Markers behind everything above: each socket's queue is FIFO, so once a marker arrived,
+    # anything wrongly routed to that socket before it has arrived too.
+    await gateway._on_leg(FakeMsg("events.legs.f2", {"type": "leg.updated", "leg_id": "end"}))
+    await gateway._on_order(
+        FakeMsg("events.orders.m1", {"type": "order.updated", "order_id": "end"})
+    )
+
+    async def delivered() -> bool:
+        return bool(follower.sent and other.sent and len(master.sent) >= 2)
+
+    await eventually(delivered, timeout_s=2, interval_s=0.005)
     assert [json.loads(s)["leg_id"] for s in follower.sent] == ["x"]
-    assert other.sent == []
-    assert [json.loads(s)["type"] for s in master.sent] == ["order.updated"]
+    assert [json.loads(s)["leg_id"] for s in other.sent] == ["end"]
+    assert [json.loads(s)["type"] for s in master.sent] == ["order.updated", "order.updated"]
     for pump in pumps:
         pump.cancel()
     for client in clients:
@@ -56,12 +67,22 @@ async def test_overflow_becomes_one_resync_and_spares_other_clients() -> None:
     pumps = [asyncio.create_task(slow.pump()), asyncio.create_task(fast.pump())]
     for i in range(25):
         await gateway._on_leg(FakeMsg("events.legs.f1", {"type": "leg.updated", "leg_id": str(i)}))
+        # Part of the scenario, not a wait: yield once per event so the fast client drains
+        # as events arrive (a burst with no yield would overflow every queue).
         await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
+
+    async def fast_done() -> bool:
+        return len(fast_socket.sent) == 25
+
+    await eventually(fast_done, timeout_s=2, interval_s=0.005)
     assert [json.loads(s)["leg_id"] for s in fast_socket.sent] == [str(i) for i in range(25)]
     assert slow.resyncs >= 1
     stall.set()
-    await asyncio.sleep(0.01)
+
+    async def slow_drained() -> bool:
+        return RESYNC in slow_socket.sent and slow.queue.empty()
+
+    await eventually(slow_drained, timeout_s=2, interval_s=0.005)
     # The slow client learns it missed events: it gets `resync`, then what came after.
     assert RESYNC in slow_socket.sent
     after = slow_socket.sent[slow_socket.sent.index(RESYNC) + 1 :]
