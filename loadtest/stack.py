@@ -8,6 +8,7 @@ is then reached over HTTP only. The simulator alone is `python -m brokers.sim`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -35,6 +36,12 @@ _NOT_INHERITED = (
     "COPYTRADE_REDIS_URL",
     "COPYTRADE_METRICS_PORT",
 )
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the thread that started it ends (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -96,6 +103,7 @@ def start_simulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -145,6 +153,7 @@ class Launcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the launcher in order
+            preexec_fn=die_with_parent,  # (the launcher also sets this itself)
         )
         assert self.process.stdout is not None
         threading.Thread(target=self._copy_output, args=(self.process.stdout,), daemon=True).start()
