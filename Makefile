@@ -13,6 +13,7 @@ run: venv
 test: venv
 	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
+	@$(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider
 
@@ -42,6 +43,7 @@ loadtest-ingest:
 
 lint: venv
 	@$(PY) -m ruff check .
+	@$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	@$(PY) -m mypy replication schemas brokers services
