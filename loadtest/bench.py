@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import tempfile
 import time
 import uuid
@@ -409,6 +410,9 @@ async def run_one(
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    # Ctrl-C raises KeyboardInterrupt wherever we are, also while waiting for the launcher
+    # (asyncio's own handler would only cancel the task at its next await).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     data_root = Path(tempfile.mkdtemp(prefix="copytrade-bench-"))
@@ -462,7 +466,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=30)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    asyncio.run(main_async(parser.parse_args()))
+    try:
+        asyncio.run(main_async(parser.parse_args()))
+    except KeyboardInterrupt:
+        print("interrupted; the stack was stopped", flush=True)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
