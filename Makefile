@@ -17,13 +17,14 @@ test: venv
 	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider
 
+# Smaller runs: make bench BENCH_ARGS='--followers 20 --orders 5 --workers 1 2'
 bench:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh
-	@$(PY) -m loadtest.bench
+	@$(PY) -m loadtest.bench $(BENCH_ARGS)
 
 transports:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh
-	@$(PY) -m loadtest.transports
+	@$(PY) -m loadtest.transports $(TRANSPORTS_ARGS)
 
 # Against a running `make run` (another terminal); reports land in bench-results/.
 loadtest:

@@ -1,27 +1,38 @@
 """`make bench`: fan-out latency against the simulator, next to the floor a raw client reaches.
 
-Starts the embedded stack (own NATS, PostgreSQL, Valkey, simulator in its own process, API,
-replicators, sweeper), sets the simulator's latency to 20 ms, and for each N creates a master and
-N followers, then places orders one after another and measures, per order:
+Talks to the stack only the way an outside client does. For each N and each replicator count it
+starts the whole stack through its public entry point, `python -m services.dev.launcher`, on free
+ports with its own data directory (embedded NATS, PostgreSQL, Valkey, the simulator, API,
+replicators, sweeper, poller), configured by environment settings: COPYTRADE_WORKERS replicators
+and COPYTRADE_DEMO_FOLLOWERS=N, so the launcher's demo seed creates the master and its N
+followers (multiplier sizing, a max_qty cap). Once the launcher says it is running and /readyz
+answers, everything goes over HTTP and WebSocket: the simulator's /sim/* admin API (latency
+20 ms, the floor's accounts, arrival times), the ingest API (sign-in, POST /v1/orders) and the
+master's dashboard socket (`order.updated`). It places orders one after another and measures,
+per order:
 
 - POST returned → first follower order arrived at the simulator (the simulator's clock, same host)
-- POST returned → all legs settled (the `order.updated` event with status `replicated`)
+- POST returned → all legs settled (the `order.updated` event with status `replicated`, as
+  received on the master's WebSocket)
 
-and, per N: worker CPU per leg (from /proc), worker peak RSS, and the floor: a minimal raw
-asyncio HTTP/1.1 client sending the same N orders to the same simulator over warm keep-alive
-connections. Results go to bench-results/bench.json and bench-results/bench.png.
+and, per N: worker CPU per leg and worker peak RSS (from /proc, for the launcher's replicator
+child processes), and the floor: a minimal raw asyncio HTTP/1.1 client sending the same N orders
+to the same simulator, from N accounts of its own, over warm keep-alive connections.
+
+    .venv/bin/python -m loadtest.bench --followers 20 --orders 5 --workers 1 2
+
+Results go to bench-results/bench.json and bench-results/bench.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import platform
 import resource
-import secrets
+import signal
 import tempfile
 import time
 import uuid
@@ -30,16 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
+import websockets
+from websockets.typing import Origin, Subprotocol
 
-from services.dev.demo import MASTER_PASSWORD, _sim_keys, seed
-from services.dev.embedded import free_port, start_stack
-from services.dev.processes import Child, stop_all
-from services.infra import bus
-from services.infra.crypto import CredentialCipher
-from services.infra.db.engine import make_engine
-from services.infra.db.migrate import upgrade
-from services.infra.settings import Settings
+from loadtest.stack import MASTER_EMAIL, MASTER_PASSWORD, Launcher
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
 
@@ -120,69 +125,123 @@ class RawClient:
 
 @dataclass
 class Group:
-    """One master with N followers on the simulator, seeded once and measured per worker count."""
+    """The demo master and its N followers, seeded by the launcher; the floor's own N
+    simulator accounts (created over /sim/accounts, the same simulator)."""
 
     n: int
-    master_id: str
     master_account_id: str
-    master_sim: str
-    master_email: str
     keys: list[tuple[str, str]]
 
 
-async def seed_group(n: int, env: dict[str, str], api_url: str, sim_url: str) -> Group:
-    engine = make_engine(env["COPYTRADE_DATABASE_URL"], pool_size=2, max_overflow=0)
-    group = f"bench{n}"
-    secret = env["COPYTRADE_JWT_SECRET"]
-    try:
-        demo = await seed(
-            engine,
-            CredentialCipher.from_setting(env["COPYTRADE_CREDENTIAL_KEYS"]),
-            sim_url,
-            secret,
-            n,
-            1024,
-            group=group,
-        )
-    finally:
-        await engine.dispose()
+async def sign_in(http: httpx.AsyncClient) -> dict[str, str]:
+    response = await http.post(
+        "/v1/auth/token", json={"email": MASTER_EMAIL, "password": MASTER_PASSWORD}
+    )
+    response.raise_for_status()
+    return {"authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def seed_group(n: int, api_url: str, sim_url: str) -> Group:
+    """What the launcher seeded (the demo master's account), plus N accounts for the floor."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+        auth = await sign_in(http)
+        accounts = (await http.get("/v1/accounts", headers=auth)).json()
+    semaphore = asyncio.Semaphore(50)
     async with httpx.AsyncClient(base_url=sim_url, timeout=60) as sim:
-        master_key = _sim_keys(secret, f"{group}/master")
-        master_sim = (
-            await sim.get(
-                "/v2/account",
-                headers={"APCA-API-KEY-ID": master_key[0], "APCA-API-SECRET-KEY": master_key[1]},
-            )
-        ).json()["id"]
-    keys = [_sim_keys(secret, f"{group}/follower{i:04d}") for i in range(1, n + 1)]
-    return Group(n, demo.master_id, demo.master_account_id, master_sim, demo.master_email, keys)
+
+        async def create() -> tuple[str, str]:
+            async with semaphore:
+                response = await sim.post("/sim/accounts", json={"cash": "100000"})
+                response.raise_for_status()
+                body = response.json()
+                return body["key_id"], body["secret_key"]
+
+        keys = list(await asyncio.gather(*(create() for _ in range(n))))
+    return Group(n, accounts[0]["account_id"], keys)
+
+
+class OrderEvents:
+    """The master's dashboard WebSocket: when each order's `order.updated` said `replicated`."""
+
+    def __init__(self) -> None:
+        self.settled: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._socket: Any = None
+
+    async def open(self, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+        token = (await http.post("/v1/ws/token", headers=auth)).json()["token"]
+        api_url = str(http.base_url).rstrip("/")
+        self._socket = await websockets.connect(
+            api_url.replace("http://", "ws://") + "/v1/ws",
+            subprotocols=[Subprotocol("copytrade.v1"), Subprotocol(token)],
+            origin=Origin(api_url),
+            max_size=None,
+        )
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self._socket:
+            received = time.time()
+            event = json.loads(raw)
+            if event.get("type") == "resync":
+                print("warning: the WebSocket queue overflowed (resync)", flush=True)
+            if event.get("type") != "order.updated" or event["status"] != "replicated":
+                continue
+            if event["order_id"] not in self.settled:
+                self.settled[event["order_id"]] = received
+                self.waiter(event["order_id"]).set()
+
+    def waiter(self, order_id: str) -> asyncio.Event:
+        return self.waiters.setdefault(order_id, asyncio.Event())
+
+    async def wait(self, order_id: str, timeout_s: float) -> float:
+        await asyncio.wait_for(self.waiter(order_id).wait(), timeout=timeout_s)
+        return self.settled[order_id]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._socket is not None:
+            await self._socket.close()
+
+
+async def inspect_first_order(
+    http: httpx.AsyncClient, sim: httpx.AsyncClient, auth: dict[str, str], order_id: str, n: int
+) -> str | None:
+    """Checks that the order reached the N followers the launcher seeded, and returns the
+    simulator account of the master's own leg (left out of the follower arrivals): its broker
+    order id from GET /v1/orders/{id}, looked up in /sim/orders."""
+    broker_order_id = None
+    for _ in range(100):
+        order = (await http.get(f"/v1/orders/{order_id}", headers=auth)).json()
+        if order["legs"]["total"] != n:
+            raise RuntimeError(f"the order has {order['legs']['total']} legs, expected {n}")
+        execution = order.get("master_execution")
+        if execution is None or execution["broker_order_id"]:
+            broker_order_id = execution and execution["broker_order_id"]
+            break
+        await asyncio.sleep(0.1)
+    if not broker_order_id:
+        return None
+    for placed in (await sim.get("/sim/orders")).json():
+        if placed["id"] == broker_order_id:
+            return str(placed["account_id"])
+    return None
 
 
 async def measure(
-    g: Group, orders: int, env: dict[str, str], api_url: str, sim_url: str, workers: list[Child]
+    g: Group, orders: int, api_url: str, sim_url: str, workers: list[int]
 ) -> dict[str, Any]:
     """POST → first follower order and POST → all settled for `orders` sequential orders."""
     http = httpx.AsyncClient(base_url=api_url, timeout=60)
     sim = httpx.AsyncClient(base_url=sim_url, timeout=60)
-    # A fresh token per run: a long benchmark outlives one access token.
-    signed_in = await http.post(
-        "/v1/auth/token", json={"email": g.master_email, "password": MASTER_PASSWORD}
-    )
-    auth = {"authorization": f"Bearer {signed_in.json()['access_token']}"}
-    nc = await nats.connect(env["COPYTRADE_NATS_URL"])
-    settled: dict[str, float] = {}
-    waiters: dict[str, asyncio.Event] = {}
+    auth = await sign_in(http)  # a fresh token per run: a long benchmark outlives one token
+    events = OrderEvents()
+    await events.open(http, auth)
+    master_sim: str | None = None
 
-    async def on_event(msg: Any) -> None:
-        event = json.loads(msg.data)
-        if event["status"] == "replicated" and event["order_id"] not in settled:
-            settled[event["order_id"]] = time.time()
-            if event["order_id"] in waiters:
-                waiters[event["order_id"]].set()
-
-    await nc.subscribe(f"events.orders.{g.master_id}", cb=on_event)
-
-    async def one(symbol: str) -> tuple[float, float]:
+    async def one(symbol: str) -> tuple[float, float, str]:
         body = {
             "client_order_id": uuid.uuid4().hex,
             "account_id": g.master_account_id,
@@ -198,33 +257,33 @@ async def measure(
         if response.status_code != 202:
             raise RuntimeError(f"order refused: {response.status_code} {response.text}")
         order_id = response.json()["order_id"]
-        waiters[order_id] = asyncio.Event()
-        if order_id not in settled:
-            await asyncio.wait_for(waiters[order_id].wait(), timeout=120)
+        settled = await events.wait(order_id, 120)
         arrivals = [
             t["received_at"]
             for t in (
                 await sim.get("/sim/timings", params={"symbol": symbol, "since": sent})
             ).json()
-            if t["account_id"] != g.master_sim
+            if t["account_id"] != master_sim
         ]
-        return (min(arrivals) - returned) * 1000, (settled[order_id] - returned) * 1000
+        return (min(arrivals) - returned) * 1000, (settled - returned) * 1000, order_id
 
     # A trader's day: a handful of symbols, traded again and again (orders are sequential, so
     # an order's arrivals are the ones after its POST was sent).
     symbols = [f"B{g.n}S{i}" for i in range(4)]
-    for _ in range(len(workers) + 1):  # warm every worker's pools and caches
+    for round_ in range(len(workers) + 1):  # warm every worker's pools and caches
         for symbol in symbols:
-            await one(symbol)
-    cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+            order_id = (await one(symbol))[2]
+            if round_ == 0 and symbol == symbols[0]:
+                master_sim = await inspect_first_order(http, sim, auth, order_id, g.n)
+    cpu_before = sum(cpu_seconds(pid) for pid in workers)
     first, all_settled = [], []
     for i in range(orders):
-        f, s = await one(symbols[i % len(symbols)])
+        f, s, _ = await one(symbols[i % len(symbols)])
         first.append(f)
         all_settled.append(s)
         await asyncio.sleep(0.05)
-    cpu_after = sum(cpu_seconds(w.pid) for w in workers)
-    await nc.close()
+    cpu_after = sum(cpu_seconds(pid) for pid in workers)
+    await events.close()
     await http.aclose()
     await sim.aclose()
     return {
@@ -234,7 +293,7 @@ async def measure(
         "first_follower_ms": summary(first),
         "all_settled_ms": summary(all_settled),
         "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / (g.n * orders) * 1e6, 1),
-        "worker_peak_rss_mb": round(max(peak_rss_mb(w.pid) for w in workers), 1),
+        "worker_peak_rss_mb": round(max(peak_rss_mb(pid) for pid in workers), 1),
     }
 
 
@@ -312,113 +371,93 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
+def launcher_settings(n: int, workers: int) -> dict[str, str]:
+    """The launcher's environment settings for one run: N demo followers, `workers`
+    replicators, quiet logs, a cheap password hash for the seeded users."""
+    return {
+        "COPYTRADE_DEMO_FOLLOWERS": str(n),
+        "COPYTRADE_WORKERS": str(workers),
+        "COPYTRADE_LOG_LEVEL": os.environ.get("COPYTRADE_LOG_LEVEL", "WARNING"),
+        "COPYTRADE_PASSWORD_HASH_N": "1024",
+    }
+
+
+async def run_one(
+    n: int, count: int, data_dir: Path, args: argparse.Namespace, floors: dict[int, Any]
+) -> dict[str, Any]:
+    """One launcher with `count` replicators and N seeded followers, measured, then stopped.
+    The data directory is kept per N: a restart finds the seed in place (the launcher's seed is
+    idempotent and re-creates the simulator's in-memory accounts)."""
+    launcher = Launcher(data_dir, launcher_settings(n, count))
+    try:
+        # In this thread: the launcher dies with the thread that started it (PR_SET_PDEATHSIG).
+        launcher.start()
+        async with httpx.AsyncClient(base_url=launcher.sim_url, timeout=10) as sim:
+            (await sim.put("/sim/faults", json={"latency_ms": args.latency_ms})).raise_for_status()
+        group = await seed_group(n, launcher.api_url, launcher.sim_url)
+        if n not in floors:
+            floors[n] = await floor(group, args.orders, launcher.sim_url)
+        workers = launcher.pids("services.worker.replicator")
+        if len(workers) != count:
+            raise RuntimeError(f"expected {count} replicator processes, found {workers}")
+        await asyncio.sleep(2)  # connected and pulling
+        result = await measure(group, args.orders, launcher.api_url, launcher.sim_url, workers)
+    finally:
+        launcher.stop()
+    result["floor_ms"] = floors[n]
+    result["ratio_p50"] = round(result["all_settled_ms"]["p50"] / floors[n]["p50"], 2)
+    return result
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    # Ctrl-C raises KeyboardInterrupt wherever we are, also while waiting for the launcher
+    # (asyncio's own handler would only cancel the task at its next await).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    data_dir = Path(tempfile.mkdtemp(prefix="copytrade-bench-"))
-    stack, urls = start_stack(data_dir)
-    children: list[Child] = []
-    try:
-        await asyncio.to_thread(upgrade, urls["database"])
-        api_port, sim_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "COPYTRADE_NATS_URL": urls["nats"],
-            "COPYTRADE_DATABASE_URL": urls["database"],
-            "COPYTRADE_REDIS_URL": urls["redis"],
-            "COPYTRADE_JWT_SECRET": secrets.token_urlsafe(48),
-            "COPYTRADE_CREDENTIAL_KEYS": "b1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "COPYTRADE_API_PORT": str(api_port),
-            "COPYTRADE_SIM_PORT": str(sim_port),
-            "COPYTRADE_SIM_URL": f"http://127.0.0.1:{sim_port}",
-            "COPYTRADE_LOG_LEVEL": "WARNING",
-            "COPYTRADE_PASSWORD_HASH_N": "1024",
-        }
-        settings = Settings.from_env(env)
-        nc = await bus.connect(urls["nats"], "bench")
-        await bus.ensure_stream(nc.jetstream())
-        await bus.ensure_consumer(
-            nc.jetstream(), settings.consumer_ack_wait_s, settings.max_deliver
-        )
-        await nc.close()
-        children = [
-            Child("simulator", "brokers.sim", env, data_dir / "simulator.log"),
-            Child("api", "services.api", env, data_dir / "api.log"),
-            Child("sweeper", "services.worker.sweeper", env, data_dir / "sweeper.log"),
-        ]
-        for child in children:
-            child.start()
-        sim_url = f"http://127.0.0.1:{sim_port}"
-        api_url = f"http://127.0.0.1:{api_port}"
-        async with httpx.AsyncClient(timeout=5) as client:
-            for url in (f"{sim_url}/healthz", f"{api_url}/healthz"):
-                for _ in range(300):
-                    try:
-                        if (await client.get(url)).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.1)
-            await client.put(f"{sim_url}/sim/faults", json={"latency_ms": args.latency_ms})
-        results = []
-        for n in args.followers:
-            group = await seed_group(n, env, api_url, sim_url)
-            floor_ms = await floor(group, args.orders, sim_url)
-            for count in args.workers:
-                # Fresh replicator processes per worker count (their CPU and RSS are measured).
-                workers = [
-                    Child(
-                        f"replicator-{count}-{i}",
-                        "services.worker.replicator",
-                        env,
-                        data_dir / f"replicator-{count}-{i}.log",
-                    )
-                    for i in range(count)
-                ]
-                for worker in workers:
-                    worker.start()
-                children += workers
-                await asyncio.sleep(2)  # connected and pulling
-                result = await measure(group, args.orders, env, api_url, sim_url, workers)
-                result["floor_ms"] = floor_ms
-                result["ratio_p50"] = round(result["all_settled_ms"]["p50"] / floor_ms["p50"], 2)
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                stop_all(workers)
-        RESULTS.mkdir(exist_ok=True)
-        report = {
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "processor": platform.processor() or platform.machine(),
-                "python": platform.python_version(),
-            },
-            "settings": {
-                "workers": args.workers,
-                "simulator_latency_ms": args.latency_ms,
-                "orders_per_n": args.orders,
-                "shard_size": settings.shard_size,
-            },
-            "results": results,
-        }
-        (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
-        chart(results, RESULTS / "bench.png")
+    data_root = Path(tempfile.mkdtemp(prefix="copytrade-bench-"))
+    print(f"stack data and logs: {data_root}", flush=True)
+    results: list[dict[str, Any]] = []
+    floors: dict[int, Any] = {}
+    for n in args.followers:
+        for count in args.workers:
+            # A fresh launcher per worker count: fresh replicator processes (their CPU and RSS
+            # are measured), N followers seeded by the launcher itself.
+            result = await run_one(n, count, data_root / f"n{n}", args, floors)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    RESULTS.mkdir(exist_ok=True)
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+        "settings": {
+            "workers": args.workers,
+            "simulator_latency_ms": args.latency_ms,
+            "orders_per_n": args.orders,
+            # the service default unless set in the environment (the launcher passes it on)
+            "shard_size": os.environ.get("COPYTRADE_SHARD_SIZE", "default"),
+        },
+        "results": results,
+    }
+    (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
+    chart(results, RESULTS / "bench.png")
+    print(
+        f"\n{'N':>6} {'workers':>7} {'first p50':>10} {'settled p50':>12} {'p95':>8} "
+        f"{'p99':>8} {'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7}"
+    )
+    for r in results:
         print(
-            f"\n{'N':>6} {'workers':>7} {'first p50':>10} {'settled p50':>12} {'p95':>8} "
-            f"{'p99':>8} {'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7}"
+            f"{r['followers']:>6} {r['workers']:>7} {r['first_follower_ms']['p50']:>10} "
+            f"{r['all_settled_ms']['p50']:>12} {r['all_settled_ms']['p95']:>8} "
+            f"{r['all_settled_ms']['p99']:>8} {r['floor_ms']['p50']:>10} "
+            f"{r['ratio_p50']:>6} {r['worker_cpu_us_per_leg']:>11} "
+            f"{r['worker_peak_rss_mb']:>7}"
         )
-        for r in results:
-            print(
-                f"{r['followers']:>6} {r['workers']:>7} {r['first_follower_ms']['p50']:>10} "
-                f"{r['all_settled_ms']['p50']:>12} {r['all_settled_ms']['p95']:>8} "
-                f"{r['all_settled_ms']['p99']:>8} {r['floor_ms']['p50']:>10} "
-                f"{r['ratio_p50']:>6} {r['worker_cpu_us_per_leg']:>11} "
-                f"{r['worker_peak_rss_mb']:>7}"
-            )
-        print(f"\nresults: {RESULTS / 'bench.json'}, chart: {RESULTS / 'bench.png'}")
-    finally:
-        stop_all(children)
-        stack.stop()
+    print(f"\nresults: {RESULTS / 'bench.json'}, chart: {RESULTS / 'bench.png'}")
 
 
 def main() -> None:
@@ -427,7 +466,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=30)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    asyncio.run(main_async(parser.parse_args()))
+    try:
+        asyncio.run(main_async(parser.parse_args()))
+    except KeyboardInterrupt:
+        print("interrupted; the stack was stopped", flush=True)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import uuid
 
 import httpx
 
-from services.dev.demo import MASTER_EMAIL, MASTER_PASSWORD
+from loadtest.stack import MASTER_EMAIL, MASTER_PASSWORD
 
 
 async def main(api_url: str, orders: int, qty: str) -> None:

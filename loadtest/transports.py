@@ -1,8 +1,9 @@
 """Transport comparison: client CPU per broker request and fan-out wall time, by transport.
 
 Sends N orders at once through the real Alpaca adapter to the simulator (its own process,
-latency 20 ms), for each transport, several rounds after a warm-up, and prints the median
-client CPU µs per request (time.process_time of this process) and median wall time per round.
+`python -m brokers.sim` on a free port, latency 20 ms), for each transport, several rounds after
+a warm-up, and prints the median client CPU µs per request (time.process_time of this process)
+and median wall time per round.
 The floor is a raw asyncio HTTP/1.1 client over warm keep-alive connections.
 
     .venv/bin/python -m loadtest.transports --n 500 --rounds 7
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -26,25 +26,16 @@ import httpx
 from brokers.alpaca.client import AlpacaBroker
 from brokers.http import HttpClientPool, HttpSettings
 from loadtest.bench import RESULTS, RawClient
+from loadtest.stack import start_simulator, stop
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
-from services.dev.embedded import free_port, wait_for_port
-from services.dev.processes import Child
 
 
 async def measure(n: int, rounds: int, latency_ms: float) -> dict[str, dict[str, float]]:
-    port = free_port()
-    sim = Child(
-        "simulator",
-        "brokers.sim",
-        {**os.environ, "COPYTRADE_SIM_PORT": str(port)},
-        Path(tempfile.gettempdir()) / f"transports-sim-{port}.log",
-    )
-    sim.start()
+    sim, url = start_simulator(Path(tempfile.gettempdir()) / "transports-sim.log")
+    port = int(url.rsplit(":", 1)[1])
     results: dict[str, dict[str, float]] = {}
     try:
-        wait_for_port(port, 20, sim.process)
-        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url) as admin:
             accounts = [
                 (await admin.post("/sim/accounts", json={"cash": "1e9"})).json() for _ in range(n)
@@ -108,8 +99,7 @@ async def measure(n: int, rounds: int, latency_ms: float) -> dict[str, dict[str,
         }
         print("raw floor", results["raw floor"], flush=True)
     finally:
-        sim.signal(15)
-        sim.wait(10)
+        stop(sim, 10)
     return results
 
 
