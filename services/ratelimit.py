@@ -150,18 +150,10 @@ def host_limit(broker: str, sim_per_s: float) -> Limit | None:
     return None
 
 
-_BINANCE_WEIGHTS = {
-    "place_order": binance.WEIGHTS["POST /api/v3/order"],
-    "get_order_by_client_id": binance.WEIGHTS["GET /api/v3/order"],
-    "cancel_order": binance.WEIGHTS["DELETE /api/v3/order"],
-    "replace_order": binance.WEIGHTS["GET /api/v3/order"]
-    + binance.WEIGHTS["POST /api/v3/order/cancelReplace"],
-    "list_orders": binance.WEIGHTS["GET /api/v3/allOrders"],
-    "positions": binance.WEIGHTS["GET /api/v3/account"],
-    "account": binance.WEIGHTS["GET /api/v3/account"] + binance.WEIGHTS["GET /api/v3/ticker/price"],
-    "instrument": binance.WEIGHTS["GET /api/v3/exchangeInfo"],
-    "last_price": binance.WEIGHTS["GET /api/v3/ticker/price"],
-}
+def _weight(inner: Broker, operation: str) -> int:
+    """The host weight of one call: adapters of brokers that weigh requests (Binance) say."""
+    weigh = getattr(inner, "request_weight", None)
+    return int(weigh(operation)) if weigh is not None else 1
 
 
 class BudgetedBroker:
@@ -185,9 +177,7 @@ class BudgetedBroker:
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         self._breaker.before()
         if self._host is not None:
-            await self._host.acquire(
-                _BINANCE_WEIGHTS.get(operation, 1) if self._broker == "binance" else 1
-            )
+            await self._host.acquire(_weight(self._inner, operation))
         if self._account is not None and (
             self._broker != "binance" or operation in ("place_order", "replace_order")
         ):
