@@ -152,7 +152,7 @@ def recording_server(respond: Responder) -> Iterator[RecordingServer]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
