@@ -138,14 +138,15 @@ def recording_server(respond: Responder) -> Iterator[RecordingServer]:
             with lock:
                 recorder.requests.append(recorded)
             status, answer = recorder.respond(recorded)
-            payload = json.dumps(answer).encode()
+            payload = b"" if status == 204 else json.dumps(answer).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            if payload:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = _handle
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
