@@ -296,25 +296,34 @@ def build_app(seed: int | None = None) -> Starlette:
 
         return await guarded(request, handler)
 
+    def trade(symbol: str) -> dict[str, Any]:
+        return {
+            "t": rfc3339(now()),
+            "x": "V",
+            "p": float(engine.price(symbol)),
+            "s": 100,
+            "c": ["@"],
+            "i": 1,
+            "z": "C",
+        }
+
     async def latest_trade(request: Request) -> Response:
         """Alpaca Market Data v2 `GET /v2/stocks/{symbol}/trades/latest` (same host here)."""
 
         async def handler(request: Request, account: SimAccount) -> Response:
             symbol = request.path_params["symbol"]
-            return JSONResponse(
-                {
-                    "symbol": symbol,
-                    "trade": {
-                        "t": rfc3339(now()),
-                        "x": "V",
-                        "p": float(engine.price(symbol)),
-                        "s": 100,
-                        "c": ["@"],
-                        "i": 1,
-                        "z": "C",
-                    },
-                }
-            )
+            return JSONResponse({"symbol": symbol, "trade": trade(symbol)})
+
+        return await guarded(request, handler)
+
+    async def latest_trades(request: Request) -> Response:
+        """Market Data v2 `GET /v2/stocks/trades/latest?symbols=A,B` (what alpaca-py calls)."""
+
+        async def handler(request: Request, account: SimAccount) -> Response:
+            symbols = [s for s in request.query_params.get("symbols", "").split(",") if s]
+            if not symbols:
+                raise SimError(400, 40010001, "symbols is required")
+            return JSONResponse({"trades": {symbol: trade(symbol) for symbol in symbols}})
 
         return await guarded(request, handler)
 
@@ -448,6 +457,7 @@ def build_app(seed: int | None = None) -> Starlette:
         Route("/v2/account", account_info, methods=["GET"]),
         Route("/v2/assets/{symbol}", asset, methods=["GET"]),
         Route("/v2/stocks/{symbol}/trades/latest", latest_trade, methods=["GET"]),
+        Route("/v2/stocks/trades/latest", latest_trades, methods=["GET"]),
         Route("/sim/accounts", sim_accounts, methods=["POST"]),
         Route("/sim/assets", sim_assets, methods=["PUT"]),
         Route("/sim/day", sim_day, methods=["POST"]),
