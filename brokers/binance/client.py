@@ -73,6 +73,10 @@ class BinanceBroker:
             response.status_code, body, response.headers.get("retry-after"), lookup=lookup
         )
 
+    def request_weight(self, operation: str) -> int:
+        """The IP request weight `operation` spends (list_orders: once per watched symbol)."""
+        return c.operation_weight(operation, len(self._watch))
+
     @staticmethod
     def _symbol(symbol: str | None) -> str:
         if not symbol:

@@ -10,20 +10,51 @@ CLIENT_ORDER_ID_MAX_LENGTH = 36
 DEFAULT_QUOTE_ASSET = "USDT"
 
 # Documented limits (GET /api/v3/exchangeInfo rateLimits): request weight per IP and minute,
-# orders per account per 10 s and per day. Weights of the endpoints we call.
+# orders per account per 10 s and per day.
 REQUEST_WEIGHT_PER_MINUTE = 6000
 ORDERS_PER_10_SECONDS = 100
 ORDERS_PER_DAY = 200_000
-WEIGHTS = {
-    "POST /api/v3/order": 1,
-    "GET /api/v3/order": 4,
-    "DELETE /api/v3/order": 1,
-    "POST /api/v3/order/cancelReplace": 1,
-    "GET /api/v3/allOrders": 20,
-    "GET /api/v3/account": 20,
-    "GET /api/v3/exchangeInfo": 20,
-    "GET /api/v3/ticker/price": 2,
+
+# Request weight (IP) of each request we send, by (method, path, whether a symbol is sent):
+# Binance weighs some endpoints by their arguments (ticker/price: 2 for one symbol, 4 for all).
+# exchangeInfo weighs 10 in the spec of 2024-10 and 20 in Binance's current docs; we count 20.
+REQUEST_WEIGHTS: dict[tuple[str, str, bool], int] = {
+    ("POST", "/api/v3/order", True): 1,
+    ("GET", "/api/v3/order", True): 4,
+    ("DELETE", "/api/v3/order", True): 1,
+    ("POST", "/api/v3/order/cancelReplace", True): 1,
+    ("GET", "/api/v3/allOrders", True): 20,
+    ("GET", "/api/v3/account", False): 20,
+    ("GET", "/api/v3/exchangeInfo", True): 20,
+    ("GET", "/api/v3/ticker/price", True): 2,
+    ("GET", "/api/v3/ticker/price", False): 4,
 }
+
+# The requests each adapter operation sends (list_orders: once per watched symbol).
+OPERATION_REQUESTS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "place_order": (("POST", "/api/v3/order", True),),
+    "get_order_by_client_id": (("GET", "/api/v3/order", True),),
+    "cancel_order": (("DELETE", "/api/v3/order", True),),
+    "replace_order": (
+        ("GET", "/api/v3/order", True),
+        ("POST", "/api/v3/order/cancelReplace", True),
+    ),
+    "list_orders": (("GET", "/api/v3/allOrders", True),),
+    "positions": (("GET", "/api/v3/account", False),),
+    "account": (("GET", "/api/v3/account", False), ("GET", "/api/v3/ticker/price", False)),
+    "instrument": (("GET", "/api/v3/exchangeInfo", True),),
+    "last_price": (("GET", "/api/v3/ticker/price", True),),
+}
+OPERATIONS_PER_WATCHED_SYMBOL = frozenset({"list_orders"})
+
+
+def operation_weight(operation: str, watched_symbols: int) -> int:
+    """The request weight one adapter operation spends (1 for an operation not listed)."""
+    requests = OPERATION_REQUESTS.get(operation)
+    if requests is None:
+        return 1
+    weight = sum(REQUEST_WEIGHTS[request] for request in requests)
+    return weight * watched_symbols if operation in OPERATIONS_PER_WATCHED_SYMBOL else weight
 
 STATUS_MAP: dict[str, LegStatus] = {
     "NEW": LegStatus.ACCEPTED,
@@ -37,14 +68,23 @@ STATUS_MAP: dict[str, LegStatus] = {
     "REJECTED": LegStatus.REJECTED,
 }
 
-# Our order types → Binance's; time in force: Binance has no DAY, so day orders rest GTC.
 ORDER_TYPES = {
     "market": "MARKET",
     "limit": "LIMIT",
     "stop": "STOP_LOSS",
     "stop_limit": "STOP_LOSS_LIMIT",
 }
+# Our time in force → Binance's `timeInForce` (GTC, IOC, FOK), sent with LIMIT and
+# STOP_LOSS_LIMIT orders. Each mapping that changes the meaning carries its reason (README).
 TIME_IN_FORCE = {"day": "GTC", "gtc": "GTC", "ioc": "IOC"}
+TIME_IN_FORCE_MAPPING_REASONS = {
+    "day": "spot markets trade around the clock and have no trading day: a day order rests GTC",
+}
+# MARKET orders execute at once, so every time in force means the same for them. A STOP_LOSS
+# order takes no timeInForce and rests until triggered, so an IOC stop is refused.
+UNSUPPORTED_TIME_IN_FORCE = {
+    ("stop", "ioc"): "Binance STOP_LOSS orders take no time in force: an IOC stop would rest",
+}
 
 # Error codes (Binance "Error codes for Binance" document).
 UNKNOWN_EXECUTION = -1007  # timeout waiting for the backend: the order may or may not exist

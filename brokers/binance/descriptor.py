@@ -25,27 +25,11 @@ from replication.ports import Broker
 TESTNET_BASE_URL = "https://testnet.binance.vision"
 MAX_WATCH_SYMBOLS = 200  # the poller lists each one every interval
 
-# The endpoints each adapter operation calls (client.py); their weights are constants.WEIGHTS.
-# A replace first looks the order up, then cancels and replaces it in one request.
-OPERATION_ENDPOINTS: dict[str, tuple[str, ...]] = {
-    "place_order": ("POST /api/v3/order",),
-    "get_order_by_client_id": ("GET /api/v3/order",),
-    "cancel_order": ("DELETE /api/v3/order",),
-    "replace_order": ("GET /api/v3/order", "POST /api/v3/order/cancelReplace"),
-    "list_orders": ("GET /api/v3/allOrders",),
-    "positions": ("GET /api/v3/account",),
-    "account": ("GET /api/v3/account", "GET /api/v3/ticker/price"),
-    "instrument": ("GET /api/v3/exchangeInfo",),
-    "last_price": ("GET /api/v3/ticker/price",),
-}
-
-
 def request_weight(operation: str) -> int:
-    """The request weight one adapter operation spends against the IP's per-minute budget."""
-    endpoints = OPERATION_ENDPOINTS.get(operation)
-    if endpoints is None:
-        return 1
-    return sum(c.WEIGHTS[endpoint] for endpoint in endpoints)
+    """The request weight one adapter operation spends against the IP's per-minute budget, for
+    one watched symbol (the adapter itself says how much with its own watch list; budgets ask
+    the adapter first: ratelimit.BudgetedBroker)."""
+    return c.operation_weight(operation, 1)
 
 
 class BinanceCredentials(Credentials):

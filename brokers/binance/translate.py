@@ -31,6 +31,11 @@ def sign(params: dict[str, str], secret: str) -> str:
 
 
 def order_params(request: OrderRequest) -> dict[str, str]:
+    """Query parameters of POST /api/v3/order. Raises Rejected (`time_in_force_unsupported`)
+    for a time in force Binance cannot honour for this order type."""
+    refusal = c.UNSUPPORTED_TIME_IN_FORCE.get((request.type.value, request.time_in_force.value))
+    if refusal is not None:
+        raise Rejected(refusal, code="time_in_force_unsupported")
     params = {
         "symbol": request.symbol,
         "side": request.side.value.upper(),
@@ -66,7 +71,9 @@ def parse_order(data: dict[str, Any]) -> BrokerOrder:
 
 
 def parse_instrument(data: dict[str, Any], symbol: str) -> Instrument:
-    info = next(s for s in data["symbols"] if s["symbol"] == symbol)
+    info = next((s for s in data.get("symbols", []) if s.get("symbol") == symbol), None)
+    if info is None:
+        raise Rejected(f"binance exchangeInfo lists no symbol {symbol}", code="unknown_symbol")
     filters = {f["filterType"]: f for f in info.get("filters", [])}
     lot = filters.get("LOT_SIZE", {})
     notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}

@@ -31,7 +31,19 @@ STATUS_MAP: dict[str, LegStatus] = {
 }
 
 ORDER_TYPES = {"market": "MARKET", "limit": "LIMIT", "stop": "SL-M", "stop_limit": "SL"}
-VALIDITY = {"day": "DAY", "gtc": "DAY", "ioc": "IOC"}
+# Kite refuses MARKET and SL-M orders placed through the API without `market_protection`
+# ("Market orders without market protection are not allowed via API"); -1 asks Kite to apply
+# its own protection band, as kiteconnect's documentation does.
+MARKET_PROTECTED_ORDER_TYPES = frozenset({"MARKET", "SL-M"})
+MARKET_PROTECTION_AUTO = "-1"
+# Our time in force → Kite's `validity` (DAY, IOC, TTL). Kite has no good-till-cancelled
+# validity (GTT is a separate trigger API), so a GTC order is refused with this reason rather
+# than sent as DAY, where it would expire at the close without anyone being told.
+VALIDITY = {"day": "DAY", "ioc": "IOC"}
+UNSUPPORTED_TIME_IN_FORCE = {
+    "gtc": "Kite has no good-till-cancelled validity (only DAY, IOC and TTL); "
+    "a GTC order is not copied as DAY",
+}
 
 # error_type → what it means for an order
 FATAL_ERRORS = frozenset({"TokenException", "PermissionException", "UserException"})

@@ -14,17 +14,24 @@ from schemas.common import OrderType, format_decimal
 
 
 def order_form(request: OrderRequest, exchange: str, product: str) -> dict[str, str]:
-    """Form fields of POST /orders/regular; our client order id travels as `tag`."""
+    """Form fields of POST /orders/regular; our client order id travels as `tag`.
+    Raises Rejected (`time_in_force_unsupported`) for a time in force Kite cannot honour."""
+    tif = request.time_in_force.value
+    if tif not in c.VALIDITY:
+        raise Rejected(c.UNSUPPORTED_TIME_IN_FORCE[tif], code="time_in_force_unsupported")
+    order_type = c.ORDER_TYPES[request.type.value]
     form = {
         "tradingsymbol": request.symbol,
         "exchange": exchange,
         "transaction_type": request.side.value.upper(),
-        "order_type": c.ORDER_TYPES[request.type.value],
+        "order_type": order_type,
         "quantity": format_decimal(request.qty),
         "product": product,
-        "validity": c.VALIDITY[request.time_in_force.value],
+        "validity": c.VALIDITY[tif],
         "tag": request.client_order_id,
     }
+    if order_type in c.MARKET_PROTECTED_ORDER_TYPES:
+        form["market_protection"] = c.MARKET_PROTECTION_AUTO
     if request.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         assert request.limit_price is not None
         form["price"] = format_decimal(request.limit_price)

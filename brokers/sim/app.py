@@ -10,7 +10,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -46,6 +46,24 @@ async def _json_body(request: Request) -> Any:
         return json.loads(await request.body() or b"{}")
     except ValueError as exc:
         raise SimError(400, 40010000, "request body is not valid JSON") from exc
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp or a date (Alpaca takes both); a naive one is UTC."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """Unserved routes answer like Alpaca: JSON `{"code", "message"}`, never text/plain."""
+    return _error(404, 40410000, "endpoint not found")
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    headers = getattr(exc, "headers", None)
+    return _error(405, 40510000, "method not allowed", dict(headers) if headers else None)
 
 
 def build_app(seed: int | None = None) -> Starlette:
@@ -119,16 +137,35 @@ def build_app(seed: int | None = None) -> Starlette:
         status = query.get("status", "open")
         if status not in ("open", "closed", "all"):
             raise SimError(422, 40010001, "invalid status")
+        direction = query.get("direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise SimError(422, 40010001, "invalid direction")
+        side = query.get("side") or None
+        if side is not None and side not in ("buy", "sell"):
+            raise SimError(422, 40010001, "invalid side")
+        symbols = (
+            frozenset(s.strip() for s in query["symbols"].split(",") if s.strip())
+            if query.get("symbols")
+            else None
+        )
         try:
-            limit = min(int(query.get("limit", "50")), 500)
-            after = (
-                datetime.fromisoformat(query["after"].replace("Z", "+00:00"))
-                if "after" in query
-                else None
-            )
+            limit = int(query.get("limit", "50"))
+            after = _timestamp(query.get("after"))
+            until = _timestamp(query.get("until"))
         except ValueError as exc:
-            raise SimError(422, 40010001, "invalid limit or after") from exc
-        orders = engine.list_orders(account, status, limit, after, query.get("direction", "desc"))
+            raise SimError(422, 40010001, "invalid limit, after or until") from exc
+        if limit < 1:
+            raise SimError(422, 40010001, "limit must be at least 1")
+        orders = engine.list_orders(
+            account,
+            status,
+            min(limit, 500),
+            after,
+            direction,
+            until=until,
+            symbols=symbols,
+            side=side,
+        )
         return JSONResponse([o.wire() for o in orders])
 
     async def orders(request: Request) -> Response:
@@ -259,25 +296,34 @@ def build_app(seed: int | None = None) -> Starlette:
 
         return await guarded(request, handler)
 
+    def trade(symbol: str) -> dict[str, Any]:
+        return {
+            "t": rfc3339(now()),
+            "x": "V",
+            "p": float(engine.price(symbol)),
+            "s": 100,
+            "c": ["@"],
+            "i": 1,
+            "z": "C",
+        }
+
     async def latest_trade(request: Request) -> Response:
         """Alpaca Market Data v2 `GET /v2/stocks/{symbol}/trades/latest` (same host here)."""
 
         async def handler(request: Request, account: SimAccount) -> Response:
             symbol = request.path_params["symbol"]
-            return JSONResponse(
-                {
-                    "symbol": symbol,
-                    "trade": {
-                        "t": rfc3339(now()),
-                        "x": "V",
-                        "p": float(engine.price(symbol)),
-                        "s": 100,
-                        "c": ["@"],
-                        "i": 1,
-                        "z": "C",
-                    },
-                }
-            )
+            return JSONResponse({"symbol": symbol, "trade": trade(symbol)})
+
+        return await guarded(request, handler)
+
+    async def latest_trades(request: Request) -> Response:
+        """Market Data v2 `GET /v2/stocks/trades/latest?symbols=A,B` (what alpaca-py calls)."""
+
+        async def handler(request: Request, account: SimAccount) -> Response:
+            symbols = [s for s in request.query_params.get("symbols", "").split(",") if s]
+            if not symbols:
+                raise SimError(400, 40010001, "symbols is required")
+            return JSONResponse({"trades": {symbol: trade(symbol) for symbol in symbols}})
 
         return await guarded(request, handler)
 
@@ -411,6 +457,7 @@ def build_app(seed: int | None = None) -> Starlette:
         Route("/v2/account", account_info, methods=["GET"]),
         Route("/v2/assets/{symbol}", asset, methods=["GET"]),
         Route("/v2/stocks/{symbol}/trades/latest", latest_trade, methods=["GET"]),
+        Route("/v2/stocks/trades/latest", latest_trades, methods=["GET"]),
         Route("/sim/accounts", sim_accounts, methods=["POST"]),
         Route("/sim/assets", sim_assets, methods=["PUT"]),
         Route("/sim/day", sim_day, methods=["POST"]),
@@ -421,6 +468,8 @@ def build_app(seed: int | None = None) -> Starlette:
         Route("/sim/timings", sim_timings, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes, exception_handlers={404: _not_found, 405: _method_not_allowed}
+    )
     app.state.engine = engine
     return app

@@ -2,7 +2,10 @@
 
 Market orders fill at once at the simulator price. Limit orders fill at once when marketable,
 otherwise rest until a price update crosses them; stop orders rest until triggered. Prices are
-set through /sim/prices; an unknown symbol trades at DEFAULT_PRICE.
+set through /sim/prices; an unknown symbol trades at DEFAULT_PRICE. IOC and FOK orders never
+rest: what cannot fill at once is canceled (FOK fills in full or not at all). What the engine
+does not implement it refuses with Alpaca's 422 (bracket/OCO/OTO orders, opg/cls, notional),
+so a client never believes a feature works that does not.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 DEFAULT_PRICE = Decimal("100")
 ASSET_NAMESPACE = uuid.UUID("0b5c4a55-7a3e-4e44-9a6e-6b8b0e6a1d42")
 OPEN_STATUSES = frozenset({"new", "accepted", "partially_filled", "pending_new"})
+IMMEDIATE_TIME_IN_FORCE = frozenset({"ioc", "fok"})
 
 
 def now() -> datetime:
@@ -256,6 +260,9 @@ class Engine:
             raise SimError(422, 40010001, "fractional orders are not supported for this asset")
         if asset.min_order_size is not None and request["qty"] < asset.min_order_size:
             raise SimError(422, 40010001, f"qty must be at least {dec(asset.min_order_size)}")
+        if request["qty"] != request["qty"].to_integral() and request["time_in_force"] != "day":
+            # Alpaca's fractional rule for equities: day orders only.
+            raise SimError(422, 42210000, "fractional orders must be DAY orders")
         client_order_id = request["client_order_id"] or str(uuid.uuid4())
         faults = self.faults_for(account)
         if faults.dedup_client_order_id and client_order_id in account.by_client_order_id:
@@ -285,6 +292,9 @@ class Engine:
         account.orders[order.id] = order
         account.by_client_order_id[client_order_id] = order
         self._try_fill(account, order, price)
+        if order.time_in_force in IMMEDIATE_TIME_IN_FORCE and order.status in OPEN_STATUSES:
+            order.status = "canceled"  # the unfilled rest of an IOC, or a killed FOK
+            order.canceled_at = order.updated_at = now()
         return order
 
     def _try_fill(self, account: SimAccount, order: SimOrder, price: Decimal) -> None:
@@ -313,6 +323,8 @@ class Engine:
         qty = order.qty - order.filled_qty
         ratio = self.faults_for(account).partial_fill_ratio
         partial = ratio is not None and 0 < ratio < 1 and order.filled_qty == 0
+        if partial and order.time_in_force == "fok":
+            return  # not enough liquidity for the whole order: a FOK is killed, not split
         if partial:
             assert ratio is not None
             qty = (order.qty * Decimal(str(ratio))).quantize(Decimal(1)) or Decimal(1)
@@ -374,17 +386,28 @@ class Engine:
             "stop_price": body.get("stop_price", dec(old.stop_price)),
             "client_order_id": body.get("client_order_id"),
         }
-        moment = now()
-        old.status = "replaced"
-        old.replaced_at = old.updated_at = moment
+        # Validate and place the replacement first: a refused replace (duplicate client order
+        # id, buying power, bad price) leaves the original working, as Alpaca does.
         new = self.place(account, merged)
         new.replaces = old.id
+        old.status = "replaced"
+        old.replaced_at = old.updated_at = now()
         old.replaced_by = new.id
         return new
 
     def list_orders(
-        self, account: SimAccount, status: str, limit: int, after: datetime | None, direction: str
+        self,
+        account: SimAccount,
+        status: str,
+        limit: int,
+        after: datetime | None,
+        direction: str,
+        *,
+        until: datetime | None = None,
+        symbols: frozenset[str] | None = None,
+        side: str | None = None,
     ) -> list[SimOrder]:
+        """GET /v2/orders: `after` and `until` bound the submission time (both exclusive)."""
         orders = list(account.orders.values())
         if status == "open":
             orders = [o for o in orders if o.status in OPEN_STATUSES]
@@ -392,6 +415,12 @@ class Engine:
             orders = [o for o in orders if o.status not in OPEN_STATUSES]
         if after is not None:
             orders = [o for o in orders if o.created_at > after]
+        if until is not None:
+            orders = [o for o in orders if o.created_at < until]
+        if symbols is not None:
+            orders = [o for o in orders if o.symbol in symbols]
+        if side is not None:
+            orders = [o for o in orders if o.side == side]
         orders.sort(key=lambda o: o.created_at, reverse=direction != "asc")
         return orders[:limit]
 
@@ -417,7 +446,9 @@ class Engine:
 
 _SIDES = {"buy", "sell"}
 _TYPES = {"market", "limit", "stop", "stop_limit"}
-_TIFS = {"day", "gtc", "opg", "cls", "ioc", "fok"}
+_TIFS = {"day", "gtc", "ioc", "fok"}
+_UNSUPPORTED_TIFS = {"opg", "cls"}  # auctions: the simulator has no market sessions
+_SIMPLE_CLASSES = {None, "", "simple"}
 
 
 def _positive_decimal(value: Any, name: str) -> Decimal:
@@ -438,6 +469,16 @@ def _validate_order(body: dict[str, Any]) -> dict[str, Any]:
         raise SimError(422, 40010001, "symbol is required")
     if body.get("notional") is not None:
         raise SimError(422, 40010001, "notional orders are not supported by the simulator")
+    order_class = body.get("order_class")
+    if order_class not in _SIMPLE_CLASSES or any(
+        body.get(leg) is not None for leg in ("take_profit", "stop_loss", "legs")
+    ):
+        raise SimError(
+            422,
+            40010001,
+            f"order_class {order_class or 'with legs'} is not supported by the simulator "
+            "(simple orders only)",
+        )
     if body.get("qty") is None:
         raise SimError(422, 40010001, "qty is required")
     side, kind, tif = body.get("side"), body.get("type"), body.get("time_in_force")
@@ -445,6 +486,8 @@ def _validate_order(body: dict[str, Any]) -> dict[str, Any]:
         raise SimError(422, 40010001, "invalid side")
     if kind not in _TYPES:
         raise SimError(422, 40010001, "invalid order type")
+    if tif in _UNSUPPORTED_TIFS:
+        raise SimError(422, 40010001, f"time_in_force {tif} is not supported by the simulator")
     if tif not in _TIFS:
         raise SimError(422, 40010001, "invalid time_in_force")
     limit_price = body.get("limit_price")

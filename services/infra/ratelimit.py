@@ -149,10 +149,17 @@ class BudgetedBroker:
         self._host = host
         self._breaker = breaker
 
+    def _weight(self, operation: str) -> int:
+        """The host weight of one call: the adapter knows best where the weight depends on its
+        own settings (Binance's list_orders costs once per watched symbol), else the
+        descriptor's table."""
+        weigh = getattr(self._inner, "request_weight", None)
+        return int(weigh(operation)) if weigh is not None else self._limits.weight(operation)
+
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         self._breaker.before()
         if self._host is not None:
-            await self._host.acquire(self._limits.weight(operation))
+            await self._host.acquire(self._weight(operation))
         if self._account is not None and self._limits.counts_for_account(operation):
             await self._account.acquire()
         try:

@@ -261,6 +261,7 @@ def kite_handler(venue: Venue, api_key: str, access_token: str) -> Any:
         "iceberg_legs",
         "iceberg_quantity",
         "tag",
+        "market_protection",
     }
 
     def render(order: Order) -> dict[str, Any]:
@@ -298,6 +299,12 @@ def kite_handler(venue: Venue, api_key: str, access_token: str) -> Any:
         if request.method == "POST" and path == "/orders/regular":
             form = dict(parse_qsl(request.content.decode()))
             assert set(form) <= documented, set(form) - documented
+            if form["order_type"] in ("MARKET", "SL-M") and "market_protection" not in form:
+                return error(
+                    400,
+                    "InputException",
+                    "Market orders without market protection are not allowed via API.",
+                )
             assert len(form["tag"]) <= 20 and form["tag"].isalnum()
             fault = venue.take_fault()
             if fault == "reject":

@@ -271,6 +271,7 @@ def test_kite_order_form() -> None:
         "validity": "DAY",
         "tag": "Ab12Cd34Ef56Gh78Ij90",
         "trigger_price": "1500.5",
+        "market_protection": "-1",  # required by Kite for SL-M orders sent through the API
     }
 
 
