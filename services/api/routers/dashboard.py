@@ -26,7 +26,7 @@ from services.infra.settings import Settings
 router = APIRouter()
 
 PROTOCOL = "copytrade.v1"
-PAGE = Path(__file__).resolve().parents[2] / "dashboard" / "static" / "index.html"
+PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "static" / "index.html"
 CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
