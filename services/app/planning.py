@@ -6,14 +6,15 @@ against the same facts."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from schemas.messages import OrderMessage, OrderPlan
 from services.app.snapshots import Snapshots
-from services.app.targets import TargetSet, broker_for_row
+from services.app.targets import TargetSet, broker_for
 from services.infra.brokerage import BrokerFactory, broker_day
 from services.infra.crypto import CredentialCipher
+from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.orders import OrderState
+from services.infra.db.repositories.subscriptions import Target
 from services.infra.settings import Settings
 
 
@@ -35,19 +36,18 @@ class Planner:
         order: OrderMessage,
         state: OrderState,
         followers: TargetSet,
-        master_row: dict[str, Any] | None,
+        master_row: SealedAccount | None,
     ) -> OrderPlan:
         """The plan this worker would store: the master context and the shards."""
         targets = followers.targets
-        one_per_broker: dict[str, dict[str, Any]] = {}
+        one_per_broker: dict[str, Target] = {}
         for target in targets:
             one_per_broker.setdefault(target.broker, followers.rows[target.account_id])
         by_broker = {
-            name: broker_for_row(self.factory, self.cipher, row)
-            for name, row in one_per_broker.items()
+            name: broker_for(self.factory, self.cipher, row) for name, row in one_per_broker.items()
         }
         master_broker = (
-            None if master_row is None else broker_for_row(self.factory, self.cipher, master_row)
+            None if master_row is None else broker_for(self.factory, self.cipher, master_row)
         )
         now = datetime.now(UTC)
         context = await self.snapshots.master(
@@ -57,7 +57,7 @@ class Planner:
             by_broker,
             state.halts,
             now,
-            broker_day(master_row["broker"] if master_row else None, now),
+            broker_day(master_row.broker if master_row else None, now),
             position_cache_ok=not state.master_busy,
         )
         ids, size = [t.account_id for t in targets], self.shard_size

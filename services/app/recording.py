@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +15,7 @@ from replication.state import LegStatus, transition
 from schemas.messages import OrderMessage, PlanContext
 from services.app.snapshots import Snapshot
 from services.infra.brokerage import broker_day
+from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.legs import insert_legs
 from services.infra.db.repositories.orders import shard_recorded, store_plan
 from services.infra.db.repositories.risk import RiskRow, lock_risk, spend_risk
@@ -36,7 +36,7 @@ class Recorder:
         batch: list[FollowerTarget],
         snapshot: Snapshot,
         context: PlanContext,
-        master_row: dict[str, Any] | None,
+        master_row: SealedAccount | None,
         completes: tuple[int, int] | None,
         fix_plan: str | None = None,
     ) -> list[PlannedLeg]:
@@ -72,7 +72,7 @@ class Recorder:
             legs = plan(order, targets, context.planned_at, snapshot.context)
             if master_row is not None and order.origin == "api":
                 # An order the master placed directly at its broker is already there.
-                legs.append(master_leg(order, master_row["broker"]))
+                legs.append(master_leg(order, master_row.broker))
             to_record = [
                 replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
                 if leg.status is LegStatus.PLANNED

@@ -21,15 +21,20 @@ from replication.state import TERMINAL, LegStatus
 from schemas.common import OrderType
 from services.app.order_messages import order_message_from_row
 from services.app.sending import cancel_and_confirm, look_up, or_existing, outcome_from_order
-from services.app.targets import target_from_row
+from services.app.targets import target_from
 from services.infra.brokerage import broker_day
 from services.infra.db.repositories.legs import (
+    ClaimedLeg,
+    Leg,
     LegOutcome,
+    SettledLeg,
     finish_replace,
     reserve_replace,
     settle_legs,
 )
+from services.infra.db.repositories.orders import MasterOrder
 from services.infra.db.repositories.risk import lock_risk
+from services.infra.db.repositories.subscriptions import Target
 
 log = logging.getLogger("copytrade.replace")
 
@@ -40,18 +45,18 @@ def _decimal(details: dict[str, Any], key: str) -> Decimal | None:
 
 
 def replanned_qty(
-    leg: dict[str, Any],
-    order: dict[str, Any],
-    subscription: dict[str, Any] | None,
+    leg: Leg,
+    order: MasterOrder,
+    subscription: Target | None,
     copy_position_now: Decimal,
 ) -> tuple[Decimal | None, str | None]:
     """The leg's quantity for the new version of its master order, with the same sizing and the
     inputs recorded when the leg was planned (equities, reference price, positions)."""
-    if leg["action"] == "master":
-        return Decimal(order["qty"]), None
+    if leg.action == "master":
+        return Decimal(order.qty), None
     if subscription is None:
-        return Decimal(leg["qty"]), None  # unsubscribed since: keep the quantity, move prices
-    details = dict(leg["details"] or {})
+        return leg.qty, None  # unsubscribed since: keep the quantity, move prices
+    details = dict(leg.details or {})
     message = order_message_from_row(order)
     reference = (
         message.limit_price
@@ -66,7 +71,8 @@ def replanned_qty(
         master_equity=_decimal(details, "master_equity"),
         master_position=_decimal(details, "master_position") or Decimal(0),
     )
-    own = Decimal(leg["qty"]) if leg["side"] == "buy" else -Decimal(leg["qty"])
+    leg_qty = leg.qty or Decimal(0)
+    own = leg_qty if leg.side == "buy" else -leg_qty
     state = FollowerState(
         equity=_decimal(details, "follower_equity"),
         day_pnl=Decimal(0),  # the day's loss limit was checked when the leg was first placed
@@ -74,7 +80,7 @@ def replanned_qty(
         copy_position=copy_position_now - own,
     )
     target = replace(
-        target_from_row({**subscription, "paused": False, "account_halted": False}),
+        target_from(replace(subscription, paused=False, account_halted=False)),
         state=state,
         instrument=Instrument(message.symbol, qty_step=_decimal(details, "qty_step") or Decimal(1)),
     )
@@ -88,8 +94,8 @@ class _Replace:
 
     engine: Any
     broker: Broker
-    leg: dict[str, Any]
-    order: dict[str, Any]
+    leg: ClaimedLeg
+    order: MasterOrder
     version: int
     new_cid: str  # derived from the version: a replace that reached the broker is found again
     deadline_s: float
@@ -97,15 +103,15 @@ class _Replace:
 
     @property
     def leg_id(self) -> str:
-        return str(self.leg["id"])
+        return str(self.leg.id)
 
     async def look_up(self, cid: str) -> LegOutcome | None:
         return await look_up(
             self.broker,
-            self.leg["broker"],
+            self.leg.broker,
             self.leg_id,
             cid,
-            self.leg["symbol"],
+            self.leg.symbol,
             self.deadline_s,
             self.recheck_s,
         )
@@ -116,7 +122,7 @@ class _Replace:
         cid: str | None,
         qty: Decimal | None,
         keep_reservation: bool,
-    ) -> dict[str, Any] | None:
+    ) -> SettledLeg | None:
         async with self.engine.begin() as conn:
             return await finish_replace(
                 conn, self.leg_id, self.version, outcome, cid, qty, keep_reservation
@@ -126,22 +132,20 @@ class _Replace:
 async def replace_leg(
     engine: Any,
     broker: Broker,
-    leg: dict[str, Any],
-    order: dict[str, Any],
-    subscription: dict[str, Any] | None,
+    leg: ClaimedLeg,
+    order: MasterOrder,
+    subscription: Target | None,
     deadline_s: float,
     recheck_s: float,
-) -> dict[str, Any] | None:
+) -> SettledLeg | None:
     """Replace one leg at its broker; returns the updated leg row, or None to retry later."""
-    version = int(order["version"])
-    new_cid = client_order_id(
-        str(leg["order_id"]), str(leg["account_id"]), f"{leg['action']}:v{version}"
-    )
+    version = int(order.version)
+    new_cid = client_order_id(str(leg.order_id), str(leg.account_id), f"{leg.action}:v{version}")
     job = _Replace(engine, broker, leg, order, version, new_cid, deadline_s, recheck_s)
     found = await job.look_up(new_cid)
     if found is not None and found.status is not LegStatus.UNKNOWN:
         # An earlier attempt's replace reached the broker: record it, never send it again.
-        pending = (leg["details"] or {}).get("pending_replace") or {}
+        pending = (leg.details or {}).get("pending_replace") or {}
         qty = Decimal(pending["qty"]) if pending.get("version") == version else None
         return await job.finish(found, new_cid, qty, True)
     qty, reason = await _reserve(job, subscription)
@@ -150,26 +154,24 @@ async def replace_leg(
     return await _replace_at_broker(job, qty)
 
 
-async def _reserve(
-    job: _Replace, subscription: dict[str, Any] | None
-) -> tuple[Decimal | None, str | None]:
+async def _reserve(job: _Replace, subscription: Target | None) -> tuple[Decimal | None, str | None]:
     """Size the leg for the new version and reserve the ledger change, under the risk lock."""
     leg = job.leg
     async with job.engine.begin() as conn:
-        day = broker_day(leg["broker"], datetime.now(UTC))
-        risk = await lock_risk(conn, [str(leg["account_id"])], day, leg["symbol"])
-        ledger = risk.get(str(leg["account_id"]))
-        copy_now = ledger.positions.get(leg["symbol"], Decimal(0)) if ledger else Decimal(0)
+        day = broker_day(leg.broker, datetime.now(UTC))
+        risk = await lock_risk(conn, [str(leg.account_id)], day, leg.symbol)
+        ledger = risk.get(str(leg.account_id))
+        copy_now = ledger.positions.get(leg.symbol, Decimal(0)) if ledger else Decimal(0)
         qty, reason = replanned_qty(leg, job.order, subscription, copy_now)
         if qty is not None:
             qty = await reserve_replace(conn, leg, job.version, qty)
     return qty, reason
 
 
-async def _cancel_instead(job: _Replace, reason: str | None) -> dict[str, Any] | None:
+async def _cancel_instead(job: _Replace, reason: str | None) -> SettledLeg | None:
     """The new version sizes this follower to nothing: cancel its order instead."""
     old = await cancel_and_confirm(
-        job.broker, job.leg["broker"], job.leg, job.deadline_s, job.recheck_s
+        job.broker, job.leg.broker, job.leg, job.deadline_s, job.recheck_s
     )
     if old is None or old.status not in TERMINAL:
         return None
@@ -178,28 +180,30 @@ async def _cancel_instead(job: _Replace, reason: str | None) -> dict[str, Any] |
         return await finish_replace(conn, job.leg_id, job.version, None, None, None, False)
 
 
-async def _replace_at_broker(job: _Replace, qty: Decimal) -> dict[str, Any] | None:
+async def _replace_at_broker(job: _Replace, qty: Decimal) -> SettledLeg | None:
     leg, message = job.leg, order_message_from_row(job.order)
+    if leg.broker_order_id is None:
+        return None  # open at the broker but its id unknown: the refresh pass records it first
     try:
         async with asyncio.timeout(job.deadline_s):
             new = await or_existing(
                 job.broker,
-                leg["broker"],
+                leg.broker,
                 job.broker.replace_order(
-                    leg["broker_order_id"],
+                    leg.broker_order_id,
                     job.new_cid,
                     qty,
                     message.limit_price,
                     message.stop_price,
-                    leg["symbol"],
+                    leg.symbol,
                 ),
                 job.new_cid,
-                leg["symbol"],
+                leg.symbol,
             )
     except Rejected as exc:
         # Not replaceable any more (filled or canceled meanwhile): record what it became.
         log.info("replace of leg %s refused: %s", job.leg_id, exc)
-        old = await job.look_up(leg["client_order_id"])
+        old = await job.look_up(leg.client_order_id)
         return await job.finish(
             old if old and old.status is not LegStatus.UNKNOWN else None, None, None, False
         )

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,10 +24,10 @@ from replication.model import BrokerOrder, OrderRequest, PlannedLeg
 from replication.ports import Broker
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
-from services.app.targets import broker_for_row
+from services.app.targets import Sealed, broker_for
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db.repositories.legs import LegOutcome, renew_leases
+from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome, renew_leases
 from services.infra.metrics import BROKER_REQUESTS
 
 log = logging.getLogger("copytrade.sending")
@@ -47,16 +47,17 @@ def request_from_leg(leg: PlannedLeg) -> OrderRequest:
     )
 
 
-def request_from_row(row: dict[str, Any]) -> OrderRequest:
+def request_from_row(row: ClaimedLeg) -> OrderRequest:
+    assert row.qty is not None, "only legs with a quantity are sent"
     return OrderRequest(
-        client_order_id=row["client_order_id"],
-        symbol=row["symbol"],
-        side=Side(row["side"]),
-        qty=Decimal(row["qty"]),
-        type=OrderType(row["type"]),
-        time_in_force=TimeInForce(row["time_in_force"]),
-        limit_price=row["limit_price"],
-        stop_price=row["stop_price"],
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        qty=row.qty,
+        type=OrderType(row.type),
+        time_in_force=TimeInForce(row.time_in_force),
+        limit_price=row.limit_price,
+        stop_price=row.stop_price,
     )
 
 
@@ -180,27 +181,28 @@ async def look_up(
 async def cancel_and_confirm(
     broker: Broker,
     broker_name: str,
-    leg: dict[str, Any],
+    leg: ClaimedLeg,
     deadline_s: float,
     recheck_s: float,
 ) -> LegOutcome | None:
     """Cancel a leg's resting order, then ask the broker what it became (canceled, or filled
     meanwhile); None when the broker has no such order."""
     try:
-        async with asyncio.timeout(deadline_s):
-            await _timed(
-                broker_name, "cancel", broker.cancel_order(leg["broker_order_id"], leg["symbol"])
-            )
+        if leg.broker_order_id is not None:  # else: not known to have reached it; look it up
+            async with asyncio.timeout(deadline_s):
+                await _timed(
+                    broker_name, "cancel", broker.cancel_order(leg.broker_order_id, leg.symbol)
+                )
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # filled meanwhile (422), or the broker is down: look it up
-        log.info("cancel of leg %s: %s", leg["id"], exc)
+        log.info("cancel of leg %s: %s", leg.id, exc)
     return await look_up(
         broker,
         broker_name,
-        str(leg["id"]),
-        leg["client_order_id"],
-        leg["symbol"],
+        str(leg.id),
+        leg.client_order_id,
+        leg.symbol,
         deadline_s,
         recheck_s,
     )
@@ -231,7 +233,7 @@ class Sender:
     async def send_all(
         self,
         legs: list[PlannedLeg],
-        by_account: dict[str, dict[str, Any]],
+        by_account: Mapping[str, Sealed],
         first_answer: list[float],
     ) -> list[LegOutcome]:
         return list(
@@ -255,10 +257,8 @@ class Sender:
             except Exception:
                 log.warning("lease renewal failed", exc_info=True)
 
-    async def _send(
-        self, leg: PlannedLeg, row: dict[str, Any], first_answer: list[float]
-    ) -> LegOutcome:
-        broker = broker_for_row(self.factory, self.cipher, row)
+    async def _send(self, leg: PlannedLeg, row: Sealed, first_answer: list[float]) -> LegOutcome:
+        broker = broker_for(self.factory, self.cipher, row)
         async with self._host_limits[leg.broker]:
             outcome = await place_once(
                 broker,

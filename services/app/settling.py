@@ -11,20 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.events import publish_leg_events, publish_order_event
-from services.infra.db.repositories.legs import LegOutcome, settle_legs
-from services.infra.db.repositories.orders import orders_progress
+from services.infra.db.repositories.legs import LegOutcome, SettledLeg, settle_legs
+from services.infra.db.repositories.orders import OrderProgress, orders_progress
 from services.infra.metrics import LEGS
 from services.infra.positions import MasterPositions
 
 MASTER_ACTION = "master"
-Row = dict[str, Any]
 
 
 class Settler:
@@ -35,7 +33,7 @@ class Settler:
 
     async def settle(
         self, outcomes: Sequence[LegOutcome], order_created_at: datetime | None = None
-    ) -> list[Row]:
+    ) -> list[SettledLeg]:
         """Record the outcomes (each only along an allowed move), then announce what moved."""
         async with self.engine.begin() as conn:
             rows = await settle_legs(conn, outcomes)
@@ -44,32 +42,32 @@ class Settler:
 
     async def announce(
         self,
-        rows: Sequence[Row],
+        rows: Sequence[SettledLeg],
         order_created_at: datetime | None = None,
         order: tuple[str, str] | None = None,
-    ) -> dict[str, Row]:
+    ) -> dict[str, OrderProgress]:
         """Publish what changed for these leg rows; returns each touched order's progress
         (and that of `order`, an (order id, master id) to report even when no leg moved).
 
         The progress is read after the change committed: of the workers settling an order's
         shards, the last to read sees every shard settled, so the complete picture gets out."""
         for row in rows:
-            LEGS.labels(row["status"]).inc()
-        for account_id in {str(r["account_id"]) for r in rows if r["action"] == MASTER_ACTION}:
+            LEGS.labels(row.status).inc()
+        for account_id in {str(r.account_id) for r in rows if r.action == MASTER_ACTION}:
             # A master leg moved: its account's cached position may be stale now.
             await self.master_positions.invalidate(account_id)
         await publish_leg_events(
-            self.nc, [r for r in rows if r["action"] != MASTER_ACTION], order_created_at
+            self.nc, [r for r in rows if r.action != MASTER_ACTION], order_created_at
         )
-        masters = {str(row["order_id"]): str(row["master_id"]) for row in rows}
+        masters = {str(row.order_id): str(row.master_id) for row in rows}
         if order is not None:
             masters.setdefault(*order)
-        progress: dict[str, Row] = {}
+        progress: dict[str, OrderProgress] = {}
         if masters:
             async with self.engine.connect() as conn:
                 progress = await orders_progress(conn, list(masters))
         for order_id, progress_now in progress.items():
             await publish_order_event(self.nc, order_id, masters[order_id], progress_now)
-            if progress_now["cancel_requested"]:
+            if progress_now.cancel_requested:
                 await self.nc.publish(SWEEP_NOW_SUBJECT, b"cancel")
         return progress

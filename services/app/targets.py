@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID
 
 from pydantic import TypeAdapter
 
@@ -15,21 +16,33 @@ from replication.ports import Broker
 from schemas.copy_settings import Caps, Filters, Sizing
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
+from services.infra.db.repositories.subscriptions import Target
 
 _SIZING: TypeAdapter[Any] = TypeAdapter(Sizing)
 
 
-def target_from_row(row: dict[str, Any]) -> FollowerTarget:
+class Sealed(Protocol):
+    """An account as adapters are built from it (accounts, targets, claimed legs carry these)."""
+
+    @property
+    def account_id(self) -> UUID: ...
+    @property
+    def broker(self) -> str: ...
+    @property
+    def credentials(self) -> bytes: ...
+
+
+def target_from(row: Target) -> FollowerTarget:
     return FollowerTarget(
-        subscription_id=str(row["subscription_id"]),
-        follower_id=str(row["follower_id"]),
-        account_id=str(row["account_id"]),
-        broker=row["broker"],
-        sizing=_SIZING.validate_python(row["sizing"]),
-        caps=Caps.model_validate(row["caps"]),
-        filters=Filters.model_validate(row["filters"]),
-        paused=bool(row["paused"]),
-        account_halted=bool(row["account_halted"]),
+        subscription_id=str(row.subscription_id),
+        follower_id=str(row.follower_id),
+        account_id=str(row.account_id),
+        broker=row.broker,
+        sizing=_SIZING.validate_python(row.sizing),
+        caps=Caps.model_validate(row.caps),
+        filters=Filters.model_validate(row.filters),
+        paused=bool(row.paused),
+        account_halted=bool(row.account_halted),
     )
 
 
@@ -40,20 +53,20 @@ class TargetCache:
     def __init__(self) -> None:
         self._by_subscription: dict[str, tuple[tuple[Any, Any], FollowerTarget]] = {}
 
-    def target(self, row: dict[str, Any]) -> FollowerTarget:
-        key = str(row["subscription_id"])
-        version = (row.get("subscription_version"), row.get("account_version"))
+    def target(self, row: Target) -> FollowerTarget:
+        key = str(row.subscription_id)
+        version = (row.subscription_version, row.account_version)
         cached = self._by_subscription.get(key)
         if cached is not None and cached[0] == version and None not in version:
             return cached[1]
-        parsed = target_from_row(row)
+        parsed = target_from(row)
         self._by_subscription[key] = (version, parsed)
         return parsed
 
 
-def broker_for_row(factory: BrokerFactory, cipher: CredentialCipher, row: dict[str, Any]) -> Broker:
+def broker_for(factory: BrokerFactory, cipher: CredentialCipher, account: Sealed) -> Broker:
     return factory.for_sealed(
-        str(row["account_id"]), row["broker"], row["credentials"], cipher.decrypt
+        str(account.account_id), account.broker, account.credentials, cipher.decrypt
     )
 
 
@@ -64,16 +77,16 @@ class TargetSet:
 
     version: int
     targets: list[FollowerTarget]
-    rows: dict[str, dict[str, Any]]  # by account id
+    rows: dict[str, Target]  # by account id
 
     @classmethod
-    def build(cls, version: int, rows: list[dict[str, Any]], cache: TargetCache) -> TargetSet:
+    def build(cls, version: int, rows: list[Target], cache: TargetCache) -> TargetSet:
         targets = one_per_account([cache.target(row) for row in rows])
         chosen = {t.subscription_id for t in targets}
         return cls(
             version,
             targets,
-            {str(row["account_id"]): row for row in rows if str(row["subscription_id"]) in chosen},
+            {str(row.account_id): row for row in rows if str(row.subscription_id) in chosen},
         )
 
     def only(self, account_ids: list[str]) -> TargetSet:
@@ -102,7 +115,7 @@ class TargetSets:
         return found
 
     def put(
-        self, master_id: str, version: int, rows: list[dict[str, Any]], cache: TargetCache
+        self, master_id: str, version: int, rows: list[Target], cache: TargetCache
     ) -> TargetSet:
         built = TargetSet.build(version, rows, cache)
         self._sets[master_id] = built

@@ -14,7 +14,6 @@ import logging
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from nats.js.client import JetStreamContext
 from prometheus_client import Counter
@@ -23,11 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from replication.model import BrokerOrder
 from replication.state import LegStatus
 from services.app.order_messages import order_message_from_row
-from services.app.targets import broker_for_row
+from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db.repositories.accounts import get_cursor, master_accounts, set_cursor
+from services.infra.db.repositories.accounts import (
+    MasterAccount,
+    get_cursor,
+    master_accounts,
+    set_cursor,
+)
 from services.infra.db.repositories.legs import known_client_ids
 from services.infra.db.repositories.orders import insert_broker_order, mark_published
 from services.infra.settings import Settings
@@ -89,19 +93,19 @@ class Poller:
             accounts = await master_accounts(conn)
         limit = asyncio.Semaphore(16)
 
-        async def one(row: dict[str, Any]) -> None:
+        async def one(row: MasterAccount) -> None:
             async with limit:
                 try:
                     await self.poll_account(row)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("poll of account %s failed: %s", row["account_id"], exc)
+                    log.warning("poll of account %s failed: %s", row.account_id, exc)
 
         await asyncio.gather(*(one(row) for row in accounts))
 
-    async def poll_account(self, row: dict[str, Any]) -> int:
-        account_id = str(row["account_id"])
+    async def poll_account(self, row: MasterAccount) -> int:
+        account_id = str(row.account_id)
         async with self.engine.connect() as conn:
             cursor = await get_cursor(conn, account_id)
         now = datetime.now(UTC)
@@ -110,7 +114,7 @@ class Poller:
             async with self.engine.begin() as conn:
                 await set_cursor(conn, account_id, now)
             return 0
-        broker = broker_for_row(self.factory, self.cipher, row)
+        broker = broker_for(self.factory, self.cipher, row)
         orders = sorted(
             (o for o in await broker.list_orders(after=cursor - OVERLAP) if o.created_at),
             key=lambda o: (o.created_at, o.broker_order_id),
@@ -134,15 +138,15 @@ class Poller:
             await set_cursor(conn, account_id, newest)
         return ingested
 
-    async def _ingest(self, row: dict[str, Any], order: BrokerOrder) -> int:
+    async def _ingest(self, row: MasterAccount, order: BrokerOrder) -> int:
         assert order.side and order.order_type and order.time_in_force and order.qty
         async with self.engine.begin() as conn:
             inserted = await insert_broker_order(
                 conn,
                 {
                     "id": str(uuid.uuid4()),
-                    "master_id": str(row["master_id"]),
-                    "account_id": str(row["account_id"]),
+                    "master_id": str(row.master_id),
+                    "account_id": str(row.account_id),
                     "client_order_id": f"broker:{order.broker_order_id}",
                     "symbol": order.symbol,
                     "side": order.side.value,
@@ -159,12 +163,12 @@ class Poller:
             return 0  # seen before (overlap window or a restart): already copied
         await bus.publish_order(self.js, order_message_from_row(inserted))
         async with self.engine.begin() as conn:
-            await mark_published(conn, [str(inserted["id"])])
+            await mark_published(conn, [str(inserted.id)])
         POLLED.labels("ingested").inc()
         log.info(
             "copying order %s placed directly at the broker by master %s",
             order.broker_order_id,
-            row["master_id"],
+            row.master_id,
         )
         return 1
 

@@ -45,11 +45,12 @@ from services.app.recording import PlanLost, Recorder
 from services.app.sending import Sender
 from services.app.settling import Settler
 from services.app.snapshots import Snapshot, Snapshots
-from services.app.targets import TargetCache, TargetSet, TargetSets, broker_for_row
+from services.app.targets import Sealed, TargetCache, TargetSet, TargetSets, broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db.repositories.legs import LegOutcome, list_copies_by_ids, settle_legs
+from services.infra.db.repositories.accounts import SealedAccount
+from services.infra.db.repositories.legs import LegOutcome, settle_legs, settled_by_ids
 from services.infra.db.repositories.orders import order_state
 from services.infra.db.repositories.subscriptions import load_targets
 from services.infra.metrics import FANOUT, FIRST_LEG
@@ -71,7 +72,7 @@ class _Shard:
     index: int
     shards: int
     context: PlanContext
-    master_row: dict[str, Any] | None  # only with shard 0 of an order placed through the API
+    master_row: SealedAccount | None  # only with shard 0 of an order placed through the API
     fix_plan: str | None  # the plan to store with the first batch, when this worker made it
 
 
@@ -242,8 +243,6 @@ class Replicator:
                     order.master_id, state.targets_version, rows, self.targets
                 )
         master_row = state.master_account
-        if master_row is not None:
-            master_row = {**master_row, "account_id": master_row["id"]}
         stored, recorded = state.plan, state.shards_recorded
         if stored is None:
             proposal = await self.planner.propose(order, state, followers, master_row)
@@ -345,15 +344,15 @@ class Replicator:
         shards: int,
         context: PlanContext,
         followers: TargetSet,
-        master_row: dict[str, Any] | None,
+        master_row: SealedAccount | None,
         on_recorded: Callable[[], Awaitable[None]],
         fix_plan: str | None = None,
         after_first_batch: Callable[[], None] | None = None,
     ) -> None:
         """Record and send one shard batch by batch, then settle it."""
-        by_account = dict(followers.rows)
+        by_account: dict[str, Sealed] = dict(followers.rows)
         brokers = {
-            account_id: broker_for_row(self.factory, self.cipher, row)
+            account_id: broker_for(self.factory, self.cipher, row)
             for account_id, row in by_account.items()
         }
         if master_row is not None:
@@ -370,7 +369,7 @@ class Replicator:
         shard: _Shard,
         targets: list[FollowerTarget],
         snapshot: Snapshot,
-        by_account: dict[str, dict[str, Any]],
+        by_account: dict[str, Sealed],
         on_recorded: Callable[[], Awaitable[None]],
         after_first_batch: Callable[[], None] | None,
     ) -> _Sent:
@@ -418,28 +417,28 @@ class Replicator:
         order = shard.order
         async with self.engine.begin() as conn:
             settled_rows = await settle_legs(conn, sent.outcomes)
-            skipped_rows = await list_copies_by_ids(conn, sent.skipped) if sent.skipped else []
+            skipped_rows = await settled_by_ids(conn, sent.skipped) if sent.skipped else []
         progress = (
             await self.settler.announce(
                 [*skipped_rows, *settled_rows], order.created_at, (order.order_id, order.master_id)
             )
         )[order.order_id]
         if shard.master_row is not None and any(
-            r["action"] == MASTER_ACTION and r["status"] in _FINAL for r in settled_rows
+            r.action == MASTER_ACTION and r.status in _FINAL for r in settled_rows
         ):
             # Read the master's positions again now that its order is done, off the critical
             # path, so the next order of this master need not wait for the broker.
             self._spawn(
                 self.snapshots.master_positions(
                     order.account_id,
-                    broker_for_row(self.factory, self.cipher, shard.master_row),
+                    broker_for(self.factory, self.cipher, shard.master_row),
                     use_cache=False,
                 )
             )
         if sent.first_answer and shard.index == 0:
             FIRST_LEG.observe(max(0.0, sent.first_answer[0] - order.created_at.timestamp()))
-        if progress["fanout_ms"] is not None:
-            FANOUT.observe(progress["fanout_ms"] / 1000)
+        if progress.fanout_ms is not None:
+            FANOUT.observe(progress.fanout_ms / 1000)
         log.info(
             "order %s shard %d/%d: %d legs in %d batches (%d sent, %d skipped), order %s",
             order.order_id,
@@ -449,7 +448,7 @@ class Replicator:
             sent.batches,
             len(sent.outcomes),
             len(sent.skipped),
-            progress["status"],
+            progress.status,
         )
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -25,11 +24,12 @@ from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
 from services.app.sending import cancel_and_confirm, look_up, place_once, request_from_row
 from services.app.settling import Settler
-from services.app.targets import broker_for_row
+from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
 from services.infra.db.repositories.legs import (
+    ClaimedLeg,
     LegOutcome,
     claim_cancels,
     claim_in_doubt,
@@ -127,14 +127,14 @@ class Sweeper:
             return False
         deadline = self.settings.leg_lease_s * 0.5
 
-        async def refresh(row: dict[str, Any]) -> LegOutcome | None:
-            broker = broker_for_row(self.factory, self.cipher, row)
+        async def refresh(row: ClaimedLeg) -> LegOutcome | None:
+            broker = broker_for(self.factory, self.cipher, row)
             found = await look_up(
                 broker,
-                row["broker"],
-                str(row["id"]),
-                row["client_order_id"],
-                row["symbol"],
+                row.broker,
+                str(row.id),
+                row.client_order_id,
+                row.symbol,
                 deadline,
                 self.settings.unknown_recheck_s,
             )
@@ -153,21 +153,19 @@ class Sweeper:
         if not claimed:
             return False
         async with self.engine.connect() as conn:
-            orders = await orders_by_ids(conn, [str(r["order_id"]) for r in claimed])
+            orders = await orders_by_ids(conn, [str(r.order_id) for r in claimed])
             subscriptions = await subscriptions_by_ids(
-                conn, [str(r["subscription_id"]) for r in claimed if r["subscription_id"]]
+                conn, [str(r.subscription_id) for r in claimed if r.subscription_id]
             )
         deadline = self.settings.leg_lease_s * 0.5
         results = await asyncio.gather(
             *(
                 replace_leg(
                     self.engine,
-                    broker_for_row(self.factory, self.cipher, row),
+                    broker_for(self.factory, self.cipher, row),
                     row,
-                    orders[str(row["order_id"])],
-                    subscriptions.get(str(row["subscription_id"]))
-                    if row["subscription_id"]
-                    else None,
+                    orders[str(row.order_id)],
+                    subscriptions.get(str(row.subscription_id)) if row.subscription_id else None,
                     deadline,
                     self.settings.unknown_recheck_s,
                 )
@@ -178,16 +176,16 @@ class Sweeper:
         rows = []
         for row, result in zip(claimed, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("replace of leg %s failed: %r", row["id"], result)
+                log.error("replace of leg %s failed: %r", row.id, result)
             elif result is not None:
                 rows.append(result)
         await self.settler.announce(rows)
         return len(claimed) == limit
 
-    async def _cancel(self, row: dict[str, Any]) -> LegOutcome | None:
+    async def _cancel(self, row: ClaimedLeg) -> LegOutcome | None:
         found = await cancel_and_confirm(
-            broker_for_row(self.factory, self.cipher, row),
-            row["broker"],
+            broker_for(self.factory, self.cipher, row),
+            row.broker,
             row,
             self.settings.leg_lease_s * 0.5,
             self.settings.unknown_recheck_s,
@@ -201,31 +199,31 @@ class Sweeper:
         ).inc()
         return found
 
-    async def _resolve(self, row: dict[str, Any]) -> LegOutcome:
-        leg_id = str(row["id"])
+    async def _resolve(self, row: ClaimedLeg) -> LegOutcome:
+        leg_id = str(row.id)
         settings = self.settings
-        if row["attempts"] > settings.max_leg_attempts:
+        if row.attempts > settings.max_leg_attempts:
             SWEEPER_LEGS.labels("failed").inc()
             return LegOutcome(leg_id, LegStatus.FAILED, reason="retries_exhausted")
         try:
-            broker = broker_for_row(self.factory, self.cipher, row)
+            broker = broker_for(self.factory, self.cipher, row)
         except CredentialError:
             SWEEPER_LEGS.labels("failed").inc()
             return LegOutcome(leg_id, LegStatus.FAILED, reason="credentials_unreadable")
         deadline = settings.leg_lease_s * 0.5
         found = await look_up(
             broker,
-            row["broker"],
+            row.broker,
             leg_id,
-            row["client_order_id"],
-            row["symbol"],
+            row.client_order_id,
+            row.symbol,
             deadline,
             settings.unknown_recheck_s,
         )
         if found is not None:
             SWEEPER_LEGS.labels("found" if found.status is not LegStatus.UNKNOWN else "retry").inc()
             return found
-        last_sent: datetime | None = row["last_sent_at"]
+        last_sent: datetime | None = row.last_sent_at
         if last_sent is not None:
             quiet_for = (datetime.now(UTC) - last_sent).total_seconds()
             if quiet_for < settings.resend_grace_s:
@@ -242,7 +240,7 @@ class Sweeper:
         SWEEPER_LEGS.labels("resent").inc()
         return await place_once(
             broker,
-            row["broker"],
+            row.broker,
             leg_id,
             request_from_row(row),
             deadline,
@@ -255,7 +253,7 @@ class Sweeper:
         for row in rows:
             await bus.publish_order(self.js, order_message_from_row(row))
             async with self.engine.begin() as conn:
-                await mark_published(conn, [str(row["id"])])
+                await mark_published(conn, [str(row.id)])
             OUTBOX_REPUBLISHED.inc()
 
 

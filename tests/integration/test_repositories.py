@@ -24,10 +24,12 @@ from services.app.snapshots import Snapshot
 from services.infra.db.repositories.accounts import insert_account, set_account_halted
 from services.infra.db.repositories.legs import LegOutcome, claim_in_doubt, insert_legs, settle_legs
 from services.infra.db.repositories.orders import (
+    OrderProgress,
     get_master_order_by_client_id,
     insert_master_order,
     order_progress,
     order_state,
+    orders_progress,
     shard_recorded,
     store_plan,
 )
@@ -142,13 +144,13 @@ async def test_settle_only_touches_legs_in_doubt(engine: AsyncEngine) -> None:
                 ),
             ],
         )
-        assert {r["status"] for r in rows} == {"filled", "unknown"}
+        assert {r.status for r in rows} == {"filled", "unknown"}
         # A late answer for an already filled leg changes nothing.
         again = await settle_legs(conn, [LegOutcome(legs[0].leg_id, LegStatus.REJECTED)])
         assert again == []
         progress = await order_progress(conn, order.order_id)
-    assert progress["by_status"] == {"filled": 1, "unknown": 1, "submitting": 1}
-    assert progress["status"] == "accepted" and progress["fanout_ms"] is None
+    assert progress.by_status == {"filled": 1, "unknown": 1, "submitting": 1}
+    assert progress.status == "accepted" and progress.fanout_ms is None
 
 
 async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
@@ -176,9 +178,9 @@ async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
     async def claim() -> list[str]:
         async with engine.begin() as conn:
             return [
-                str(r["id"])
+                str(r.id)
                 for r in await claim_in_doubt(conn, 1000, 30)
-                if str(r["order_id"]) == order.order_id
+                if str(r.order_id) == order.order_id
             ]
 
     results = await asyncio.gather(*(claim() for _ in range(4)))
@@ -186,7 +188,7 @@ async def test_claims_are_exclusive(engine: AsyncEngine) -> None:
     assert len(claimed) == len(set(claimed)) == 40
     async with engine.begin() as conn:
         assert [
-            r for r in await claim_in_doubt(conn, 1000, 30) if str(r["order_id"]) == order.order_id
+            r for r in await claim_in_doubt(conn, 1000, 30) if str(r.order_id) == order.order_id
         ] == []
 
 
@@ -212,7 +214,7 @@ async def test_master_order_idempotency_key(engine: AsyncEngine) -> None:
         )
         assert again is None
         existing = await get_master_order_by_client_id(conn, order.master_id, "c")
-    assert existing is not None and str(existing["id"]) == order.order_id
+    assert existing is not None and str(existing.id) == order.order_id
 
 
 async def test_database_rejects_a_second_leg_for_the_same_follower_and_action(
@@ -278,7 +280,7 @@ async def test_the_first_stored_plan_wins_and_shards_complete_the_plan(
     async def planned() -> bool:
         async with engine.connect() as conn:
             summary = await order_progress(conn, order.order_id)
-        return bool(summary["status"] != "accepted")
+        return bool(summary.status != "accepted")
 
     for shard in (2, 0, 2):  # out of order, and shard 2 twice (a redelivered shard)
         async with engine.begin() as conn:
@@ -407,3 +409,32 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     theirs_context = OrderPlan.model_validate_json(theirs).context
     mine = await recorder.record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
     assert len(mine) == 3 and await legs() == 3
+
+
+async def test_progress_of_many_orders_is_each_orders_own(engine: AsyncEngine) -> None:
+    """GET /v1/orders reads progress for a page of orders at once; counts never mix."""
+    first, first_targets = await _order_with_followers(engine, 3)
+    second, second_targets = await _order_with_followers(engine, 2)
+    first_legs = _submitting(plan(first, first_targets, datetime.now(UTC)))
+    second_legs = _submitting(plan(second, second_targets, datetime.now(UTC)))
+    async with engine.begin() as conn:
+        await insert_legs(conn, first.master_id, first_legs, 10)
+        await insert_legs(conn, second.master_id, second_legs, 10)
+        await settle_legs(conn, [LegOutcome(first_legs[0].leg_id, LegStatus.FILLED)])
+    missing = str(uuid.uuid4())
+    async with engine.connect() as conn:
+        many = await orders_progress(conn, [second.order_id, first.order_id, missing])
+        one = {i: await order_progress(conn, i) for i in (first.order_id, second.order_id)}
+    assert list(many) == [second.order_id, first.order_id, missing]
+    assert many[first.order_id].by_status == {"filled": 1, "submitting": 2}
+    assert many[second.order_id].by_status == {"submitting": 2}
+    assert (many[first.order_id].total, many[second.order_id].total) == (3, 2)
+    assert {i: many[i] for i in one} == one
+    assert many[missing] == OrderProgress(
+        status="accepted",
+        total=0,
+        by_status={},
+        fanout_ms=None,
+        master=None,
+        cancel_requested=False,
+    )

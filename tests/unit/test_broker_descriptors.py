@@ -14,7 +14,6 @@ import pytest
 from brokers.alpaca.descriptor import DESCRIPTOR as ALPACA
 from brokers.binance import constants as binance_constants
 from brokers.binance.descriptor import DESCRIPTOR as BINANCE
-from brokers.binance.descriptor import OPERATION_ENDPOINTS
 from brokers.descriptor import BrokerDescriptor, Connections, InvalidCredentials
 from brokers.kite.descriptor import DESCRIPTOR as KITE
 from brokers.registry import DESCRIPTORS, SIM, UnsupportedBroker, descriptor
@@ -22,7 +21,12 @@ from replication.ids import client_order_id
 from replication.ports import Broker
 from schemas.api import AccountCreate
 from schemas.common import BrokerName
-from services.infra.brokerage import broker_day, validate_credentials
+from services.infra.brokerage import (
+    BrokerNotSupported,
+    CredentialsRejected,
+    broker_day,
+    validate_credentials,
+)
 
 VALID: dict[str, dict[str, Any]] = {
     "sim": {"key_id": "PKSIM1", "secret_key": "s3cret"},
@@ -120,14 +124,17 @@ def test_credentials_refuse_what_cannot_go_into_a_header(name: str, bad: str) ->
 def test_credentials_are_strict(name: str, credentials: dict[str, Any]) -> None:
     with pytest.raises(InvalidCredentials):
         DESCRIPTORS[name].parse_credentials(credentials)
-    assert validate_credentials(name, credentials) is not None
+    with pytest.raises(CredentialsRejected):
+        validate_credentials(name, credentials)
 
 
 def test_validation_names_unsupported_brokers() -> None:
-    assert validate_credentials("nasdaq", {}) == "broker 'nasdaq' is not supported"
+    with pytest.raises(BrokerNotSupported, match="broker 'nasdaq' is not supported"):
+        validate_credentials("nasdaq", {})
     with pytest.raises(UnsupportedBroker):
         descriptor("nasdaq")
-    assert all(validate_credentials(name, VALID[name]) is None for name in DESCRIPTORS)
+    for name in DESCRIPTORS:
+        validate_credentials(name, VALID[name])  # raises on refusal
 
 
 def test_defaults_and_base_urls() -> None:
@@ -196,16 +203,17 @@ def test_rate_limits() -> None:
     assert ALPACA.limits.counts_for_account("positions")
     assert BINANCE.limits.weight("get_order_by_client_id") == 4
     assert BINANCE.limits.weight("replace_order") == 4 + 1
-    assert BINANCE.limits.weight("account") == 20 + 2
+    # account weight 20, and the unfiltered ticker/price that values the balances weighs 4
+    assert BINANCE.limits.weight("account") == 20 + 4
     assert BINANCE.limits.weight("an_operation_we_do_not_know") == 1
     assert ALPACA.limits.weight("account") == 1
 
 
 def test_binance_weights_come_from_its_endpoint_table() -> None:
-    for operation, endpoints in OPERATION_ENDPOINTS.items():
-        assert all(e in binance_constants.WEIGHTS for e in endpoints), operation
+    for operation, requests in binance_constants.OPERATION_REQUESTS.items():
+        assert all(r in binance_constants.REQUEST_WEIGHTS for r in requests), operation
         assert BINANCE.limits.weight(operation) == sum(
-            binance_constants.WEIGHTS[e] for e in endpoints
+            binance_constants.REQUEST_WEIGHTS[r] for r in requests
         )
 
 

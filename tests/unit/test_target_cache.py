@@ -2,11 +2,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.app.targets import TargetCache
+from services.infra.db.repositories.subscriptions import Target
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
 
-def row(**changes: Any) -> dict[str, Any]:
+def row(**changes: Any) -> Target:
     base: dict[str, Any] = {
         "subscription_id": "s1",
         "follower_id": "f1",
@@ -17,10 +18,11 @@ def row(**changes: Any) -> dict[str, Any]:
         "filters": {},
         "paused": False,
         "account_halted": False,
+        "credentials": b"sealed",
         "subscription_version": T0,
         "account_version": T0,
     }
-    return {**base, **changes}
+    return Target(**{**base, **changes})
 
 
 def test_targets_are_parsed_once_per_version() -> None:
@@ -58,7 +60,7 @@ def test_target_sets_are_kept_per_master_version_and_bounded() -> None:
         ("a1", "s1"),
         ("a2", "s0"),
     ]
-    assert built.rows["a2"]["subscription_id"] == "s0"
+    assert built.rows["a2"].subscription_id == "s0"
     assert sets.get("m1", 7) is built
     assert sets.get("m1", 8) is None  # the database moved the version: not trusted
     only = built.only(["a2", "zz"])

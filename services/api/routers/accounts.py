@@ -33,9 +33,7 @@ async def create_account(body: AccountCreate, user: Auth, c: Deps) -> AccountOut
     account_id = str(uuid.uuid4())
     sealed = c.cipher.encrypt(account_id, body.credentials)
     async with c.engine.begin() as conn:
-        await insert_account(
-            conn, account_id, user.user_id, body.broker.value, body.label, sealed
-        )
+        await insert_account(conn, account_id, user.user_id, body.broker.value, body.label, sealed)
     # No row is read back: the answer echoes what was stored (halted, created_at excluded).
     return AccountOut(account_id=account_id, broker=body.broker.value, label=body.label)
 

@@ -35,7 +35,7 @@ async def _halt(user: Principal, c: Container, scope: str, halted: bool) -> Halt
 async def _master_scope(master_id: UUID, c: Container) -> str:
     async with c.engine.connect() as conn:
         master = await get_user(conn, str(master_id))
-    if master is None or master["role"] != "master":
+    if master is None or master.role != "master":
         raise MasterNotFound()
     return master_halt_scope(str(master_id))
 

@@ -43,7 +43,7 @@ async def token(body: TokenRequest, c: Deps) -> TokenResponse:
         raise TooManyAttempts(headers={"Retry-After": str(FAILED_LOGIN_WINDOW_S)})
     async with c.engine.connect() as conn:
         user = await get_user_by_email(conn, email)
-    stored = user["password_hash"] if user else c.dummy_hash  # same work for unknown emails
+    stored = user.password_hash if user else c.dummy_hash  # same work for unknown emails
     ok = await asyncio.to_thread(verify_password, body.password, stored)
     if user is None or not ok:
         pipe = c.redis.pipeline()
@@ -52,5 +52,5 @@ async def token(body: TokenRequest, c: Deps) -> TokenResponse:
         await pipe.execute()
         raise WrongPassword()
     ttl = c.settings.access_token_ttl_s
-    issued = c.issuer.issue(Principal(str(user["id"]), user["role"]), ttl)
+    issued = c.issuer.issue(Principal(str(user.id), user.role), ttl)
     return TokenResponse(access_token=issued, expires_in=ttl)

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -27,6 +27,7 @@ from services.app.order_messages import order_message_from_row
 from services.infra import bus
 from services.infra.db.repositories.accounts import get_account
 from services.infra.db.repositories.orders import (
+    MasterOrder,
     get_master_order,
     get_master_order_by_client_id,
     insert_master_order,
@@ -52,25 +53,25 @@ async def recent_orders(c: Container, master_id: str, limit: int) -> list[OrderO
     """The master's newest orders with their progress (three queries, whatever the limit)."""
     async with c.engine.connect() as conn:
         rows = await list_master_orders(conn, master_id, limit)
-        progress = await orders_progress(conn, [str(row["id"]) for row in rows])
-    return [order_out(row, progress[str(row["id"])]) for row in rows]
+        progress = await orders_progress(conn, [str(row.id) for row in rows])
+    return [order_out(row, progress[str(row.id)]) for row in rows]
 
 
-async def _publish(c: Container, row: dict[str, Any]) -> None:
+async def _publish(c: Container, row: MasterOrder) -> None:
     started = time.perf_counter()
     try:
         await bus.publish_order(c.js, order_message_from_row(row), timeout_s=2.0)
     except Exception:
         # The order is durable in PostgreSQL; the sweeper's outbox pass publishes it.
-        log.warning("publish of order %s failed; left to the outbox", row["id"], exc_info=True)
+        log.warning("publish of order %s failed; left to the outbox", row.id, exc_info=True)
         return
     ORDER_PUBLISH.observe(time.perf_counter() - started)
-    c.published.add(str(row["id"]))
+    c.published.add(str(row.id))
 
 
 async def _insert_or_replay(
     c: Container, body: OrderCreate, master_id: str, request_hash: str
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[MasterOrder, bool]:
     """Store the order, or find the one stored under its client_order_id (a replay)."""
     async with c.engine.begin() as conn:
         row = await insert_master_order(
@@ -104,14 +105,14 @@ async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
     require(user, "master")
     request_hash = _request_hash(body)
     row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
-    if replay and row["request_hash"] != request_hash:
+    if replay and row.request_hash != request_hash:
         ORDERS_INGESTED.labels("conflict").inc()
-        raise IdempotencyConflict(details={"order_id": str(row["id"])})
-    if row["published_at"] is None:
+        raise IdempotencyConflict(details={"order_id": str(row.id)})
+    if row.published_at is None:
         await _publish(c, row)
     ORDERS_INGESTED.labels("replayed" if replay else "accepted").inc()
     return OrderAccepted(
-        order_id=str(row["id"]), client_order_id=row["client_order_id"], status="accepted"
+        order_id=str(row.id), client_order_id=row.client_order_id, status="accepted"
     )
 
 
@@ -143,7 +144,7 @@ async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps)
         current = await get_master_order(conn, str(order_id), user.user_id)
         if current is None:
             raise OrderNotFound()
-        kind = current["type"]
+        kind = current.type
         if body.limit_price is not None and kind not in ("limit", "stop_limit"):
             raise UnexpectedPrice(f"a {kind} order takes no limit_price")
         if body.stop_price is not None and kind not in ("stop", "stop_limit"):
@@ -155,7 +156,7 @@ async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps)
             raise OrderCanceled()
     await c.nc.publish(SWEEP_NOW_SUBJECT, str(order_id).encode())
     return OrderAccepted(
-        order_id=str(order_id), client_order_id=row["client_order_id"], status="replacing"
+        order_id=str(order_id), client_order_id=row.client_order_id, status="replacing"
     )
 
 

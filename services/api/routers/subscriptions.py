@@ -38,7 +38,7 @@ async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> 
         if await get_account(conn, str(body.account_id), user.user_id) is None:
             raise AccountNotFound()
         master = await get_user(conn, str(body.master_id))
-        if master is None or master["role"] != "master":
+        if master is None or master.role != "master":
             raise MasterNotFound()
         try:
             row = await insert_subscription(

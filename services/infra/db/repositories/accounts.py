@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import Row, fetch_all, fetch_one
+from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: UUID
+    user_id: UUID
+    broker: str
+    label: str
+    halted: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SealedAccount:
+    """What building a broker adapter needs: the account, its broker, its sealed credentials."""
+
+    account_id: UUID
+    broker: str
+    credentials: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MasterAccount:
+    account_id: UUID
+    master_id: UUID
+    broker: str
+    credentials: bytes
 
 
 async def insert_account(
@@ -33,50 +62,54 @@ async def insert_account(
     )
 
 
-_ACCOUNT_COLUMNS = "id, user_id, broker, label, halted, created_at"
+_ACCOUNT_COLUMNS = columns(Account)
 
 
-async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Row]:
-    return fetch_all(
+async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Account]:
+    return fetch_all_as(
         await conn.execute(
             text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE user_id = :u ORDER BY created_at"),
             {"u": user_id},
-        )
+        ),
+        Account,
     )
 
 
-async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> Row | None:
-    return fetch_one(
+async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> Account | None:
+    return fetch_one_as(
         await conn.execute(
             text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = :id AND user_id = :u"),
             {"id": account_id, "u": user_id},
-        )
+        ),
+        Account,
     )
 
 
 async def set_account_halted(
     conn: AsyncConnection, account_id: str, user_id: str, halted: bool
-) -> Row | None:
-    return fetch_one(
+) -> Account | None:
+    return fetch_one_as(
         await conn.execute(
             text(
                 f"UPDATE accounts SET halted = :h, updated_at = now() "
                 f"WHERE id = :id AND user_id = :u RETURNING {_ACCOUNT_COLUMNS}"
             ),
             {"h": halted, "id": account_id, "u": user_id},
-        )
+        ),
+        Account,
     )
 
 
-async def master_accounts(conn: AsyncConnection) -> list[Row]:
-    return fetch_all(
+async def master_accounts(conn: AsyncConnection) -> list[MasterAccount]:
+    return fetch_all_as(
         await conn.execute(
             text(
                 "SELECT a.id AS account_id, a.user_id AS master_id, a.broker, a.credentials "
                 "FROM accounts a JOIN users u ON u.id = a.user_id "
                 "WHERE u.role = 'master' AND NOT a.halted ORDER BY a.id"
             )
-        )
+        ),
+        MasterAccount,
     )
 
 

@@ -1,8 +1,11 @@
-"""Shared plumbing of the repositories: row conversion and the unique-constraint error."""
+"""Shared plumbing of the repositories: typed rows built by position, and the unique-constraint
+error. Every repository returns frozen row types (dataclasses), never ORM objects or dicts."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
 
 Row = dict[str, Any]
 
@@ -25,3 +28,22 @@ def fetch_all(result: Any) -> list[Row]:
 def fetch_one(result: Any) -> Row | None:
     row = result.mappings().first()
     return None if row is None else dict(row)
+
+
+T = TypeVar("T")
+
+
+def columns(kind: type[Any], table: str = "") -> str:
+    """The SELECT/RETURNING list of a row type: its fields, in order (rows are built by
+    position, so the type is the one place a row's shape is written)."""
+    prefix = f"{table}." if table else ""
+    return ", ".join(prefix + f.name for f in fields(kind))
+
+
+def fetch_all_as(result: Any, kind: Callable[..., T]) -> list[T]:
+    return [kind(*row) for row in result.all()]
+
+
+def fetch_one_as(result: Any, kind: Callable[..., T]) -> T | None:
+    row = result.first()
+    return None if row is None else kind(*row)

@@ -1,13 +1,16 @@
 """Legs: one follower's (or the master's) order for one master order. Every status write is
-guarded by the
-transition table of replication.state; claims take legs under a lease (SKIP LOCKED)."""
+guarded by the transition table of replication.state; claims take legs under a lease
+(SKIP LOCKED)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +26,7 @@ from replication.state import (
     can_transition,
     predecessors,
 )
-from services.infra.db.repositories.base import Row, fetch_all, fetch_one
+from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as
 from services.infra.db.repositories.risk import add_to_ledger
 
 
@@ -38,39 +41,70 @@ class LegOutcome:
     recheck_after_s: float | None = None  # for legs left in doubt: when the sweeper may look
 
 
-_LEG_COLUMNS = (
-    "id, order_id, master_id, subscription_id, follower_id, account_id, action, client_order_id, "
-    "symbol, side, qty, type, time_in_force, limit_price, stop_price, status, reason, details, "
-    "broker_order_id, filled_qty, filled_avg_price, attempts, created_at, updated_at, settled_at"
-)
+@dataclass(frozen=True, slots=True)
+class SettledLeg:
+    """What a leg's change announces: enough for leg events and the ledger, no jsonb."""
+
+    id: UUID
+    order_id: UUID
+    master_id: UUID
+    follower_id: UUID | None
+    account_id: UUID
+    action: str
+    symbol: str
+    side: str
+    qty: Decimal | None
+    status: str
+    reason: str | None
+    client_order_id: str
+    broker_order_id: str | None
+    filled_qty: Decimal | None
+    updated_at: datetime
 
 
-# What settling returns: enough for leg events and the ledger, no jsonb to decode.
-_SETTLED_COLUMNS = ", ".join(
-    "legs." + c
-    for c in (
-        "id",
-        "order_id",
-        "master_id",
-        "follower_id",
-        "account_id",
-        "action",
-        "symbol",
-        "side",
-        "qty",
-        "status",
-        "reason",
-        "client_order_id",
-        "broker_order_id",
-        "filled_qty",
-        "updated_at",
-    )
-)
+@dataclass(frozen=True, slots=True)
+class Leg:
+    id: UUID
+    order_id: UUID
+    master_id: UUID
+    subscription_id: UUID | None
+    follower_id: UUID | None
+    account_id: UUID
+    action: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal | None
+    type: str
+    time_in_force: str
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    status: str
+    reason: str | None
+    details: dict[str, Any]
+    broker_order_id: str | None
+    filled_qty: Decimal | None
+    filled_avg_price: Decimal | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    settled_at: datetime | None
+    version: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedLeg(Leg):
+    """A leg taken under a lease by the sweeper, with what talking to its broker needs."""
+
+    last_sent_at: datetime | None
+    broker: str
+    credentials: bytes
+
+
+_LEG_COLUMNS = columns(Leg)
+_SETTLED_COLUMNS = columns(SettledLeg, "legs")
 _CLAIMED = (
-    ", ".join("legs." + c.strip() for c in _LEG_COLUMNS.split(","))
-    + ", legs.version, legs.last_sent_at, "
+    columns(Leg, "legs") + ", legs.last_sent_at, "
     "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
     "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
 )
@@ -78,17 +112,18 @@ _CLAIMED = (
 
 async def _claim(
     conn: AsyncConnection, candidates: str, params: Row, lease_s: float, also_set: str = ""
-) -> list[Row]:
+) -> list[ClaimedLeg]:
     """Take the legs `candidates` selects (a locking SELECT of ids, SKIP LOCKED) under a lease,
     atomically: concurrent sweepers never take the same leg."""
-    return fetch_all(
+    return fetch_all_as(
         await conn.execute(
             text(
                 "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease)"
                 f"{also_set} WHERE id IN ({candidates}) RETURNING {_CLAIMED}"
             ),
             {**params, "lease": lease_s},
-        )
+        ),
+        ClaimedLeg,
     )
 
 
@@ -161,7 +196,7 @@ _IN_DOUBT = sorted(s.value for s in IN_DOUBT)
 _TO_SUBMITTING = sorted(s.value for s in predecessors(LegStatus.SUBMITTING))
 
 
-async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> list[Row]:
+async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> list[SettledLeg]:
     """The one way a broker's answer reaches a leg: one bulk update, each row only along an
     allowed move of the transition table (others were settled by another actor meanwhile, or
     the answer is stale: they are left alone). Legs that end unfilled release their ledger,
@@ -199,7 +234,7 @@ async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> 
             "rechecks": [o.recheck_after_s for o in outcomes],
         },
     )
-    rows = fetch_all(result)
+    rows = fetch_all_as(result, SettledLeg)
     await release_unfilled(conn, rows)
     return rows
 
@@ -207,18 +242,18 @@ async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> 
 _UNFILLED_END = frozenset(s.value for s in UNFILLED_END)
 
 
-async def release_unfilled(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+async def release_unfilled(conn: AsyncConnection, rows: Sequence[SettledLeg]) -> None:
     """Give back the ledger reservation of follower legs that ended without (full) fills."""
     ids, symbols, deltas = [], [], []
     for row in rows:
-        if row["status"] not in _UNFILLED_END or row["action"] == "master" or row["qty"] is None:
+        if row.status not in _UNFILLED_END or row.action == "master" or row.qty is None:
             continue
-        unfilled = Decimal(row["qty"]) - Decimal(row["filled_qty"] or 0)
+        unfilled = row.qty - (row.filled_qty or 0)
         if unfilled <= 0:
             continue
-        ids.append(str(row["account_id"]))
-        symbols.append(row["symbol"])
-        deltas.append(-unfilled if row["side"] == "buy" else unfilled)
+        ids.append(str(row.account_id))
+        symbols.append(row.symbol)
+        deltas.append(-unfilled if row.side == "buy" else unfilled)
     await add_to_ledger(conn, ids, symbols, deltas)
 
 
@@ -236,7 +271,7 @@ async def known_client_ids(
     return {str(row[0]) for row in rows.all()}
 
 
-async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
+async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
     """Open legs older than their master order's version."""
     return await _claim(
         conn,
@@ -251,22 +286,22 @@ async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> l
     )
 
 
-async def reserve_replace(conn: AsyncConnection, leg: Row, version: int, qty: Decimal) -> Decimal:
+async def reserve_replace(conn: AsyncConnection, leg: Leg, version: int, qty: Decimal) -> Decimal:
     """Record the planned quantity of a leg's replace once per version, reserving its ledger
     change; a second call for the same version returns the first plan without reserving again."""
-    details = dict(leg["details"] or {})
+    details = dict(leg.details or {})
     pending = details.get("pending_replace")
     if pending and pending["version"] == version:
         return Decimal(pending["qty"])
-    delta = qty - Decimal(leg["qty"])
+    delta = qty - (leg.qty or Decimal(0))
     details["pending_replace"] = {"version": version, "qty": str(qty), "delta": str(delta)}
     await conn.execute(
         text("UPDATE legs SET details = CAST(:d AS jsonb) WHERE id = :id"),
-        {"d": json.dumps(details), "id": str(leg["id"])},
+        {"d": json.dumps(details), "id": str(leg.id)},
     )
-    if leg["action"] != "master" and delta != 0:
-        signed = delta if leg["side"] == "buy" else -delta
-        await add_to_ledger(conn, [str(leg["account_id"])], [leg["symbol"]], [signed])
+    if leg.action != "master" and delta != 0:
+        signed = delta if leg.side == "buy" else -delta
+        await add_to_ledger(conn, [str(leg.account_id)], [leg.symbol], [signed])
     return qty
 
 
@@ -278,34 +313,34 @@ async def finish_replace(
     client_order_id: str | None,
     qty: Decimal | None,
     keep_reservation: bool,
-) -> Row | None:
+) -> SettledLeg | None:
     """Bring a leg to `version`: the replaced order's id, quantity and status (or give the
     reservation back when the replace did not happen)."""
-    row = fetch_one(
+    row = fetch_one_as(
         await conn.execute(
-            text(f"SELECT {_LEG_COLUMNS}, version FROM legs WHERE id = :id FOR UPDATE"),
-            {"id": leg_id},
-        )
+            text(f"SELECT {_LEG_COLUMNS} FROM legs WHERE id = :id FOR UPDATE"), {"id": leg_id}
+        ),
+        Leg,
     )
-    if row is None or row["version"] >= version:
+    if row is None or row.version >= version:
         return None
-    if outcome is not None and not can_transition(LegStatus(row["status"]), outcome.status):
+    if outcome is not None and not can_transition(LegStatus(row.status), outcome.status):
         outcome = None  # a stale answer: the table does not let the leg go back
-    details = dict(row["details"] or {})
+    details = dict(row.details or {})
     pending = details.pop("pending_replace", None)
-    if pending and not keep_reservation and row["action"] != "master":
+    if pending and not keep_reservation and row.action != "master":
         delta = Decimal(pending["delta"])
-        signed = delta if row["side"] == "buy" else -delta
-        await add_to_ledger(conn, [str(row["account_id"])], [row["symbol"]], [-signed])
+        signed = delta if row.side == "buy" else -delta
+        await add_to_ledger(conn, [str(row.account_id)], [row.symbol], [-signed])
     if keep_reservation:
         details.setdefault("replaced", []).append(
             {
                 "version": version,
-                "from_qty": str(row["qty"]),
-                "from_broker_order_id": row["broker_order_id"],
+                "from_qty": str(row.qty),
+                "from_broker_order_id": row.broker_order_id,
             }
         )
-    updated = fetch_one(
+    return fetch_one_as(
         await conn.execute(
             text(
                 "UPDATE legs SET version = :v, details = CAST(:d AS jsonb), updated_at = now(), "
@@ -315,7 +350,7 @@ async def finish_replace(
                 "broker_order_id = COALESCE(:bid, broker_order_id), "
                 "filled_qty = COALESCE(:filled, filled_qty), "
                 "filled_avg_price = COALESCE(:price, filled_avg_price) "
-                f"WHERE id = :id RETURNING {_LEG_COLUMNS}"
+                f"WHERE id = :id RETURNING {_SETTLED_COLUMNS}"
             ),
             {
                 "v": version,
@@ -329,14 +364,14 @@ async def finish_replace(
                 "filled": outcome.filled_qty if outcome else None,
                 "price": outcome.filled_avg_price if outcome else None,
             },
-        )
+        ),
+        SettledLeg,
     )
-    return updated
 
 
 async def claim_stale_open(
     conn: AsyncConnection, limit: int, older_than_s: float, lease_s: float
-) -> list[Row]:
+) -> list[ClaimedLeg]:
     """Legs open at their broker that nobody looked at for a while (fills, expiries)."""
     return await _claim(
         conn,
@@ -349,7 +384,7 @@ async def claim_stale_open(
     )
 
 
-async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
+async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
     """Open legs of orders whose master asked to cancel."""
     return await _claim(
         conn,
@@ -364,7 +399,7 @@ async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> li
     )
 
 
-async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[Row]:
+async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
     """Legs whose lease ran out while submitting or unknown (each claim counts an attempt)."""
     return await _claim(
         conn,
@@ -407,12 +442,12 @@ async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
 
 async def list_copies(
     conn: AsyncConnection, follower_id: str, order_id: str | None, limit: int
-) -> list[Row]:
+) -> list[Leg]:
     clause = " AND order_id = :o" if order_id else ""
     params: Row = {"f": follower_id, "limit": limit}
     if order_id:
         params["o"] = order_id
-    return fetch_all(
+    return fetch_all_as(
         await conn.execute(
             text(
                 f"SELECT {_LEG_COLUMNS} FROM legs WHERE follower_id = :f "
@@ -420,14 +455,17 @@ async def list_copies(
                 "ORDER BY created_at DESC, id LIMIT :limit"
             ),
             params,
-        )
+        ),
+        Leg,
     )
 
 
-async def list_copies_by_ids(conn: AsyncConnection, leg_ids: Sequence[str]) -> list[Row]:
-    return fetch_all(
+async def settled_by_ids(conn: AsyncConnection, leg_ids: Sequence[str]) -> list[SettledLeg]:
+    """Legs as a change announces them (e.g. legs recorded as skipped)."""
+    return fetch_all_as(
         await conn.execute(
-            text(f"SELECT {_LEG_COLUMNS} FROM legs WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            text(f"SELECT {_SETTLED_COLUMNS} FROM legs WHERE id = ANY(CAST(:ids AS uuid[]))"),
             {"ids": list(leg_ids)},
-        )
+        ),
+        SettledLeg,
     )

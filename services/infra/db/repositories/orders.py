@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -17,19 +18,70 @@ from replication.state import (
     OPEN,
     OPEN_AT_BROKER,
 )
-from services.infra.db.repositories.base import Row, fetch_all, fetch_one
-
-_ORDER_COLUMNS = (
-    "id, master_id, account_id, client_order_id, request_hash, symbol, side, qty, type, "
-    "limit_price, stop_price, time_in_force, status, created_at, published_at, planned_at, "
-    "origin, broker_client_order_id"
+from services.infra.db.repositories.accounts import SealedAccount
+from services.infra.db.repositories.base import (
+    Row,
+    columns,
+    fetch_all,
+    fetch_all_as,
+    fetch_one,
+    fetch_one_as,
 )
 
 
-async def insert_master_order(conn: AsyncConnection, values: Row) -> Row | None:
+@dataclass(frozen=True, slots=True)
+class MasterOrder:
+    id: UUID
+    master_id: UUID
+    account_id: UUID
+    client_order_id: str
+    request_hash: str
+    symbol: str
+    side: str
+    qty: Decimal
+    type: str
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    time_in_force: str
+    status: str
+    created_at: datetime
+    published_at: datetime | None
+    planned_at: datetime | None
+    origin: str
+    broker_client_order_id: str | None
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class MasterExecution:
+    """The master's own leg of an order placed through the API."""
+
+    status: str
+    reason: str | None
+    broker_order_id: str | None
+    filled_qty: Decimal | None
+    filled_avg_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderProgress:
+    """An order's fan-out: follower legs by status, the rule of replication.progress."""
+
+    status: str
+    total: int
+    by_status: dict[str, int]
+    fanout_ms: float | None
+    master: MasterExecution | None
+    cancel_requested: bool
+
+
+_ORDER_COLUMNS = columns(MasterOrder)
+
+
+async def insert_master_order(conn: AsyncConnection, values: Row) -> MasterOrder | None:
     """Insert unless (master, client_order_id) exists or the account is not the master's; None
     means one of the two (the caller tells which on that rare path). One round trip."""
-    return fetch_one(
+    return fetch_one_as(
         await conn.execute(
             text(
                 "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
@@ -41,42 +93,50 @@ async def insert_master_order(conn: AsyncConnection, values: Row) -> Row | None:
                 f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
             ),
             values,
-        )
+        ),
+        MasterOrder,
     )
 
 
 async def get_master_order_by_client_id(
     conn: AsyncConnection, master_id: str, client_order_id: str
-) -> Row | None:
-    return fetch_one(
+) -> MasterOrder | None:
+    return fetch_one_as(
         await conn.execute(
             text(
                 f"SELECT {_ORDER_COLUMNS} FROM master_orders "
                 "WHERE master_id = :m AND client_order_id = :c"
             ),
             {"m": master_id, "c": client_order_id},
-        )
+        ),
+        MasterOrder,
     )
 
 
-async def get_master_order(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
-    return fetch_one(
+async def get_master_order(
+    conn: AsyncConnection, order_id: str, master_id: str
+) -> MasterOrder | None:
+    return fetch_one_as(
         await conn.execute(
             text(f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE id = :id AND master_id = :m"),
             {"id": order_id, "m": master_id},
-        )
+        ),
+        MasterOrder,
     )
 
 
-async def list_master_orders(conn: AsyncConnection, master_id: str, limit: int) -> list[Row]:
-    return fetch_all(
+async def list_master_orders(
+    conn: AsyncConnection, master_id: str, limit: int
+) -> list[MasterOrder]:
+    return fetch_all_as(
         await conn.execute(
             text(
                 f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE master_id = :m "
                 "ORDER BY created_at DESC LIMIT :limit"
             ),
             {"m": master_id, "limit": limit},
-        )
+        ),
+        MasterOrder,
     )
 
 
@@ -90,8 +150,10 @@ async def mark_published(conn: AsyncConnection, order_ids: Sequence[str]) -> Non
     )
 
 
-async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: int) -> list[Row]:
-    return fetch_all(
+async def unpublished_orders(
+    conn: AsyncConnection, older_than_s: float, limit: int
+) -> list[MasterOrder]:
+    return fetch_all_as(
         await conn.execute(
             text(
                 f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE published_at IS NULL "
@@ -99,7 +161,8 @@ async def unpublished_orders(conn: AsyncConnection, older_than_s: float, limit: 
                 "ORDER BY created_at LIMIT :limit"
             ),
             {"age": older_than_s, "limit": limit},
-        )
+        ),
+        MasterOrder,
     )
 
 
@@ -118,7 +181,7 @@ class OrderState:
     master_busy: bool
     targets_version: int  # bumped by the database on any change to the master's followers
     halts: set[str]
-    master_account: Row | None  # id, broker, credentials
+    master_account: SealedAccount | None
 
 
 async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
@@ -140,11 +203,7 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
         return None
     account = None
     if row["account_id"] is not None:
-        account = {
-            "id": row["account_id"],
-            "broker": row["broker"],
-            "credentials": row["credentials"],
-        }
+        account = SealedAccount(row["account_id"], row["broker"], row["credentials"])
     return OrderState(
         plan=row["plan"],
         shards_recorded=set(row["shards_recorded"] or []),
@@ -191,13 +250,15 @@ async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shard
     )
 
 
-async def order_progress(conn: AsyncConnection, order_id: str) -> Row:
+async def order_progress(conn: AsyncConnection, order_id: str) -> OrderProgress:
     """Follower legs by status, the master's own leg, and the fan-out time once every follower
     leg has settled (master order created → last follower leg settled)."""
     return (await orders_progress(conn, [order_id]))[order_id]
 
 
-async def orders_progress(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, Row]:
+async def orders_progress(
+    conn: AsyncConnection, order_ids: Sequence[str]
+) -> dict[str, OrderProgress]:
     """order_progress for many orders in three queries; the status rule is
     replication.progress (an id that is no order reads as an unplanned order with no legs)."""
     ids = {"ids": list(order_ids)}
@@ -236,7 +297,7 @@ async def orders_progress(conn: AsyncConnection, order_ids: Sequence[str]) -> di
     for row in counts:
         by_order.setdefault(str(row["order_id"]), {})[row["status"]] = int(row["n"])
     timing = {str(row["id"]): row for row in timings}
-    master = {str(row.pop("order_id")): row for row in masters}
+    master = {str(row.pop("order_id")): MasterExecution(**row) for row in masters}
     canonical = {order_id: str(UUID(order_id)) for order_id in order_ids}  # as str(uuid) reads
     return {
         order_id: _progress(by_order.get(key, {}), timing.get(key), master.get(key))
@@ -244,22 +305,24 @@ async def orders_progress(conn: AsyncConnection, order_ids: Sequence[str]) -> di
     }
 
 
-def _progress(by_status: dict[str, int], timing: Row | None, master: Row | None) -> Row:
+def _progress(
+    by_status: dict[str, int], timing: Row | None, master: MasterExecution | None
+) -> OrderProgress:
     planned = timing is not None and timing["planned_at"] is not None
     elapsed = timing["fanout_ms"] if timing is not None else None
-    return {
-        "status": progress_status(planned, by_status).value,
-        "total": sum(by_status.values()),
-        "by_status": by_status,
-        "fanout_ms": fanout_ms(planned, by_status, elapsed),
-        "master": master,
-        "cancel_requested": timing is not None and timing["cancel_requested_at"] is not None,
-    }
+    return OrderProgress(
+        status=progress_status(planned, by_status).value,
+        total=sum(by_status.values()),
+        by_status=by_status,
+        fanout_ms=fanout_ms(planned, by_status, elapsed),
+        master=master,
+        cancel_requested=timing is not None and timing["cancel_requested_at"] is not None,
+    )
 
 
-async def insert_broker_order(conn: AsyncConnection, values: Row) -> Row | None:
+async def insert_broker_order(conn: AsyncConnection, values: Row) -> MasterOrder | None:
     """A master order seen at the broker, keyed by the broker's order id: seen twice, kept once."""
-    return fetch_one(
+    return fetch_one_as(
         await conn.execute(
             text(
                 "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
@@ -270,7 +333,8 @@ async def insert_broker_order(conn: AsyncConnection, values: Row) -> Row | None:
                 f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
             ),
             values,
-        )
+        ),
+        MasterOrder,
     )
 
 
@@ -281,15 +345,15 @@ async def request_replace(
     qty: Decimal | None,
     limit_price: Decimal | None,
     stop_price: Decimal | None,
-) -> Row | None:
-    return fetch_one(
+) -> MasterOrder | None:
+    return fetch_one_as(
         await conn.execute(
             text(
                 "UPDATE master_orders SET qty = COALESCE(:qty, qty), "
                 "limit_price = COALESCE(:limit_price, limit_price), "
                 "stop_price = COALESCE(:stop_price, stop_price), version = version + 1 "
                 "WHERE id = :id AND master_id = :m AND cancel_requested_at IS NULL "
-                f"RETURNING {_ORDER_COLUMNS}, version"
+                f"RETURNING {_ORDER_COLUMNS}"
             ),
             {
                 "id": order_id,
@@ -298,21 +362,22 @@ async def request_replace(
                 "limit_price": limit_price,
                 "stop_price": stop_price,
             },
-        )
+        ),
+        MasterOrder,
     )
 
 
-async def orders_by_ids(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, Row]:
-    rows = fetch_all(
+async def orders_by_ids(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, MasterOrder]:
+    rows = fetch_all_as(
         await conn.execute(
             text(
-                f"SELECT {_ORDER_COLUMNS}, version FROM master_orders "
-                "WHERE id = ANY(CAST(:ids AS uuid[]))"
+                f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE id = ANY(CAST(:ids AS uuid[]))"
             ),
             {"ids": list(order_ids)},
-        )
+        ),
+        MasterOrder,
     )
-    return {str(row["id"]): row for row in rows}
+    return {str(row.id): row for row in rows}
 
 
 async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:

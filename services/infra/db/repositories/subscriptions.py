@@ -5,19 +5,67 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import Conflict, Row, fetch_all, fetch_one
-
-_SUBSCRIPTION_COLUMNS = (
-    "id, follower_id, master_id, account_id, sizing, caps, filters, paused, created_at, updated_at"
+from services.infra.db.repositories.base import (
+    Conflict,
+    Row,
+    columns,
+    fetch_all_as,
+    fetch_one_as,
 )
 
 
-async def insert_subscription(conn: AsyncConnection, values: Row) -> Row:
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: UUID
+    follower_id: UUID
+    master_id: UUID
+    account_id: UUID
+    sizing: dict[str, Any]
+    caps: dict[str, Any]
+    filters: dict[str, Any]
+    paused: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A subscription as the planner and the sender see it: copy settings, the account's halt,
+    its broker and sealed credentials; the versions let parsed settings be cached."""
+
+    subscription_id: UUID
+    follower_id: UUID
+    account_id: UUID
+    sizing: dict[str, Any]
+    caps: dict[str, Any]
+    filters: dict[str, Any]
+    paused: bool
+    account_halted: bool
+    broker: str
+    credentials: bytes
+    subscription_version: datetime
+    account_version: datetime
+
+
+_SUBSCRIPTION_COLUMNS = columns(Subscription)
+_TARGET_SELECT = (
+    "SELECT s.id AS subscription_id, s.follower_id, s.account_id, s.sizing, s.caps, "
+    "s.filters, s.paused, a.halted AS account_halted, a.broker, a.credentials, "
+    "s.updated_at AS subscription_version, a.updated_at AS account_version "
+    "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
+)
+
+
+async def insert_subscription(conn: AsyncConnection, values: Row) -> Subscription:
     try:
         async with conn.begin_nested():
             result = await conn.execute(
@@ -31,26 +79,27 @@ async def insert_subscription(conn: AsyncConnection, values: Row) -> Row:
             )
     except IntegrityError as exc:
         raise Conflict("subscription_exists") from exc
-    row = fetch_one(result)
+    row = fetch_one_as(result, Subscription)
     assert row is not None
     return row
 
 
-async def subscriptions_of_follower(conn: AsyncConnection, follower_id: str) -> list[Row]:
-    return fetch_all(
+async def subscriptions_of_follower(conn: AsyncConnection, follower_id: str) -> list[Subscription]:
+    return fetch_all_as(
         await conn.execute(
             text(
                 f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE follower_id = :f "
                 "ORDER BY created_at"
             ),
             {"f": follower_id},
-        )
+        ),
+        Subscription,
     )
 
 
 async def update_subscription(
     conn: AsyncConnection, subscription_id: str, follower_id: str, changes: Row
-) -> Row | None:
+) -> Subscription | None:
     assignments = []
     params: Row = {"id": subscription_id, "f": follower_id}
     for column in ("sizing", "caps", "filters"):
@@ -61,14 +110,15 @@ async def update_subscription(
         assignments.append("paused = :paused")
         params["paused"] = changes["paused"]
     assignments.append("updated_at = now()")
-    return fetch_one(
+    return fetch_one_as(
         await conn.execute(
             text(
                 f"UPDATE subscriptions SET {', '.join(assignments)} "
                 f"WHERE id = :id AND follower_id = :f RETURNING {_SUBSCRIPTION_COLUMNS}"
             ),
             params,
-        )
+        ),
+        Subscription,
     )
 
 
@@ -84,36 +134,27 @@ async def remove_subscription(
 
 async def load_targets(
     conn: AsyncConnection, master_id: str, account_ids: Sequence[str] | None = None
-) -> list[Row]:
+) -> list[Target]:
     """Every subscription to a master (or those of `account_ids`) with what the planner and the
     sender need."""
     only = "" if account_ids is None else " AND s.account_id = ANY(CAST(:ids AS uuid[]))"
-    return fetch_all(
+    return fetch_all_as(
         await conn.execute(
-            text(
-                "SELECT s.id AS subscription_id, s.follower_id, s.account_id, s.sizing, s.caps, "
-                "s.filters, s.paused, a.halted AS account_halted, a.broker, a.credentials, "
-                "s.updated_at AS subscription_version, a.updated_at AS account_version "
-                "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
-                f"WHERE s.master_id = :m{only}"
-            ),
+            text(f"{_TARGET_SELECT}WHERE s.master_id = :m{only}"),
             {"m": master_id, "ids": list(account_ids or [])},
-        )
+        ),
+        Target,
     )
 
 
 async def subscriptions_by_ids(
     conn: AsyncConnection, subscription_ids: Sequence[str]
-) -> dict[str, Row]:
-    rows = fetch_all(
+) -> dict[str, Target]:
+    rows = fetch_all_as(
         await conn.execute(
-            text(
-                "SELECT s.id AS subscription_id, s.follower_id, s.account_id, s.sizing, s.caps, "
-                "s.filters, s.paused, a.halted AS account_halted, a.broker "
-                "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
-                "WHERE s.id = ANY(CAST(:ids AS uuid[]))"
-            ),
+            text(f"{_TARGET_SELECT}WHERE s.id = ANY(CAST(:ids AS uuid[]))"),
             {"ids": list(subscription_ids)},
-        )
+        ),
+        Target,
     )
-    return {str(row["subscription_id"]): row for row in rows}
+    return {str(row.subscription_id): row for row in rows}

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from uuid import UUID
+
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import Conflict, Row, fetch_one
+from services.infra.db.repositories.base import Conflict, columns, fetch_one_as
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UUID
+    email: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """What signing in compares: never leaves the auth router."""
+
+    id: UUID
+    email: str
+    password_hash: str
+    role: str
 
 
 async def create_user(
@@ -25,18 +45,19 @@ async def create_user(
         raise Conflict("email_taken") from exc
 
 
-async def get_user_by_email(conn: AsyncConnection, email: str) -> Row | None:
-    return fetch_one(
+async def get_user_by_email(conn: AsyncConnection, email: str) -> Login | None:
+    return fetch_one_as(
         await conn.execute(
-            text("SELECT id, email, password_hash, role FROM users WHERE email = :email"),
-            {"email": email},
-        )
+            text(f"SELECT {columns(Login)} FROM users WHERE email = :email"), {"email": email}
+        ),
+        Login,
     )
 
 
-async def get_user(conn: AsyncConnection, user_id: str) -> Row | None:
-    return fetch_one(
+async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
+    return fetch_one_as(
         await conn.execute(
-            text("SELECT id, email, role FROM users WHERE id = :id"), {"id": user_id}
-        )
+            text(f"SELECT {columns(User)} FROM users WHERE id = :id"), {"id": user_id}
+        ),
+        User,
     )
