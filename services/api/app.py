@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import fields
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.api.dashboard.gateway import Gateway
@@ -27,35 +27,11 @@ from services.api.routers import (
     subscriptions,
 )
 from services.app.outbox import PublishedMarks
-from services.infra import bus
 from services.infra.auth import TokenIssuer, hash_password
-from services.infra.crypto import CredentialCipher
-from services.infra.db.engine import make_engine
 from services.infra.settings import Settings
+from services.infra.wiring import runtime
 
 ROUTERS = (auth, accounts, subscriptions, orders, admin, copies, dashboard, ops)
-
-
-async def open_container(settings: Settings) -> Container:
-    """Connect everything the routes use (explicit pool sizes and timeouts)."""
-    nats_url, database_url, redis_url = settings.require_urls()
-    jwt_secret, keys = settings.require_secrets()
-    engine = make_engine(database_url, pool_size=settings.api_db_pool, max_overflow=0)
-    nc = await bus.connect(nats_url, "copytrade-api")
-    js = nc.jetstream()
-    await bus.ensure_stream(js)
-    return Container(
-        settings=settings,
-        engine=engine,
-        nc=nc,
-        js=js,
-        redis=aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2),
-        cipher=CredentialCipher.from_setting(keys),
-        issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
-        dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
-        gateway=Gateway(),
-        published=PublishedMarks(engine),
-    )
 
 
 def make_lifespan(
@@ -63,18 +39,23 @@ def make_lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        c = await open_container(settings)
-        app.state.container = c
-        await c.gateway.start(c.nc)
-        c.published.start()
-        try:
-            yield
-        finally:
-            await c.published.close()
-            await c.gateway.stop()
-            await bus.close(c.nc)
-            await c.redis.aclose()
-            await c.engine.dispose()
+        jwt_secret, _ = settings.require_secrets()
+        async with runtime(settings, "api", settings.api_db_pool, max_overflow=0) as rt:
+            c = Container(
+                **{f.name: getattr(rt, f.name) for f in fields(rt)},
+                issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
+                dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
+                gateway=Gateway(),
+                published=PublishedMarks(rt.engine),
+            )
+            app.state.container = c
+            await c.gateway.start(c.nc)
+            c.published.start()
+            try:
+                yield
+            finally:
+                await c.published.close()
+                await c.gateway.stop()
 
     return lifespan
 

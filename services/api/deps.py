@@ -5,28 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import redis.asyncio as aioredis
 from fastapi import Depends, Request
-from nats.aio.client import Client as NATS
-from nats.js.client import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.dashboard.gateway import Gateway
 from services.api.errors import Forbidden, Unauthorized
 from services.app.outbox import PublishedMarks
 from services.infra.auth import Principal, TokenIssuer
-from services.infra.crypto import CredentialCipher
-from services.infra.settings import Settings
+from services.infra.wiring import Runtime
 
 
 @dataclass
-class Container:
-    settings: Settings
-    engine: AsyncEngine
-    nc: NATS
-    js: JetStreamContext
-    redis: aioredis.Redis
-    cipher: CredentialCipher
+class Container(Runtime):
+    """The process runtime (services.infra.wiring) plus what only the API needs."""
+
     issuer: TokenIssuer
     dummy_hash: str
     gateway: Gateway

@@ -27,7 +27,8 @@ from schemas.common import OrderType, Side, TimeInForce
 from services.app.targets import Sealed, broker_for
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome, renew_leases
+from services.infra.db.repositories.leases import renew_leases
+from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.metrics import BROKER_REQUESTS
 
 log = logging.getLogger("copytrade.sending")

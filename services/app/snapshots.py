@@ -173,50 +173,13 @@ class Snapshots:
         fetched concurrently; taken once per order and shared by all its shards."""
         needs_master_equity = any(t.sizing.mode == "equity_ratio" for t in targets)
         needs_price = any(needs_reference_price(t) for t in targets)
-
-        async def master_position() -> Decimal | None:
-            """The master's position before this order."""
-            if master_broker is None:
-                return None
-            already = ZERO
-            if order.origin == "broker" and order.broker_client_order_id:
-                # Placed directly at the broker: the position already holds its fills.
-                seen, positions = await asyncio.gather(
-                    self._try(
-                        "master order",
-                        master_broker.get_order_by_client_id(
-                            order.broker_client_order_id, order.symbol
-                        ),
-                    ),
-                    self._try("master positions", master_broker.positions()),
-                )
-                await self._master_positions.invalidate(order.account_id)
-                if seen is None or positions is None:
-                    return None
-                already = seen.filled_qty if order.side.value == "buy" else -seen.filled_qty
-                return _signed_positions(positions).get(order.symbol, ZERO) - already
-            signed = await self.master_positions(
-                order.account_id, master_broker, use_cache=position_cache_ok
-            )
-            return None if signed is None else signed.get(order.symbol, ZERO)
-
-        async def reference_price() -> tuple[Decimal | None, str]:
-            if order.limit_price is not None:
-                return order.limit_price, "limit_price"
-            if master_broker is None or not needs_price:
-                return None, "unavailable"
-            price = await self._try("last price", master_broker.last_price(order.symbol))
-            return (price, "last_price") if price is not None else (None, "unavailable")
-
-        async def master_equity() -> Decimal | None:
-            if not needs_master_equity or master_broker is None:
-                return None
-            snapshot = await self._try("master account", master_broker.account())
-            return None if snapshot is None else snapshot.equity
-
         names = list(by_broker)
         (position, (price, source), equity), instruments = await asyncio.gather(
-            asyncio.gather(master_position(), reference_price(), master_equity()),
+            asyncio.gather(
+                self._master_position(order, master_broker, position_cache_ok),
+                self._reference_price(order, master_broker, needs_price),
+                self._master_equity(master_broker, needs_master_equity),
+            ),
             asyncio.gather(*(self._instrument(n, by_broker[n], order.symbol) for n in names)),
         )
         return PlanContext(
@@ -239,6 +202,47 @@ class Snapshots:
             },
         )
 
+    async def _master_position(
+        self, order: OrderMessage, master_broker: Broker | None, use_cache: bool
+    ) -> Decimal | None:
+        """The master's position before this order."""
+        if master_broker is None:
+            return None
+        if order.origin == "broker" and order.broker_client_order_id:
+            # Placed directly at the broker: the position already holds its fills.
+            seen, positions = await asyncio.gather(
+                self._try(
+                    "master order",
+                    master_broker.get_order_by_client_id(
+                        order.broker_client_order_id, order.symbol
+                    ),
+                ),
+                self._try("master positions", master_broker.positions()),
+            )
+            await self._master_positions.invalidate(order.account_id)
+            if seen is None or positions is None:
+                return None
+            already = seen.filled_qty if order.side.value == "buy" else -seen.filled_qty
+            return _signed_positions(positions).get(order.symbol, ZERO) - already
+        signed = await self.master_positions(order.account_id, master_broker, use_cache=use_cache)
+        return None if signed is None else signed.get(order.symbol, ZERO)
+
+    async def _reference_price(
+        self, order: OrderMessage, master_broker: Broker | None, needed: bool
+    ) -> tuple[Decimal | None, str]:
+        if order.limit_price is not None:
+            return order.limit_price, "limit_price"
+        if master_broker is None or not needed:
+            return None, "unavailable"
+        price = await self._try("last price", master_broker.last_price(order.symbol))
+        return (price, "last_price") if price is not None else (None, "unavailable")
+
+    async def _master_equity(self, master_broker: Broker | None, needed: bool) -> Decimal | None:
+        if not needed or master_broker is None:
+            return None
+        snapshot = await self._try("master account", master_broker.account())
+        return None if snapshot is None else snapshot.equity
+
     async def followers(
         self,
         order: OrderMessage,
@@ -259,30 +263,6 @@ class Snapshots:
             order, plan.master_position
         )
 
-        async def follower(target: FollowerTarget) -> tuple[str, FollowerState]:
-            broker = brokers[target.account_id]
-            account_task = (
-                self._account(target.account_id, broker) if needs_account(target) else None
-            )
-            positions_task = (
-                self._try("positions", broker.positions())
-                if needs_positions(target, exit_order)
-                else None
-            )
-            account = await account_task if account_task is not None else None
-            positions = await positions_task if positions_task is not None else None
-            unavailable = None
-            if positions_task is not None and positions is None:
-                unavailable = "position_unavailable"
-            signed = _signed_positions(positions or [])
-            return target.account_id, FollowerState(
-                equity=None if account is None else account.equity,
-                day_pnl=None if account is None else account.day_pnl,
-                broker_position=signed.get(order.symbol, ZERO),
-                open_symbols=frozenset(signed),
-                unavailable=unavailable,
-            )
-
         active = [t for t in targets if not (t.paused or t.account_halted)]
         if plan.master_position_unavailable:
             states = {
@@ -294,7 +274,11 @@ class Snapshots:
             # the rest plan from the ledger alone.
             asked = [t for t in active if needs_account(t) or needs_positions(t, exit_order)]
             states = {t.account_id: FollowerState() for t in active}
-            states.update(await asyncio.gather(*(follower(t) for t in asked)))
+            states.update(
+                await asyncio.gather(
+                    *(self._follower(order, t, brokers[t.account_id], exit_order) for t in asked)
+                )
+            )
         return Snapshot(
             context=context,
             states=states,
@@ -302,4 +286,27 @@ class Snapshots:
                 name: Instrument(order.symbol, rules.qty_step, rules.min_qty, rules.min_notional)
                 for name, rules in plan.instruments.items()
             },
+        )
+
+    async def _follower(
+        self, order: OrderMessage, target: FollowerTarget, broker: Broker, exit_order: bool
+    ) -> tuple[str, FollowerState]:
+        account_task = self._account(target.account_id, broker) if needs_account(target) else None
+        positions_task = (
+            self._try("positions", broker.positions())
+            if needs_positions(target, exit_order)
+            else None
+        )
+        account = await account_task if account_task is not None else None
+        positions = await positions_task if positions_task is not None else None
+        unavailable = None
+        if positions_task is not None and positions is None:
+            unavailable = "position_unavailable"
+        signed = _signed_positions(positions or [])
+        return target.account_id, FollowerState(
+            equity=None if account is None else account.equity,
+            day_pnl=None if account is None else account.day_pnl,
+            broker_position=signed.get(order.symbol, ZERO),
+            open_symbols=frozenset(signed),
+            unavailable=unavailable,
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from brokers.registry import SIM
 from services.infra.auth import hash_password
@@ -54,22 +54,8 @@ def _sim_credentials(key_id: str, secret_key: str) -> dict[str, Any]:
     return SIM.parse_credentials({"key_id": key_id, "secret_key": secret_key}).model_dump()
 
 
-async def seed(
-    engine: AsyncEngine,
-    cipher: CredentialCipher,
-    sim_url: str,
-    secret: str,
-    followers: int,
-    password_hash_n: int,
-    group: str = "demo",
-) -> DemoSeed:
-    """Seed one master and `followers` followers; `group` names a separate set (benchmarks)."""
-
-    def key(name: str) -> str:
-        return name if group == "demo" else f"{group}/{name}"
-
-    names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
-    keys = {name: _sim_keys(secret, key(name)) for name in names}
+async def _create_sim_accounts(sim_url: str, keys: dict[str, tuple[str, str]]) -> None:
+    """The simulator keeps accounts in memory: (re)create each with its derived keys."""
     async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
         semaphore = asyncio.Semaphore(50)
 
@@ -86,12 +72,56 @@ async def seed(
                 )
                 response.raise_for_status()
 
-        await asyncio.gather(*(create(name) for name in names))
+        await asyncio.gather(*(create(name) for name in keys))
 
-    master_id = str(uuid.uuid5(_NAMESPACE, key("user/master")))
-    master_account = str(uuid.uuid5(_NAMESPACE, key("account/master")))
+
+async def _seed_account(
+    conn: AsyncConnection,
+    cipher: CredentialCipher,
+    user: tuple[str, str, str, str],
+    account: tuple[str, str],
+    keys: tuple[str, str],
+) -> bool:
+    """A user (id, email, password hash, role) with one simulator account (id, label), once;
+    False when the user existed already."""
+    user_id, email, password_hash, role = user
+    if await get_user(conn, user_id) is not None:
+        return False
+    account_id, label = account
+    await create_user(conn, user_id, email, password_hash, role)
+    await insert_account(
+        conn,
+        account_id,
+        user_id,
+        SIM.name,
+        label,
+        cipher.encrypt(account_id, _sim_credentials(*keys)),
+    )
+    return True
+
+
+async def seed(
+    engine: AsyncEngine,
+    cipher: CredentialCipher,
+    sim_url: str,
+    secret: str,
+    followers: int,
+    password_hash_n: int,
+    group: str = "demo",
+) -> DemoSeed:
+    """Seed one master and `followers` followers; `group` names a separate set (benchmarks)."""
+
+    def key(name: str) -> str:
+        return name if group == "demo" else f"{group}/{name}"
+
+    def uid(kind: str, name: str) -> str:
+        return str(uuid.uuid5(_NAMESPACE, key(f"{kind}/{name}")))
+
+    names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
+    keys = {name: _sim_keys(secret, key(name)) for name in names}
+    await _create_sim_accounts(sim_url, keys)
+    master_id, master_account = uid("user", "master"), uid("account", "master")
     master_email = MASTER_EMAIL if group == "demo" else f"master@{group}.copytrade.dev"
-    master_hash = hash_password(MASTER_PASSWORD, password_hash_n)
     follower_hash = hash_password(FOLLOWER_PASSWORD, password_hash_n)
     admin_id = str(uuid.uuid5(_NAMESPACE, "user/admin"))
     async with engine.begin() as conn:
@@ -99,50 +129,29 @@ async def seed(
             await create_user(
                 conn, admin_id, ADMIN_EMAIL, hash_password(ADMIN_PASSWORD, password_hash_n), "admin"
             )
-        if await get_user(conn, master_id) is None:
-            await create_user(conn, master_id, master_email, master_hash, "master")
-            key_id, secret_key = keys["master"]
-            await insert_account(
-                conn,
-                master_account,
-                master_id,
-                SIM.name,
-                "demo master",
-                cipher.encrypt(master_account, _sim_credentials(key_id, secret_key)),
-            )
+        master_hash = hash_password(MASTER_PASSWORD, password_hash_n)
+        master = (master_id, master_email, master_hash, "master")
+        await _seed_account(conn, cipher, master, (master_account, "demo master"), keys["master"])
         account_ids = []
         for index in range(1, followers + 1):
             name = f"follower{index:04d}"
-            user_id = str(uuid.uuid5(_NAMESPACE, key(f"user/{name}")))
-            account_id = str(uuid.uuid5(_NAMESPACE, key(f"account/{name}")))
+            user_id, account_id = uid("user", name), uid("account", name)
             account_ids.append(account_id)
-            if await get_user(conn, user_id) is not None:
-                continue
-            key_id, secret_key = keys[name]
-            await create_user(
-                conn, user_id, follower_email(index, group), follower_hash, "follower"
-            )
-            await insert_account(
-                conn,
-                account_id,
-                user_id,
-                SIM.name,
-                f"demo {name}",
-                cipher.encrypt(account_id, _sim_credentials(key_id, secret_key)),
-            )
-            await insert_subscription(
-                conn,
-                {
-                    "id": str(uuid.uuid5(_NAMESPACE, key(f"subscription/{name}"))),
-                    "follower_id": user_id,
-                    "master_id": master_id,
-                    "account_id": account_id,
-                    "sizing": {"mode": "multiplier", "factor": "1"},
-                    "caps": {"max_qty": "1000"},
-                    "filters": {},
-                    "paused": False,
-                },
-            )
+            user = (user_id, follower_email(index, group), follower_hash, "follower")
+            if await _seed_account(conn, cipher, user, (account_id, f"demo {name}"), keys[name]):
+                await insert_subscription(
+                    conn,
+                    {
+                        "id": uid("subscription", name),
+                        "follower_id": user_id,
+                        "master_id": master_id,
+                        "account_id": account_id,
+                        "sizing": {"mode": "multiplier", "factor": "1"},
+                        "caps": {"max_qty": "1000"},
+                        "filters": {},
+                        "paused": False,
+                    },
+                )
     return DemoSeed(
         master_id=master_id,
         master_account_id=master_account,

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -101,17 +102,59 @@ def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> li
     return children
 
 
-def run(settings: Settings) -> int:
-    data_dir = settings.data_dir.resolve()
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+def _base_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """The children's environment: ours, with development secrets where none are set."""
     env = dict(os.environ)
     if not (settings.jwt_secret and settings.credential_keys):
         if settings.environment != "development":
             raise SettingsError("set COPYTRADE_JWT_SECRET and COPYTRADE_CREDENTIAL_KEYS")
         for key, value in development_secrets(data_dir).items():
             env.setdefault(key, value)
+    return env
 
+
+def _banner(settings: Settings, api_url: str, data_dir: Path, log_dir: Path) -> str:
+    return (
+        f"\ncopytrade is running\n"
+        f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
+        f"  simulator    {settings.sim_url}\n"
+        f"  replicators  {settings.workers} processes, plus 1 sweeper and 1 broker poller\n"
+        f"  data         {data_dir} (logs in {log_dir})\n"
+        f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
+        f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"
+        f"  demo followers {settings.demo_followers} "
+        f"({follower_email(1)} … / {FOLLOWER_PASSWORD})\n"
+        f"Press Ctrl-C to stop.\n"
+    )
+
+
+def _supervise(children: list[Child], stopping: Callable[[], bool]) -> None:
+    """Restart any child that exits, until asked to stop; one that crashes five times within a
+    minute stops everything (a crash loop is a bug to look at, not to hide)."""
+    restarts: dict[str, list[float]] = {}
+    while not stopping():
+        time.sleep(0.2)
+        for child in children:
+            if stopping() or child.alive():
+                continue
+            recent = [t for t in restarts.get(child.name, []) if time.monotonic() - t < 60]
+            if len(recent) >= 5:
+                log.error("%s keeps crashing; stopping everything", child.name)
+                return
+            log.warning(
+                "%s exited (%s); restarting",
+                child.name,
+                child.process.returncode if child.process else "?",
+            )
+            restarts[child.name] = [*recent, time.monotonic()]
+            child.start()
+
+
+def run(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = _base_env(settings, data_dir)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -120,7 +163,6 @@ def run(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
     stack = EmbeddedStack()
     children: list[Child] = []
     try:
@@ -148,37 +190,8 @@ def run(settings: Settings) -> int:
         _wait_http(f"{api_url}/healthz", 30, children)
         if settings.demo_followers:
             asyncio.run(_seed(settings, env))
-        print(
-            f"\ncopytrade is running\n"
-            f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
-            f"  simulator    {settings.sim_url}\n"
-            f"  replicators  {settings.workers} processes, plus 1 sweeper and 1 broker poller\n"
-            f"  data         {data_dir} (logs in {log_dir})\n"
-            f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
-            f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"
-            f"  demo followers {settings.demo_followers} "
-            f"({follower_email(1)} … / {FOLLOWER_PASSWORD})\n"
-            f"Press Ctrl-C to stop.\n",
-            flush=True,
-        )
-        restarts: dict[str, list[float]] = {}
-        while not stopping:
-            time.sleep(0.2)
-            for child in children:
-                if stopping or child.alive():
-                    continue
-                recent = [t for t in restarts.get(child.name, []) if time.monotonic() - t < 60]
-                if len(recent) >= 5:
-                    log.error("%s keeps crashing; stopping everything", child.name)
-                    stopping = True
-                    break
-                log.warning(
-                    "%s exited (%s); restarting",
-                    child.name,
-                    child.process.returncode if child.process else "?",
-                )
-                restarts[child.name] = [*recent, time.monotonic()]
-                child.start()
+        print(_banner(settings, api_url, data_dir, log_dir), flush=True)
+        _supervise(children, lambda: stopping)
         return 0
     finally:
         print("stopping …", flush=True)

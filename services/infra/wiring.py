@@ -1,4 +1,5 @@
-"""Shared construction of the broker side of a process: HTTP pools, budgets, adapters."""
+"""The one composition root: what every process (API, replicator, sweeper, poller) connects
+to, built and closed in one place; the API adds only its own parts on top (services/api/app.py)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def redis_client(url: str) -> aioredis.Redis:
 
 @dataclass
 class Runtime:
-    """What a background service (replicator, sweeper, poller) runs with."""
+    """What every process runs with."""
 
     settings: Settings
     engine: AsyncEngine
@@ -64,11 +65,14 @@ class Runtime:
 
 
 @asynccontextmanager
-async def runtime(settings: Settings, name: str, pool_size: int) -> AsyncIterator[Runtime]:
-    """Connect everything a service needs, and close it all in reverse on the way out."""
+async def runtime(
+    settings: Settings, name: str, pool_size: int, max_overflow: int | None = None
+) -> AsyncIterator[Runtime]:
+    """Connect everything a process needs, and close it all in reverse on the way out."""
     nats_url, database_url, redis_url = settings.require_urls()
     _, keys = settings.require_secrets()
-    engine = make_engine(database_url, pool_size=pool_size, max_overflow=pool_size)
+    overflow = pool_size if max_overflow is None else max_overflow
+    engine = make_engine(database_url, pool_size=pool_size, max_overflow=overflow)
     nc = await bus.connect(nats_url, f"copytrade-{name}")
     redis = redis_client(redis_url)
     pool, factory = broker_factory(settings, redis)

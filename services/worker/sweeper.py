@@ -28,15 +28,14 @@ from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
-from services.infra.db.repositories.legs import (
-    ClaimedLeg,
-    LegOutcome,
+from services.infra.db.repositories.leases import (
     claim_cancels,
     claim_in_doubt,
     claim_replaces,
     claim_stale_open,
     mark_sent,
 )
+from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.db.repositories.orders import mark_published, orders_by_ids, unpublished_orders
 from services.infra.db.repositories.subscriptions import subscriptions_by_ids
 from services.infra.metrics import OUTBOX_REPUBLISHED, SWEEPER_LEGS

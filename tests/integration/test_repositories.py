@@ -22,7 +22,8 @@ from services.app.outbox import PublishedMarks
 from services.app.recording import PlanLost, Recorder
 from services.app.snapshots import Snapshot
 from services.infra.db.repositories.accounts import insert_account, set_account_halted
-from services.infra.db.repositories.legs import LegOutcome, claim_in_doubt, insert_legs, settle_legs
+from services.infra.db.repositories.leases import claim_in_doubt
+from services.infra.db.repositories.legs import LegOutcome, insert_legs, settle_legs
 from services.infra.db.repositories.orders import (
     OrderProgress,
     get_master_order_by_client_id,

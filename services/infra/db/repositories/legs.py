@@ -17,14 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.model import PlannedLeg
 from replication.state import (
-    IN_DOUBT,
-    OPEN_AT_BROKER,
     SETTLED,
     UNFILLED_END,
     LegStatus,
     allowed_moves,
     can_transition,
-    predecessors,
 )
 from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as
 from services.infra.db.repositories.risk import add_to_ledger
@@ -103,28 +100,6 @@ class ClaimedLeg(Leg):
 
 _LEG_COLUMNS = columns(Leg)
 _SETTLED_COLUMNS = columns(SettledLeg, "legs")
-_CLAIMED = (
-    columns(Leg, "legs") + ", legs.last_sent_at, "
-    "(SELECT broker FROM accounts a WHERE a.id = legs.account_id) AS broker, "
-    "(SELECT credentials FROM accounts a WHERE a.id = legs.account_id) AS credentials"
-)
-
-
-async def _claim(
-    conn: AsyncConnection, candidates: str, params: Row, lease_s: float, also_set: str = ""
-) -> list[ClaimedLeg]:
-    """Take the legs `candidates` selects (a locking SELECT of ids, SKIP LOCKED) under a lease,
-    atomically: concurrent sweepers never take the same leg."""
-    return fetch_all_as(
-        await conn.execute(
-            text(
-                "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease)"
-                f"{also_set} WHERE id IN ({candidates}) RETURNING {_CLAIMED}"
-            ),
-            {**params, "lease": lease_s},
-        ),
-        ClaimedLeg,
-    )
 
 
 async def insert_legs(
@@ -185,15 +160,6 @@ async def insert_legs(
 # along one of these "from>to" pairs, so a late or stale answer can never move a leg backwards
 # (e.g. Alpaca's pending_cancel must not turn a partially filled leg back into accepted).
 _MOVES = sorted(f"{current.value}>{target.value}" for current, target in allowed_moves())
-
-
-_OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
-
-
-_IN_DOUBT = sorted(s.value for s in IN_DOUBT)
-
-
-_TO_SUBMITTING = sorted(s.value for s in predecessors(LegStatus.SUBMITTING))
 
 
 async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> list[SettledLeg]:
@@ -271,21 +237,6 @@ async def known_client_ids(
     return {str(row[0]) for row in rows.all()}
 
 
-async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
-    """Open legs older than their master order's version."""
-    return await _claim(
-        conn,
-        "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
-        "WHERE l.version < o.version AND o.cancel_requested_at IS NULL "
-        "AND l.status = ANY(CAST(:open_at_broker AS text[])) "
-        "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
-        "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",
-        {"limit": limit, "open_at_broker": _OPEN_AT_BROKER},
-        lease_s,
-        ", updated_at = now()",
-    )
-
-
 async def reserve_replace(conn: AsyncConnection, leg: Leg, version: int, qty: Decimal) -> Decimal:
     """Record the planned quantity of a leg's replace once per version, reserving its ledger
     change; a second call for the same version returns the first plan without reserving again."""
@@ -303,6 +254,28 @@ async def reserve_replace(conn: AsyncConnection, leg: Leg, version: int, qty: De
         signed = delta if leg.side == "buy" else -delta
         await add_to_ledger(conn, [str(leg.account_id)], [leg.symbol], [signed])
     return qty
+
+
+async def _settle_reservation(
+    conn: AsyncConnection, row: Leg, version: int, keep_reservation: bool
+) -> dict[str, Any]:
+    """The leg's details after a replace attempt: the pending reservation is kept (recorded in
+    `replaced`) or given back to the ledger when the replace did not happen."""
+    details = dict(row.details or {})
+    pending = details.pop("pending_replace", None)
+    if pending and not keep_reservation and row.action != "master":
+        delta = Decimal(pending["delta"])
+        signed = delta if row.side == "buy" else -delta
+        await add_to_ledger(conn, [str(row.account_id)], [row.symbol], [-signed])
+    if keep_reservation:
+        details.setdefault("replaced", []).append(
+            {
+                "version": version,
+                "from_qty": str(row.qty),
+                "from_broker_order_id": row.broker_order_id,
+            }
+        )
+    return details
 
 
 async def finish_replace(
@@ -326,20 +299,7 @@ async def finish_replace(
         return None
     if outcome is not None and not can_transition(LegStatus(row.status), outcome.status):
         outcome = None  # a stale answer: the table does not let the leg go back
-    details = dict(row.details or {})
-    pending = details.pop("pending_replace", None)
-    if pending and not keep_reservation and row.action != "master":
-        delta = Decimal(pending["delta"])
-        signed = delta if row.side == "buy" else -delta
-        await add_to_ledger(conn, [str(row.account_id)], [row.symbol], [-signed])
-    if keep_reservation:
-        details.setdefault("replaced", []).append(
-            {
-                "version": version,
-                "from_qty": str(row.qty),
-                "from_broker_order_id": row.broker_order_id,
-            }
-        )
+    details = await _settle_reservation(conn, row, version, keep_reservation)
     return fetch_one_as(
         await conn.execute(
             text(
@@ -366,77 +326,6 @@ async def finish_replace(
             },
         ),
         SettledLeg,
-    )
-
-
-async def claim_stale_open(
-    conn: AsyncConnection, limit: int, older_than_s: float, lease_s: float
-) -> list[ClaimedLeg]:
-    """Legs open at their broker that nobody looked at for a while (fills, expiries)."""
-    return await _claim(
-        conn,
-        "SELECT id FROM legs WHERE status = ANY(CAST(:open_at_broker AS text[])) "
-        "AND updated_at < now() - make_interval(secs => :age) "
-        "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
-        "ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED",
-        {"limit": limit, "age": older_than_s, "open_at_broker": _OPEN_AT_BROKER},
-        lease_s,
-    )
-
-
-async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
-    """Open legs of orders whose master asked to cancel."""
-    return await _claim(
-        conn,
-        "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
-        "WHERE o.cancel_requested_at IS NOT NULL "
-        "AND l.status = ANY(CAST(:open_at_broker AS text[])) "
-        "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
-        "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",
-        {"limit": limit, "open_at_broker": _OPEN_AT_BROKER},
-        lease_s,
-        ", updated_at = now()",
-    )
-
-
-async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
-    """Legs whose lease ran out while submitting or unknown (each claim counts an attempt)."""
-    return await _claim(
-        conn,
-        "SELECT id FROM legs WHERE status = ANY(CAST(:in_doubt AS text[])) "
-        "AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT :limit "
-        "FOR UPDATE SKIP LOCKED",
-        {"limit": limit, "in_doubt": _IN_DOUBT},
-        lease_s,
-        ", attempts = attempts + 1, updated_at = now()",
-    )
-
-
-async def renew_leases(conn: AsyncConnection, leg_ids: Sequence[str], lease_s: float) -> int:
-    """Extend the lease of legs a live worker is still sending, so no sweeper steps in."""
-    result = await conn.execute(
-        text(
-            "UPDATE legs SET lease_expires_at = now() + make_interval(secs => :lease) "
-            "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = :submitting"
-        ),
-        {"ids": list(leg_ids), "lease": lease_s, "submitting": LegStatus.SUBMITTING.value},
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
-    await conn.execute(
-        text(
-            "UPDATE legs SET last_sent_at = now(), status = :submitting, "
-            "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now() "
-            "WHERE id = :id AND status = ANY(CAST(:from AS text[]))"
-        ),
-        {
-            "id": leg_id,
-            "lease": lease_s,
-            "submitting": LegStatus.SUBMITTING.value,
-            "from": _TO_SUBMITTING,
-        },
     )
 
 

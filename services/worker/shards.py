@@ -1,0 +1,201 @@
+"""One shard of a planned order, through the stages: record a batch (app/recording) → send it
+(app/sending) → settle the shard (app/settling). The first followers' orders leave while later
+batches are still being recorded; each leg is durable before it is sent, so a crash leaves
+either nothing (the message is redelivered) or legs in doubt for the sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from replication.model import MASTER_ACTION, FollowerTarget
+from replication.state import TERMINAL, LegStatus
+from schemas.messages import OrderMessage, PlanContext
+from services.app.recording import Recorder
+from services.app.sending import Sender
+from services.app.settling import Settler
+from services.app.snapshots import Snapshot, Snapshots
+from services.app.targets import Sealed, TargetSet, broker_for
+from services.infra.brokerage import BrokerFactory
+from services.infra.crypto import CredentialCipher
+from services.infra.db.repositories.accounts import SealedAccount
+from services.infra.db.repositories.legs import LegOutcome, settle_legs, settled_by_ids
+from services.infra.metrics import FANOUT, FIRST_LEG
+from services.infra.positions import MasterPositions
+from services.infra.settings import Settings
+
+log = logging.getLogger("copytrade.replicator")
+_FINAL = frozenset(status.value for status in TERMINAL)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard of a planned order, as this worker runs it."""
+
+    order: OrderMessage
+    index: int
+    shards: int
+    context: PlanContext
+    master_row: SealedAccount | None  # only with shard 0 of an order placed through the API
+    fix_plan: str | None  # the plan to store with the first batch, when this worker made it
+
+
+@dataclass
+class _Sent:
+    """What recording and sending a shard produced, for settling it."""
+
+    batches: int
+    legs: int = 0
+    skipped: list[str] = field(default_factory=list)
+    outcomes: list[LegOutcome] = field(default_factory=list)
+    first_answer: list[float] = field(default_factory=list)
+
+
+class ShardRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        factory: BrokerFactory,
+        cipher: CredentialCipher,
+        snapshots: Snapshots,
+        master_positions: MasterPositions,
+        settler: Settler,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.factory = factory
+        self.cipher = cipher
+        self.snapshots = snapshots
+        self.master_positions = master_positions
+        self.settler = settler
+        self.recorder = Recorder(engine, settings.leg_lease_s)
+        self.sender = Sender(
+            engine,
+            factory,
+            cipher,
+            settings.leg_lease_s,
+            settings.unknown_recheck_s,
+            settings.max_concurrent_per_host,
+        )
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def run(
+        self,
+        shard: Shard,
+        followers: TargetSet,
+        on_recorded: Callable[[], Awaitable[None]],
+        after_first_batch: Callable[[], None] | None = None,
+    ) -> None:
+        """Record and send one shard batch by batch, then settle it; `on_recorded` runs once
+        every leg of the shard is durable (the message may be acked then)."""
+        order, master_row = shard.order, shard.master_row
+        by_account: dict[str, Sealed] = dict(followers.rows)
+        brokers = {
+            account_id: broker_for(self.factory, self.cipher, row)
+            for account_id, row in by_account.items()
+        }
+        if master_row is not None:
+            by_account[order.account_id] = master_row
+        snapshot = await self.snapshots.followers(order, shard.context, followers.targets, brokers)
+        sent = await self._record_and_send(
+            shard, followers.targets, snapshot, by_account, on_recorded, after_first_batch
+        )
+        await self._settle(shard, sent)
+
+    async def _record_and_send(
+        self,
+        shard: Shard,
+        targets: list[FollowerTarget],
+        snapshot: Snapshot,
+        by_account: dict[str, Sealed],
+        on_recorded: Callable[[], Awaitable[None]],
+        after_first_batch: Callable[[], None] | None,
+    ) -> _Sent:
+        """The first followers' orders leave while later batches are still being recorded;
+        each leg is durable before it is sent."""
+        order, first, size = shard.order, self.settings.first_batch, self.settings.batch_size
+        batches = [targets[:first]] + [
+            targets[i : i + size] for i in range(first, len(targets), size)
+        ]
+        sent = _Sent(batches=len(batches))
+        sending: list[asyncio.Task[list[LegOutcome]]] = []
+        sent_ids: list[str] = []
+        renewal = asyncio.create_task(self.sender.renew_leases(sent_ids))
+        try:
+            for number, batch in enumerate(batches):
+                mine = await self.recorder.record(
+                    order,
+                    batch,
+                    snapshot,
+                    shard.context,
+                    shard.master_row if number == 0 and shard.index == 0 else None,
+                    (shard.index, shard.shards) if number == len(batches) - 1 else None,
+                    shard.fix_plan if number == 0 else None,
+                )
+                if number == 0 and after_first_batch is not None:
+                    after_first_batch()
+                sent.legs += len(mine)
+                if any(leg.action == MASTER_ACTION for leg in mine):
+                    # Before a master leg is sent: nobody may plan with a position from before it.
+                    await self.master_positions.invalidate(order.account_id)
+                to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
+                sent.skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
+                sent_ids.extend(leg.leg_id for leg in to_send)
+                send = self.sender.send_all(to_send, by_account, sent.first_answer)
+                sending.append(asyncio.create_task(send))
+            await on_recorded()
+            sent.outcomes = [o for batch in await asyncio.gather(*sending) for o in batch]
+        finally:
+            renewal.cancel()
+            for task in sending:
+                task.cancel()  # only matters on failure: in-doubt legs go to the sweeper
+        return sent
+
+    async def _settle(self, shard: Shard, sent: _Sent) -> None:
+        order = shard.order
+        async with self.engine.begin() as conn:
+            settled_rows = await settle_legs(conn, sent.outcomes)
+            skipped_rows = await settled_by_ids(conn, sent.skipped) if sent.skipped else []
+        progress = (
+            await self.settler.announce(
+                [*skipped_rows, *settled_rows], order.created_at, (order.order_id, order.master_id)
+            )
+        )[order.order_id]
+        if shard.master_row is not None and any(
+            r.action == MASTER_ACTION and r.status in _FINAL for r in settled_rows
+        ):
+            # Read the master's positions again now that its order is done, off the critical
+            # path, so the next order of this master need not wait for the broker.
+            self._spawn(
+                self.snapshots.master_positions(
+                    order.account_id,
+                    broker_for(self.factory, self.cipher, shard.master_row),
+                    use_cache=False,
+                )
+            )
+        if sent.first_answer and shard.index == 0:
+            FIRST_LEG.observe(max(0.0, sent.first_answer[0] - order.created_at.timestamp()))
+        if progress.fanout_ms is not None:
+            FANOUT.observe(progress.fanout_ms / 1000)
+        log.info(
+            "order %s shard %d/%d: %d legs in %d batches (%d sent, %d skipped), order %s",
+            order.order_id,
+            shard.index + 1,
+            shard.shards,
+            sent.legs,
+            sent.batches,
+            len(sent.outcomes),
+            len(sent.skipped),
+            progress.status,
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
