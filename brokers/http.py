@@ -101,6 +101,12 @@ class BrokerClient(httpx.AsyncClient):
                 extensions=extensions,
             )
         assert isinstance(url, str)  # `plain` checked it
+        return await self._send_direct(method, url, content, data, json, params, headers)
+
+    async def _send_direct(
+        self, method: str, url: str, content: Any, data: Any, json: Any, params: Any, headers: Any
+    ) -> httpx.Response:
+        """A plain call (a path on the base URL) straight to the transport, read in full."""
         target = self._urls.get(url)
         if target is None:
             target = httpx.URL(f"{self._direct_base}{url}")

@@ -12,176 +12,45 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from brokers.sim.model import (
+    ASSET_NAMESPACE,
+    Faults,
+    SimAccount,
+    SimAsset,
+    SimError,
+    SimOrder,
+    SimPosition,
+    dec,
+    now,
+    rfc3339,
+)
+from brokers.sim.validation import validate_order
+
+# The data types moved to brokers.sim.model; they stay importable from here.
+__all__ = [
+    "ASSET_NAMESPACE",
+    "DEFAULT_PRICE",
+    "IMMEDIATE_TIME_IN_FORCE",
+    "OPEN_STATUSES",
+    "Engine",
+    "Faults",
+    "SimAccount",
+    "SimAsset",
+    "SimError",
+    "SimOrder",
+    "SimPosition",
+    "dec",
+    "now",
+    "rfc3339",
+]
+
 DEFAULT_PRICE = Decimal("100")
-ASSET_NAMESPACE = uuid.UUID("0b5c4a55-7a3e-4e44-9a6e-6b8b0e6a1d42")
 OPEN_STATUSES = frozenset({"new", "accepted", "partially_filled", "pending_new"})
 IMMEDIATE_TIME_IN_FORCE = frozenset({"ioc", "fok"})
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def dec(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-@dataclass
-class Faults:
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
-    timeout_rate: float = 0.0
-    accept_then_timeout_rate: float = 0.0
-    dedup_client_order_id: bool = True
-    rate_limit_per_min: int | None = None
-    partial_fill_ratio: float | None = None  # market orders fill only this fraction, then rest
-    ip_rate_limit_per_s: int | None = None  # all requests to the simulator, like a per-IP limit
-
-    def updated(self, changes: dict[str, Any]) -> Faults:
-        data = {**self.__dict__, **changes}
-        return Faults(**data)
-
-
-@dataclass
-class SimPosition:
-    qty: Decimal = Decimal("0")
-    avg_entry_price: Decimal = Decimal("0")
-
-
-@dataclass
-class SimOrder:
-    id: str
-    account_id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    qty: Decimal
-    type: str
-    time_in_force: str
-    limit_price: Decimal | None
-    stop_price: Decimal | None
-    created_at: datetime
-    status: str = "new"
-    updated_at: datetime | None = None
-    filled_at: datetime | None = None
-    canceled_at: datetime | None = None
-    replaced_at: datetime | None = None
-    replaced_by: str | None = None
-    replaces: str | None = None
-    filled_qty: Decimal = Decimal("0")
-    filled_avg_price: Decimal | None = None
-    extended_hours: bool = False
-    received_at: float = 0.0  # wall clock when the request arrived (benchmarks)
-
-    def wire(self) -> dict[str, Any]:
-        """The order exactly as Alpaca's Order schema spells it."""
-        return {
-            "id": self.id,
-            "client_order_id": self.client_order_id,
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at or self.created_at),
-            "submitted_at": rfc3339(self.created_at),
-            "filled_at": rfc3339(self.filled_at),
-            "expired_at": None,
-            "canceled_at": rfc3339(self.canceled_at),
-            "failed_at": None,
-            "replaced_at": rfc3339(self.replaced_at),
-            "replaced_by": self.replaced_by,
-            "replaces": self.replaces,
-            "asset_id": str(uuid.uuid5(ASSET_NAMESPACE, self.symbol)),
-            "symbol": self.symbol,
-            "asset_class": "us_equity",
-            "notional": None,
-            "qty": dec(self.qty),
-            "filled_qty": dec(self.filled_qty),
-            "filled_avg_price": dec(self.filled_avg_price),
-            "order_class": "",
-            "order_type": self.type,
-            "type": self.type,
-            "side": self.side,
-            "time_in_force": self.time_in_force,
-            "limit_price": dec(self.limit_price),
-            "stop_price": dec(self.stop_price),
-            "status": self.status,
-            "extended_hours": self.extended_hours,
-            "legs": None,
-            "trail_percent": None,
-            "trail_price": None,
-            "hwm": None,
-            "position_intent": ("buy_to_open" if self.side == "buy" else "sell_to_close"),
-        }
-
-
-@dataclass
-class SimAccount:
-    account_id: str
-    key_id: str
-    secret_key: str
-    cash: Decimal
-    created_at: datetime
-    faults: Faults | None = None
-    orders: dict[str, SimOrder] = field(default_factory=dict)
-    by_client_order_id: dict[str, SimOrder] = field(default_factory=dict)
-    positions: dict[str, SimPosition] = field(default_factory=dict)
-    request_times: deque[float] = field(default_factory=deque)
-    orders_received: int = 0
-    position_reads: int = 0
-    last_equity: Decimal | None = None  # equity at the start of the simulated day
-
-
-class SimError(Exception):
-    """An Alpaca-style error answer: HTTP status plus {"code", "message"}."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-@dataclass
-class SimAsset:
-    symbol: str
-    fractionable: bool = False
-    min_order_size: Decimal | None = None
-    min_trade_increment: Decimal | None = None
-
-    def wire(self) -> dict[str, Any]:
-        """The asset as Alpaca's Assets schema spells it (crypto-style minimums when set)."""
-        body: dict[str, Any] = {
-            "id": str(uuid.uuid5(ASSET_NAMESPACE, self.symbol)),
-            "class": "us_equity",
-            "exchange": "NASDAQ",
-            "symbol": self.symbol,
-            "name": f"{self.symbol} (simulated)",
-            "status": "active",
-            "tradable": True,
-            "marginable": True,
-            "shortable": True,
-            "easy_to_borrow": True,
-            "fractionable": self.fractionable,
-            "maintenance_margin_requirement": 30,
-            "attributes": [],
-        }
-        if self.min_order_size is not None:
-            body["min_order_size"] = dec(self.min_order_size)
-        if self.min_trade_increment is not None:
-            body["min_trade_increment"] = dec(self.min_trade_increment)
-        return body
 
 
 class Engine:
@@ -247,7 +116,7 @@ class Engine:
 
     # orders -------------------------------------------------------------------------------
     def place(self, account: SimAccount, body: dict[str, Any]) -> SimOrder:
-        request = _validate_order(body)
+        request = validate_order(body)
         asset = self.asset(request["symbol"])
         increment = asset.min_trade_increment
         if increment is not None and request["qty"] % increment != 0:
@@ -442,74 +311,3 @@ class Engine:
                 for a in self.accounts.values()
             },
         }
-
-
-_SIDES = {"buy", "sell"}
-_TYPES = {"market", "limit", "stop", "stop_limit"}
-_TIFS = {"day", "gtc", "ioc", "fok"}
-_UNSUPPORTED_TIFS = {"opg", "cls"}  # auctions: the simulator has no market sessions
-_SIMPLE_CLASSES = {None, "", "simple"}
-
-
-def _positive_decimal(value: Any, name: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except ArithmeticError as exc:
-        raise SimError(422, 40010001, f"invalid {name}") from exc
-    if not number.is_finite() or number <= 0:
-        raise SimError(422, 40010001, f"{name} must be > 0")
-    return number
-
-
-def _validate_order(body: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise SimError(422, 40010001, "request body must be a JSON object")
-    symbol = body.get("symbol")
-    if not isinstance(symbol, str) or not symbol:
-        raise SimError(422, 40010001, "symbol is required")
-    if body.get("notional") is not None:
-        raise SimError(422, 40010001, "notional orders are not supported by the simulator")
-    order_class = body.get("order_class")
-    if order_class not in _SIMPLE_CLASSES or any(
-        body.get(leg) is not None for leg in ("take_profit", "stop_loss", "legs")
-    ):
-        raise SimError(
-            422,
-            40010001,
-            f"order_class {order_class or 'with legs'} is not supported by the simulator "
-            "(simple orders only)",
-        )
-    if body.get("qty") is None:
-        raise SimError(422, 40010001, "qty is required")
-    side, kind, tif = body.get("side"), body.get("type"), body.get("time_in_force")
-    if side not in _SIDES:
-        raise SimError(422, 40010001, "invalid side")
-    if kind not in _TYPES:
-        raise SimError(422, 40010001, "invalid order type")
-    if tif in _UNSUPPORTED_TIFS:
-        raise SimError(422, 40010001, f"time_in_force {tif} is not supported by the simulator")
-    if tif not in _TIFS:
-        raise SimError(422, 40010001, "invalid time_in_force")
-    limit_price = body.get("limit_price")
-    stop_price = body.get("stop_price")
-    if kind in ("limit", "stop_limit") and limit_price is None:
-        raise SimError(422, 40010001, "limit_price is required for limit orders")
-    if kind in ("stop", "stop_limit") and stop_price is None:
-        raise SimError(422, 40010001, "stop_price is required for stop orders")
-    client_order_id = body.get("client_order_id")
-    if client_order_id is not None and (
-        not isinstance(client_order_id, str) or len(client_order_id) > 128
-    ):
-        raise SimError(422, 40010001, "client_order_id must be a string of at most 128 characters")
-    return {
-        "symbol": symbol,
-        "qty": _positive_decimal(body["qty"], "qty"),
-        "side": side,
-        "type": kind,
-        "time_in_force": tif,
-        "limit_price": None
-        if limit_price is None
-        else _positive_decimal(limit_price, "limit_price"),
-        "stop_price": None if stop_price is None else _positive_decimal(stop_price, "stop_price"),
-        "client_order_id": client_order_id,
-    }
