@@ -28,6 +28,7 @@ from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
+from services.infra.db.repositories.halts import halt_scopes
 from services.infra.db.repositories.leases import (
     claim_cancels,
     claim_in_doubt,
@@ -156,6 +157,7 @@ class Sweeper:
             subscriptions = await subscriptions_by_ids(
                 conn, [str(r.subscription_id) for r in claimed if r.subscription_id]
             )
+            halts = await halt_scopes(conn)  # a halted copy may shrink, never grow
         deadline = self.settings.leg_lease_s * 0.5
         results = await asyncio.gather(
             *(
@@ -167,6 +169,7 @@ class Sweeper:
                     subscriptions.get(str(row.subscription_id)) if row.subscription_id else None,
                     deadline,
                     self.settings.unknown_recheck_s,
+                    halts,
                 )
                 for row in claimed
             ),

@@ -24,7 +24,7 @@ from replication.state import (
     can_transition,
 )
 from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as
-from services.infra.db.repositories.risk import add_to_ledger
+from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class SettledLeg:
     id: UUID
     order_id: UUID
     master_id: UUID
+    subscription_id: UUID | None
     follower_id: UUID | None
     account_id: UUID
     action: str
@@ -210,17 +211,19 @@ _UNFILLED_END = frozenset(s.value for s in UNFILLED_END)
 
 async def release_unfilled(conn: AsyncConnection, rows: Sequence[SettledLeg]) -> None:
     """Give back the ledger reservation of follower legs that ended without (full) fills."""
-    ids, symbols, deltas = [], [], []
+    entries = []
     for row in rows:
-        if row.status not in _UNFILLED_END or row.action == "master" or row.qty is None:
+        if row.status not in _UNFILLED_END or row.subscription_id is None or row.qty is None:
             continue
         unfilled = row.qty - (row.filled_qty or 0)
-        if unfilled <= 0:
-            continue
-        ids.append(str(row.account_id))
-        symbols.append(row.symbol)
-        deltas.append(-unfilled if row.side == "buy" else unfilled)
-    await add_to_ledger(conn, ids, symbols, deltas)
+        if unfilled > 0:
+            entries.append(_entry(row, -unfilled if row.side == "buy" else unfilled))
+    await add_to_ledger(conn, entries)
+
+
+def _entry(leg: Leg | SettledLeg, delta: Decimal) -> LedgerEntry:
+    assert leg.subscription_id is not None, "only follower legs hold copies"
+    return LedgerEntry(str(leg.subscription_id), str(leg.account_id), leg.symbol, delta)
 
 
 async def known_client_ids(
@@ -250,9 +253,8 @@ async def reserve_replace(conn: AsyncConnection, leg: Leg, version: int, qty: De
         text("UPDATE legs SET details = CAST(:d AS jsonb) WHERE id = :id"),
         {"d": json.dumps(details), "id": str(leg.id)},
     )
-    if leg.action != "master" and delta != 0:
-        signed = delta if leg.side == "buy" else -delta
-        await add_to_ledger(conn, [str(leg.account_id)], [leg.symbol], [signed])
+    if leg.subscription_id is not None and delta != 0:
+        await add_to_ledger(conn, [_entry(leg, delta if leg.side == "buy" else -delta)])
     return qty
 
 
@@ -263,10 +265,9 @@ async def _settle_reservation(
     `replaced`) or given back to the ledger when the replace did not happen."""
     details = dict(row.details or {})
     pending = details.pop("pending_replace", None)
-    if pending and not keep_reservation and row.action != "master":
+    if pending and not keep_reservation and row.subscription_id is not None:
         delta = Decimal(pending["delta"])
-        signed = delta if row.side == "buy" else -delta
-        await add_to_ledger(conn, [str(row.account_id)], [row.symbol], [-signed])
+        await add_to_ledger(conn, [_entry(row, -delta if row.side == "buy" else delta)])
     if keep_reservation:
         details.setdefault("replaced", []).append(
             {
