@@ -62,9 +62,12 @@ def _direction(side: Side) -> Decimal:
 
 
 def closable(state: FollowerState, side: Side) -> Decimal:
-    """How much of the follower's copy position an order on `side` may close (>= 0)."""
+    """How much of this subscription's copy position an order on `side` may close (>= 0): never
+    more than its copy, nor than the broker position less what other masters' copies hold (so
+    a follower's own holdings are never sold, and netted positions across masters close)."""
     wanted = -_direction(side)  # a sell closes a long (+), a buy closes a short (-)
-    copy, broker = state.copy_position * wanted, state.broker_position * wanted
+    copy = state.copy_position * wanted
+    broker = (state.broker_position - state.other_copies) * wanted
     return max(ZERO, min(copy, broker))
 
 

@@ -88,6 +88,7 @@ class Leg:
     updated_at: datetime
     settled_at: datetime | None
     version: int
+    cancel_requested_at: datetime | None  # a kill switch asked to cancel this copy
 
 
 @dataclass(frozen=True, slots=True)
