@@ -208,7 +208,7 @@ async def _reserve(job: _Replace, subscription: Target | None) -> tuple[Decimal 
         )
         qty, reason = replanned_qty(leg, job.order, subscription, copy_now, job.halts)
         if qty is not None:
-            qty = await reserve_replace(conn, leg, job.version, qty)
+            qty = await reserve_replace(conn, leg, job.version, qty, reason)
     return qty, reason
 
 

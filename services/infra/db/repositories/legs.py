@@ -241,15 +241,20 @@ async def known_client_ids(
     return {str(row[0]) for row in rows.all()}
 
 
-async def reserve_replace(conn: AsyncConnection, leg: Leg, version: int, qty: Decimal) -> Decimal:
+async def reserve_replace(
+    conn: AsyncConnection, leg: Leg, version: int, qty: Decimal, note: str | None = None
+) -> Decimal:
     """Record the planned quantity of a leg's replace once per version, reserving its ledger
-    change; a second call for the same version returns the first plan without reserving again."""
+    change; a second call for the same version returns the first plan without reserving again.
+    `note` (why the quantity differs from the master's, e.g. growth refused) is kept with it."""
     details = dict(leg.details or {})
     pending = details.get("pending_replace")
     if pending and pending["version"] == version:
         return Decimal(pending["qty"])
     delta = qty - (leg.qty or Decimal(0))
     details["pending_replace"] = {"version": version, "qty": str(qty), "delta": str(delta)}
+    if note:
+        details["pending_replace"]["note"] = note
     await conn.execute(
         text("UPDATE legs SET details = CAST(:d AS jsonb) WHERE id = :id"),
         {"d": json.dumps(details), "id": str(leg.id)},
@@ -275,6 +280,7 @@ async def _settle_reservation(
                 "version": version,
                 "from_qty": str(row.qty),
                 "from_broker_order_id": row.broker_order_id,
+                **({"note": pending["note"]} if pending and pending.get("note") else {}),
             }
         )
     return details
