@@ -46,14 +46,17 @@ class MasterContext:
 class FollowerState:
     """A follower account's risk state for one order's symbol.
 
-    `broker_position` comes from a broker snapshot; `copy_position` is the ledger of the legs we
-    recorded (reserved when recorded, released when a leg ends unfilled), read under a row lock.
+    `broker_position` comes from a broker snapshot; `copy_position` is this subscription's
+    ledger of the legs we recorded (reserved when recorded, released when a leg ends unfilled),
+    read under a row lock; `other_copies` is what the account's other subscriptions copied in
+    the same symbol (the part of the broker position that belongs to other masters).
     """
 
     equity: Decimal | None = None
     day_pnl: Decimal | None = None
     broker_position: Decimal = ZERO
     copy_position: Decimal = ZERO
+    other_copies: Decimal = ZERO
     open_symbols: frozenset[str] = frozenset()
     orders_today: int = 0
     unavailable: str | None = None  # a snapshot this leg needs could not be taken: the reason
@@ -72,6 +75,8 @@ class FollowerTarget:
     filters: Filters
     paused: bool = False
     account_halted: bool = False
+    # The follower ended the subscription; its copies still follow the master's exits.
+    ending: bool = False
     instrument: Instrument = Instrument(symbol="")
     state: FollowerState = FollowerState()
 

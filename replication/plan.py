@@ -10,8 +10,14 @@ A leg has two parts:
   position, so a leg never sells what the follower does not hold and never flips it by rounding.
 - **opening**: whatever of the master order adds exposure, sized by the subscription's mode.
 
-Caps and close-only limit only the opening part: closing never adds risk, and blocking it
-would keep a follower in a position its master has left.
+Gates stop new exposure, never exits. Caps, close-only, a pause, an account halt, an ended
+subscription, the symbol and side filters and a stale signal limit only the opening part: closing
+never adds risk, and blocking it would keep a follower in a position its master has left. The
+global halt and a master halt are full stops (nothing is sent; their API offers `flatten`).
+
+Copies belong to the subscription that made them: `copy_position` is this subscription's
+ledger, so a follower account that copies several masters closes each master's copies on that
+master's exits only.
 """
 
 from __future__ import annotations
@@ -56,16 +62,21 @@ def _direction(side: Side) -> Decimal:
 
 
 def closable(state: FollowerState, side: Side) -> Decimal:
-    """How much of the follower's copy position an order on `side` may close (>= 0)."""
+    """How much of this subscription's copy position an order on `side` may close (>= 0): never
+    more than its copy, nor than the broker position less what other masters' copies hold (so
+    a follower's own holdings are never sold, and netted positions across masters close)."""
     wanted = -_direction(side)  # a sell closes a long (+), a buy closes a short (-)
-    copy, broker = state.copy_position * wanted, state.broker_position * wanted
+    copy = state.copy_position * wanted
+    broker = (state.broker_position - state.other_copies) * wanted
     return max(ZERO, min(copy, broker))
 
 
 def exposure_in(state: FollowerState, side: Side) -> Decimal:
-    """Worst-case position in the direction of `side` (ledger or broker, whichever is larger)."""
+    """Worst-case position of this subscription in the direction of `side`: its ledger, or the
+    broker position less what the account's other subscriptions copied, whichever is larger."""
     direction = _direction(side)
-    return max(state.copy_position * direction, state.broker_position * direction)
+    mine_at_broker = state.broker_position - state.other_copies
+    return max(state.copy_position * direction, mine_at_broker * direction)
 
 
 def master_split(order: OrderMessage, master_position: Decimal) -> tuple[Decimal, Decimal]:
@@ -78,17 +89,26 @@ def master_split(order: OrderMessage, master_position: Decimal) -> tuple[Decimal
     return closed / held, order.qty - closed
 
 
-def _skip_reason(
-    order: OrderMessage, target: FollowerTarget, context: MasterContext, side: Side, now: datetime
-) -> tuple[str, dict[str, Any]] | None:
+def _stop_reason(context: MasterContext, target: FollowerTarget) -> str | None:
+    """Full stops: nothing at all is sent (the global halt, a master halt), or nothing can be
+    planned (a snapshot this leg needs is missing)."""
     if context.global_halt:
-        return "global_halt", {}
+        return "global_halt"
     if context.master_halted:
-        return "master_halted", {}
+        return "master_halted"
+    return target.state.unavailable
+
+
+def gate_reason(
+    order: OrderMessage, target: FollowerTarget, side: Side, now: datetime
+) -> tuple[str, dict[str, Any]] | None:
+    """Why this follower takes no new exposure from this order, if it does not (exits flow)."""
     if target.account_halted:
         return "halted", {}
     if target.paused:
         return "paused", {}
+    if target.ending:
+        return "unsubscribed", {}
     filters = target.filters
     if filters.symbols_allow is not None and order.symbol not in filters.symbols_allow:
         return "symbol_not_allowed", {"symbols_allow": filters.symbols_allow}
@@ -103,8 +123,6 @@ def _skip_reason(
                 "age_ms": round(age_ms, 3),
                 "max_signal_age_ms": filters.max_signal_age_ms,
             }
-    if target.state.unavailable is not None:
-        return target.state.unavailable, {}
     return None
 
 
@@ -175,67 +193,12 @@ def plan_leg(
         "copy_position": format_decimal(state.copy_position),
         "qty_step": format_decimal(step),
     }
+    if state.other_copies:
+        details["other_copies"] = format_decimal(state.other_copies)
     if context.reference_price is not None:
         details["reference_price"] = format_decimal(context.reference_price)
         details["price_source"] = context.price_source
-    reason: str | None = None
-    qty: Decimal | None = None
-
-    skip = _skip_reason(order, target, context, side, now)
-    if skip is not None:
-        reason, extra = skip
-        details.update(extra)
-    else:
-        fraction, master_opening = master_split(order, context.master_position)
-        closing = ZERO
-        if fraction > 0:
-            base = closable(state, side)
-            closing = base if fraction >= 1 else min(base, round_to_step(base * fraction, step))
-            details["close_fraction"] = format_decimal(fraction.quantize(Decimal("0.000001")))
-            details["close_qty"] = format_decimal(closing)
-            if base <= 0 and master_opening <= 0:
-                reason = "no_position"
-        opening = ZERO
-        if master_opening > 0:
-            sized = size_for(target.sizing, master_opening, order, context, state, step)
-            if isinstance(sized, SizingSkip):
-                reason = sized.reason
-                details.update(sized.details)
-            else:
-                details["raw_qty"] = format_decimal(sized.raw_qty)
-                if target.sizing.mode == "equity_ratio":
-                    details["master_equity"] = _fmt(context.master_equity)
-                if target.sizing.mode in ("equity_ratio", "risk_percent"):
-                    details["follower_equity"] = _fmt(state.equity)
-                opening, cap_reason = _apply_caps(
-                    sized.qty,
-                    closing,
-                    side,
-                    order.symbol,
-                    target.caps,
-                    state,
-                    context,
-                    step,
-                    details,
-                )
-                reason = cap_reason or reason
-                if sized.qty <= 0 and closing <= 0:
-                    reason = "below_min_qty"
-        total = closing + opening
-        details["open_qty"] = format_decimal(opening)
-        if total > 0 and total < instrument.minimum_qty:
-            details["min_qty"] = format_decimal(instrument.minimum_qty)
-            reason, total = "below_min_qty", ZERO
-        price = order.limit_price or context.reference_price
-        if total > 0 and instrument.min_notional > 0 and price is not None:
-            if total * price < instrument.min_notional:
-                details["min_notional"] = format_decimal(instrument.min_notional)
-                reason, total = "below_min_notional", ZERO
-        if total > 0:
-            qty = total
-        elif reason is None:
-            reason = "below_min_qty"
-
+    qty, reason = _quantity(order, target, context, side, now, details)
     return PlannedLeg(
         leg_id=leg_id(order.order_id, target.account_id, OPEN_ACTION),
         order_id=order.order_id,
@@ -256,6 +219,95 @@ def plan_leg(
         reason=reason,
         details=details,
     )
+
+
+def _quantity(
+    order: OrderMessage,
+    target: FollowerTarget,
+    context: MasterContext,
+    side: Side,
+    now: datetime,
+    details: dict[str, Any],
+) -> tuple[Decimal | None, str | None]:
+    """The leg's quantity (closing part + opening part) or None, and the reason that limited it."""
+    stop = _stop_reason(context, target)
+    if stop is not None:
+        return None, stop
+    gate = gate_reason(order, target, side, now)
+    if gate is not None:
+        details["gate"] = gate[0]
+        details.update(gate[1])
+    state, step = target.state, target.instrument.qty_step
+    fraction, master_opening = master_split(order, context.master_position)
+    reason: str | None = None
+    closing = ZERO
+    if fraction > 0:
+        base = closable(state, side)
+        closing = base if fraction >= 1 else min(base, round_to_step(base * fraction, step))
+        details["close_fraction"] = format_decimal(fraction.quantize(Decimal("0.000001")))
+        details["close_qty"] = format_decimal(closing)
+        if base <= 0 and master_opening <= 0:
+            reason = "no_position"
+    opening = ZERO
+    if master_opening > 0 and gate is not None:
+        reason = gate[0]  # the gate cut the opening part; the closing part is still copied
+    elif master_opening > 0:
+        opening, reason = _opening(order, target, context, side, master_opening, closing, details)
+    total = closing + opening
+    details["open_qty"] = format_decimal(opening)
+    total, minimum = _minimums(order, target, context, total, details)
+    reason = minimum or reason
+    if total > 0:
+        return total, reason
+    return None, reason or "below_min_qty"
+
+
+def _opening(
+    order: OrderMessage,
+    target: FollowerTarget,
+    context: MasterContext,
+    side: Side,
+    master_opening: Decimal,
+    closing: Decimal,
+    details: dict[str, Any],
+) -> tuple[Decimal, str | None]:
+    """The part of the leg that adds exposure: sized by the subscription's mode, then capped."""
+    state, step = target.state, target.instrument.qty_step
+    sized = size_for(target.sizing, master_opening, order, context, state, step)
+    if isinstance(sized, SizingSkip):
+        details.update(sized.details)
+        return ZERO, sized.reason
+    details["raw_qty"] = format_decimal(sized.raw_qty)
+    if target.sizing.mode == "equity_ratio":
+        details["master_equity"] = _fmt(context.master_equity)
+    if target.sizing.mode in ("equity_ratio", "risk_percent"):
+        details["follower_equity"] = _fmt(state.equity)
+    opening, reason = _apply_caps(
+        sized.qty, closing, side, order.symbol, target.caps, state, context, step, details
+    )
+    if sized.qty <= 0 and closing <= 0:
+        reason = "below_min_qty"
+    return opening, reason
+
+
+def _minimums(
+    order: OrderMessage,
+    target: FollowerTarget,
+    context: MasterContext,
+    total: Decimal,
+    details: dict[str, Any],
+) -> tuple[Decimal, str | None]:
+    """The instrument's minimum quantity and notional: below either, nothing is sent."""
+    instrument = target.instrument
+    if total > 0 and total < instrument.minimum_qty:
+        details["min_qty"] = format_decimal(instrument.minimum_qty)
+        return ZERO, "below_min_qty"
+    price = order.limit_price or context.reference_price
+    if total > 0 and instrument.min_notional > 0 and price is not None:
+        if total * price < instrument.min_notional:
+            details["min_notional"] = format_decimal(instrument.min_notional)
+            return ZERO, "below_min_notional"
+    return total, None
 
 
 def plan(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -109,6 +110,24 @@ class SubscriptionOut(BaseModel):
     paused: bool
     created_at: datetime
     updated_at: datetime
+    # Set once the follower ended it with positions=follow_exits|close: nothing new opens, the
+    # master's exits are still copied until the copied positions are flat, then it is removed.
+    ending_at: datetime | None = None
+
+
+class PositionsChoice(StrEnum):
+    """What ending a subscription does with the positions it copied."""
+
+    FOLLOW_EXITS = "follow_exits"
+    CLOSE = "close"
+    KEEP = "keep"
+
+
+class HaltRequest(Strict):
+    """Optional body of the halt routes: `flatten` also cancels resting copies and closes the
+    copied positions in the halt's scope (exactly once, through the leg machinery)."""
+
+    flatten: bool = False
 
 
 _CLIENT_ORDER_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -192,6 +211,7 @@ class CancelAccepted(BaseModel):
 class HaltState(BaseModel):
     scope: str
     halted: bool
+    flatten_request_id: str | None = None
 
 
 class OrderOut(BaseModel):

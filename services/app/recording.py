@@ -64,6 +64,7 @@ class Recorder:
                     state=merge_state(
                         snapshot.states.get(target.account_id, FollowerState()),
                         risk.get(target.account_id),
+                        target.subscription_id,
                         order.symbol,
                     ),
                 )
@@ -87,14 +88,19 @@ class Recorder:
         return mine
 
 
-def merge_state(snapshot: FollowerState, risk: RiskRow | None, symbol: str) -> FollowerState:
-    """Broker snapshot + the locked ledger and day counter of one follower account."""
+def merge_state(
+    snapshot: FollowerState, risk: RiskRow | None, subscription_id: str, symbol: str
+) -> FollowerState:
+    """Broker snapshot + the locked ledger of one subscription and the day counter of its
+    account: the subscription's own copies, and what the account's other subscriptions hold."""
     if risk is None:
         return snapshot
-    ledger_symbols = frozenset(s for s, qty in risk.positions.items() if qty != 0)
+    own = risk.copies.get(subscription_id, {})
+    ledger_symbols = frozenset(s for s, qty in own.items() if qty != 0)
     return replace(
         snapshot,
-        copy_position=risk.positions.get(symbol, ZERO),
+        copy_position=own.get(symbol, ZERO),
+        other_copies=risk.others(subscription_id, symbol),
         open_symbols=snapshot.open_symbols | ledger_symbols,
         orders_today=risk.orders_today,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Set
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,15 +15,17 @@ from typing import Any
 
 from replication.errors import BrokerError, Rejected
 from replication.ids import client_order_id
-from replication.model import FollowerState, Instrument, MasterContext
-from replication.plan import plan_leg
+from replication.model import FollowerState, FollowerTarget, Instrument, MasterContext
+from replication.plan import gate_reason, plan_leg
 from replication.ports import Broker
 from replication.state import TERMINAL, LegStatus
-from schemas.common import OrderType
+from schemas.common import OrderType, Side
+from schemas.messages import OrderMessage
 from services.app.order_messages import order_message_from_row
 from services.app.sending import cancel_and_confirm, look_up, or_existing, outcome_from_order
 from services.app.targets import target_from
 from services.infra.brokerage import broker_day
+from services.infra.db.repositories.halts import GLOBAL_HALT_SCOPE, master_halt_scope
 from services.infra.db.repositories.legs import (
     ClaimedLeg,
     Leg,
@@ -49,9 +52,13 @@ def replanned_qty(
     order: MasterOrder,
     subscription: Target | None,
     copy_position_now: Decimal,
+    halts: Set[str] = frozenset(),
 ) -> tuple[Decimal | None, str | None]:
     """The leg's quantity for the new version of its master order, with the same sizing and the
-    inputs recorded when the leg was planned (equities, reference price, positions)."""
+    inputs recorded when the leg was planned (equities, reference price, positions).
+
+    Under a gate (a halt, a pause, an ended subscription, a symbol or side filter) a replace may
+    shrink or reprice the open copy, never grow it: growth is refused with the gate's name."""
     if leg.action == "master":
         return Decimal(order.qty), None
     if subscription is None:
@@ -80,12 +87,43 @@ def replanned_qty(
         copy_position=copy_position_now - own,
     )
     target = replace(
-        target_from(replace(subscription, paused=False, account_halted=False)),
+        target_from(replace(subscription, paused=False, account_halted=False, ending=False)),
         state=state,
         instrument=Instrument(message.symbol, qty_step=_decimal(details, "qty_step") or Decimal(1)),
     )
-    planned = plan_leg(message, target, context, datetime.now(UTC))
+    now = datetime.now(UTC)
+    planned = plan_leg(message, target, context, now)
+    gate = _replace_gate(message, target, subscription, halts, now)
+    if gate is not None and planned.qty is not None and planned.qty > leg_qty:
+        return leg_qty, f"replace_growth_refused: {gate}"
     return planned.qty, planned.reason
+
+
+def _replace_gate(
+    message: OrderMessage,
+    sized: FollowerTarget,
+    subscription: Target,
+    halts: Set[str],
+    now: datetime,
+) -> str | None:
+    """What stops this copy from growing now (the signal age does not apply: a replace is the
+    master's own later instruction)."""
+    if GLOBAL_HALT_SCOPE in halts:
+        return "global_halt"
+    if master_halt_scope(message.master_id) in halts:
+        return "master_halted"
+    target = replace(
+        sized,
+        paused=subscription.paused,
+        account_halted=subscription.account_halted,
+        ending=subscription.ending,
+        filters=sized.filters.model_copy(update={"max_signal_age_ms": None}),
+    )
+    side = message.side
+    if target.filters.reverse:
+        side = Side.SELL if message.side is Side.BUY else Side.BUY
+    gate = gate_reason(message, target, side, now)
+    return None if gate is None else gate[0]
 
 
 @dataclass(frozen=True)
@@ -100,6 +138,7 @@ class _Replace:
     new_cid: str  # derived from the version: a replace that reached the broker is found again
     deadline_s: float
     recheck_s: float
+    halts: Set[str]
 
     @property
     def leg_id(self) -> str:
@@ -137,11 +176,12 @@ async def replace_leg(
     subscription: Target | None,
     deadline_s: float,
     recheck_s: float,
+    halts: Set[str] = frozenset(),
 ) -> SettledLeg | None:
     """Replace one leg at its broker; returns the updated leg row, or None to retry later."""
     version = int(order.version)
     new_cid = client_order_id(str(leg.order_id), str(leg.account_id), f"{leg.action}:v{version}")
-    job = _Replace(engine, broker, leg, order, version, new_cid, deadline_s, recheck_s)
+    job = _Replace(engine, broker, leg, order, version, new_cid, deadline_s, recheck_s, halts)
     found = await job.look_up(new_cid)
     if found is not None and found.status is not LegStatus.UNKNOWN:
         # An earlier attempt's replace reached the broker: record it, never send it again.
@@ -161,10 +201,14 @@ async def _reserve(job: _Replace, subscription: Target | None) -> tuple[Decimal 
         day = broker_day(leg.broker, datetime.now(UTC))
         risk = await lock_risk(conn, [str(leg.account_id)], day, leg.symbol)
         ledger = risk.get(str(leg.account_id))
-        copy_now = ledger.positions.get(leg.symbol, Decimal(0)) if ledger else Decimal(0)
-        qty, reason = replanned_qty(leg, job.order, subscription, copy_now)
+        copy_now = (
+            ledger.copied(str(leg.subscription_id), leg.symbol)
+            if ledger and leg.subscription_id
+            else Decimal(0)
+        )
+        qty, reason = replanned_qty(leg, job.order, subscription, copy_now, job.halts)
         if qty is not None:
-            qty = await reserve_replace(conn, leg, job.version, qty)
+            qty = await reserve_replace(conn, leg, job.version, qty, reason)
     return qty, reason
 
 

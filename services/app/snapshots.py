@@ -263,7 +263,10 @@ class Snapshots:
             order, plan.master_position
         )
 
-        active = [t for t in targets if not (t.paused or t.account_halted)]
+        # A gated follower takes no new exposure, but its copies still follow the master's exits.
+        active = [
+            t for t in targets if exit_order or not (t.paused or t.account_halted or t.ending)
+        ]
         if plan.master_position_unavailable:
             states = {
                 t.account_id: FollowerState(unavailable="master_position_unavailable")

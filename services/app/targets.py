@@ -43,6 +43,7 @@ def target_from(row: Target) -> FollowerTarget:
         filters=Filters.model_validate(row.filters),
         paused=bool(row.paused),
         account_halted=bool(row.account_halted),
+        ending=row.ending,
     )
 
 

@@ -20,14 +20,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
+from services.app.flattening import Flattener
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
-from services.app.sending import cancel_and_confirm, look_up, place_once, request_from_row
+from services.app.sending import (
+    Sender,
+    cancel_and_confirm,
+    look_up,
+    place_once,
+    request_from_row,
+)
 from services.app.settling import Settler
 from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
+from services.infra.db.repositories.flattens import end_flat_subscriptions
+from services.infra.db.repositories.halts import halt_scopes
 from services.infra.db.repositories.leases import (
     claim_cancels,
     claim_in_doubt,
@@ -65,6 +74,17 @@ class Sweeper:
         self.cipher = cipher
         self.factory = factory
         self.settler = Settler(engine, nc, self.master_positions)
+        sender = Sender(
+            engine,
+            factory,
+            cipher,
+            settings.leg_lease_s,
+            settings.unknown_recheck_s,
+            settings.max_concurrent_per_host,
+        )
+        self.flattener = Flattener(
+            engine, factory, cipher, sender, self.settler, settings.leg_lease_s
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
@@ -80,6 +100,8 @@ class Sweeper:
                 busy = await self.cancel_once() or busy
                 busy = await self.replace_once() or busy
                 busy = await self.refresh_once() or busy
+                busy = await self.flattener.flatten_once() or busy
+                await self.end_subscriptions()
                 await self.republish_outbox()
             except asyncio.CancelledError:
                 raise
@@ -156,6 +178,7 @@ class Sweeper:
             subscriptions = await subscriptions_by_ids(
                 conn, [str(r.subscription_id) for r in claimed if r.subscription_id]
             )
+            halts = await halt_scopes(conn)  # a halted copy may shrink, never grow
         deadline = self.settings.leg_lease_s * 0.5
         results = await asyncio.gather(
             *(
@@ -167,6 +190,7 @@ class Sweeper:
                     subscriptions.get(str(row.subscription_id)) if row.subscription_id else None,
                     deadline,
                     self.settings.unknown_recheck_s,
+                    halts,
                 )
                 for row in claimed
             ),
@@ -192,7 +216,8 @@ class Sweeper:
         if found is None or found.status not in TERMINAL:
             return None  # still open or unknown: the lease runs out and the next pass tries again
         if found.status is LegStatus.CANCELED:
-            found = replace(found, reason="master_canceled")
+            reason = "flatten" if row.cancel_requested_at is not None else "master_canceled"
+            found = replace(found, reason=reason)
         SWEEPER_LEGS.labels(
             "canceled" if found.status is LegStatus.CANCELED else "cancel_late"
         ).inc()
@@ -245,6 +270,13 @@ class Sweeper:
             deadline,
             settings.unknown_recheck_s,
         )
+
+    async def end_subscriptions(self) -> None:
+        """Remove ended subscriptions once the master's exits have flattened their copies."""
+        async with self.engine.begin() as conn:
+            ended = await end_flat_subscriptions(conn)
+        if ended:
+            log.info("%d ended subscriptions are flat and removed", ended)
 
     async def republish_outbox(self) -> None:
         async with self.engine.connect() as conn:

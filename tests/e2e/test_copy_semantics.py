@@ -133,7 +133,8 @@ async def _sim_keys(api: Api, follower: dict[str, str]) -> dict[str, str]:
 
 
 async def test_caps_hold_under_concurrency(api: Api, symbol: str) -> None:
-    """20 orders from two masters at once, two workers: no cap is exceeded at the broker."""
+    """20 orders from two masters at once into accounts that copy both, two workers: no cap is
+    exceeded at the broker (max_position per subscription, max_orders_per_day per account)."""
     master_a_id, master_a = await api.user("master")
     account_a, _ = await api.sim_account(master_a)
     master_b_id, master_b = await api.user("master")
@@ -171,9 +172,15 @@ async def test_caps_hold_under_concurrency(api: Api, symbol: str) -> None:
         assert len(rows) == 20  # every leg accounted for: one per order
         statuses = Counter((row["status"], row["reason"]) for row in rows)
         if "max_position" in follower["caps"]:
+            # The cap is each subscription's own: 25 copied from each master (copies belong to
+            # the subscription that made them), so 50 in the account at the broker.
             position = sum(D(o["filled_qty"]) for o in mine)
-            assert position <= 25, (position, statuses)
-            assert position == 25  # clamped to the cap, not short of it
+            assert position <= 50, (position, statuses)
+            assert position == 50  # clamped to the caps, not short of them
+            per_master = Counter()
+            for row in rows:
+                per_master[row["master_id"]] += D(row["filled_qty"])
+            assert per_master == {master_a_id: 25, master_b_id: 25}, per_master
             assert statuses[("skipped", "cap_max_position")] >= 1
         else:
             assert len(mine) == 3, statuses

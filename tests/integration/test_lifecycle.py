@@ -43,7 +43,7 @@ async def _status_and_ledger(
         ).scalar_one()
         ledger = (
             await conn.execute(
-                text("SELECT coalesce(sum(qty), 0) FROM risk_positions WHERE account_id = :a"),
+                text("SELECT coalesce(sum(qty), 0) FROM copy_positions WHERE account_id = :a"),
                 {"a": account_id},
             )
         ).scalar_one()

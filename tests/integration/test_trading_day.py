@@ -23,7 +23,7 @@ def _leg(account_id: str, broker: str) -> PlannedLeg:
     return PlannedLeg(
         leg_id=str(uuid.uuid4()),
         order_id=str(uuid.uuid4()),
-        subscription_id=None,
+        subscription_id=str(uuid.uuid4()),
         follower_id=str(uuid.uuid4()),
         account_id=account_id,
         broker=broker,

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from schemas.api import AccountCreate, AccountOut
+from schemas.api import AccountCreate, AccountOut, HaltRequest
 from services.api.deps import Auth, Container, Deps
 from services.api.errors import AccountNotFound
 from services.api.views import account_out
@@ -18,6 +18,7 @@ from services.infra.db.repositories.accounts import (
     insert_account,
     set_account_halted,
 )
+from services.infra.db.repositories.flattens import request_flatten
 
 router = APIRouter()
 
@@ -44,17 +45,23 @@ async def list_accounts(user: Auth, c: Deps) -> list[AccountOut]:
         return [account_out(row) for row in await accounts_of_user(conn, user.user_id)]
 
 
-async def _set_halted(account_id: UUID, user: Principal, c: Container, halted: bool) -> AccountOut:
+async def _set_halted(
+    account_id: UUID, user: Principal, c: Container, halted: bool, flatten: bool = False
+) -> AccountOut:
     async with c.engine.begin() as conn:
         row = await set_account_halted(conn, str(account_id), user.user_id, halted)
-    if row is None:
-        raise AccountNotFound()
+        if row is None:
+            raise AccountNotFound()
+        if flatten:
+            await request_flatten(conn, f"account:{account_id}", user.user_id)
     return account_out(row)
 
 
 @router.post("/v1/accounts/{account_id}/halt", response_model=AccountOut)
-async def halt(account_id: UUID, user: Auth, c: Deps) -> AccountOut:
-    return await _set_halted(account_id, user, c, True)
+async def halt(
+    account_id: UUID, user: Auth, c: Deps, body: HaltRequest | None = None
+) -> AccountOut:
+    return await _set_halted(account_id, user, c, True, body is not None and body.flatten)
 
 
 @router.post("/v1/accounts/{account_id}/resume", response_model=AccountOut)

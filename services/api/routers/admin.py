@@ -7,10 +7,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from schemas.api import HaltState
+from schemas.api import HaltRequest, HaltState
 from services.api.deps import Auth, Container, Deps, require
 from services.api.errors import MasterNotFound
 from services.infra.auth import Principal
+from services.infra.db.repositories.flattens import request_flatten
 from services.infra.db.repositories.halts import (
     GLOBAL_HALT_SCOPE,
     halt_scopes,
@@ -24,12 +25,23 @@ log = logging.getLogger("copytrade.api")
 router = APIRouter()
 
 
-async def _halt(user: Principal, c: Container, scope: str, halted: bool) -> HaltState:
+async def _halt(
+    user: Principal, c: Container, scope: str, halted: bool, flatten: bool = False
+) -> HaltState:
     require(user, "admin")
+    request_id = None
     async with c.engine.begin() as conn:
         await set_halt(conn, scope, user.user_id, halted)
-    log.warning("admin %s %s %s", user.user_id, "halted" if halted else "resumed", scope)
-    return HaltState(scope=scope, halted=halted)
+        if flatten:
+            request_id = await request_flatten(conn, scope, user.user_id)
+    log.warning(
+        "admin %s %s %s%s",
+        user.user_id,
+        "halted" if halted else "resumed",
+        scope,
+        " and asked to flatten" if flatten else "",
+    )
+    return HaltState(scope=scope, halted=halted, flatten_request_id=request_id)
 
 
 async def _master_scope(master_id: UUID, c: Container) -> str:
@@ -40,29 +52,38 @@ async def _master_scope(master_id: UUID, c: Container) -> str:
     return master_halt_scope(str(master_id))
 
 
-@router.post("/v1/admin/halt", response_model=HaltState)
-async def global_halt(user: Auth, c: Deps) -> HaltState:
-    return await _halt(user, c, GLOBAL_HALT_SCOPE, True)
+@router.post("/v1/admin/halt", response_model=HaltState, response_model_exclude_none=True)
+async def global_halt(user: Auth, c: Deps, body: HaltRequest | None = None) -> HaltState:
+    return await _halt(user, c, GLOBAL_HALT_SCOPE, True, body is not None and body.flatten)
 
 
-@router.post("/v1/admin/resume", response_model=HaltState)
+@router.post("/v1/admin/resume", response_model=HaltState, response_model_exclude_none=True)
 async def global_resume(user: Auth, c: Deps) -> HaltState:
     return await _halt(user, c, GLOBAL_HALT_SCOPE, False)
 
 
-@router.post("/v1/admin/masters/{master_id}/halt", response_model=HaltState)
-async def master_halt(master_id: UUID, user: Auth, c: Deps) -> HaltState:
+@router.post(
+    "/v1/admin/masters/{master_id}/halt", response_model=HaltState, response_model_exclude_none=True
+)
+async def master_halt(
+    master_id: UUID, user: Auth, c: Deps, body: HaltRequest | None = None
+) -> HaltState:
     require(user, "admin")  # before the lookup: a non-admin learns nothing about masters
-    return await _halt(user, c, await _master_scope(master_id, c), True)
+    flatten = body is not None and body.flatten
+    return await _halt(user, c, await _master_scope(master_id, c), True, flatten)
 
 
-@router.post("/v1/admin/masters/{master_id}/resume", response_model=HaltState)
+@router.post(
+    "/v1/admin/masters/{master_id}/resume",
+    response_model=HaltState,
+    response_model_exclude_none=True,
+)
 async def master_resume(master_id: UUID, user: Auth, c: Deps) -> HaltState:
     require(user, "admin")
     return await _halt(user, c, await _master_scope(master_id, c), False)
 
 
-@router.get("/v1/admin/halts", response_model=list[HaltState])
+@router.get("/v1/admin/halts", response_model=list[HaltState], response_model_exclude_none=True)
 async def halts(user: Auth, c: Deps) -> list[HaltState]:
     require(user, "admin")
     async with c.engine.connect() as conn:

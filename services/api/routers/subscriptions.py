@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
-from schemas.api import SubscriptionCreate, SubscriptionOut, SubscriptionPatch
+from schemas.api import PositionsChoice, SubscriptionCreate, SubscriptionOut, SubscriptionPatch
 from services.api.deps import Auth, Deps, require
 from services.api.errors import (
     AccountNotFound,
@@ -19,9 +19,14 @@ from services.api.errors import (
 from services.api.views import subscription_out
 from services.infra.db.repositories.accounts import get_account
 from services.infra.db.repositories.base import Conflict
+from services.infra.db.repositories.flattens import (
+    drop_subscription,
+    end_flat_subscriptions,
+    end_subscription,
+    request_flatten,
+)
 from services.infra.db.repositories.subscriptions import (
     insert_subscription,
-    remove_subscription,
     subscriptions_of_follower,
     update_subscription,
 )
@@ -81,9 +86,25 @@ async def patch_subscription(
 
 
 @router.delete("/v1/subscriptions/{subscription_id}", status_code=204)
-async def delete_subscription(subscription_id: UUID, user: Auth, c: Deps) -> Response:
+async def delete_subscription(
+    subscription_id: UUID,
+    user: Auth,
+    c: Deps,
+    positions: PositionsChoice = PositionsChoice.FOLLOW_EXITS,
+) -> Response:
+    """End a subscription. `follow_exits` (default): nothing new opens, the master's exits are
+    copied until the copied positions are flat, then it is removed; `close`: the same, and its
+    copied positions are closed now; `keep`: removed now, the positions become the follower's."""
+    sid = str(subscription_id)
     async with c.engine.begin() as conn:
-        deleted = await remove_subscription(conn, str(subscription_id), user.user_id)
-    if not deleted:
+        if positions is PositionsChoice.KEEP:
+            found = await drop_subscription(conn, sid, user.user_id)
+        else:
+            found = await end_subscription(conn, sid, user.user_id)
+            if found and positions is PositionsChoice.CLOSE:
+                await request_flatten(conn, f"subscription:{sid}", user.user_id)
+            if found:
+                await end_flat_subscriptions(conn)  # nothing copied: it ends at once
+    if not found:
         raise SubscriptionNotFound()
     return Response(status_code=204)

@@ -71,11 +71,12 @@ async def claim_stale_open(
 
 
 async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
-    """Open legs of orders whose master asked to cancel."""
+    """Open legs of orders whose master asked to cancel, and copies a kill switch asked to
+    cancel (flatten)."""
     return await _claim(
         conn,
         "SELECT l.id FROM legs l JOIN master_orders o ON o.id = l.order_id "
-        "WHERE o.cancel_requested_at IS NOT NULL "
+        "WHERE (o.cancel_requested_at IS NOT NULL OR l.cancel_requested_at IS NOT NULL) "
         "AND l.status = ANY(CAST(:open_at_broker AS text[])) "
         "AND (l.lease_expires_at IS NULL OR l.lease_expires_at < now()) "
         "LIMIT :limit FOR UPDATE OF l SKIP LOCKED",

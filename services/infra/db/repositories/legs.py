@@ -24,7 +24,7 @@ from replication.state import (
     can_transition,
 )
 from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as
-from services.infra.db.repositories.risk import add_to_ledger
+from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class SettledLeg:
     id: UUID
     order_id: UUID
     master_id: UUID
+    subscription_id: UUID | None
     follower_id: UUID | None
     account_id: UUID
     action: str
@@ -87,6 +88,7 @@ class Leg:
     updated_at: datetime
     settled_at: datetime | None
     version: int
+    cancel_requested_at: datetime | None  # a kill switch asked to cancel this copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,17 +212,19 @@ _UNFILLED_END = frozenset(s.value for s in UNFILLED_END)
 
 async def release_unfilled(conn: AsyncConnection, rows: Sequence[SettledLeg]) -> None:
     """Give back the ledger reservation of follower legs that ended without (full) fills."""
-    ids, symbols, deltas = [], [], []
+    entries = []
     for row in rows:
-        if row.status not in _UNFILLED_END or row.action == "master" or row.qty is None:
+        if row.status not in _UNFILLED_END or row.subscription_id is None or row.qty is None:
             continue
         unfilled = row.qty - (row.filled_qty or 0)
-        if unfilled <= 0:
-            continue
-        ids.append(str(row.account_id))
-        symbols.append(row.symbol)
-        deltas.append(-unfilled if row.side == "buy" else unfilled)
-    await add_to_ledger(conn, ids, symbols, deltas)
+        if unfilled > 0:
+            entries.append(_entry(row, -unfilled if row.side == "buy" else unfilled))
+    await add_to_ledger(conn, entries)
+
+
+def _entry(leg: Leg | SettledLeg, delta: Decimal) -> LedgerEntry:
+    assert leg.subscription_id is not None, "only follower legs hold copies"
+    return LedgerEntry(str(leg.subscription_id), str(leg.account_id), leg.symbol, delta)
 
 
 async def known_client_ids(
@@ -237,22 +241,26 @@ async def known_client_ids(
     return {str(row[0]) for row in rows.all()}
 
 
-async def reserve_replace(conn: AsyncConnection, leg: Leg, version: int, qty: Decimal) -> Decimal:
+async def reserve_replace(
+    conn: AsyncConnection, leg: Leg, version: int, qty: Decimal, note: str | None = None
+) -> Decimal:
     """Record the planned quantity of a leg's replace once per version, reserving its ledger
-    change; a second call for the same version returns the first plan without reserving again."""
+    change; a second call for the same version returns the first plan without reserving again.
+    `note` (why the quantity differs from the master's, e.g. growth refused) is kept with it."""
     details = dict(leg.details or {})
     pending = details.get("pending_replace")
     if pending and pending["version"] == version:
         return Decimal(pending["qty"])
     delta = qty - (leg.qty or Decimal(0))
     details["pending_replace"] = {"version": version, "qty": str(qty), "delta": str(delta)}
+    if note:
+        details["pending_replace"]["note"] = note
     await conn.execute(
         text("UPDATE legs SET details = CAST(:d AS jsonb) WHERE id = :id"),
         {"d": json.dumps(details), "id": str(leg.id)},
     )
-    if leg.action != "master" and delta != 0:
-        signed = delta if leg.side == "buy" else -delta
-        await add_to_ledger(conn, [str(leg.account_id)], [leg.symbol], [signed])
+    if leg.subscription_id is not None and delta != 0:
+        await add_to_ledger(conn, [_entry(leg, delta if leg.side == "buy" else -delta)])
     return qty
 
 
@@ -263,16 +271,16 @@ async def _settle_reservation(
     `replaced`) or given back to the ledger when the replace did not happen."""
     details = dict(row.details or {})
     pending = details.pop("pending_replace", None)
-    if pending and not keep_reservation and row.action != "master":
+    if pending and not keep_reservation and row.subscription_id is not None:
         delta = Decimal(pending["delta"])
-        signed = delta if row.side == "buy" else -delta
-        await add_to_ledger(conn, [str(row.account_id)], [row.symbol], [-signed])
+        await add_to_ledger(conn, [_entry(row, -delta if row.side == "buy" else delta)])
     if keep_reservation:
         details.setdefault("replaced", []).append(
             {
                 "version": version,
                 "from_qty": str(row.qty),
                 "from_broker_order_id": row.broker_order_id,
+                **({"note": pending["note"]} if pending and pending.get("note") else {}),
             }
         )
     return details

@@ -1,5 +1,9 @@
 """Risk state: the copy ledger and the day counters, locked in account order so caps hold across
-workers."""
+workers.
+
+The copy ledger is per (subscription, symbol): copies belong to the subscription that made
+them, so one master's exits, position fractions and max_position act on that master's copies
+only, even when a follower account copies several masters; an account's total is the sum."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,25 +20,60 @@ from replication.model import PlannedLeg
 from services.infra.db.repositories.base import fetch_all
 
 _LEDGER_UPSERT = (
-    "INSERT INTO risk_positions (account_id, symbol, qty) "
-    "SELECT a, s, sum(q) FROM unnest(CAST(:a AS uuid[]), CAST(:s AS text[]), "
-    "CAST(:q AS numeric[])) AS v(a, s, q) GROUP BY a, s ORDER BY a, s "
-    "ON CONFLICT (account_id, symbol) DO UPDATE SET qty = risk_positions.qty + EXCLUDED.qty"
+    "INSERT INTO copy_positions (subscription_id, account_id, symbol, qty) "
+    "SELECT b, a, s, sum(q) FROM unnest(CAST(:b AS uuid[]), CAST(:a AS uuid[]), "
+    "CAST(:s AS text[]), CAST(:q AS numeric[])) AS v(b, a, s, q) "
+    "GROUP BY b, a, s ORDER BY b, s "
+    "ON CONFLICT (subscription_id, symbol) DO UPDATE SET qty = copy_positions.qty + EXCLUDED.qty"
 )
 
 
-async def add_to_ledger(
-    conn: AsyncConnection, account_ids: list[str], symbols: list[str], deltas: list[Decimal]
-) -> None:
-    if not account_ids:
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """A signed change of one subscription's copied position in one symbol."""
+
+    subscription_id: str
+    account_id: str
+    symbol: str
+    delta: Decimal
+
+
+async def add_to_ledger(conn: AsyncConnection, entries: Sequence[LedgerEntry]) -> None:
+    if not entries:
         return
-    await conn.execute(text(_LEDGER_UPSERT), {"a": account_ids, "s": symbols, "q": deltas})
+    await conn.execute(
+        text(_LEDGER_UPSERT),
+        {
+            "b": [e.subscription_id for e in entries],
+            "a": [e.account_id for e in entries],
+            "s": [e.symbol for e in entries],
+            "q": [e.delta for e in entries],
+        },
+    )
 
 
 @dataclass(frozen=True)
 class RiskRow:
+    """One follower account's locked risk state: its day counter and its copied positions,
+    by subscription (symbol → signed quantity, non-zero; see lock_risk)."""
+
     orders_today: int
-    positions: dict[str, Decimal]  # symbol → signed ledger quantity (non-zero; see lock_risk)
+    copies: dict[str, dict[str, Decimal]]
+
+    def copied(self, subscription_id: str, symbol: str) -> Decimal:
+        """This subscription's copied position in `symbol`."""
+        return self.copies.get(subscription_id, {}).get(symbol, Decimal(0))
+
+    def others(self, subscription_id: str, symbol: str) -> Decimal:
+        """What the account's other subscriptions copied in `symbol`."""
+        return sum(
+            (
+                held.get(symbol, Decimal(0))
+                for sub, held in self.copies.items()
+                if sub != subscription_id
+            ),
+            Decimal(0),
+        )
 
 
 def _day_of(day: date | Mapping[str, date], account_id: str) -> date:
@@ -41,22 +81,10 @@ def _day_of(day: date | Mapping[str, date], account_id: str) -> date:
     return day if isinstance(day, date) else day[account_id]
 
 
-async def lock_risk(
-    conn: AsyncConnection,
-    account_ids: Sequence[str],
-    day: date | Mapping[str, date],
-    symbol: str,
-    every_symbol_for: Collection[str] = (),
-) -> dict[str, RiskRow]:
-    """Lock the risk rows of these accounts (in id order, so concurrent workers never deadlock)
-    and read their day counters and ledger. Hold the transaction until the legs are recorded.
-
-    The ledger read is `symbol` only, plus every open symbol of the accounts in
-    `every_symbol_for` (those with a max-open-positions cap): a follower with thousands of
-    copied positions does not make every order read all of them."""
-    if not account_ids:
-        return {}
-    ids = sorted(set(account_ids))
+async def _lock_counters(
+    conn: AsyncConnection, ids: list[str], day: date | Mapping[str, date]
+) -> list[dict[str, Any]]:
+    """Lock the day counters of these accounts in id order (creating missing rows first)."""
     lock = text(
         "SELECT account_id, trading_day, orders_today FROM risk_accounts "
         "WHERE account_id = ANY(CAST(:ids AS uuid[])) ORDER BY account_id FOR UPDATE"
@@ -76,26 +104,49 @@ async def lock_risk(
             {"ids": missing, "days": [_day_of(day, a) for a in missing]},
         )
         counters += fetch_all(await conn.execute(lock, {"ids": missing}))
+    return counters
+
+
+async def lock_risk(
+    conn: AsyncConnection,
+    account_ids: Sequence[str],
+    day: date | Mapping[str, date],
+    symbol: str,
+    every_symbol_for: Collection[str] = (),
+) -> dict[str, RiskRow]:
+    """Lock the risk rows of these accounts (in id order, so concurrent workers never deadlock)
+    and read their day counters and ledger. Hold the transaction until the legs are recorded.
+
+    The ledger read is `symbol` only, plus every open symbol of the accounts in
+    `every_symbol_for` (those with a max-open-positions cap): a follower with thousands of
+    copied positions does not make every order read all of them."""
+    if not account_ids:
+        return {}
+    ids = sorted(set(account_ids))
+    counters = await _lock_counters(conn, ids, day)
     # A statement of its own, after the locks: it sees every ledger change committed before.
     ledger = fetch_all(
         await conn.execute(
             text(
-                "SELECT account_id, symbol, qty FROM risk_positions "
+                "SELECT account_id, subscription_id, symbol, qty FROM copy_positions "
                 "WHERE account_id = ANY(CAST(:ids AS uuid[])) AND qty <> 0 "
                 "AND (symbol = :symbol OR account_id = ANY(CAST(:wide AS uuid[])))"
             ),
             {"ids": ids, "symbol": symbol, "wide": sorted(set(every_symbol_for))},
         )
     )
-    positions: dict[str, dict[str, Decimal]] = {}
+    positions: dict[str, dict[str, dict[str, Decimal]]] = {}
     for row in ledger:
-        positions.setdefault(str(row["account_id"]), {})[row["symbol"]] = Decimal(row["qty"])
+        by_subscription = positions.setdefault(str(row["account_id"]), {})
+        by_subscription.setdefault(str(row["subscription_id"]), {})[row["symbol"]] = Decimal(
+            row["qty"]
+        )
     return {
         str(row["account_id"]): RiskRow(
             orders_today=int(row["orders_today"])
             if row["trading_day"] == _day_of(day, str(row["account_id"]))
             else 0,
-            positions=positions.get(str(row["account_id"]), {}),
+            copies=positions.get(str(row["account_id"]), {}),
         )
         for row in counters
     }
@@ -120,6 +171,7 @@ async def spend_risk(
         {
             "ca": list(days),
             "cd": list(days.values()),
+            "b": [leg.subscription_id for leg in planned],
             "a": [leg.account_id for leg in planned],
             "s": [leg.symbol for leg in planned],
             "q": [leg.signed_qty for leg in planned],

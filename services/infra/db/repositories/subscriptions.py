@@ -35,6 +35,7 @@ class Subscription:
     paused: bool
     created_at: datetime
     updated_at: datetime
+    ending_at: datetime | None  # ended by the follower; its copies still follow exits
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +55,15 @@ class Target:
     credentials: bytes
     subscription_version: datetime
     account_version: datetime
+    ending: bool = False
 
 
 _SUBSCRIPTION_COLUMNS = columns(Subscription)
 _TARGET_SELECT = (
     "SELECT s.id AS subscription_id, s.follower_id, s.account_id, s.sizing, s.caps, "
     "s.filters, s.paused, a.halted AS account_halted, a.broker, a.credentials, "
-    "s.updated_at AS subscription_version, a.updated_at AS account_version "
+    "s.updated_at AS subscription_version, a.updated_at AS account_version, "
+    "s.ending_at IS NOT NULL AS ending "
     "FROM subscriptions s JOIN accounts a ON a.id = s.account_id "
 )
 
