@@ -7,12 +7,47 @@ HTTP/1.1 on http:// unless HTTP/1.1 is switched off.
 
 from __future__ import annotations
 
+import json as jsonlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 import httpx
+from pyreqwest import exceptions as rq
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.http import HeaderMap
 
 from brokers.lean import LeanTransport
+
+
+class HttpReply(Protocol):
+    """What an adapter reads from an answer (httpx.Response is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def is_success(self) -> bool: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+class HttpApi(Protocol):
+    """What an adapter calls (httpx.AsyncClient is one): `url` is a path on the base URL."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply: ...
 
 
 @dataclass(frozen=True)
@@ -27,6 +62,7 @@ class HttpSettings:
     # "h1": httpx's HTTP/1.1 pool. Chosen by measurement (README, "Performance").
     transport: str = "lean"
     lean_max_connections: int = 512
+    ca_file: str | None = None
 
 
 _USER_AGENT = "copytrade"
@@ -124,6 +160,115 @@ class BrokerClient(httpx.AsyncClient):
             await response.aclose()
             raise
         return response
+
+
+# pyreqwest's failures as httpx's, so `brokers.transport` reads them the same way: connect
+# failures and pool waits were never sent; everything after (read, write, a broken stream) is
+# an unknown outcome. Most specific first.
+_ERRORS: tuple[tuple[type[rq.PyreqwestError], type[httpx.TransportError]], ...] = (
+    (rq.ConnectTimeoutError, httpx.ConnectTimeout),
+    (rq.PoolTimeoutError, httpx.PoolTimeout),
+    (rq.ReadTimeoutError, httpx.ReadTimeout),
+    (rq.WriteTimeoutError, httpx.WriteTimeout),
+    (rq.RequestTimeoutError, httpx.ReadTimeout),
+    (rq.ConnectError, httpx.ConnectError),
+    (rq.ReadError, httpx.ReadError),
+    (rq.WriteError, httpx.WriteError),
+    (rq.NetworkError, httpx.NetworkError),
+)
+
+
+def _as_httpx(exc: rq.PyreqwestError) -> httpx.TransportError:
+    for theirs, ours in _ERRORS:
+        if isinstance(exc, theirs):
+            return ours(str(exc))
+    return httpx.RemoteProtocolError(str(exc))  # sent, then something broke: unknown
+
+
+class Reply:
+    """An answer read whole: status, headers (case-insensitive, as received) and body bytes."""
+
+    __slots__ = ("_headers", "content", "status_code")
+
+    def __init__(self, status_code: int, headers: HeaderMap, content: bytes) -> None:
+        self.status_code = status_code
+        self._headers = headers
+        self.content = content
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
+class H2Client:
+    """The pool's client for one broker host: `HttpApi` on one pyreqwest client.
+
+    Per call it builds one pyreqwest request (the path joined to the base URL in Rust, headers
+    passed as the adapter's own dict) and reads the body whole; no httpx Request, Response or
+    Headers object is made.
+    """
+
+    def __init__(self, base_url: str, settings: HttpSettings) -> None:
+        s = settings
+        builder = (
+            ClientBuilder()
+            .base_url(base_url.rstrip("/") + "/")
+            .user_agent(_USER_AGENT)
+            .connect_timeout(timedelta(seconds=s.connect_timeout_s))
+            .read_timeout(timedelta(seconds=s.read_timeout_s))
+            .pool_timeout(timedelta(seconds=s.pool_timeout_s))
+            .follow_redirects(False)
+            .default_cookie_store(False)
+            .tcp_nodelay(True)
+            .no_proxy()
+        )
+        if base_url.startswith("http://"):
+            builder = builder.http2_prior_knowledge()
+        if s.ca_file:
+            with open(s.ca_file, "rb") as pem:
+                builder = builder.add_root_certificate_pem(pem.read())
+        self._client: Client = builder.build()
+        self.base_url = base_url
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        builder = self._client.request(method, url.lstrip("/"))
+        if headers:
+            builder = builder.headers(headers)
+        if params:
+            builder = builder.query(params)
+        if json is not None:
+            builder = builder.body_json(json)
+        elif data is not None:
+            builder = builder.form(data)
+        try:
+            response = await builder.build().send()
+            content = await response.bytes()
+        except rq.PyreqwestError as exc:
+            raise _as_httpx(exc) from exc
+        return Reply(response.status, response.headers, content.to_bytes())
+
+    async def aclose(self) -> None:
+        await self._client.close()
 
 
 class HttpClientPool:
