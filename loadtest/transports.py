@@ -71,15 +71,6 @@ async def pool_candidate(
     return _through_adapter(pool.client(url), accounts), pool.aclose
 
 
-async def h2client(
-    url: str, accounts: list[Account]
-) -> tuple[Round, Callable[[], Awaitable[None]]]:
-    from brokers.http import H2Client
-
-    client = H2Client(url, HttpSettings())
-    return _through_adapter(client, accounts), client.aclose
-
-
 async def httpx_over_pyreqwest(
     url: str, accounts: list[Account]
 ) -> tuple[Round, Callable[[], Awaitable[None]]]:
@@ -117,7 +108,7 @@ async def raw_curl_cffi(
     from curl_cffi import CurlHttpVersion
     from curl_cffi.requests import AsyncSession
 
-    session = AsyncSession(
+    session: AsyncSession[Any] = AsyncSession(
         base_url=url, http_version=CurlHttpVersion.V2_PRIOR_KNOWLEDGE, max_clients=len(accounts)
     )
     body = json.dumps(BODY).encode()
@@ -151,13 +142,12 @@ async def raw_floor(
 
 CANDIDATES: dict[str, Callable[[str, list[Account]], Awaitable[Any]]] = {
     "adapter + httpx HTTP/2 (httpcore, h2)": lambda u, a: pool_candidate(
-        u, a, HttpSettings(transport="h2", max_connections=len(a), max_keepalive=len(a))
-    ),
-    "adapter + lean HTTP/1.1 (today's default)": lambda u, a: pool_candidate(
-        u, a, HttpSettings(transport="lean")
+        u, a, HttpSettings(transport="httpx", max_connections=len(a))
     ),
     "adapter + httpx API over pyreqwest HTTP/2": httpx_over_pyreqwest,
-    "adapter + H2Client (pyreqwest HTTP/2)": h2client,
+    "adapter + H2Client (pyreqwest HTTP/2, the default)": lambda u, a: pool_candidate(
+        u, a, HttpSettings(transport="reqwest")
+    ),
     "raw pyreqwest HTTP/2": raw_pyreqwest,
     "raw curl_cffi HTTP/2": raw_curl_cffi,
     "raw asyncio HTTP/1.1 (floor)": raw_floor,
