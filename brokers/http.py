@@ -15,6 +15,7 @@ client CPU per request is a fifth of httpx's HTTP/2 stack at the raw-client floo
 from __future__ import annotations
 
 import json as jsonlib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -156,8 +157,11 @@ class H2Client:
             .zstd(False)
             .no_proxy()
         )
-        if base_url.startswith("http://") and s.h2c:
-            builder = builder.http2_prior_knowledge()
+        if base_url.startswith("http://"):
+            if s.h2c:
+                builder = builder.http2_prior_knowledge()
+        else:
+            builder = builder.http2(True)  # offered in ALPN (pyreqwest's default is HTTP/1.1)
         if s.ca_file:
             with open(s.ca_file, "rb") as pem:
                 builder = builder.add_root_certificate_pem(pem.read())
@@ -217,7 +221,7 @@ class HttpClientPool:
                     http2=True,
                     # http:// speaks h2c with prior knowledge only with HTTP/1.1 switched off
                     http1=base_url.startswith("https://"),
-                    verify=s.ca_file or True,
+                    verify=ssl.create_default_context(cafile=s.ca_file) if s.ca_file else True,
                     limits=httpx.Limits(
                         max_connections=s.max_connections,
                         max_keepalive_connections=s.max_connections,

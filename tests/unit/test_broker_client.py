@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,12 @@ from brokers.http import H2Client, HttpClientPool, HttpSettings
 from brokers.transport import transport_error
 from replication.errors import Retryable, Unknown
 from tests.contract.servers import (
+    ROOT,
     RecordingServer,
     free_port,
     recording_server,
     simulator_process,
+    wait_until,
 )
 
 
@@ -149,3 +154,49 @@ async def test_a_request_the_server_received_is_never_called_unsent(h2c: bool) -
     assert received and received[0] > 0
     assert not isinstance(dropped.value, httpx.ConnectError | httpx.ConnectTimeout)
     assert isinstance(transport_error(dropped.value), Unknown)
+
+
+async def test_tls_simulator_negotiates_http2_and_http1_by_alpn(tmp_path: Path) -> None:
+    port = free_port()
+    tls_dir = tmp_path / "tls"
+    log = (tmp_path / "simulator.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brokers.sim", "--port", str(port), "--tls-dir", str(tls_dir)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"https://127.0.0.1:{port}"
+    ca = str(tls_dir / "ca.pem")
+
+    def trusting() -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=ca)
+    try:
+
+        def serving() -> bool:
+            assert process.poll() is None, (tmp_path / "simulator.log").read_text()
+            try:
+                return httpx.get(f"{url}/healthz", verify=trusting(), timeout=1).status_code == 200
+            except (httpx.TransportError, OSError):
+                return False
+
+        wait_until(serving, 30, "TLS simulator did not start")
+        client = H2Client(url, HttpSettings(ca_file=ca))
+        try:
+            answer = await client.request("GET", "/healthz")
+            assert (answer.status_code, answer.http_version) == (200, "HTTP/2.0")
+        finally:
+            await client.aclose()
+        untrusting = H2Client(url, HttpSettings())
+        try:
+            with pytest.raises(httpx.TransportError):
+                await untrusting.request("GET", "/healthz")
+        finally:
+            await untrusting.aclose()
+        async with httpx.AsyncClient(verify=trusting()) as http1:  # offers HTTP/1.1 only
+            answer = await http1.get(f"{url}/healthz")
+            assert (answer.status_code, answer.http_version) == (200, "HTTP/1.1")
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
