@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ async def seed(
     followers: int,
     password_hash_n: int,
     group: str = "demo",
+    ca_file: str | None = None,
 ) -> DemoSeed:
     """Seed one master and `followers` followers; `group` names a separate set (benchmarks)."""
 
@@ -70,7 +72,8 @@ async def seed(
 
     names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
     keys = {name: _sim_keys(secret, key(name)) for name in names}
-    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    async with httpx.AsyncClient(base_url=sim_url, timeout=10, verify=verify) as sim:
         semaphore = asyncio.Semaphore(50)
 
         async def create(name: str) -> None:
