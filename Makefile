@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run test bench transports loadtest loadtest-ingest lint typecheck venv clean
+.PHONY: run test bench profile transports loadtest loadtest-ingest lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,6 +21,14 @@ test: venv
 bench:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh
 	@$(PY) -m loadtest.bench $(BENCH_ARGS)
+
+# The replicators' CPU, sampled by py-spy during a bench run (the measured orders only).
+profile:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@rm -rf bench-results/profile
+	@$(PY) -m loadtest.bench --followers 500 --orders 20 --workers 1 \
+		--profile bench-results/profile $(BENCH_ARGS)
+	@$(PY) scripts/profile_summary.py bench-results/profile/*.txt
 
 transports:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh

@@ -16,9 +16,9 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-import httpx
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from brokers.http import HttpApi
 from replication.plan import trading_day
 from replication.ports import Broker
 
@@ -95,8 +95,8 @@ class Connections:
     """Pooled HTTP clients an adapter is built on (`data` is `trading` when the broker has no
     separate market-data host)."""
 
-    trading: httpx.AsyncClient
-    data: httpx.AsyncClient
+    trading: HttpApi
+    data: HttpApi
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,62 @@
-"""One pooled HTTP client per broker host, shared by every adapter instance in a process.
+"""One pooled HTTP client per broker host and process, shared by every adapter instance.
 
-HTTP/2 where the broker offers it: over https the protocol is negotiated (ALPN); over plain
-http (the simulator) we speak h2c with prior knowledge, since httpx silently falls back to
-HTTP/1.1 on http:// unless HTTP/1.1 is switched off.
+HTTP/2 where the broker offers it: over https it is negotiated (ALPN, HTTP/1.1 otherwise); over
+plain http (the simulator) it is spoken with prior knowledge (h2c).
+
+Adapters are written against `HttpApi`: the part of httpx.AsyncClient's API they use (`request`
+with a path, a JSON or form body, params and headers; an answer with `status_code`,
+`is_success`, `headers`, `json()`, `text`; failures raised as httpx's exceptions). Any
+httpx.AsyncClient is one (tests hand adapters MockTransport and ASGITransport clients). In
+production the pool hands out `H2Client`: the same calls on pyreqwest (Rust reqwest/hyper), whose
+client CPU per request is a fifth of httpx's HTTP/2 stack at the raw-client floor (README,
+"Transports"). `COPYTRADE_BROKER_TRANSPORT=httpx` switches back to httpx's own HTTP/2 stack.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal, Protocol
 
 import httpx
+from pyreqwest import exceptions as rq
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.response import Response
 
-from brokers.lean import LeanTransport
+
+class HttpReply(Protocol):
+    """What an adapter reads from an answer (httpx.Response is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def is_success(self) -> bool: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+class HttpApi(Protocol):
+    """What an adapter calls (httpx.AsyncClient is one): `url` is a path on the base URL."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply: ...
+
+
+Transport = Literal["reqwest", "httpx"]
 
 
 @dataclass(frozen=True)
@@ -21,147 +65,177 @@ class HttpSettings:
     read_timeout_s: float = 10.0
     write_timeout_s: float = 5.0
     pool_timeout_s: float = 5.0
+    # httpx only: HTTP/2 multiplexes (pyreqwest opens what the server's stream limit needs).
     max_connections: int = 32
-    max_keepalive: int = 32
-    # "lean": our HTTP/1.1 keep-alive transport (brokers/lean.py); "h2": httpx's HTTP/2;
-    # "h1": httpx's HTTP/1.1 pool. Chosen by measurement (README, "Performance").
-    transport: str = "lean"
-    lean_max_connections: int = 512
+    # "reqwest": pyreqwest (default); "httpx": httpx's own HTTP/2 stack (httpcore + h2).
+    # Chosen by measurement (README, "Transports").
+    transport: Transport = "reqwest"
+    # PEM file of extra trusted roots (the simulator's self-signed certificate under --tls).
+    ca_file: str | None = None
+    # reqwest over http://: HTTP/2 with prior knowledge (the simulator), or HTTP/1.1 (a plain
+    # HTTP/1.1 server, e.g. a recording proxy). Over https ALPN decides.
+    h2c: bool = True
 
 
 _USER_AGENT = "copytrade"
-_URL_CACHE_SIZE = 1024
+
+# pyreqwest's failures as httpx's, so `brokers.transport` reads them the same way. pyreqwest's
+# own classes are not enough for that: it calls a request that reached the server and then lost
+# its connection a ConnectError, and a timeout waiting for the answer a ConnectTimeoutError
+# (tests/unit/test_broker_client.py shows both). So "never sent" is decided by hyper's cause
+# chain: only a failure while connecting ("client error (Connect)") or while waiting for a pool
+# slot left nothing on the wire; every other failure is an unknown outcome, looked up by client
+# order id before anything is sent again.
+_CONNECTING = "client error (Connect)"
 
 
-class BrokerClient(httpx.AsyncClient):
-    """An httpx client whose plain calls (a path on the base URL, a body, params, headers) go
-    straight to the transport.
+def _as_httpx(exc: rq.PyreqwestError) -> httpx.TransportError:
+    message = str(exc)
+    if isinstance(exc, rq.PoolTimeoutError):
+        return httpx.PoolTimeout(message)
+    causes = exc.details.get("causes") if isinstance(exc, rq.DetailedPyreqwestError) else None
+    if any(cause.get("message") == _CONNECTING for cause in causes or ()):
+        if isinstance(exc, rq.RequestTimeoutError):
+            return httpx.ConnectTimeout(message)
+        return httpx.ConnectError(message)
+    if isinstance(exc, rq.RequestTimeoutError):
+        return httpx.ReadTimeout(message)
+    return httpx.RemoteProtocolError(message)
 
-    httpx's client layer costs more CPU per broker request than our transport does (URL merging,
-    a cookie jar round trip per response, auth and redirect plumbing). Broker APIs authenticate
-    by header, never set cookies we need, and are never followed through redirects, so the
-    adapters' calls skip all of that; anything else (absolute URLs, files, per-call auth,
-    timeouts or extensions) takes httpx's full path unchanged.
+
+class Reply:
+    """An answer read whole: status, headers (case-insensitive, as received) and body bytes."""
+
+    __slots__ = ("_response", "content", "status_code")
+
+    def __init__(self, response: Response, content: bytes) -> None:
+        self.status_code = response.status
+        self._response = response
+        self.content = content
+
+    @property
+    def http_version(self) -> str:
+        return self._response.version
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
+class H2Client:
+    """The pool's client for one broker host: `HttpApi` on one pyreqwest client.
+
+    Per call it builds one pyreqwest request (the path joined to the base URL in Rust, headers
+    passed as the adapter's own dict) and reads the body whole; no httpx Request, Response or
+    Headers object is made.
     """
 
-    def __init__(
-        self, *, base_url: str, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout
-    ) -> None:
-        super().__init__(
-            base_url=base_url, transport=transport, timeout=timeout, follow_redirects=False
+    def __init__(self, base_url: str, settings: HttpSettings) -> None:
+        s = settings
+        builder = (
+            ClientBuilder()
+            .base_url(base_url.rstrip("/") + "/")
+            .user_agent(_USER_AGENT)
+            .connect_timeout(timedelta(seconds=s.connect_timeout_s))
+            .read_timeout(timedelta(seconds=s.read_timeout_s))
+            .pool_timeout(timedelta(seconds=s.pool_timeout_s))
+            .follow_redirects(False)
+            .default_cookie_store(False)
+            .tcp_nodelay(True)
+            .brotli(False)  # offer what httpx and the SDKs offer: gzip, deflate
+            .zstd(False)
+            .no_proxy()
         )
-        self._direct_base = base_url.rstrip("/")
-        self._direct = transport
-        self._timeouts = timeout.as_dict()
-        # Parsed URLs by path: parsing one costs as much as the rest of building a request.
-        # Bounded: paths that carry ids (cancels, lookups) stop being remembered at the cap.
-        self._urls: dict[str, httpx.URL] = {}
+        if base_url.startswith("http://"):
+            if s.h2c:
+                builder = builder.http2_prior_knowledge()
+        else:
+            builder = builder.http2(True)  # offered in ALPN (pyreqwest's default is HTTP/1.1)
+        if s.ca_file:
+            with open(s.ca_file, "rb") as pem:
+                builder = builder.add_root_certificate_pem(pem.read())
+        self._client: Client = builder.build()
+        self.base_url = base_url
 
     async def request(
         self,
         method: str,
-        url: httpx.URL | str,
+        url: str,
         *,
-        content: Any = None,
-        data: Any = None,
-        files: Any = None,
+        data: Mapping[str, str] | None = None,
         json: Any = None,
-        params: Any = None,
-        headers: Any = None,
-        cookies: Any = None,
-        auth: Any = httpx.USE_CLIENT_DEFAULT,
-        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
-        timeout: Any = httpx.USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx.AsyncClient.request)
-        extensions: Any = None,
-    ) -> httpx.Response:
-        plain = (
-            isinstance(url, str)
-            and url.startswith("/")
-            and files is None
-            and cookies is None
-            and extensions is None
-            and auth is httpx.USE_CLIENT_DEFAULT
-            and follow_redirects is httpx.USE_CLIENT_DEFAULT
-            and timeout is httpx.USE_CLIENT_DEFAULT
-        )
-        if not plain:
-            return await super().request(
-                method,
-                url,
-                content=content,
-                data=data,
-                files=files,
-                json=json,
-                params=params,
-                headers=headers,
-                cookies=cookies,
-                auth=auth,
-                follow_redirects=follow_redirects,
-                timeout=timeout,
-                extensions=extensions,
-            )
-        assert isinstance(url, str)  # `plain` checked it
-        return await self._send_direct(method, url, content, data, json, params, headers)
-
-    async def _send_direct(
-        self, method: str, url: str, content: Any, data: Any, json: Any, params: Any, headers: Any
-    ) -> httpx.Response:
-        """A plain call (a path on the base URL) straight to the transport, read in full."""
-        target = self._urls.get(url)
-        if target is None:
-            target = httpx.URL(f"{self._direct_base}{url}")
-            if len(self._urls) < _URL_CACHE_SIZE:
-                self._urls[url] = target
-        request = httpx.Request(
-            method,
-            target,
-            content=content,
-            data=data,
-            json=json,
-            params=params,
-            headers={"user-agent": _USER_AGENT, **(headers or {})},
-            extensions={"timeout": self._timeouts},
-        )
-        response = await self._direct.handle_async_request(request)
-        response.request = request
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        builder = self._client.request(method, url.lstrip("/"))
+        if headers:
+            builder = builder.headers(headers)
+        if params:
+            builder = builder.query(params)
+        if json is not None:
+            builder = builder.body_json(json)
+        elif data is not None:
+            builder = builder.form(data)
         try:
-            await response.aread()
-        except BaseException:
-            await response.aclose()
-            raise
-        return response
+            response = await builder.build().send()
+            content = await response.bytes()
+        except rq.PyreqwestError as exc:
+            raise _as_httpx(exc) from exc
+        return Reply(response, content.to_bytes())
+
+    async def aclose(self) -> None:
+        await self._client.close()
 
 
 class HttpClientPool:
+    """One client per broker base URL and process."""
+
     def __init__(self, settings: HttpSettings | None = None) -> None:
         self._settings = settings or HttpSettings()
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[str, H2Client | httpx.AsyncClient] = {}
 
-    def client(self, base_url: str) -> httpx.AsyncClient:
+    def client(self, base_url: str) -> HttpApi:
         base_url = base_url.rstrip("/")
         existing = self._clients.get(base_url)
         if existing is not None:
             return existing
         s = self._settings
-        is_tls = base_url.startswith("https://")
-        timeout = httpx.Timeout(
-            connect=s.connect_timeout_s,
-            read=s.read_timeout_s,
-            write=s.write_timeout_s,
-            pool=s.pool_timeout_s,
-        )
-        transport: httpx.AsyncBaseTransport
-        if s.transport == "lean":
-            transport = LeanTransport(s.lean_max_connections, timeout=timeout)
+        client: H2Client | httpx.AsyncClient
+        if s.transport == "reqwest":
+            client = H2Client(base_url, s)
         else:
-            transport = httpx.AsyncHTTPTransport(
-                http2=s.transport == "h2",
-                http1=is_tls or s.transport == "h1",
-                limits=httpx.Limits(
-                    max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive
+            client = httpx.AsyncClient(
+                base_url=base_url,
+                transport=httpx.AsyncHTTPTransport(
+                    http2=True,
+                    # http:// speaks h2c with prior knowledge only with HTTP/1.1 switched off
+                    http1=base_url.startswith("https://"),
+                    verify=ssl.create_default_context(cafile=s.ca_file) if s.ca_file else True,
+                    limits=httpx.Limits(
+                        max_connections=s.max_connections,
+                        max_keepalive_connections=s.max_connections,
+                    ),
                 ),
+                timeout=httpx.Timeout(
+                    connect=s.connect_timeout_s,
+                    read=s.read_timeout_s,
+                    write=s.write_timeout_s,
+                    pool=s.pool_timeout_s,
+                ),
+                headers={"user-agent": _USER_AGENT},
+                follow_redirects=False,
             )
-        client = BrokerClient(base_url=base_url, transport=transport, timeout=timeout)
         self._clients[base_url] = client
         return client
 

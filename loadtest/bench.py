@@ -19,7 +19,14 @@ and, per N: worker CPU per leg and worker peak RSS (from /proc, for the launcher
 child processes), and the floor: a minimal raw asyncio HTTP/1.1 client sending the same N orders
 to the same simulator, from N accounts of its own, over warm keep-alive connections.
 
-    .venv/bin/python -m loadtest.bench --followers 20 --orders 5 --workers 1 2
+    .venv/bin/python -m loadtest.bench --followers 20 --orders 5 --workers 1 2 [--tls]
+
+--tls: real-broker conditions. The simulator serves https (a certificate it makes at start;
+HTTP/2 and HTTP/1.1 by ALPN), the workers reach it over TLS (HTTP/2 multiplexes their legs over
+one connection), and the floor is the raw HTTP/1.1 client over TLS, which needs one connection
+per concurrent request. Both are also measured cold: the stack's first order after start (no
+connection open yet, no cache warm) and the floor opening its N TLS connections inside the
+timing.
 
 Results go to bench-results/bench.json and bench-results/bench.png.
 """
@@ -33,6 +40,10 @@ import os
 import platform
 import resource
 import signal
+import ssl
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -47,6 +58,65 @@ from websockets.typing import Origin, Subprotocol
 from loadtest.stack import MASTER_EMAIL, MASTER_PASSWORD, Launcher
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
+
+# The CA file a --tls simulator wrote at start (None: plain http).
+SIM_CA: dict[str, Path | None] = {"file": None}
+
+
+def sim_tls(alpn: list[str] | None = None) -> ssl.SSLContext | None:
+    """A context trusting the simulator's CA, or None without --tls."""
+    if SIM_CA["file"] is None:
+        return None
+    context = ssl.create_default_context(cafile=str(SIM_CA["file"]))
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+# --profile DIR: py-spy samples every replicator while the measured orders run (not the warm-up),
+# one raw collapsed-stack file per replicator and N (`py-spy record -f raw`, 250 Hz, native
+# frames off); scripts/profile_summary.py ranks them.
+PROFILE: dict[str, Path | None] = {"dir": None}
+
+
+def start_profilers(
+    pids: list[int], directory: Path | None, n: int
+) -> list[subprocess.Popen[bytes]]:
+    if directory is None:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(  # noqa: S603 (our own py-spy, our own pids)
+            [
+                str(py_spy),
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(directory / f"replicator-n{n}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    for profiler in profilers:
+        profiler.wait(30)
+
+
+def sim_client(sim_url: str, timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=sim_url, timeout=timeout, verify=sim_tls() or True)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -80,16 +150,21 @@ class RawClient:
     """The floor: HTTP/1.1 over plain asyncio streams, a fixed pool of warm keep-alive
     connections (requests beyond the pool wait for a free connection), nothing else."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, grow: bool = False
+    ) -> None:
+        """`tls`: HTTP/1.1 over TLS (ALPN offers http/1.1 only); `grow`: open a connection
+        whenever none is idle (the cold floor) instead of waiting for one."""
+        self.host, self.port, self.tls, self.grow = host, port, tls, grow
         self.pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
             asyncio.Queue()
         )
 
+    def _open(self) -> Any:
+        return asyncio.open_connection(self.host, self.port, ssl=self.tls)
+
     async def warm(self, n: int) -> None:
-        for connection in await asyncio.gather(
-            *(asyncio.open_connection(self.host, self.port) for _ in range(n))
-        ):
+        for connection in await asyncio.gather(*(self._open() for _ in range(n))):
             self.pool.put_nowait(connection)
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -98,14 +173,17 @@ class RawClient:
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
             f"application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
         ).encode() + body
-        reader, writer = await self.pool.get()
+        if self.grow and self.pool.empty():
+            reader, writer = await self._open()
+        else:
+            reader, writer = await self.pool.get()
         for _ in range(3):  # a kept-alive connection the server closed: open a fresh one
             writer.write(request)
             status_line = await reader.readline()
             if status_line:
                 break
             writer.close()
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            reader, writer = await self._open()
         length = 0
         while True:
             line = await reader.readline()
@@ -147,7 +225,7 @@ async def seed_group(n: int, api_url: str, sim_url: str) -> Group:
         auth = await sign_in(http)
         accounts = (await http.get("/v1/accounts", headers=auth)).json()
     semaphore = asyncio.Semaphore(50)
-    async with httpx.AsyncClient(base_url=sim_url, timeout=60) as sim:
+    async with sim_client(sim_url, 60) as sim:
 
         async def create() -> tuple[str, str]:
             async with semaphore:
@@ -235,7 +313,7 @@ async def measure(
 ) -> dict[str, Any]:
     """POST → first follower order and POST → all settled for `orders` sequential orders."""
     http = httpx.AsyncClient(base_url=api_url, timeout=60)
-    sim = httpx.AsyncClient(base_url=sim_url, timeout=60)
+    sim = sim_client(sim_url, 60)
     auth = await sign_in(http)  # a fresh token per run: a long benchmark outlives one token
     events = OrderEvents()
     await events.open(http, auth)
@@ -270,11 +348,18 @@ async def measure(
     # A trader's day: a handful of symbols, traded again and again (orders are sequential, so
     # an order's arrivals are the ones after its POST was sent).
     symbols = [f"B{g.n}S{i}" for i in range(4)]
+    cold: dict[str, float] = {}
     for round_ in range(len(workers) + 1):  # warm every worker's pools and caches
         for symbol in symbols:
-            order_id = (await one(symbol))[2]
+            first_ms, settled_ms, order_id = await one(symbol)
             if round_ == 0 and symbol == symbols[0]:
+                # The stack's first order: no broker connection open yet, caches empty.
+                cold = {
+                    "first_follower_ms": round(first_ms, 2),
+                    "all_settled_ms": round(settled_ms, 2),
+                }
                 master_sim = await inspect_first_order(http, sim, auth, order_id, g.n)
+    profilers = start_profilers(workers, PROFILE["dir"], g.n)
     cpu_before = sum(cpu_seconds(pid) for pid in workers)
     first, all_settled = [], []
     for i in range(orders):
@@ -283,6 +368,7 @@ async def measure(
         all_settled.append(s)
         await asyncio.sleep(0.05)
     cpu_after = sum(cpu_seconds(pid) for pid in workers)
+    stop_profilers(profilers)
     await events.close()
     await http.aclose()
     await sim.aclose()
@@ -292,41 +378,51 @@ async def measure(
         "orders": orders,
         "first_follower_ms": summary(first),
         "all_settled_ms": summary(all_settled),
+        "cold": cold,
         "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / (g.n * orders) * 1e6, 1),
         "worker_peak_rss_mb": round(max(peak_rss_mb(pid) for pid in workers), 1),
     }
 
 
-async def floor(g: Group, orders: int, sim_url: str) -> dict[str, float]:
-    """The same N orders from a raw client, warm connections, same simulator."""
-    host, port = sim_url.removeprefix("http://").split(":")
-    raw = RawClient(host, int(port))
+async def floor(g: Group, orders: int, sim_url: str) -> dict[str, Any]:
+    """The same N orders from a raw client, same simulator: over warm connections (p50/p95/
+    p99 of up to 30 rounds), and cold (three rounds, each opening its connections)."""
+    host, port = sim_url.split("://", 1)[1].split(":")
+    tls = sim_tls(alpn=["http/1.1"])
+    cold = []
+    for i in range(3):
+        raw = RawClient(host, int(port), tls, grow=True)
+        cold.append(await _floor_round(raw, g, f"C{i}"))
+        raw.close()
+    raw = RawClient(host, int(port), tls)
     await raw.warm(min(g.n, 500))
-    timings = []
-    for i in range(min(orders, 30)):
-        started = time.perf_counter()
-        statuses = await asyncio.gather(
-            *(
-                raw.post(
-                    "/v2/orders",
-                    {"APCA-API-KEY-ID": k, "APCA-API-SECRET-KEY": s},
-                    json.dumps(
-                        {
-                            "symbol": f"F{g.n}X{i}",
-                            "qty": "1",
-                            "side": "buy",
-                            "type": "market",
-                            "time_in_force": "day",
-                        }
-                    ).encode(),
-                )
-                for k, s in g.keys
-            )
-        )
-        timings.append((time.perf_counter() - started) * 1000)
-        assert set(statuses) == {200}, set(statuses)
+    timings = [await _floor_round(raw, g, str(i)) for i in range(min(orders, 30))]
     raw.close()
-    return summary(timings)
+    return {**summary(timings), "cold_p50": round(statistics.median(cold), 2)}
+
+
+async def _floor_round(raw: RawClient, g: Group, i: str) -> float:
+    started = time.perf_counter()
+    statuses = await asyncio.gather(
+        *(
+            raw.post(
+                "/v2/orders",
+                {"APCA-API-KEY-ID": k, "APCA-API-SECRET-KEY": s},
+                json.dumps(
+                    {
+                        "symbol": f"F{g.n}X{i}",
+                        "qty": "1",
+                        "side": "buy",
+                        "type": "market",
+                        "time_in_force": "day",
+                    }
+                ).encode(),
+            )
+            for k, s in g.keys
+        )
+    )
+    assert set(statuses) == {200}, set(statuses)
+    return (time.perf_counter() - started) * 1000
 
 
 def chart(results: list[dict[str, Any]], path: Path) -> None:
@@ -388,11 +484,13 @@ async def run_one(
     """One launcher with `count` replicators and N seeded followers, measured, then stopped.
     The data directory is kept per N: a restart finds the seed in place (the launcher's seed is
     idempotent and re-creates the simulator's in-memory accounts)."""
-    launcher = Launcher(data_dir, launcher_settings(n, count))
+    launcher = Launcher(data_dir, launcher_settings(n, count), tls=args.tls)
+    SIM_CA["file"] = launcher.ca_file
+    PROFILE["dir"] = args.profile
     try:
         # In this thread: the launcher dies with the thread that started it (PR_SET_PDEATHSIG).
         launcher.start()
-        async with httpx.AsyncClient(base_url=launcher.sim_url, timeout=10) as sim:
+        async with sim_client(launcher.sim_url, 10) as sim:
             (await sim.put("/sim/faults", json={"latency_ms": args.latency_ms})).raise_for_status()
         group = await seed_group(n, launcher.api_url, launcher.sim_url)
         if n not in floors:
@@ -440,6 +538,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "orders_per_n": args.orders,
             # the service default unless set in the environment (the launcher passes it on)
             "shard_size": os.environ.get("COPYTRADE_SHARD_SIZE", "default"),
+            "tls": args.tls,
         },
         "results": results,
     }
@@ -447,7 +546,8 @@ async def main_async(args: argparse.Namespace) -> None:
     chart(results, RESULTS / "bench.png")
     print(
         f"\n{'N':>6} {'workers':>7} {'first p50':>10} {'settled p50':>12} {'p95':>8} "
-        f"{'p99':>8} {'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7}"
+        f"{'p99':>8} {'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7} "
+        f"{'cold first':>10} {'cold settled':>12} {'floor cold':>10}"
     )
     for r in results:
         print(
@@ -455,7 +555,8 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{r['all_settled_ms']['p50']:>12} {r['all_settled_ms']['p95']:>8} "
             f"{r['all_settled_ms']['p99']:>8} {r['floor_ms']['p50']:>10} "
             f"{r['ratio_p50']:>6} {r['worker_cpu_us_per_leg']:>11} "
-            f"{r['worker_peak_rss_mb']:>7}"
+            f"{r['worker_peak_rss_mb']:>7} {r['cold'].get('first_follower_ms', '-'):>10} "
+            f"{r['cold'].get('all_settled_ms', '-'):>12} {r['floor_ms']['cold_p50']:>10}"
         )
     print(f"\nresults: {RESULTS / 'bench.json'}, chart: {RESULTS / 'bench.png'}")
 
@@ -466,6 +567,10 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=30)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy every replicator")
+    parser.add_argument(
+        "--tls", action="store_true", help="the simulator over https (HTTP/2 and HTTP/1.1 by ALPN)"
+    )
     try:
         asyncio.run(main_async(parser.parse_args()))
     except KeyboardInterrupt:

@@ -123,11 +123,21 @@ class Launcher:
 
     READY_LINE = "copytrade is running"
 
-    def __init__(self, data_dir: Path, settings: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, settings: dict[str, str], tls: bool = False) -> None:
         self.data_dir = data_dir
         self.api_port, self.sim_port = free_port(), free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        # tls: the simulator serves https (HTTP/2 and HTTP/1.1 by ALPN) with a certificate it
+        # makes at start under data_dir/sim-tls; the workers trust its ca.pem.
+        self.ca_file: Path | None = data_dir / "sim-tls" / "ca.pem" if tls else None
+        scheme = "https" if tls else "http"
+        self.sim_url = f"{scheme}://127.0.0.1:{self.sim_port}"
+        if self.ca_file is not None:
+            settings = {
+                "COPYTRADE_SIM_TLS_DIR": str(self.ca_file.parent),
+                "COPYTRADE_BROKER_CA_FILE": str(self.ca_file),
+                **settings,
+            }
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         self.env = {
             **env,

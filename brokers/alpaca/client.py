@@ -1,4 +1,4 @@
-"""Alpaca Trading API v2 adapter over a pooled httpx client (HTTP/2 where offered)."""
+"""Alpaca Trading API v2 adapter over a pooled client (brokers.http: HTTP/2 where offered)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from brokers.alpaca import translate
+from brokers.http import HttpApi
 from brokers.transport import transport_error
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 
@@ -19,10 +20,10 @@ class AlpacaBroker:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpApi,
         key_id: str,
         secret_key: str,
-        data_http: httpx.AsyncClient | None = None,
+        data_http: HttpApi | None = None,
     ) -> None:
         self._http = http
         self._data_http = data_http or http

@@ -1,4 +1,4 @@
-"""Binance Spot REST adapter: HMAC-SHA256 signed requests over a pooled httpx client."""
+"""Binance Spot REST adapter: HMAC-SHA256 signed requests over a pooled client (brokers.http)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 
 from brokers.binance import constants as c
 from brokers.binance import translate
+from brokers.http import HttpApi
 from brokers.transport import transport_error
 from replication.errors import Fatal
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
@@ -23,7 +24,7 @@ class BinanceBroker:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpApi,
         api_key: str,
         secret_key: str,
         *,

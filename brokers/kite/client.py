@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from brokers.http import HttpApi
 from brokers.kite import constants as c
 from brokers.kite import translate
 from brokers.transport import transport_error
@@ -33,7 +34,7 @@ class KiteBroker:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpApi,
         api_key: str,
         access_token: str,
         *,

@@ -1,9 +1,16 @@
-"""Run the simulator: `python -m brokers.sim [--host H] [--port P]` (HTTP/1.1 and h2c)."""
+"""Run the simulator: `python -m brokers.sim [--host H] [--port P] [--tls-dir DIR]`.
+
+Plain: HTTP/1.1 and h2c (HTTP/2 with prior knowledge) on one port. With a TLS directory
+(COPYTRADE_SIM_TLS_DIR): https only, HTTP/2 or HTTP/1.1 as ALPN negotiates, with a certificate
+made at start (brokers/sim/tls.py); clients trust DIR/ca.pem.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
 
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP2Settings
@@ -16,7 +23,15 @@ def main() -> None:
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("COPYTRADE_SIM_PORT", "8100"))
     )
+    parser.add_argument("--tls-dir", default=os.environ.get("COPYTRADE_SIM_TLS_DIR") or None)
     args = parser.parse_args()
+    tls: dict[str, Any] = {}
+    if args.tls_dir:
+        from brokers.sim.tls import make_certificates
+
+        directory = Path(args.tls_dir)
+        make_certificates(directory)
+        tls = {"ssl_cert": directory / "cert.pem", "ssl_key": directory / "key.pem"}
     server = Server(
         "brokers.sim.asgi:app",
         address=args.host,
@@ -31,6 +46,7 @@ def main() -> None:
         # granian's default backlog (1024) drops the rest, which looks like a broker outage.
         backlog=4096,
         backpressure=4096,
+        **tls,
     )
     server.serve()
 

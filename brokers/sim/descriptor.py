@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 from brokers.descriptor import (
     BrokerDescriptor,
     ClientOrderIdRules,
@@ -18,6 +16,7 @@ from brokers.descriptor import (
     RateLimits,
     Window,
 )
+from brokers.http import HttpApi
 from replication.ports import Broker
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8100"  # `python -m brokers.sim`; deployments override it
@@ -25,7 +24,7 @@ TIMEZONE = "America/New_York"  # it plays a US equities broker
 CLIENT_ORDER_ID_MAX_LENGTH = 128
 
 # (trading client, key id, secret key, market-data client) → adapter: Alpaca's constructor.
-AlpacaProtocolAdapter = Callable[[httpx.AsyncClient, str, str, httpx.AsyncClient], Broker]
+AlpacaProtocolAdapter = Callable[[HttpApi, str, str, HttpApi], Broker]
 
 
 class SimCredentials(Credentials):

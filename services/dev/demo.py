@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +55,12 @@ def _sim_credentials(key_id: str, secret_key: str) -> dict[str, Any]:
     return SIM.parse_credentials({"key_id": key_id, "secret_key": secret_key}).model_dump()
 
 
-async def _create_sim_accounts(sim_url: str, keys: dict[str, tuple[str, str]]) -> None:
+async def _create_sim_accounts(
+    sim_url: str, keys: dict[str, tuple[str, str]], ca_file: str | None = None
+) -> None:
     """The simulator keeps accounts in memory: (re)create each with its derived keys."""
-    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    async with httpx.AsyncClient(base_url=sim_url, timeout=10, verify=verify) as sim:
         semaphore = asyncio.Semaphore(50)
 
         async def create(name: str) -> None:
@@ -108,6 +112,7 @@ async def seed(
     followers: int,
     password_hash_n: int,
     group: str = "demo",
+    ca_file: str | None = None,
 ) -> DemoSeed:
     """Seed one master and `followers` followers; `group` names a separate set (benchmarks)."""
 
@@ -119,7 +124,7 @@ async def seed(
 
     names = ["master"] + [f"follower{i:04d}" for i in range(1, followers + 1)]
     keys = {name: _sim_keys(secret, key(name)) for name in names}
-    await _create_sim_accounts(sim_url, keys)
+    await _create_sim_accounts(sim_url, keys, ca_file)
     master_id, master_account = uid("user", "master"), uid("account", "master")
     master_email = MASTER_EMAIL if group == "demo" else f"master@{group}.copytrade.dev"
     follower_hash = hash_password(FOLLOWER_PASSWORD, password_hash_n)

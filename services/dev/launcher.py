@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -39,16 +40,21 @@ from services.infra.settings import Settings, SettingsError, development_secrets
 log = logging.getLogger("copytrade.launcher")
 
 
-def _wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
+def _wait_http(
+    url: str, timeout_s: float, children: list[Child], ca_file: str | None = None
+) -> None:
+    """Until `url` answers 200 (an https simulator: trusting `ca_file`, which it writes at
+    start)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for child in children:
             if not child.alive():
                 raise RuntimeError(f"{child.name} exited during start-up (see its log)")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):  # OSError: the CA file is not written yet
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout_s}s")
@@ -74,6 +80,7 @@ async def _seed(settings: Settings, env: dict[str, str]) -> None:
             env["COPYTRADE_JWT_SECRET"],
             settings.demo_followers,
             settings.password_hash_n,
+            ca_file=settings.broker_ca_file,
         )
     finally:
         await engine.dispose()
@@ -186,7 +193,7 @@ def run(settings: Settings) -> int:
         for child in children:
             child.start()
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        _wait_http(f"{settings.sim_url}/healthz", 20, children)
+        _wait_http(f"{settings.sim_url}/healthz", 20, children, settings.broker_ca_file)
         _wait_http(f"{api_url}/healthz", 30, children)
         if settings.demo_followers:
             asyncio.run(_seed(settings, env))

@@ -75,7 +75,8 @@ class Settings(BaseModel):
     sim_account_rate_per_min: float = 0.0  # 0: off; 200 mimics Alpaca
     sim_host_rate_per_s: float = 0.0  # 0: no per-host budget for the simulator
     budget_max_wait_s: float = 6.0
-    broker_transport: Literal["lean", "h2", "h1"] = "lean"
+    broker_transport: Literal["reqwest", "httpx"] = "reqwest"
+    broker_ca_file: str | None = None  # extra trusted roots (the simulator under --tls)
     poll_interval_s: float = Field(default=1.0, gt=0.05, le=3600)
 
     @classmethod

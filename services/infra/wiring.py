@@ -36,6 +36,7 @@ def broker_factory(
             connect_timeout_s=settings.broker_connect_timeout_s,
             read_timeout_s=settings.broker_read_timeout_s,
             transport=settings.broker_transport,
+            ca_file=settings.broker_ca_file,
         )
     )
     sim = sim_limits(settings.sim_account_rate_per_min, settings.sim_host_rate_per_s)

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+
+from brokers.http import H2Client, HttpSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,3 +164,21 @@ def recording_server(respond: Responder) -> Iterator[RecordingServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# The adapters' clients the SDK comparisons run over: httpx (what tests hand adapters) and the
+# production pool's client (pyreqwest; HTTP/1.1 here, since the recording server speaks it).
+ADAPTER_CLIENTS = ["httpx", "production"]
+
+
+@asynccontextmanager
+async def adapter_http(kind: str, url: str) -> AsyncIterator[Any]:
+    if kind == "httpx":
+        async with httpx.AsyncClient(base_url=url, trust_env=False) as client:
+            yield client
+        return
+    client = H2Client(url, HttpSettings(h2c=False))
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus
@@ -29,7 +28,13 @@ from alpaca.trading.requests import (
 from brokers.alpaca.client import AlpacaBroker
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
-from tests.contract.servers import Recorded, RecordingServer, recording_server
+from tests.contract.servers import (
+    ADAPTER_CLIENTS,
+    Recorded,
+    RecordingServer,
+    adapter_http,
+    recording_server,
+)
 
 EXAMPLE = json.loads(
     (
@@ -98,9 +103,9 @@ def sdk(server: RecordingServer) -> TradingClient:
     return client
 
 
-@pytest.fixture
-async def adapter(server: RecordingServer) -> Any:
-    async with httpx.AsyncClient(base_url=server.url, trust_env=False) as http:
+@pytest.fixture(params=ADAPTER_CLIENTS)
+async def adapter(server: RecordingServer, request: pytest.FixtureRequest) -> Any:
+    async with adapter_http(request.param, server.url) as http:
         yield AlpacaBroker(http, KEY, SECRET)
 
 

@@ -31,7 +31,13 @@ from brokers.binance.descriptor import DESCRIPTOR
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
 from services.infra.ratelimit import BudgetedBroker, CircuitBreaker, RateBudget
-from tests.contract.servers import Recorded, RecordingServer, recording_server
+from tests.contract.servers import (
+    ADAPTER_CLIENTS,
+    Recorded,
+    RecordingServer,
+    adapter_http,
+    recording_server,
+)
 
 SPOT = json.loads(
     (
@@ -195,9 +201,9 @@ def python_binance(server: RecordingServer) -> PythonBinance:
     return client
 
 
-@pytest.fixture
-async def http(server: RecordingServer) -> Any:
-    async with httpx.AsyncClient(base_url=server.url, trust_env=False) as client:
+@pytest.fixture(params=ADAPTER_CLIENTS)
+async def http(server: RecordingServer, request: pytest.FixtureRequest) -> Any:
+    async with adapter_http(request.param, server.url) as client:
         yield client
 
 

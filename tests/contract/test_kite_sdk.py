@@ -14,14 +14,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kiteconnect import KiteConnect
 
 from brokers.kite.client import KiteBroker
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
-from tests.contract.servers import Recorded, RecordingServer, recording_server
+from tests.contract.servers import (
+    ADAPTER_CLIENTS,
+    Recorded,
+    RecordingServer,
+    adapter_http,
+    recording_server,
+)
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "kite"
 API_KEY, ACCESS_TOKEN = "kitekey", "kitetoken"
@@ -32,6 +37,8 @@ ORDER_ID = "151220000000000"
 ALLOWED_HEADERS = {
     "user-agent": "each client names itself",
     "content-length": "follows the body (see SDK_ONLY_FORM_FIELDS)",
+    "accept-encoding": "the compressions the HTTP client can decode (transport, not Kite's API)",
+    "connection": "HTTP/1.1's hop-by-hop keep-alive; HTTP/2 forbids the header (RFC 9113 8.2.2)",
 }
 SDK_ONLY_FORM_FIELDS = {
     "variety": "kiteconnect posts its locals(), so path arguments repeat in the form body; "
@@ -80,9 +87,9 @@ def sdk(server: RecordingServer) -> KiteConnect:
     return kite
 
 
-@pytest.fixture
-async def adapter(server: RecordingServer) -> Any:
-    async with httpx.AsyncClient(base_url=server.url, trust_env=False) as http:
+@pytest.fixture(params=ADAPTER_CLIENTS)
+async def adapter(server: RecordingServer, request: pytest.FixtureRequest) -> Any:
+    async with adapter_http(request.param, server.url) as http:
         yield KiteBroker(http, API_KEY, ACCESS_TOKEN, exchange="NSE", product="CNC")
 
 
