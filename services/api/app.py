@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container
 from services.api.errors import install
+from services.api.request_ids import RequestIds
 from services.api.routers import (
     accounts,
     admin,
@@ -43,7 +44,7 @@ async def open_container(settings: Settings) -> Container:
     engine = make_engine(database_url, pool_size=settings.api_db_pool, max_overflow=0)
     nc = await bus.connect(nats_url, "copytrade-api")
     js = nc.jetstream()
-    await bus.ensure_stream(js)
+    await bus.ensure_stream(js, settings.stream_replicas)
     return Container(
         settings=settings,
         engine=engine,
@@ -82,6 +83,7 @@ def make_lifespan(
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="copytrade ingest API", version="1", lifespan=make_lifespan(settings))
     install(app)
+    app.add_middleware(RequestIds)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -28,6 +28,7 @@ from services.app.targets import broker_for_row
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.legs import LegOutcome, renew_leases
+from services.infra.logs import bind_log_context
 from services.infra.metrics import BROKER_REQUESTS
 
 log = logging.getLogger("copytrade.sending")
@@ -258,6 +259,8 @@ class Sender:
     async def _send(
         self, leg: PlannedLeg, row: dict[str, Any], first_answer: list[float]
     ) -> LegOutcome:
+        # Its own task (gathered): the ids stay on this leg's log lines.
+        bind_log_context(leg_id=leg.leg_id, account_id=leg.account_id)
         broker = broker_for_row(self.factory, self.cipher, row)
         async with self._host_limits[leg.broker]:
             outcome = await place_once(

@@ -52,6 +52,7 @@ from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.legs import LegOutcome, list_copies_by_ids, settle_legs
 from services.infra.db.repositories.orders import order_state
 from services.infra.db.repositories.subscriptions import load_targets
+from services.infra.logs import log_context
 from services.infra.metrics import FANOUT, FIRST_LEG
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
@@ -197,7 +198,8 @@ class Replicator:
     @staticmethod
     async def _guarded(order_id: str, work: Awaitable[None]) -> None:
         try:
-            await work
+            with log_context(order_id=order_id):
+                await work
         except asyncio.CancelledError:
             raise
         except Exception:

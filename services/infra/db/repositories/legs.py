@@ -431,3 +431,21 @@ async def list_copies_by_ids(conn: AsyncConnection, leg_ids: Sequence[str]) -> l
             {"ids": list(leg_ids)},
         )
     )
+
+
+async def in_doubt_backlog(conn: AsyncConnection) -> tuple[int, float]:
+    """Legs in doubt whose lease ran out (the sweeper's backlog) and the oldest one's age in
+    seconds past its lease (0 when there is none)."""
+    row = fetch_one(
+        await conn.execute(
+            text(
+                "SELECT count(*) AS legs, "
+                "COALESCE(EXTRACT(EPOCH FROM now() - min(lease_expires_at)), 0) AS oldest "
+                "FROM legs WHERE status = ANY(CAST(:in_doubt AS text[])) "
+                "AND lease_expires_at < now()"
+            ),
+            {"in_doubt": _IN_DOUBT},
+        )
+    )
+    assert row is not None
+    return int(row["legs"]), float(row["oldest"])
