@@ -233,6 +233,13 @@ async def test_kill_the_stream_leader_mid_fanout(stack: Stack, cluster: Cluster)
         assert set(counts) == expected, "a follower missed an order"
         assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1]
         numbers["orders_accepted"] = len(accepted)
+        # Structured logs: the replicators' lines about these orders carry their order_id.
+        logged = set()
+        for path in stack.log_dir.glob("replicator-*.log"):
+            for line in path.read_text().splitlines():
+                if line.startswith("{"):
+                    logged.add(json.loads(line).get("order_id"))
+        assert set(accepted) <= logged, set(accepted) - logged
         api_log = (stack.log_dir / "api.log").read_text()
         numbers["publishes_left_to_outbox"] = api_log.count("left to the outbox")
         numbers["follower_orders_at_simulator"] = sum(counts.values())
