@@ -35,7 +35,9 @@ from tests.helpers import Api, Stack, eventually, wait_http
 
 FOLLOWERS = int(os.environ.get("COPYTRADE_CLUSTER_FOLLOWERS", "20"))
 ORDERS_WHILE_DOWN = int(os.environ.get("COPYTRADE_CLUSTER_ORDERS", "3"))
-SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "NFLX", "INTC", "ORCL"]
+# One symbol per order (the simulator trades any symbol), so the simulator's orders can be
+# counted per (follower, master order).
+SYMBOLS = [f"CL{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(1 + ORDERS_WHILE_DOWN)]
 
 
 class Cluster:
@@ -177,7 +179,7 @@ async def test_kill_the_stream_leader_mid_fanout(stack: Stack, cluster: Cluster)
         # outbox) or a retryable 5xx, never a 202 that is then lost.
         answers: list[dict[str, Any]] = []
         for index in range(ORDERS_WHILE_DOWN):
-            symbol = SYMBOLS[(index + 1) % len(SYMBOLS)]
+            symbol = SYMBOLS[index + 1]
             started = time.monotonic()
             try:
                 response = await api.order(master, master_account, qty="1", symbol=symbol)
