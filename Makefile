@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run test bench profile transports loadtest loadtest-ingest lint typecheck venv clean
+.PHONY: run cluster cluster-test test bench profile transports loadtest loadtest-ingest lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,6 +9,18 @@ venv:
 
 run: venv
 	@$(PY) -m services.dev.launcher
+
+# `make run` on a 3-node NATS JetStream cluster (routes between three nats-server processes
+# from the same wheel; streams R3). The same as COPYTRADE_NATS_CLUSTER=3 make run.
+cluster: venv
+	@COPYTRADE_NATS_CLUSTER=3 $(PY) -m services.dev.launcher
+
+# The cluster tests at full size (make test runs them with 20 followers and 1 + 3 orders).
+CLUSTER_FOLLOWERS ?= 200
+CLUSTER_ORDERS ?= 10
+cluster-test: venv
+	@COPYTRADE_CLUSTER_FOLLOWERS=$(CLUSTER_FOLLOWERS) COPYTRADE_CLUSTER_ORDERS=$(CLUSTER_ORDERS) \
+		$(PY) -m pytest -q -p no:cacheprovider -s tests/e2e/test_cluster.py
 
 test: venv
 	@./scripts/ensure-chromium.sh

@@ -150,12 +150,13 @@ class Stack:
             self.start_worker()
         return self
 
-    def start_worker(self) -> Child:
+    def start_worker(self, extra_env: dict[str, str] | None = None) -> Child:
+        """Another replicator (its own process group); `extra_env` e.g. its own data dir."""
         self._worker_count += 1
         child = Child(
             f"replicator-{self._worker_count}",
             "services.worker.replicator",
-            self.env,
+            {**self.env, **(extra_env or {})},
             self.log_dir / f"replicator-{self._worker_count}.log",
         )
         child.start()

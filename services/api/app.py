@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container
 from services.api.errors import install
+from services.api.request_ids import RequestIds
 from services.api.routers import (
     accounts,
     admin,
@@ -40,7 +41,7 @@ def make_lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jwt_secret, _ = settings.require_secrets()
-        async with runtime(settings, "api", settings.api_db_pool, max_overflow=0) as rt:
+        async with runtime(settings, "api", settings.api_db_pool, max_overflow=0, ops=False) as rt:
             c = Container(
                 **{f.name: getattr(rt, f.name) for f in fields(rt)},
                 issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
@@ -63,6 +64,7 @@ def make_lifespan(
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="copytrade ingest API", version="1", lifespan=make_lifespan(settings))
     install(app)
+    app.add_middleware(RequestIds)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

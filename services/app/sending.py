@@ -29,6 +29,7 @@ from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.leases import renew_leases
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
+from services.infra.logs import bind_log_context
 from services.infra.metrics import BROKER_REQUESTS
 
 log = logging.getLogger("copytrade.sending")
@@ -259,6 +260,8 @@ class Sender:
                 log.warning("lease renewal failed", exc_info=True)
 
     async def _send(self, leg: PlannedLeg, row: Sealed, first_answer: list[float]) -> LegOutcome:
+        # Its own task (gathered): the ids stay on this leg's log lines.
+        bind_log_context(leg_id=leg.leg_id, account_id=leg.account_id)
         broker = broker_for(self.factory, self.cipher, row)
         async with self._host_limits[leg.broker]:
             outcome = await place_once(

@@ -93,6 +93,22 @@ class ServerProcess:
     url: str
     stop_signal: int = signal.SIGTERM
     log_path: Path | None = None
+    args: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def kill(self) -> None:
+        """kill -9, as a crash would (tests: a cluster node dies mid fan-out)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def restart(self, timeout_s: float = 15.0) -> None:
+        """Start the same server again on the same port and state (after stop() or kill())."""
+        if self.process.poll() is None:
+            raise RuntimeError(f"{self.name} is still running")
+        assert self.log_path is not None and self.args
+        self.process = _spawn(self.args, self.log_path)
+        wait_for_port(self.port, timeout_s, self.process)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process.poll() is not None:
@@ -122,35 +138,92 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         log.close()
 
 
-def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    log_path = state_dir / "nats.log"
+def _nats_config(state_dir: Path, cluster: str = "") -> Path:
     config = state_dir / "nats.conf"
     # Money: every JetStream write is fsynced before the publish is acknowledged.
     config.write_text(
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(state_dir / 'jetstream'))}\n"
         "  sync_interval: always\n"
-        "}\n"
+        "}\n" + cluster
     )
-    process = _spawn(
-        [
-            str(nats_server_binary()),
-            "-c",
-            str(config),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-js",
-            "--server_name",
-            "copytrade-embedded",
-        ],
-        log_path,
-    )
+    return config
+
+
+def _nats_args(config: Path, port: int, name: str) -> list[str]:
+    return [
+        str(nats_server_binary()),
+        "-c",
+        str(config),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-js",
+        "--server_name",
+        name,
+    ]
+
+
+def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = state_dir / "nats.log"
+    args = _nats_args(_nats_config(state_dir), port, "copytrade-embedded")
+    process = _spawn(args, log_path)
     wait_for_port(port, 15, process)
-    return ServerProcess("nats", process, f"nats://127.0.0.1:{port}", log_path=log_path)
+    return ServerProcess(
+        "nats", process, f"nats://127.0.0.1:{port}", log_path=log_path, args=args, port=port
+    )
+
+
+def start_nats_cluster(state_dir: Path, size: int = 3) -> list[ServerProcess]:
+    """`size` nats-server processes from the same wheel, with routes between them (a JetStream
+    cluster: R3 streams survive the loss of any one node). Each keeps its own store under
+    `state_dir/n<i>`; a node restarted on the same directory rejoins and catches up."""
+    client_ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in route_ports)
+    nodes: list[ServerProcess] = []
+    try:
+        for index in range(size):
+            node_dir = state_dir / f"n{index + 1}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            cluster = (
+                "cluster {\n"
+                "  name: copytrade\n"
+                f"  listen: 127.0.0.1:{route_ports[index]}\n"
+                f"  routes: [{routes}]\n"
+                "}\n"
+            )
+            args = _nats_args(
+                _nats_config(node_dir, cluster), client_ports[index], f"copytrade-n{index + 1}"
+            )
+            log_path = node_dir / "nats.log"
+            process = _spawn(args, log_path)
+            url = f"nats://127.0.0.1:{client_ports[index]}"
+            nodes.append(
+                ServerProcess(
+                    f"nats-{index + 1}",
+                    process,
+                    url,
+                    log_path=log_path,
+                    args=args,
+                    port=client_ports[index],
+                )
+            )
+        for node in nodes:
+            wait_for_port(node.port, 15, node.process)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def cluster_url(nodes: list[ServerProcess]) -> str:
+    """The comma-separated server list COPYTRADE_NATS_URL takes."""
+    return ",".join(node.url for node in nodes)
 
 
 def _as_postgres_user() -> list[str]:
@@ -255,6 +328,10 @@ class EmbeddedStack:
     servers: list[ServerProcess] = field(default_factory=list)
 
     def url(self, name: str) -> str:
+        if name == "nats":
+            nodes = [s for s in self.servers if s.name == "nats" or s.name.startswith("nats-")]
+            if nodes:
+                return cluster_url(nodes)
         for server in self.servers:
             if server.name == name:
                 return server.url
@@ -271,12 +348,17 @@ def start_stack(
     nats_url: str | None = None,
     database_url: str | None = None,
     redis_url: str | None = None,
+    nats_cluster: int = 1,
 ) -> tuple[EmbeddedStack, dict[str, str]]:
-    """Start whichever servers have no URL configured; return the stack and all three URLs."""
+    """Start whichever servers have no URL configured; return the stack and all three URLs.
+    `nats_cluster` > 1 starts that many NATS nodes as one cluster (the URL lists them all)."""
     stack = EmbeddedStack()
     try:
         if nats_url is None:
-            stack.servers.append(start_nats(data_dir / "nats"))
+            if nats_cluster > 1:
+                stack.servers.extend(start_nats_cluster(data_dir / "nats-cluster", nats_cluster))
+            else:
+                stack.servers.append(start_nats(data_dir / "nats"))
             nats_url = stack.url("nats")
         if database_url is None:
             stack.servers.append(start_postgres(data_dir / "postgres"))

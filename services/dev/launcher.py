@@ -64,7 +64,7 @@ async def _prepare(settings: Settings, env: dict[str, str]) -> None:
     nc = await bus.connect(env["COPYTRADE_NATS_URL"], "copytrade-launcher")
     try:
         js = nc.jetstream()
-        await bus.ensure_stream(js)
+        await bus.ensure_stream(js, Settings.from_env(env).stream_replicas)
         await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)
     finally:
         await bus.close(nc)
@@ -86,26 +86,29 @@ async def _seed(settings: Settings, env: dict[str, str]) -> None:
         await engine.dispose()
 
 
+def metrics_ports(base: int, workers: int) -> dict[str, int]:
+    """Each process its own metrics port from `base` (0: none): replicators base+1 …
+    base+workers, then the sweeper and the poller. (The API serves /metrics on its own port.)"""
+    if not base:
+        return {}
+    ports = {f"replicator-{index + 1}": base + 1 + index for index in range(workers)}
+    ports["sweeper"] = base + workers + 1
+    ports["poller"] = base + workers + 2
+    return ports
+
+
 def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> list[Child]:
-    children = [
-        Child("simulator", "brokers.sim", env, log_dir / "simulator.log"),
-        Child("api", "services.api", env, log_dir / "api.log"),
-    ]
+    ports = metrics_ports(settings.metrics_port, settings.workers)
+
+    def child(name: str, module: str) -> Child:
+        own = {**env, "COPYTRADE_METRICS_PORT": str(ports.get(name, 0))}
+        return Child(name, module, own, log_dir / f"{name}.log")
+
+    children = [child("simulator", "brokers.sim"), child("api", "services.api")]
     for index in range(settings.workers):
-        worker_env = {
-            **env,
-            "COPYTRADE_METRICS_PORT": str(9101 + index) if settings.metrics_port else "0",
-        }
-        children.append(
-            Child(
-                f"replicator-{index + 1}",
-                "services.worker.replicator",
-                worker_env,
-                log_dir / f"replicator-{index + 1}.log",
-            )
-        )
-    children.append(Child("sweeper", "services.worker.sweeper", env, log_dir / "sweeper.log"))
-    children.append(Child("poller", "services.worker.poller", env, log_dir / "poller.log"))
+        children.append(child(f"replicator-{index + 1}", "services.worker.replicator"))
+    children.append(child("sweeper", "services.worker.sweeper"))
+    children.append(child("poller", "services.worker.poller"))
     return children
 
 
@@ -120,11 +123,12 @@ def _base_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _banner(settings: Settings, api_url: str, data_dir: Path, log_dir: Path) -> str:
+def _banner(settings: Settings, api_url: str, nats: str, data_dir: Path, log_dir: Path) -> str:
     return (
         f"\ncopytrade is running\n"
         f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
         f"  simulator    {settings.sim_url}\n"
+        f"  NATS         {nats}\n"
         f"  replicators  {settings.workers} processes, plus 1 sweeper and 1 broker poller\n"
         f"  data         {data_dir} (logs in {log_dir})\n"
         f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
@@ -178,6 +182,7 @@ def run(settings: Settings) -> int:
             nats_url=settings.nats_url,
             database_url=settings.database_url,
             redis_url=settings.redis_url,
+            nats_cluster=settings.nats_cluster,
         )
         env.update(
             {
@@ -197,7 +202,7 @@ def run(settings: Settings) -> int:
         _wait_http(f"{api_url}/healthz", 30, children)
         if settings.demo_followers:
             asyncio.run(_seed(settings, env))
-        print(_banner(settings, api_url, data_dir, log_dir), flush=True)
+        print(_banner(settings, api_url, urls["nats"], data_dir, log_dir), flush=True)
         _supervise(children, lambda: stopping)
         return 0
     finally:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -16,7 +20,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from schemas.messages import (
     ORDERS_STREAM,
@@ -37,9 +41,15 @@ DUPLICATE_WINDOW_S = 300.0
 STREAM_MAX_AGE_S = 7 * 24 * 3600.0
 
 
+def servers(url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222` → both URLs: the client tries each and follows the cluster."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str) -> NATS:
+    """Connect to one server or a cluster; reconnects forever (a leader change is a blip)."""
     return await nats.connect(
-        url,
+        servers=servers(url),
         name=name,
         connect_timeout=5,
         reconnect_time_wait=0.5,
@@ -57,7 +67,7 @@ async def close(nc: NATS) -> None:
     await nc.close()
 
 
-def stream_config() -> StreamConfig:
+def stream_config(replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=ORDERS_STREAM,
         subjects=[f"{ORDERS_SUBJECT_PREFIX}.>"],
@@ -66,11 +76,11 @@ def stream_config() -> StreamConfig:
         discard=DiscardPolicy.OLD,
         max_age=STREAM_MAX_AGE_S,
         duplicate_window=DUPLICATE_WINDOW_S,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 
-def shards_stream_config() -> StreamConfig:
+def shards_stream_config(replicas: int = 1) -> StreamConfig:
     """A work queue: a shard message is gone once a worker acked it (its legs are recorded)."""
     return StreamConfig(
         name=SHARDS_STREAM,
@@ -79,7 +89,7 @@ def shards_stream_config() -> StreamConfig:
         storage=StorageType.FILE,
         max_age=STREAM_MAX_AGE_S,
         duplicate_window=DUPLICATE_WINDOW_S,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 
@@ -108,13 +118,30 @@ def consumer_config(ack_wait_s: float, max_deliver: int) -> ConsumerConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext) -> None:
-    for config in (stream_config(), shards_stream_config()):
-        try:
-            await js.stream_info(config.name or "")
-            await js.update_stream(config)
-        except NotFoundError:
-            await js.add_stream(config)
+async def ensure_stream(js: JetStreamContext, replicas: int = 1, wait_s: float = 30.0) -> None:
+    """Create or update both streams with `replicas` copies (R3 on a cluster: any one node may
+    die without losing an acknowledged publish). Consumers inherit the stream's replicas.
+    A cluster that is still electing its leaders answers 503 or times out: retried until
+    `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    for config in (stream_config(replicas), shards_stream_config(replicas)):
+        while True:
+            try:
+                await _ensure_one(js, config)
+                break
+            except (NatsTimeoutError, ServiceUnavailableError, NoRespondersError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("JetStream not ready (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.25)
+
+
+async def _ensure_one(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name or "")
+        await js.update_stream(config)
+    except NotFoundError:
+        await js.add_stream(config)
 
 
 async def ensure_consumer(js: JetStreamContext, ack_wait_s: float, max_deliver: int) -> None:

@@ -1,17 +1,88 @@
-"""Logging setup: one line per event, no secrets (credentials are never passed to a logger)."""
+"""Logging: one JSON object per line (structlog), carrying the ids of what is being handled.
+
+Every record, from our loggers and from libraries alike (stdlib `logging` goes through the same
+formatter), is rendered with the context bound in the current task: `order_id`, `shard`,
+`leg_id`, `account_id`, `request_id`. Bind them where an order, a leg or a request is handled:
+
+    with log_context(order_id=order.order_id):
+        ...   # every line logged in here, in this task and the tasks it starts, carries it
+
+`COPYTRADE_LOG_FORMAT=console` prints the same as readable lines; `COPYTRADE_LOG_LEVEL` sets
+the level. No secrets: credentials are never passed to a logger.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+CONTEXT_KEYS = ("request_id", "order_id", "shard", "leg_id", "account_id")
+
+
+def _processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.CallsiteParameterAdder(
+            {structlog.processors.CallsiteParameter.PROCESS}
+        ),
+    ]
+
+
+def formatter(fmt: str = "json") -> structlog.stdlib.ProcessorFormatter:
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_processors(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
 
 
 def setup_logging() -> None:
     level = os.environ.get("COPYTRADE_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+    fmt = os.environ.get("COPYTRADE_LOG_FORMAT", "json")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    structlog.configure(
+        processors=[*_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
     )
     # httpx logs every request URL at INFO; keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+@contextmanager
+def log_context(**ids: object) -> Iterator[None]:
+    """Bind ids (None values are left out) to every log line of this block and of the tasks
+    it starts; the previous values come back on the way out."""
+    values = {key: str(value) for key, value in ids.items() if value is not None}
+    with structlog.contextvars.bound_contextvars(**values):
+        yield
+
+
+def bind_log_context(**ids: object) -> None:
+    """Bind ids for the rest of the current task (a request handler, a leg's coroutine)."""
+    structlog.contextvars.bind_contextvars(
+        **{key: str(value) for key, value in ids.items() if value is not None}
+    )

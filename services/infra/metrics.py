@@ -8,11 +8,21 @@ copytrade_first_leg_seconds                       master order created → first
 copytrade_broker_request_seconds{broker,operation,outcome}
 copytrade_sweeper_legs_total{outcome}             in-doubt legs resolved by the sweeper
 copytrade_outbox_republished_total                master orders republished by the sweeper
+copytrade_master_positions_total{source}          where planning got the master's position
+copytrade_consumer_pending_messages{stream,consumer}      not yet delivered (consumer lag)
+copytrade_consumer_ack_pending_messages{stream,consumer}  delivered, not yet acknowledged
+copytrade_dead_lettered_total{stream}             messages past max_deliver (JetStream advisory)
+copytrade_sweeper_backlog_legs                    legs in doubt past their lease
+copytrade_sweeper_backlog_oldest_seconds          how long past its lease the oldest one is
+copytrade_broker_circuit_open{host}               1 while a broker host's circuit is open
+copytrade_rate_budget_wait_seconds{scope}         waits for a rate budget (account, host)
+copytrade_rate_budget_refused_total{scope}        reservations refused (wait too long)
+(copytrade_ws_clients{role} and copytrade_ws_events_sent_total{type}: services/api/dashboard.)
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -60,4 +70,37 @@ MASTER_POSITIONS = Counter(
     "copytrade_master_positions_total",
     "Where planning got the master's position from (hit: the cache, broker: a live read)",
     ["source"],
+)
+CONSUMER_PENDING = Gauge(
+    "copytrade_consumer_pending_messages",
+    "Messages of the stream not yet delivered to the durable consumer (lag)",
+    ["stream", "consumer"],
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "copytrade_consumer_ack_pending_messages",
+    "Messages delivered to the durable consumer and not yet acknowledged",
+    ["stream", "consumer"],
+)
+DEAD_LETTERED = Counter(
+    "copytrade_dead_lettered_total",
+    "Messages that reached max_deliver without an ack (JetStream advisory)",
+    ["stream"],
+)
+SWEEPER_BACKLOG = Gauge("copytrade_sweeper_backlog_legs", "Legs in doubt past their lease")
+SWEEPER_BACKLOG_OLDEST = Gauge(
+    "copytrade_sweeper_backlog_oldest_seconds", "Age past its lease of the oldest leg in doubt"
+)
+CIRCUIT_OPEN = Gauge(
+    "copytrade_broker_circuit_open", "1 while the broker host's circuit is open", ["host"]
+)
+BUDGET_WAIT = Histogram(
+    "copytrade_rate_budget_wait_seconds",
+    "Time waited for a rate budget before a broker request",
+    ["scope"],
+    buckets=_LATENCY_BUCKETS,
+)
+BUDGET_REFUSED = Counter(
+    "copytrade_rate_budget_refused_total",
+    "Rate budget reservations refused (the wait would be too long)",
+    ["scope"],
 )

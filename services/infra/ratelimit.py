@@ -25,6 +25,7 @@ from brokers.registry import descriptor
 from replication.errors import Retryable, Unknown
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 from replication.ports import Broker
+from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT, CIRCUIT_OPEN
 
 T = TypeVar("T")
 
@@ -76,6 +77,9 @@ class RateBudget:
         self._limit = limit
         self._max_wait_ms = int(max_wait_s * 1000)
         self._script = redis.register_script(_RESERVE)
+        # "copytrade:budget:account:<id>" → "account": the metric's label, never the id itself.
+        parts = key.split(":")
+        self._scope = parts[2] if len(parts) > 3 else "other"
 
     async def reserve(self, cost: float = 1.0) -> float:
         """Reserve `cost` tokens; returns seconds to wait (raises Retryable when too long)."""
@@ -86,6 +90,7 @@ class RateBudget:
             )
         )
         if wait_ms < 0:
+            BUDGET_REFUSED.labels(self._scope).inc()
             raise Retryable(
                 f"rate budget {self._key} exhausted",
                 retry_after=-wait_ms / 1000,
@@ -95,6 +100,7 @@ class RateBudget:
 
     async def acquire(self, cost: float = 1.0) -> None:
         wait = await self.reserve(cost)
+        BUDGET_WAIT.labels(self._scope).observe(wait)
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -104,8 +110,13 @@ class CircuitBreaker:
     calls fail fast (not sent, safe to retry); after `reset_s` one trial call is let through."""
 
     def __init__(
-        self, threshold: int = 20, reset_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        threshold: int = 20,
+        reset_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        host: str = "",
     ) -> None:
+        self.host = host
         self.threshold = threshold
         self.reset_s = reset_s
         self._clock = clock
@@ -122,6 +133,8 @@ class CircuitBreaker:
         self._trial = True  # half-open: this one call decides
 
     def success(self) -> None:
+        if self.opened_at is not None:
+            CIRCUIT_OPEN.labels(self.host).set(0)
         self.failures, self.opened_at, self._trial = 0, None, False
 
     def failure(self) -> None:
@@ -129,6 +142,7 @@ class CircuitBreaker:
         self._trial = False
         if self.failures >= self.threshold or self.opened_at is not None:
             self.opened_at = self._clock()
+            CIRCUIT_OPEN.labels(self.host).set(1)
 
 
 class BudgetedBroker:
@@ -239,7 +253,9 @@ class Budgets:
         return self._overrides.get(broker) or descriptor(broker).limits
 
     def wrap(self, inner: Broker, broker: str, account_id: str, host: str) -> Broker:
-        breaker = self._breakers.setdefault(host, CircuitBreaker())
+        breaker = self._breakers.get(host)
+        if breaker is None:
+            breaker = self._breakers[host] = CircuitBreaker(host=host)
         limits = self.limits(broker)
         account: RateBudget | None = None
         host_budget: RateBudget | None = None

@@ -25,14 +25,26 @@ class Settings(BaseModel):
     database_url: str | None = None
     redis_url: str | None = None
 
+    # Comma-separated NATS servers (a cluster): "nats://n1:4222,nats://n2:4222,nats://n3:4222".
+    # Replicas of every stream: unset → 3 when three or more servers are listed, else 1.
+    nats_replicas: int | None = Field(default=None, ge=1, le=5)
+    # The embedded launcher's NATS: 1 server, or a cluster of 3 with routes (`make cluster`).
+    nats_cluster: int = Field(default=1, ge=1, le=5)
+
+    # 0.0.0.0 in a container; loopback by default on a developer's machine.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # API processes (granian workers); unset → the CPU count in production, 1 in development.
+    api_workers: int | None = Field(default=None, ge=1, le=256)
     sim_host: str = "127.0.0.1"
     sim_port: int = 8100
     sim_url: str = "http://127.0.0.1:8100"
     workers: int = Field(default=2, ge=1, le=64)
     demo_followers: int = Field(default=200, ge=0, le=100_000)
-    metrics_port: int = 0
+    # This process's metrics (and /healthz, /readyz for workers) port; 0 = none. The launcher
+    # gives every process its own port from this base (see services/dev/launcher.py).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     jwt_secret: str | None = None
     jwt_issuer: str = "copytrade"
@@ -88,6 +100,23 @@ class Settings(BaseModel):
             if key in env and env[key] != "":
                 values[name] = env[key]
         return cls.model_validate(values)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS servers of `nats_url`, in order (a client tries them all)."""
+        return [url.strip() for url in (self.nats_url or "").split(",") if url.strip()]
+
+    @property
+    def stream_replicas(self) -> int:
+        if self.nats_replicas is not None:
+            return self.nats_replicas
+        return 3 if len(self.nats_servers) >= 3 else 1
+
+    @property
+    def api_processes(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        return (os.cpu_count() or 1) if self.environment == "production" else 1
 
     def require_urls(self) -> tuple[str, str, str]:
         if not (self.nats_url and self.database_url and self.redis_url):

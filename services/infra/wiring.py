@@ -13,17 +13,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
-from prometheus_client import start_http_server
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from brokers.http import HttpClientPool, HttpSettings
 from brokers.registry import SIM
 from brokers.sim.descriptor import limits as sim_limits
-from services.infra import bus
+from services.infra import bus, monitor
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.engine import make_engine
 from services.infra.logs import setup_logging
+from services.infra.ops_server import Check, OpsServer
 from services.infra.ratelimit import Budgets
 from services.infra.settings import Settings
 
@@ -65,11 +66,35 @@ class Runtime:
     cipher: CredentialCipher
 
 
+def readiness_checks(engine: AsyncEngine, nc: NATS, redis: aioredis.Redis) -> dict[str, Check]:
+    async def database() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def nats_server() -> None:
+        if not nc.is_connected:
+            raise ConnectionError("not connected")
+
+    async def redis_server() -> None:
+        await redis.ping()
+
+    return {"database": database, "nats": nats_server, "redis": redis_server}
+
+
 @asynccontextmanager
 async def runtime(
-    settings: Settings, name: str, pool_size: int, max_overflow: int | None = None
+    settings: Settings,
+    name: str,
+    pool_size: int,
+    max_overflow: int | None = None,
+    *,
+    monitoring: bool = False,
+    ops: bool = True,
 ) -> AsyncIterator[Runtime]:
-    """Connect everything a process needs, and close it all in reverse on the way out."""
+    """Connect everything a process needs, and close it all in reverse on the way out.
+    With a metrics port (and `ops`: the API serves its own), serve /metrics, /healthz and
+    /readyz on it; with `monitoring`, also keep the lag, backlog and dead-letter gauges
+    (services/infra/monitor.py) current."""
     nats_url, database_url, redis_url = settings.require_urls()
     _, keys = settings.require_secrets()
     overflow = pool_size if max_overflow is None else max_overflow
@@ -77,11 +102,25 @@ async def runtime(
     nc = await bus.connect(nats_url, f"copytrade-{name}")
     redis = redis_client(redis_url)
     pool, factory = broker_factory(settings, redis)
+    server: OpsServer | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
         js = nc.jetstream()
-        await bus.ensure_stream(js)
+        await bus.ensure_stream(js, settings.stream_replicas)
+        if ops and settings.metrics_port:
+            server = OpsServer(
+                settings.metrics_host, settings.metrics_port, readiness_checks(engine, nc, redis)
+            )
+            await server.start()
+        if monitoring:
+            watcher = asyncio.create_task(monitor.run(nc, js, engine, interval_s=5.0))
         yield Runtime(settings, engine, nc, js, redis, factory, CredentialCipher.from_setting(keys))
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if server is not None:
+            await server.close()
         await pool.aclose()
         await bus.close(nc)
         await redis.aclose()
@@ -98,11 +137,9 @@ def stop_on_signals() -> asyncio.Event:
 
 
 def serve(main_async: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
-    """Entry point of a service process: logging, metrics endpoint, uvloop."""
+    """Entry point of a service process: logging, uvloop (the metrics endpoint is the runtime's)."""
     setup_logging()
     settings = Settings.from_env()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
     import uvloop
 
     uvloop.run(main_async(settings))

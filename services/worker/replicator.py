@@ -44,6 +44,7 @@ from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.orders import OrderState, order_state
 from services.infra.db.repositories.subscriptions import load_targets
+from services.infra.logs import log_context
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
@@ -130,7 +131,8 @@ class Replicator:
     @staticmethod
     async def _guarded(order_id: str, work: Awaitable[None]) -> None:
         try:
-            await work
+            with log_context(order_id=order_id):
+                await work
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -47,6 +47,7 @@ from services.infra.db.repositories.leases import (
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.db.repositories.orders import mark_published, orders_by_ids, unpublished_orders
 from services.infra.db.repositories.subscriptions import subscriptions_by_ids
+from services.infra.logs import bind_log_context
 from services.infra.metrics import OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
@@ -225,6 +226,7 @@ class Sweeper:
 
     async def _resolve(self, row: ClaimedLeg) -> LegOutcome:
         leg_id = str(row.id)
+        bind_log_context(leg_id=leg_id, account_id=str(row.account_id))  # its own task
         settings = self.settings
         if row.attempts > settings.max_leg_attempts:
             SWEEPER_LEGS.labels("failed").inc()
@@ -289,7 +291,7 @@ class Sweeper:
 
 
 async def main_async(settings: Settings) -> None:
-    async with runtime(settings, "sweeper", pool_size=3) as rt:
+    async with runtime(settings, "sweeper", pool_size=3, monitoring=True) as rt:
         positions = MasterPositions(rt.redis, settings.master_position_max_age_s)
         sweeper = Sweeper(settings, rt.engine, rt.nc, rt.js, rt.cipher, rt.factory, positions)
         log.info("sweeper started")

@@ -37,6 +37,7 @@ from services.infra.db.repositories.orders import (
     request_cancel,
     request_replace,
 )
+from services.infra.logs import bind_log_context
 from services.infra.metrics import ORDER_PUBLISH, ORDERS_INGESTED
 
 log = logging.getLogger("copytrade.api")
@@ -105,6 +106,7 @@ async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
     require(user, "master")
     request_hash = _request_hash(body)
     row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
+    bind_log_context(order_id=row.id, account_id=body.account_id)
     if replay and row.request_hash != request_hash:
         ORDERS_INGESTED.labels("conflict").inc()
         raise IdempotencyConflict(details={"order_id": str(row.id)})

@@ -22,3 +22,17 @@ def downgrade(database_url: str, revision: str = "base") -> None:
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     command.downgrade(config, revision)
+
+
+def main() -> None:
+    """`python -m services.infra.db.migrate`: the deployment's one-shot migration job."""
+    from services.infra.settings import Settings, SettingsError
+
+    url = Settings.from_env().database_url
+    if not url:
+        raise SettingsError("COPYTRADE_DATABASE_URL must be set")
+    upgrade(url)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import IN_DOUBT, OPEN_AT_BROKER, LegStatus, predecessors
-from services.infra.db.repositories.base import Row, columns, fetch_all_as
+from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one
 from services.infra.db.repositories.legs import ClaimedLeg, Leg
 
 _OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
@@ -125,3 +125,21 @@ async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
             "from": _TO_SUBMITTING,
         },
     )
+
+
+async def in_doubt_backlog(conn: AsyncConnection) -> tuple[int, float]:
+    """Legs in doubt whose lease ran out (the sweeper's backlog) and the oldest one's age in
+    seconds past its lease (0 when there is none)."""
+    row = fetch_one(
+        await conn.execute(
+            text(
+                "SELECT count(*) AS legs, "
+                "COALESCE(EXTRACT(EPOCH FROM now() - min(lease_expires_at)), 0) AS oldest "
+                "FROM legs WHERE status = ANY(CAST(:in_doubt AS text[])) "
+                "AND lease_expires_at < now()"
+            ),
+            {"in_doubt": _IN_DOUBT},
+        )
+    )
+    assert row is not None
+    return int(row["legs"]), float(row["oldest"])
