@@ -8,6 +8,9 @@ copytrade_first_leg_seconds                       master order created → first
 copytrade_broker_request_seconds{broker,operation,outcome}
 copytrade_sweeper_legs_total{outcome}             in-doubt legs resolved by the sweeper
 copytrade_outbox_republished_total                master orders republished by the sweeper
+copytrade_orders_dead_lettered_total{stream}      master orders whose message ran out of
+                                                  delivery attempts (JetStream max_deliver)
+copytrade_legs_retried_total                      failed legs put back in doubt by a retry
 """
 
 from __future__ import annotations
@@ -60,4 +63,12 @@ MASTER_POSITIONS = Counter(
     "copytrade_master_positions_total",
     "Where planning got the master's position from (hit: the cache, broker: a live read)",
     ["source"],
+)
+DEAD_LETTERED = Counter(
+    "copytrade_orders_dead_lettered_total",
+    "Master orders whose message (ORDERS or ORDER_SHARDS) exceeded its delivery attempts",
+    ["stream"],
+)
+LEGS_RETRIED = Counter(
+    "copytrade_legs_retried_total", "Failed legs put back in doubt by POST /v1/copies/{id}/retry"
 )
