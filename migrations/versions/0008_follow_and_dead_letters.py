@@ -34,8 +34,7 @@ def upgrade() -> None:
         "WHERE origin = 'broker'"
     )
     op.execute(
-        "CREATE INDEX master_orders_broker_open_idx ON master_orders (account_id) "
-        "WHERE broker_open"
+        "CREATE INDEX master_orders_broker_open_idx ON master_orders (account_id) WHERE broker_open"
     )
 
 

@@ -141,9 +141,7 @@ class Replicator:
     async def handle_shard(self, message: Msg) -> None:
         shard = await parse(ShardMessage, message)
         if shard is not None:
-            await self._guarded(
-                shard.order.order_id, self.replicate_shard(shard, message), message
-            )
+            await self._guarded(shard.order.order_id, self.replicate_shard(shard, message), message)
 
     async def _guarded(self, order_id: str, work: Awaitable[None], message: Msg) -> None:
         try:
