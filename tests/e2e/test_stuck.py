@@ -38,6 +38,10 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             "COPYTRADE_UNKNOWN_RECHECK_S": "0.3",
             "COPYTRADE_RESEND_GRACE_S": "0.5",
             "COPYTRADE_POLL_INTERVAL_S": "0.5",
+            # accept_then_timeout: the simulator places the order, then holds the answer past
+            # our read timeout (the order is at the broker; we do not know it).
+            "COPYTRADE_SIM_TIMEOUT_HOLD_S": "3",
+            "COPYTRADE_BROKER_READ_TIMEOUT_S": "1",
         },
     ).start()
     try:
@@ -202,3 +206,40 @@ async def _sim_orders(api: Api, sim_id: str, symbol: str) -> list[dict[str, Any]
     return [
         o for o in await api.sim_orders() if o["account_id"] == sim_id and o["symbol"] == symbol
     ]
+
+
+async def test_a_retry_finds_a_copy_the_broker_got_and_does_not_resend(
+    api: Api, engine: AsyncEngine
+) -> None:
+    master_id, master = await api.user("master")
+    account_id, _ = await api.sim_account(master)
+    follower = await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
+    sim_id = follower["sim_account_id"]
+    faults = await api.sim.put(
+        "/sim/faults", params={"account_id": sim_id}, json={"accept_then_timeout_rate": 1}
+    )
+    assert faults.status_code == 200, faults.text
+    symbol = "RL" + os.urandom(2).hex().upper()
+    order_id = (await api.order(master, account_id, symbol=symbol, qty="4")).json()["order_id"]
+
+    async def failed() -> dict[str, Any] | None:
+        copy = await _copy(api, follower, order_id)
+        return copy if copy.get("status") == "failed" else None
+
+    copy = await eventually(failed, timeout_s=30, message="the copy never failed")
+    faults = await api.sim.put(
+        "/sim/faults", params={"account_id": sim_id}, json={"accept_then_timeout_rate": 0}
+    )
+    assert faults.status_code == 200, faults.text
+    [at_broker] = await _sim_orders(api, sim_id, symbol)  # it did arrive, and filled
+    r = await _retry(api, follower["token"], copy["leg_id"])
+    assert r.status_code == 202, r.text
+
+    async def filled() -> dict[str, Any] | None:
+        copy = await _copy(api, follower, order_id)
+        return copy if copy.get("status") == "filled" else None
+
+    settled = await eventually(filled, timeout_s=30, message="the retried copy was not found")
+    assert settled["broker_order_id"] == at_broker["id"]  # looked up, not placed again
+    assert len(await _sim_orders(api, sim_id, symbol)) == 1
+    assert await _ledger(engine, follower["account_id"], symbol) == 4
