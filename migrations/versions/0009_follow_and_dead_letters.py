@@ -8,14 +8,14 @@
   the master's cancels and replaces to the copies. Orders seen before this revision keep their
   id (from their client_order_id) and are not followed.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
