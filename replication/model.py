@@ -144,6 +144,9 @@ class BrokerOrder:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     created_at: datetime | None = None
+    # The broker's id of the order this one replaced (Alpaca: `replaces`); brokers that modify
+    # an order in place keep its id and report the new quantity/prices instead.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
     S.FAILED: frozenset(),
 }
 
+# Moves no broker answer can make: a follower (or an admin) asks to retry a failed leg. It goes
+# back in doubt, so the sweeper looks it up by client order id before any resend. Kept out of
+# TRANSITIONS on purpose: FAILED stays terminal for every settle, and this move is taken only by
+# the retry's own guarded UPDATE (exactly once: the second retry finds the leg no longer failed).
+RETRIES: dict[LegStatus, frozenset[LegStatus]] = {
+    S.FAILED: frozenset({S.UNKNOWN}),
+}
+
 # The leg has reached the broker (or been refused) and needs nothing more from the sender.
 SETTLED = frozenset(
     {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.SKIPPED, S.CANCELED, S.FAILED}
@@ -97,6 +105,11 @@ def allowed_moves() -> frozenset[tuple[LegStatus, LegStatus]]:
     return frozenset(
         (current, target) for current, nexts in TRANSITIONS.items() for target in nexts
     )
+
+
+def retry_moves() -> frozenset[tuple[LegStatus, LegStatus]]:
+    """Every (from, to) pair of RETRIES: the guard of the retry's status write."""
+    return frozenset((current, target) for current, nexts in RETRIES.items() for target in nexts)
 
 
 def predecessors(target: LegStatus) -> frozenset[LegStatus]:

@@ -231,6 +231,8 @@ class OrderOut(BaseModel):
     fanout_ms: float | None
     master_execution: MasterExecution | None = None
     cancel_requested: bool = False
+    # Set when the order's message ran out of delivery attempts; status is then "dead_lettered".
+    dead_lettered_at: datetime | None = None
 
 
 class CopyOut(BaseModel):

@@ -82,6 +82,7 @@ def parse_order(data: dict[str, Any]) -> BrokerOrder:
         limit_price=_decimal(data.get("limit_price")),
         stop_price=_decimal(data.get("stop_price")),
         created_at=_timestamp(created) if created else None,
+        replaces=str(data["replaces"]) if data.get("replaces") else None,
     )
 
 

@@ -7,9 +7,9 @@ any of them into the wire body. The tree:
     ├── Unauthorized                401 unauthorized         (WWW-Authenticate: Bearer)
     ├── WrongPassword               401 invalid_credentials
     ├── Forbidden                   403 forbidden
-    ├── NotFound                    404 account_not_found, master_not_found, …
+    ├── NotFound                    404 account_not_found, master_not_found, copy_not_found, …
     ├── Conflict                    409 email_taken, subscription_exists, idempotency_conflict,
-    │                                   order_canceled
+    │                                   order_canceled, not_retryable
     ├── Unprocessable               422 validation_error, unexpected_price
     └── TooManyAttempts             429 too_many_attempts      (Retry-After)
 
@@ -95,6 +95,10 @@ class OrderNotFound(NotFound):
     code, default_message = "order_not_found", "no such order"
 
 
+class CopyNotFound(NotFound):
+    code, default_message = "copy_not_found", "no such copy"
+
+
 class Conflict(ApiError):
     status = 409
 
@@ -114,6 +118,10 @@ class IdempotencyConflict(Conflict):
 
 class OrderCanceled(Conflict):
     code, default_message = "order_canceled", "a canceled order cannot be replaced"
+
+
+class NotRetryable(Conflict):
+    code, default_message = "not_retryable", "only a failed copy can be retried"
 
 
 class Unprocessable(ApiError):

@@ -70,10 +70,11 @@ def order_out(row: MasterOrder, progress: OrderProgress) -> OrderOut:
         limit_price=row.limit_price,
         stop_price=row.stop_price,
         time_in_force=row.time_in_force,
-        status=progress.status,
+        status="dead_lettered" if row.dead_lettered_at else progress.status,
         created_at=row.created_at,
         legs=LegCounts(total=progress.total, by_status=progress.by_status),
         fanout_ms=progress.fanout_ms,
         master_execution=MasterExecution(**asdict(progress.master)) if progress.master else None,
         cancel_requested=progress.cancel_requested,
+        dead_lettered_at=row.dead_lettered_at,
     )

@@ -18,6 +18,9 @@ copytrade_broker_circuit_open{host}               1 while a broker host's circui
 copytrade_rate_budget_wait_seconds{scope}         waits for a rate budget (account, host)
 copytrade_rate_budget_refused_total{scope}        reservations refused (wait too long)
 (copytrade_ws_clients{role} and copytrade_ws_events_sent_total{type}: services/api/dashboard.)
+copytrade_orders_dead_lettered_total{stream}      master orders whose message ran out of
+                                                  delivery attempts (JetStream max_deliver)
+copytrade_legs_retried_total                      failed legs put back in doubt by a retry
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ CONSUMER_ACK_PENDING = Gauge(
     "Messages delivered to the durable consumer and not yet acknowledged",
     ["stream", "consumer"],
 )
-DEAD_LETTERED = Counter(
+MAX_DELIVERIES_SEEN = Counter(
     "copytrade_dead_lettered_total",
     "Messages that reached max_deliver without an ack (JetStream advisory)",
     ["stream"],
@@ -103,4 +106,12 @@ BUDGET_REFUSED = Counter(
     "copytrade_rate_budget_refused_total",
     "Rate budget reservations refused (the wait would be too long)",
     ["scope"],
+)
+DEAD_LETTERED = Counter(
+    "copytrade_orders_dead_lettered_total",
+    "Master orders whose message (ORDERS or ORDER_SHARDS) exceeded its delivery attempts",
+    ["stream"],
+)
+LEGS_RETRIED = Counter(
+    "copytrade_legs_retried_total", "Failed legs put back in doubt by POST /v1/copies/{id}/retry"
 )

@@ -23,7 +23,7 @@ from services.infra.db.repositories.leases import in_doubt_backlog
 from services.infra.metrics import (
     CONSUMER_ACK_PENDING,
     CONSUMER_PENDING,
-    DEAD_LETTERED,
+    MAX_DELIVERIES_SEEN,
     SWEEPER_BACKLOG,
     SWEEPER_BACKLOG_OLDEST,
 )
@@ -56,7 +56,7 @@ async def _on_dead_letter(msg: Msg) -> None:
     except ValueError:
         stream = "unknown"
         advisory = {}
-    DEAD_LETTERED.labels(stream).inc()
+    MAX_DELIVERIES_SEEN.labels(stream).inc()
     log.error(
         "message past max_deliver: stream %s seq %s consumer %s",
         stream,

@@ -3,7 +3,9 @@
 A pull loop fetches only when it has room (`limit` handlers in flight), so a worker never
 holds messages it cannot start; an optional `ready` event pauses fetching (the replicator takes
 no shards while it records an order's first shard). A malformed message is terminated, never
-redelivered forever.
+redelivered forever. A message that fails on its last delivery attempt (JetStream's
+max_deliver) is the caller's to dead-letter (`out_of_attempts`); one whose worker died on that
+attempt is announced by JetStream's MAX_DELIVERIES advisory (`max_deliveries_subject`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ async def pull(
             for tasks in (mine, in_flight):
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+
+
+def out_of_attempts(message: Msg, max_deliver: int) -> bool:
+    """This delivery is the message's last (and it is not acked): if it fails, JetStream never
+    delivers it again, so the work must be recorded as dead-lettered instead of dropped."""
+    if max_deliver <= 0 or message.is_acked:
+        return False
+    return bool(message.metadata.num_delivered >= max_deliver)
+
+
+def max_deliveries_subject(stream: str, consumer: str) -> str:
+    """JetStream's advisory for messages of `consumer` that ran out of delivery attempts
+    (payload: JSON with `stream`, `consumer`, `stream_seq`, `deliveries`)."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
 async def parse(kind: type[M], message: Msg) -> M | None:

@@ -12,12 +12,17 @@ insert per batch) → ack → send with asyncio.gather → settle in one bulk up
 events. A leg is recorded before anything is sent, so a crash at any point leaves either no legs
 (the message is redelivered) or legs in doubt that the sweeper resolves by looking them up at
 the broker. Nothing here ever resends.
+
+Nothing is silently stuck: a message that fails on its last delivery attempt (max_deliver), or
+whose worker died on it (JetStream's MAX_DELIVERIES advisory), dead-letters its order: recorded
+on the order (GET /v1/orders/{id} shows `dead_lettered`) and counted in a metric.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -43,12 +48,14 @@ from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.orders import OrderState, order_state
+from services.infra.db.repositories.recovery import mark_dead_lettered
 from services.infra.db.repositories.subscriptions import load_targets
 from services.infra.logs import log_context
+from services.infra.metrics import DEAD_LETTERED
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
-from services.worker.consuming import parse, pull
+from services.worker.consuming import max_deliveries_subject, out_of_attempts, parse, pull
 from services.worker.shards import Shard, ShardRunner
 
 log = logging.getLogger("copytrade.replicator")
@@ -92,6 +99,15 @@ class Replicator:
             durable=bus.REPLICATOR_CONSUMER, stream=ORDERS_STREAM
         )
         shards = await self.js.pull_subscribe_bind(durable=bus.SHARD_CONSUMER, stream=SHARDS_STREAM)
+        for stream, consumer in (
+            (ORDERS_STREAM, bus.REPLICATOR_CONSUMER),
+            (SHARDS_STREAM, bus.SHARD_CONSUMER),
+        ):
+            await self.nc.subscribe(
+                max_deliveries_subject(stream, consumer),
+                queue="dead-letters",
+                cb=self.on_max_deliveries,
+            )
         settings = self.settings
         await asyncio.gather(
             pull(
@@ -121,23 +137,58 @@ class Replicator:
     async def handle(self, message: Msg) -> None:
         order = await parse(OrderMessage, message)
         if order is not None:
-            await self._guarded(order.order_id, self.replicate(order, message))
+            await self._guarded(order.order_id, self.replicate(order, message), message)
 
     async def handle_shard(self, message: Msg) -> None:
         shard = await parse(ShardMessage, message)
         if shard is not None:
-            await self._guarded(shard.order.order_id, self.replicate_shard(shard, message))
+            await self._guarded(shard.order.order_id, self.replicate_shard(shard, message), message)
 
-    @staticmethod
-    async def _guarded(order_id: str, work: Awaitable[None]) -> None:
+    async def _guarded(self, order_id: str, work: Awaitable[None], message: Msg) -> None:
         try:
             with log_context(order_id=order_id):
                 await work
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # Not acked (or acked with legs recorded): redelivery or the sweeper finishes the job.
+        except Exception as exc:
+            # Not acked (or acked with legs recorded): redelivery or the sweeper finishes the job
+            # — unless this was the last delivery JetStream will make: then dead-letter it.
             log.exception("replication of order %s failed", order_id)
+            if out_of_attempts(message, self.settings.max_deliver):
+                stream = message.metadata.stream
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                if await self.dead_letter(order_id, stream, reason):
+                    with contextlib.suppress(Exception):
+                        await message.term()
+
+    async def on_max_deliveries(self, advisory: Msg) -> None:
+        """A message ran out of attempts without an answer (its worker died on the last one)."""
+        try:
+            event = json.loads(advisory.data)
+            stream, seq = str(event["stream"]), int(event["stream_seq"])
+            stored = await self.js.get_msg(stream, seq)
+            if stream == ORDERS_STREAM:
+                order_id = OrderMessage.model_validate_json(stored.data or b"").order_id
+            else:
+                order_id = ShardMessage.model_validate_json(stored.data or b"").order.order_id
+            await self.dead_letter(
+                order_id, stream, f"max_deliver exceeded ({event.get('deliveries')} deliveries)"
+            )
+        except Exception:
+            log.exception("could not dead-letter the message of advisory %r", advisory.data)
+
+    async def dead_letter(self, order_id: str, stream: str, reason: str) -> bool:
+        """Record the order as dead-lettered (once); False when it could not be recorded."""
+        try:
+            async with self.engine.begin() as conn:
+                fresh = await mark_dead_lettered(conn, order_id, reason)
+        except Exception:
+            log.exception("could not record order %s as dead-lettered", order_id)
+            return False
+        if fresh:
+            DEAD_LETTERED.labels(stream).inc()
+            log.error("order %s dead-lettered (%s): %s", order_id, stream, reason)
+        return True
 
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""

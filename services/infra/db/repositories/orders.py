@@ -50,6 +50,9 @@ class MasterOrder:
     origin: str
     broker_client_order_id: str | None
     version: int
+    broker_order_id: str | None  # origin 'broker': the order carrying it now (moves on replace)
+    broker_open: bool  # origin 'broker': still open at the broker, so the poller follows it
+    dead_lettered_at: datetime | None  # its message ran out of delivery attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,9 +330,10 @@ async def insert_broker_order(conn: AsyncConnection, values: Row) -> MasterOrder
             text(
                 "INSERT INTO master_orders (id, master_id, account_id, client_order_id, "
                 "request_hash, symbol, side, qty, type, limit_price, stop_price, time_in_force, "
-                "origin, broker_client_order_id) VALUES (:id, :master_id, :account_id, "
-                ":client_order_id, 'broker', :symbol, :side, :qty, :type, :limit_price, "
-                ":stop_price, :time_in_force, 'broker', :broker_client_order_id) "
+                "origin, broker_client_order_id, broker_order_id, broker_open) VALUES (:id, "
+                ":master_id, :account_id, :client_order_id, 'broker', :symbol, :side, :qty, "
+                ":type, :limit_price, :stop_price, :time_in_force, 'broker', "
+                ":broker_client_order_id, :broker_order_id, :broker_open) "
                 f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
             ),
             values,

@@ -1,0 +1,51 @@
+"""Master orders the master placed directly at its broker (origin 'broker'), as the poller
+follows them: which of them a broker listing names, and where each one is at the broker now
+(the order that carries it after replaces, and whether it is still open there)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.infra.db.repositories.base import columns, fetch_all_as
+from services.infra.db.repositories.orders import MasterOrder
+
+_ORDER_COLUMNS = columns(MasterOrder)
+
+
+async def followed_orders(
+    conn: AsyncConnection, account_id: str, broker_order_ids: Sequence[str]
+) -> list[MasterOrder]:
+    """The account's broker-origin orders that are still open at the broker (and not being
+    canceled by us already), plus any whose current broker order is one of these ids."""
+    return fetch_all_as(
+        await conn.execute(
+            text(
+                f"SELECT {_ORDER_COLUMNS} FROM master_orders "
+                "WHERE account_id = :a AND origin = 'broker' AND ("
+                "(broker_open AND cancel_requested_at IS NULL) "
+                "OR broker_order_id = ANY(CAST(:ids AS text[])))"
+            ),
+            {"a": account_id, "ids": list(broker_order_ids)},
+        ),
+        MasterOrder,
+    )
+
+
+async def set_broker_state(
+    conn: AsyncConnection,
+    order_id: str,
+    broker_order_id: str,
+    broker_client_order_id: str | None,
+    still_open: bool,
+) -> None:
+    """Where the order is at the broker now: the order carrying it and whether it is open."""
+    await conn.execute(
+        text(
+            "UPDATE master_orders SET broker_order_id = :b, broker_open = :open, "
+            "broker_client_order_id = COALESCE(:c, broker_client_order_id) WHERE id = :id"
+        ),
+        {"id": order_id, "b": broker_order_id, "c": broker_client_order_id, "open": still_open},
+    )

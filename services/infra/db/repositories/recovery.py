@@ -1,0 +1,81 @@
+"""Work that would otherwise stay stuck: master orders dead-lettered after their message ran
+out of delivery attempts, and failed legs put back in doubt by a retry (exactly once: one
+guarded UPDATE along replication.state.RETRIES, never a move a broker's answer can take)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from replication.state import retry_moves
+from services.infra.db.repositories.base import columns, fetch_one_as
+from services.infra.db.repositories.legs import Leg, SettledLeg
+from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
+
+_LEG_COLUMNS = columns(Leg)
+_SETTLED_COLUMNS = columns(SettledLeg, "legs")
+_RETRY_MOVES = sorted(f"{current.value}>{target.value}" for current, target in retry_moves())
+_RETRY_TO = sorted({target.value for _, target in retry_moves()})
+assert len(_RETRY_TO) == 1, "a retry has one destination"
+
+
+async def mark_dead_lettered(conn: AsyncConnection, order_id: str, reason: str) -> bool:
+    """Record that the order's message will not be delivered again; True the first time."""
+    result = await conn.execute(
+        text(
+            "UPDATE master_orders SET dead_lettered_at = now(), dead_letter_reason = :r "
+            "WHERE id = :id AND dead_lettered_at IS NULL RETURNING id"
+        ),
+        {"id": order_id, "r": reason},
+    )
+    return result.first() is not None
+
+
+async def leg_for(conn: AsyncConnection, leg_id: str, follower_id: str | None) -> Leg | None:
+    """A follower leg as its owner (or, with follower_id None, an admin) may see it."""
+    return fetch_one_as(
+        await conn.execute(
+            text(
+                f"SELECT {_LEG_COLUMNS} FROM legs WHERE id = :id AND action <> 'master' "
+                "AND (CAST(:f AS uuid) IS NULL OR follower_id = CAST(:f AS uuid))"
+            ),
+            {"id": leg_id, "f": follower_id},
+        ),
+        Leg,
+    )
+
+
+async def retry_failed_leg(
+    conn: AsyncConnection, leg_id: str, follower_id: str | None
+) -> SettledLeg | None:
+    """Put a failed follower leg back in doubt (lease expired, attempts reset) and reserve
+    again the ledger its failure gave back. One guarded UPDATE: of two concurrent retries one
+    moves the leg, the other finds it no longer failed (None)."""
+    row = fetch_one_as(
+        await conn.execute(
+            text(
+                "UPDATE legs SET status = :to, reason = 'retry_requested', attempts = 0, "
+                "lease_expires_at = now() - interval '1 millisecond', settled_at = NULL, "
+                "updated_at = now(), details = jsonb_set(COALESCE(details, '{}'::jsonb), "
+                "'{retried}', to_jsonb(COALESCE(legs.reason, ''))) "
+                "WHERE id = :id AND action <> 'master' "
+                "AND (CAST(:f AS uuid) IS NULL OR follower_id = CAST(:f AS uuid)) "
+                "AND legs.status || '>' || :to = ANY(CAST(:moves AS text[])) "
+                f"RETURNING {_SETTLED_COLUMNS}"
+            ),
+            {"id": leg_id, "f": follower_id, "to": _RETRY_TO[0], "moves": _RETRY_MOVES},
+        ),
+        SettledLeg,
+    )
+    if row is None or row.subscription_id is None or row.qty is None:
+        return row
+    unfilled = row.qty - (row.filled_qty or Decimal(0))
+    if unfilled > 0:
+        signed = unfilled if row.side == "buy" else -unfilled
+        await add_to_ledger(
+            conn,
+            [LedgerEntry(str(row.subscription_id), str(row.account_id), row.symbol, signed)],
+        )
+    return row
