@@ -46,6 +46,10 @@ log = logging.getLogger("copytrade.flatten")
 ZERO = Decimal(0)
 
 
+class HoldingsUnknown(Exception):
+    """A broker did not say what an account holds: nothing is closed for now."""
+
+
 class Flattener:
     def __init__(
         self,
@@ -78,7 +82,13 @@ class Flattener:
             return False
         async with self.engine.connect() as conn:
             positions = await copied_positions(conn, request.scope)
-        closes = await self._closes(request, positions)
+        try:
+            closes = await self._closes(request, positions)
+        except HoldingsUnknown as exc:
+            # Unknown holdings: close nothing rather than guess; the request stays pending and
+            # is taken again once its lease runs out.
+            log.warning("flatten %s waits: %s", request.scope, exc)
+            return False
         recorded = await self._record(request, closes)
         if recorded:
             outcomes = await self.sender.send_all(recorded, _sealed(positions), [])
@@ -122,8 +132,7 @@ class Flattener:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # Unknown holdings: close nothing rather than guess; the request stays pending.
-            raise RuntimeError(f"positions of account {row.account_id}: {exc}") from exc
+            raise HoldingsUnknown(f"positions of account {row.account_id}: {exc!r}") from exc
 
     async def _record(self, request: FlattenRequest, legs: list[PlannedLeg]) -> list[PlannedLeg]:
         """Record the closes (each once) with their ledger change, and finish the request."""

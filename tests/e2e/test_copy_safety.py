@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.infra.auth import hash_password
@@ -281,3 +282,41 @@ async def test_two_workers_race_two_masters_into_one_account_under_caps(
     for t, acct in ((a, a_account), (b, b_account)):
         await trade(api, t, acct, symbol, "sell", "15")  # each master leaves
     await held(api, follower, symbol, "0")
+
+
+async def test_an_account_halt_with_flatten_waits_for_the_broker_to_say_what_it_holds(
+    api: Api, engine: AsyncEngine, symbol: str
+) -> None:
+    master_id, token, account = await master(api)
+    follower = await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
+    await trade(api, token, account, symbol, "buy", "10")
+    await held(api, follower, symbol, "10")
+    sim_account = follower["sim_account_id"]
+    r = await api.sim.put("/sim/faults", params={"account_id": sim_account}, json={"error_rate": 1})
+    assert r.status_code == 200
+    try:
+        r = await api.http.post(
+            f"/v1/accounts/{follower['account_id']}/halt",
+            headers=api.auth(follower["token"]),
+            json={"flatten": True},
+        )
+        assert r.status_code == 200 and r.json()["halted"] is True
+
+        async def tried() -> bool:
+            async with engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text(
+                            "SELECT claimed_until IS NOT NULL AND done_at IS NULL "
+                            "FROM flatten_requests WHERE scope = :s"
+                        ),
+                        {"s": f"account:{follower['account_id']}"},
+                    )
+                ).scalar_one()
+            return bool(row)
+
+        await eventually(tried, timeout_s=20, message="the sweeper took the flatten request")
+        assert await api.position(sim_account, symbol) == 10  # nothing closed on a guess
+    finally:
+        await api.sim.put("/sim/faults", params={"account_id": sim_account}, json={"error_rate": 0})
+    await held(api, follower, symbol, "0")  # once the broker answers, the copy is closed
