@@ -17,7 +17,10 @@ from schemas.common import (
     PositiveDecimal,
     Side,
     Strict,
+    StrictBool,
+    Text,
     TimeInForce,
+    refuse_controls,
 )
 from schemas.copy_settings import Caps, Filters, Sizing
 
@@ -31,13 +34,14 @@ CUSTOM_ERROR_CODES = frozenset(
         "missing_stop_price",
         "unexpected_price",
         "invalid_email",
+        "control_character",
     }
 )
 
 
 class RegisterRequest(Strict):
-    email: Annotated[str, Field(max_length=254)]
-    password: Annotated[str, Field(min_length=8, max_length=256)]
+    email: Annotated[Text, Field(max_length=254)]
+    password: Annotated[Text, Field(min_length=8, max_length=256)]
     role: Literal["master", "follower"]
 
     @field_validator("email")
@@ -54,8 +58,8 @@ class RegisterResponse(BaseModel):
 
 
 class TokenRequest(Strict):
-    email: Annotated[str, Field(max_length=254)]
-    password: Annotated[str, Field(max_length=256)]
+    email: Annotated[Text, Field(max_length=254)]
+    password: Annotated[Text, Field(max_length=256)]
 
 
 class TokenResponse(BaseModel):
@@ -71,8 +75,14 @@ class WsToken(BaseModel):
 
 class AccountCreate(Strict):
     broker: BrokerName
-    label: Annotated[str, Field(min_length=1, max_length=100)]
+    label: Annotated[Text, Field(min_length=1, max_length=100)]
     credentials: dict[str, Any]
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        refuse_controls(value)
+        return value
 
 
 class AccountOut(BaseModel):
@@ -89,14 +99,14 @@ class SubscriptionCreate(Strict):
     sizing: Sizing
     caps: Caps = Caps()
     filters: Filters = Filters()
-    paused: bool = False
+    paused: StrictBool = False
 
 
 class SubscriptionPatch(Strict):
     sizing: Sizing | None = None
     caps: Caps | None = None
     filters: Filters | None = None
-    paused: bool | None = None
+    paused: StrictBool | None = None
 
 
 class SubscriptionOut(BaseModel):

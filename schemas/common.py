@@ -7,7 +7,9 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import Strict as StrictMark
+from pydantic_core import PydanticCustomError
 
 _DECIMAL_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,9})?$")
 
@@ -21,7 +23,7 @@ def _parse_decimal(value: Any) -> Decimal:
     elif isinstance(value, int):
         text = str(value)
     elif isinstance(value, str):
-        text = value.strip()
+        text = value  # no stripping: " 1 " is not a decimal string
     else:
         raise ValueError('must be a decimal string, e.g. "12.5"')
     if not _DECIMAL_RE.match(text):
@@ -53,6 +55,36 @@ PositiveDecimal = Annotated[
     BeforeValidator(lambda v: _positive(_parse_decimal(v))),
     PlainSerializer(_format_decimal, return_type=str),
 ]
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _no_controls(value: str) -> str:
+    """NUL and other control characters are refused in every string field (PostgreSQL refuses
+    NUL; the others only make trouble in logs, CSVs and dashboards)."""
+    if _CONTROL_RE.search(value):
+        raise PydanticCustomError("control_character", "control characters are not allowed")
+    return value
+
+
+def refuse_controls(value: Any) -> Any:
+    """Walk a free-form JSON value (credentials) and refuse control characters anywhere."""
+    if isinstance(value, str):
+        _no_controls(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_controls(key)
+            refuse_controls(item)
+    elif isinstance(value, list):
+        for item in value:
+            refuse_controls(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_controls)]
+StrictBool = Annotated[bool, StrictMark()]
+StrictInt = Annotated[int, StrictMark()]
 
 
 def format_decimal(value: Decimal) -> str:

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container
-from services.api.errors import install
+from services.api.errors import ERROR_RESPONSES, install
 from services.api.routers import (
     accounts,
     admin,
@@ -64,5 +64,5 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="copytrade ingest API", version="1", lifespan=make_lifespan(settings))
     install(app)
     for module in ROUTERS:
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from schemas.api import HaltState
-from services.api.deps import Auth, Container, Deps, require
+from services.api.deps import AdminAuth, Container, Deps, require
 from services.api.errors import MasterNotFound
 from services.infra.auth import Principal
 from services.infra.db.repositories.halts import (
@@ -41,29 +41,29 @@ async def _master_scope(master_id: UUID, c: Container) -> str:
 
 
 @router.post("/v1/admin/halt", response_model=HaltState)
-async def global_halt(user: Auth, c: Deps) -> HaltState:
+async def global_halt(user: AdminAuth, c: Deps) -> HaltState:
     return await _halt(user, c, GLOBAL_HALT_SCOPE, True)
 
 
 @router.post("/v1/admin/resume", response_model=HaltState)
-async def global_resume(user: Auth, c: Deps) -> HaltState:
+async def global_resume(user: AdminAuth, c: Deps) -> HaltState:
     return await _halt(user, c, GLOBAL_HALT_SCOPE, False)
 
 
 @router.post("/v1/admin/masters/{master_id}/halt", response_model=HaltState)
-async def master_halt(master_id: UUID, user: Auth, c: Deps) -> HaltState:
+async def master_halt(master_id: UUID, user: AdminAuth, c: Deps) -> HaltState:
     require(user, "admin")  # before the lookup: a non-admin learns nothing about masters
     return await _halt(user, c, await _master_scope(master_id, c), True)
 
 
 @router.post("/v1/admin/masters/{master_id}/resume", response_model=HaltState)
-async def master_resume(master_id: UUID, user: Auth, c: Deps) -> HaltState:
+async def master_resume(master_id: UUID, user: AdminAuth, c: Deps) -> HaltState:
     require(user, "admin")
     return await _halt(user, c, await _master_scope(master_id, c), False)
 
 
 @router.get("/v1/admin/halts", response_model=list[HaltState])
-async def halts(user: Auth, c: Deps) -> list[HaltState]:
+async def halts(user: AdminAuth, c: Deps) -> list[HaltState]:
     require(user, "admin")
     async with c.engine.connect() as conn:
         scopes = await halt_scopes(conn)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, OrderReplace
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services.api.deps import Auth, Container, Deps, require
+from services.api.deps import Container, Deps, MasterAuth
 from services.api.errors import (
     AccountNotFound,
     IdempotencyConflict,
@@ -101,8 +101,7 @@ async def _insert_or_replay(
 
 
 @router.post("/v1/orders", status_code=202, response_model=OrderAccepted)
-async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
-    require(user, "master")
+async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAccepted:
     request_hash = _request_hash(body)
     row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
     if replay and row.request_hash != request_hash:
@@ -117,8 +116,7 @@ async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
-    require(user, "master")
+async def get_order(order_id: UUID, user: MasterAuth, c: Deps) -> OrderOut:
     async with c.engine.connect() as conn:
         row = await get_master_order(conn, str(order_id), user.user_id)
         if row is None:
@@ -129,17 +127,17 @@ async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
 
 @router.get("/v1/orders", response_model=list[OrderOut])
 async def list_orders(
-    user: Auth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    user: MasterAuth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> list[OrderOut]:
     """The master's recent orders, newest first, with their fan-out progress."""
-    require(user, "master")
     return await recent_orders(c, user.user_id, limit)
 
 
 @router.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)
-async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps) -> OrderAccepted:
+async def replace_order(
+    order_id: UUID, body: OrderReplace, user: MasterAuth, c: Deps
+) -> OrderAccepted:
     """Change quantity or prices; open legs are replaced at their brokers (same sizing)."""
-    require(user, "master")
     async with c.engine.begin() as conn:
         current = await get_master_order(conn, str(order_id), user.user_id)
         if current is None:
@@ -161,9 +159,8 @@ async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps)
 
 
 @router.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=CancelAccepted)
-async def cancel_order(order_id: UUID, user: Auth, c: Deps) -> CancelAccepted:
+async def cancel_order(order_id: UUID, user: MasterAuth, c: Deps) -> CancelAccepted:
     """Cancel the master order and every open leg of it, at every broker."""
-    require(user, "master")
     async with c.engine.begin() as conn:
         row = await request_cancel(conn, str(order_id), user.user_id)
     if row is None:

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from schemas.api import SubscriptionCreate, SubscriptionOut, SubscriptionPatch
-from services.api.deps import Auth, Deps, require
+from services.api.deps import Auth, Deps, FollowerAuth
 from services.api.errors import (
     AccountNotFound,
     MasterNotFound,
@@ -31,8 +31,9 @@ router = APIRouter()
 
 
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionOut)
-async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> SubscriptionOut:
-    require(user, "follower")
+async def create_subscription(
+    body: SubscriptionCreate, user: FollowerAuth, c: Deps
+) -> SubscriptionOut:
     values = body.model_dump(mode="json", exclude_none=True)
     async with c.engine.begin() as conn:
         if await get_account(conn, str(body.account_id), user.user_id) is None:
