@@ -207,7 +207,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         # refusal as any other body that is not JSON.
         return error_response(422, "invalid_json", "the request body is not valid JSON")
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-    headers = exc.headers
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed(request)}
     return error_response(
