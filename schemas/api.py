@@ -39,8 +39,15 @@ CUSTOM_ERROR_CODES = frozenset(
 )
 
 
+# The email rule as the OpenAPI document states it (control characters excluded too).
+EMAIL_PATTERN = (
+    "^[^@\\s\u0000-\u001f\u007f-\u009f]{1,64}@[^@\\s\u0000-\u001f\u007f-\u009f]{1,120}"
+    "\\.[^@\\s\u0000-\u001f\u007f-\u009f]{2,63}$"
+)
+
+
 class RegisterRequest(Strict):
-    email: Annotated[Text, Field(max_length=254)]
+    email: Annotated[Text, Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN})]
     password: Annotated[Text, Field(min_length=8, max_length=256)]
     role: Literal["master", "follower"]
 

@@ -7,7 +7,15 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic import Strict as StrictMark
 from pydantic_core import PydanticCustomError
 
@@ -47,13 +55,37 @@ def _format_decimal(value: Decimal) -> str:
     return text
 
 
+# What the OpenAPI document promises a decimal input looks like (a client generating from it, a
+# fuzzer included, only ever produces accepted values); answers are plain strings.
+_DECIMAL_IN = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": r"^[0-9]{1,15}(\.[0-9]{1,9})?$"},
+            {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999},
+        ]
+    },
+    mode="validation",
+)
+_POSITIVE_IN = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": r"^([1-9][0-9]{0,14}(\.[0-9]{1,9})?|0\.[0-9]{0,8}[1-9])$"},
+            {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999},
+        ]
+    },
+    mode="validation",
+)
 DecimalStr = Annotated[
-    Decimal, BeforeValidator(_parse_decimal), PlainSerializer(_format_decimal, return_type=str)
+    Decimal,
+    BeforeValidator(_parse_decimal),
+    PlainSerializer(_format_decimal, return_type=str),
+    _DECIMAL_IN,
 ]
 PositiveDecimal = Annotated[
     Decimal,
     BeforeValidator(lambda v: _positive(_parse_decimal(v))),
     PlainSerializer(_format_decimal, return_type=str),
+    _POSITIVE_IN,
 ]
 
 
@@ -82,7 +114,10 @@ def refuse_controls(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_controls)]
+TEXT_PATTERN = "^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$"
+Text = Annotated[
+    str, AfterValidator(_no_controls), Field(json_schema_extra={"pattern": TEXT_PATTERN})
+]
 StrictBool = Annotated[bool, StrictMark()]
 StrictInt = Annotated[int, StrictMark()]
 
