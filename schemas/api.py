@@ -107,6 +107,8 @@ class SubscriptionCreate(Strict):
     caps: Caps = Caps()
     filters: Filters = Filters()
     paused: StrictBool = False
+    # A copy filled before the master's broker refused the master's own order: closed, or kept.
+    on_master_rejected: Literal["close", "keep"] = "close"
 
 
 class SubscriptionPatch(Strict):
@@ -114,6 +116,7 @@ class SubscriptionPatch(Strict):
     caps: Caps | None = None
     filters: Filters | None = None
     paused: StrictBool | None = None
+    on_master_rejected: Literal["close", "keep"] | None = None
 
 
 class SubscriptionOut(BaseModel):
@@ -126,6 +129,18 @@ class SubscriptionOut(BaseModel):
     paused: bool
     created_at: datetime
     updated_at: datetime
+    on_master_rejected: str = "close"
+
+
+class MasterSettings(Strict):
+    """PATCH /v1/masters/me (issue 18 adds copy_on; other master settings join this body)."""
+
+    copy_on: Literal["submitted", "accepted"] | None = None
+
+
+class MasterSettingsOut(BaseModel):
+    master_id: str
+    copy_on: str
 
 
 _CLIENT_ORDER_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]

@@ -69,7 +69,10 @@ _DECIMAL_IN = WithJsonSchema(
 _POSITIVE_IN = WithJsonSchema(
     {
         "anyOf": [
-            {"type": "string", "pattern": r"^([1-9][0-9]{0,14}(\.[0-9]{1,9})?|0\.[0-9]{0,8}[1-9])$"},
+            {
+                "type": "string",
+                "pattern": r"^([1-9][0-9]{0,14}(\.[0-9]{1,9})?|0\.[0-9]{0,8}[1-9])$",
+            },
             {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999},
         ]
     },

@@ -22,16 +22,18 @@ from services.api.routers import (
     auth,
     copies,
     dashboard,
+    masters,
     ops,
     orders,
     subscriptions,
 )
+from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra.auth import TokenIssuer, hash_password
 from services.infra.settings import Settings
 from services.infra.wiring import runtime
 
-ROUTERS = (auth, accounts, subscriptions, orders, admin, copies, dashboard, ops)
+ROUTERS = (auth, accounts, subscriptions, orders, masters, admin, copies, dashboard, ops)
 
 
 def make_lifespan(
@@ -47,6 +49,7 @@ def make_lifespan(
                 dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
                 gateway=Gateway(),
                 published=PublishedMarks(rt.engine),
+                admission=Admission(rt.redis),
             )
             app.state.container = c
             await c.gateway.start(c.nc)

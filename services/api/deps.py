@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from services.api.dashboard.gateway import Gateway
 from services.api.errors import Forbidden, Unauthorized
+from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra.auth import Principal, TokenIssuer
 from services.infra.wiring import Runtime
@@ -23,6 +24,7 @@ class Container(Runtime):
     dummy_hash: str
     gateway: Gateway
     published: PublishedMarks
+    admission: Admission
 
 
 async def container(request: Request) -> Container:

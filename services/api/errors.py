@@ -127,6 +127,16 @@ class UnexpectedPrice(Unprocessable):
     code = "unexpected_price"
 
 
+class BrokerWouldRefuse(Unprocessable):
+    """The master's broker would refuse this order (issue 18); the answer's code is the rule:
+    not_tradable, fractional_not_supported, qty_step, below_min_qty, fractional_needs_day,
+    insufficient_buying_power."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message, details={"rule": rule})
+        self.rule = rule
+
+
 class TooManyAttempts(ApiError):
     status, code = 429, "too_many_attempts"
     default_message = "too many failed sign-ins; try again later"
@@ -164,6 +174,8 @@ def error_response(
 
 def typed_error_response(exc: Exception) -> JSONResponse:
     """The answer for an ApiError, TokenError or CredentialsRejected."""
+    if isinstance(exc, BrokerWouldRefuse):
+        return error_response(exc.status, exc.rule, exc.message, exc.details)
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     # Errors raised outside the API carry only a code; their status is given here.

@@ -32,6 +32,7 @@ def subscription_out(row: Subscription) -> SubscriptionOut:
         paused=row.paused,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        on_master_rejected=row.on_master_rejected,
     )
 
 

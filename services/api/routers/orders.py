@@ -17,6 +17,7 @@ from schemas.messages import SWEEP_NOW_SUBJECT
 from services.api.deps import Container, Deps, MasterAuth
 from services.api.errors import (
     AccountNotFound,
+    BrokerWouldRefuse,
     IdempotencyConflict,
     OrderCanceled,
     OrderNotFound,
@@ -24,8 +25,9 @@ from services.api.errors import (
 )
 from services.api.views import order_out
 from services.app.order_messages import order_message_from_row
+from services.app.targets import broker_for
 from services.infra import bus
-from services.infra.db.repositories.accounts import get_account
+from services.infra.db.repositories.accounts import get_account, get_sealed_account
 from services.infra.db.repositories.orders import (
     MasterOrder,
     get_master_order,
@@ -100,8 +102,28 @@ async def _insert_or_replay(
         return row, True
 
 
+async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
+    """Refuse (422) an order the master's broker would refuse; a replay is never re-judged."""
+    async with c.engine.connect() as conn:
+        if await get_master_order_by_client_id(conn, master_id, body.client_order_id):
+            return
+        account = await get_sealed_account(conn, str(body.account_id), master_id)
+    if account is None:
+        raise AccountNotFound()
+    refused = await c.admission.check(
+        str(account.account_id),
+        account.broker,
+        broker_for(c.factory, c.cipher, account),
+        (body.symbol, body.side, body.qty, body.type, body.time_in_force, body.limit_price),
+    )
+    if refused is not None:
+        ORDERS_INGESTED.labels("refused").inc()
+        raise BrokerWouldRefuse(refused.code, refused.message)
+
+
 @router.post("/v1/orders", status_code=202, response_model=OrderAccepted)
 async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAccepted:
+    await _admit(c, body, user.user_id)
     request_hash = _request_hash(body)
     row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
     if replay and row.request_hash != request_hash:

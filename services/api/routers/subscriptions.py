@@ -53,6 +53,7 @@ async def create_subscription(
                     "caps": values.get("caps", {}),
                     "filters": values.get("filters", {}),
                     "paused": body.paused,
+                    "on_master_rejected": body.on_master_rejected,
                 },
             )
         except Conflict as exc:
