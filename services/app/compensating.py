@@ -35,9 +35,11 @@ from services.infra.db.repositories.compensation import (
     compensation_done,
     follower_legs,
     in_doubt,
+    refused_uncompensated,
 )
 from services.infra.db.repositories.legs import insert_legs
 from services.infra.db.repositories.risk import spend_risk
+from services.infra.settings import Settings
 
 log = logging.getLogger("copytrade.compensating")
 UNWIND_ACTION = "unwind"
@@ -78,6 +80,15 @@ class Compensator:
             await compensation_done(conn, order_id)
         log.info("order %s: master refused, %d copies compensated", order_id, len(legs))
         return True
+
+    async def compensate_pending(self, limit: int = 50) -> bool:
+        """The sweeper's pass: orders refused after a crash, or whose copies were in doubt when
+        the master's refusal came; True when the batch was full."""
+        async with self.engine.connect() as conn:
+            order_ids = await refused_uncompensated(conn, limit)
+        for order_id in order_ids:
+            await self.compensate(order_id)
+        return len(order_ids) == limit
 
     async def _cancel_resting(self, legs: list[CompensatedLeg]) -> None:
         outcomes = []
@@ -138,3 +149,21 @@ def unwind_leg(leg: CompensatedLeg) -> PlannedLeg:
         reason=REASON,
         details={"unwinds": str(leg.id), "reason": REASON, "qty": format_decimal(filled)},
     )
+
+
+def compensator(
+    settings: Settings,
+    engine: AsyncEngine,
+    factory: BrokerFactory,
+    cipher: CredentialCipher,
+    settler: Settler,
+) -> Compensator:
+    sender = Sender(
+        engine,
+        factory,
+        cipher,
+        settings.leg_lease_s,
+        settings.unknown_recheck_s,
+        settings.max_concurrent_per_host,
+    )
+    return Compensator(engine, factory, cipher, sender, settler, settings.leg_lease_s)

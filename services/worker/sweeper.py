@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
+from services.app.compensating import compensator
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
 from services.app.sending import cancel_and_confirm, look_up, place_once, request_from_row
@@ -65,6 +66,7 @@ class Sweeper:
         self.cipher = cipher
         self.factory = factory
         self.settler = Settler(engine, nc, self.master_positions)
+        self.compensator = compensator(settings, engine, factory, cipher, self.settler)
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
@@ -81,6 +83,7 @@ class Sweeper:
                 busy = await self.replace_once() or busy
                 busy = await self.refresh_once() or busy
                 await self.republish_outbox()
+                busy = await self.compensator.compensate_pending() or busy
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -36,7 +36,10 @@ async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: floa
         text(
             "UPDATE master_orders o SET compensation_claimed_at = now() WHERE o.id = :o "
             "AND o.compensated_at IS NULL AND (o.compensation_claimed_at IS NULL OR "
-            "o.compensation_claimed_at < now() - make_interval(secs => :lease)) AND EXISTS "
+            "o.compensation_claimed_at < now() - make_interval(secs => :lease)) "
+            # every shard recorded: no copy of this order can appear after the compensation
+            "AND cardinality(o.shards_recorded) >= jsonb_array_length(o.plan -> 'shards') "
+            "AND EXISTS "
             "(SELECT 1 FROM legs l WHERE l.order_id = o.id AND l.action = 'master' "
             "AND l.status = ANY(CAST(:refused AS text[]))) RETURNING o.id"
         ),
