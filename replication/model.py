@@ -24,6 +24,7 @@ class Instrument:
     qty_step: Decimal = Decimal("1")
     min_qty: Decimal = ZERO
     min_notional: Decimal = ZERO
+    tradable: bool = True
 
     @property
     def minimum_qty(self) -> Decimal:

@@ -18,7 +18,10 @@ from schemas.common import (
     PositiveDecimal,
     Side,
     Strict,
+    StrictBool,
+    Text,
     TimeInForce,
+    refuse_controls,
 )
 from schemas.copy_settings import Caps, Filters, Sizing
 
@@ -32,13 +35,21 @@ CUSTOM_ERROR_CODES = frozenset(
         "missing_stop_price",
         "unexpected_price",
         "invalid_email",
+        "control_character",
     }
 )
 
 
+# The email rule as the OpenAPI document states it (control characters excluded too).
+EMAIL_PATTERN = (
+    "^[^@\\s\u0000-\u001f\u007f-\u009f]{1,64}@[^@\\s\u0000-\u001f\u007f-\u009f]{1,120}"
+    "\\.[^@\\s\u0000-\u001f\u007f-\u009f]{2,63}$"
+)
+
+
 class RegisterRequest(Strict):
-    email: Annotated[str, Field(max_length=254)]
-    password: Annotated[str, Field(min_length=8, max_length=256)]
+    email: Annotated[Text, Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN})]
+    password: Annotated[Text, Field(min_length=8, max_length=256)]
     role: Literal["master", "follower"]
 
     @field_validator("email")
@@ -55,8 +66,8 @@ class RegisterResponse(BaseModel):
 
 
 class TokenRequest(Strict):
-    email: Annotated[str, Field(max_length=254)]
-    password: Annotated[str, Field(max_length=256)]
+    email: Annotated[Text, Field(max_length=254)]
+    password: Annotated[Text, Field(max_length=256)]
 
 
 class TokenResponse(BaseModel):
@@ -72,8 +83,14 @@ class WsToken(BaseModel):
 
 class AccountCreate(Strict):
     broker: BrokerName
-    label: Annotated[str, Field(min_length=1, max_length=100)]
+    label: Annotated[Text, Field(min_length=1, max_length=100)]
     credentials: dict[str, Any]
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        refuse_controls(value)
+        return value
 
 
 class AccountOut(BaseModel):
@@ -90,14 +107,17 @@ class SubscriptionCreate(Strict):
     sizing: Sizing
     caps: Caps = Caps()
     filters: Filters = Filters()
-    paused: bool = False
+    paused: StrictBool = False
+    # A copy filled before the master's broker refused the master's own order: closed, or kept.
+    on_master_rejected: Literal["close", "keep"] = "close"
 
 
 class SubscriptionPatch(Strict):
     sizing: Sizing | None = None
     caps: Caps | None = None
     filters: Filters | None = None
-    paused: bool | None = None
+    paused: StrictBool | None = None
+    on_master_rejected: Literal["close", "keep"] | None = None
 
 
 class SubscriptionOut(BaseModel):
@@ -110,6 +130,7 @@ class SubscriptionOut(BaseModel):
     paused: bool
     created_at: datetime
     updated_at: datetime
+    on_master_rejected: str = "close"
     # Set once the follower ended it with positions=follow_exits|close: nothing new opens, the
     # master's exits are still copied until the copied positions are flat, then it is removed.
     ending_at: datetime | None = None
@@ -128,6 +149,17 @@ class HaltRequest(Strict):
     copied positions in the halt's scope (exactly once, through the leg machinery)."""
 
     flatten: bool = False
+
+
+class MasterSettings(Strict):
+    """PATCH /v1/masters/me (issue 18 adds copy_on; other master settings join this body)."""
+
+    copy_on: Literal["submitted", "accepted"] | None = None
+
+
+class MasterSettingsOut(BaseModel):
+    master_id: str
+    copy_on: str
 
 
 _CLIENT_ORDER_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import PositiveDecimal, Side, Strict
+from schemas.common import PositiveDecimal, Side, Strict, StrictBool, StrictInt, Text
 
 
 class Rounding(StrEnum):
@@ -72,15 +72,15 @@ class Caps(Strict):
     max_qty: PositiveDecimal | None = None
     max_notional: PositiveDecimal | None = None
     max_position: PositiveDecimal | None = None
-    max_open_positions: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    max_orders_per_day: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_open_positions: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
+    max_orders_per_day: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
     daily_loss_limit: PositiveDecimal | None = None
     on_cap: OnCap = OnCap.CLAMP
 
 
 class Filters(Strict):
-    symbols_allow: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = None
-    symbols_block: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = None
+    symbols_allow: list[Annotated[Text, Field(min_length=1, max_length=32)]] | None = None
+    symbols_block: list[Annotated[Text, Field(min_length=1, max_length=32)]] | None = None
     sides: list[Side] | None = None
-    reverse: bool = False
-    max_signal_age_ms: Annotated[int, Field(gt=0, le=86_400_000)] | None = None
+    reverse: StrictBool = False
+    max_signal_age_ms: Annotated[StrictInt, Field(gt=0, le=86_400_000)] | None = None

@@ -115,6 +115,8 @@ class ShardMessage(BaseModel):
     context: PlanContext
     account_ids: list[str]
     targets_version: int | None = None
+    # copy_on = accepted: the master's broker refused the master's order; copies are skipped.
+    master_refused: bool = False
 
 
 def shard_message_id(order_id: str, shard: int) -> str:

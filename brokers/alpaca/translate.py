@@ -110,6 +110,8 @@ def parse_account(data: dict[str, Any]) -> AccountSnapshot:
 def parse_asset(data: dict[str, Any]) -> Instrument:
     """Whole shares unless fractionable; crypto-style minimums win when the asset has them."""
     symbol = str(data["symbol"])
+    if data.get("tradable") is False or data.get("status", "active") != "active":
+        return Instrument(symbol, tradable=False)
     increment = _decimal(data.get("min_trade_increment"))
     minimum = _decimal(data.get("min_order_size"))
     if increment is not None:

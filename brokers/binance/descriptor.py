@@ -25,6 +25,7 @@ from replication.ports import Broker
 TESTNET_BASE_URL = "https://testnet.binance.vision"
 MAX_WATCH_SYMBOLS = 200  # the poller lists each one every interval
 
+
 def request_weight(operation: str) -> int:
     """The request weight one adapter operation spends against the IP's per-minute budget, for
     one watched symbol (the adapter itself says how much with its own watch list; budgets ask

@@ -118,6 +118,10 @@ class Engine:
     def place(self, account: SimAccount, body: dict[str, Any]) -> SimOrder:
         request = validate_order(body)
         asset = self.asset(request["symbol"])
+        if not asset.tradable:
+            raise SimError(422, 40010001, f"asset {asset.symbol} is not tradable")
+        if self.faults_for(account).reject_orders:
+            raise SimError(403, 40310000, "insufficient buying power")
         increment = asset.min_trade_increment
         if increment is not None and request["qty"] % increment != 0:
             raise SimError(422, 40010001, f"qty must be a multiple of {dec(increment)}")

@@ -40,6 +40,7 @@ class Faults:
     rate_limit_per_min: int | None = None
     partial_fill_ratio: float | None = None  # market orders fill only this fraction, then rest
     ip_rate_limit_per_s: int | None = None  # all requests to the simulator, like a per-IP limit
+    reject_orders: bool = False  # refuse every new order (403), as a broker refusing it would
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         data = {**self.__dict__, **changes}
@@ -149,6 +150,7 @@ class SimAsset:
     fractionable: bool = False
     min_order_size: Decimal | None = None
     min_trade_increment: Decimal | None = None
+    tradable: bool = True
 
     def wire(self) -> dict[str, Any]:
         """The asset as Alpaca's Assets schema spells it (crypto-style minimums when set)."""
@@ -159,7 +161,7 @@ class SimAsset:
             "symbol": self.symbol,
             "name": f"{self.symbol} (simulated)",
             "status": "active",
-            "tradable": True,
+            "tradable": self.tradable,
             "marginable": True,
             "shortable": True,
             "easy_to_borrow": True,

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container
-from services.api.errors import install
+from services.api.errors import ERROR_RESPONSES, install
 from services.api.request_ids import RequestIds
 from services.api.routers import (
     accounts,
@@ -23,16 +23,18 @@ from services.api.routers import (
     auth,
     copies,
     dashboard,
+    masters,
     ops,
     orders,
     subscriptions,
 )
+from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra.auth import TokenIssuer, hash_password
 from services.infra.settings import Settings
 from services.infra.wiring import runtime
 
-ROUTERS = (auth, accounts, subscriptions, orders, admin, copies, dashboard, ops)
+ROUTERS = (auth, accounts, subscriptions, orders, masters, admin, copies, dashboard, ops)
 
 
 def make_lifespan(
@@ -48,6 +50,7 @@ def make_lifespan(
                 dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
                 gateway=Gateway(),
                 published=PublishedMarks(rt.engine),
+                admission=Admission(rt.redis),
             )
             app.state.container = c
             await c.gateway.start(c.nc)
@@ -66,5 +69,5 @@ def build_app(settings: Settings) -> FastAPI:
     install(app)
     app.add_middleware(RequestIds)
     for module in ROUTERS:
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 
 from services.api.dashboard.gateway import Gateway
 from services.api.errors import Forbidden, Unauthorized
+from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra.auth import Principal, TokenIssuer
 from services.infra.wiring import Runtime
@@ -22,6 +24,7 @@ class Container(Runtime):
     dummy_hash: str
     gateway: Gateway
     published: PublishedMarks
+    admission: Admission
 
 
 async def container(request: Request) -> Container:
@@ -46,9 +49,25 @@ Auth = Annotated[Principal, Depends(principal)]
 
 
 def require(user: Principal, *roles: str) -> None:
-    """Refuse (403) a caller without one of these roles.
-
-    Called inside handlers rather than as a dependency so that a body that does not validate
-    still answers 422 before the role is looked at, as it always has."""
+    """Refuse (403) a caller without one of these roles (inside a handler: prefer the role
+    dependencies below, which refuse before the body and the path are validated)."""
     if user.role not in roles:
         raise Forbidden(f"this needs the {' or '.join(roles)} role")
+
+
+def role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the caller, refused (403) without one of these roles.
+
+    FastAPI solves dependencies before it validates path, query and body, and a dependency that
+    raises stops there: a follower sending a malformed order hears 403, not 422."""
+
+    async def check(user: Auth) -> Principal:
+        require(user, *roles)
+        return user
+
+    return check
+
+
+MasterAuth = Annotated[Principal, Depends(role("master"))]
+FollowerAuth = Annotated[Principal, Depends(role("follower"))]
+AdminAuth = Annotated[Principal, Depends(role("admin"))]

@@ -29,8 +29,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from schemas.api import CUSTOM_ERROR_CODES
+from schemas.common import ErrorBody
 from services.infra.auth import TokenError
 from services.infra.brokerage import CredentialsRejected
 
@@ -133,9 +135,36 @@ class UnexpectedPrice(Unprocessable):
     code = "unexpected_price"
 
 
+class BrokerWouldRefuse(Unprocessable):
+    """The master's broker would refuse this order (issue 18); the answer's code is the rule:
+    not_tradable, fractional_not_supported, qty_step, below_min_qty, fractional_needs_day,
+    insufficient_buying_power."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message, details={"rule": rule})
+        self.rule = rule
+
+
 class TooManyAttempts(ApiError):
     status, code = 429, "too_many_attempts"
     default_message = "too many failed sign-ins; try again later"
+
+
+def _declared(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Every refusal a route may answer, declared in the OpenAPI document (clients and the
+# Schemathesis run in the suite rely on it: no undocumented status).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _declared("no, a bad or an expired bearer token; wrong credentials"),
+    403: _declared("the caller's role may not do this"),
+    404: _declared("no such resource (or not the caller's)"),
+    409: _declared("conflicts with the current state (taken, exists, replayed differently)"),
+    413: _declared("the body is over the size limit"),
+    422: _declared("the request is not valid; `details.fields` names the fields"),
+    429: _declared("too many attempts; see Retry-After"),
+}
 
 
 def error_response(
@@ -153,6 +182,8 @@ def error_response(
 
 def typed_error_response(exc: Exception) -> JSONResponse:
     """The answer for an ApiError, TokenError or CredentialsRejected."""
+    if isinstance(exc, BrokerWouldRefuse):
+        return error_response(exc.status, exc.rule, exc.message, exc.details)
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     # Errors raised outside the API carry only a code; their status is given here.
@@ -191,10 +222,36 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it could not decode at all (invalid UTF-8): the same
+        # refusal as any other body that is not JSON.
+        return error_response(422, "invalid_json", "the request body is not valid JSON")
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+    headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed(request)}
     return error_response(
-        exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)
+        exc.status_code,
+        codes.get(exc.status_code, f"http_{exc.status_code}"),
+        str(exc.detail),
+        headers=headers,
     )
+
+
+def _allowed(request: Request) -> str:
+    """Every method any route of this path answers (Starlette's own Allow names only the first
+    route that matched the path, and a path may have one route per method)."""
+    scope = {**request.scope, "method": "GET", "type": "http"}
+    methods: set[str] = set()
+    pending = list(request.app.router.routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            pending.extend(included.routes)
+        elif getattr(route, "methods", None) and route.matches(scope)[0] is not Match.NONE:
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -33,6 +33,7 @@ def subscription_out(row: Subscription) -> SubscriptionOut:
         created_at=row.created_at,
         updated_at=row.updated_at,
         ending_at=row.ending_at,
+        on_master_rejected=row.on_master_rejected,
     )
 
 

@@ -39,6 +39,7 @@ class Recorder:
         master_row: SealedAccount | None,
         completes: tuple[int, int] | None,
         fix_plan: str | None = None,
+        master_refused: bool = False,
     ) -> list[PlannedLeg]:
         """Plan and record one batch in one transaction; returns the legs this call inserted.
         `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
@@ -71,6 +72,8 @@ class Recorder:
                 for target in batch
             ]
             legs = plan(order, targets, context.planned_at, snapshot.context)
+            if master_refused:  # copy_on = accepted and the master's broker said no
+                legs = [master_rejected(leg) for leg in legs]
             if master_row is not None and order.origin == "api":
                 # An order the master placed directly at its broker is already there.
                 legs.append(master_leg(order, master_row.broker))
@@ -86,6 +89,16 @@ class Recorder:
             if completes is not None:
                 await shard_recorded(conn, order.order_id, *completes)
         return mine
+
+
+def master_rejected(leg: PlannedLeg) -> PlannedLeg:
+    """A copy not sent because the master's broker refused the master's own order."""
+    if leg.status is not LegStatus.PLANNED:
+        return leg
+    details = {**leg.details, "planned_qty": str(leg.qty)}
+    return replace(
+        leg, status=LegStatus.SKIPPED, reason="master_rejected", qty=None, details=details
+    )
 
 
 def merge_state(

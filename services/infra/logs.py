@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,13 +38,35 @@ def _processors() -> list[Any]:
     ]
 
 
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_SECRET = re.compile(
+    r"(?i)(\"?(?:password|secret_key|secret|api_secret|access_token|key_id)\"?\s*[:=]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,}]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Emails keep their first character and domain; passwords and credential values go."""
+    text = _EMAIL.sub(r"\1***@\2", text)
+    return _SECRET.sub(r"\1***", text)
+
+
+class RedactingFormatter(structlog.stdlib.ProcessorFormatter):
+    """The last guard: whatever a message or a traceback carries, no submitted email, password
+    or credential leaves in full (the first guards: validation refuses what would fail in SQL,
+    and the engine hides bound parameters)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def formatter(fmt: str = "json") -> structlog.stdlib.ProcessorFormatter:
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
-    return structlog.stdlib.ProcessorFormatter(
+    return RedactingFormatter(
         foreign_pre_chain=_processors(),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

@@ -47,6 +47,7 @@ from services.app.targets import TargetCache, TargetSet, TargetSets
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
+from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.orders import OrderState, order_state
 from services.infra.db.repositories.recovery import mark_dead_lettered
 from services.infra.db.repositories.subscriptions import load_targets
@@ -222,20 +223,21 @@ class Replicator:
             return
         state, followers = loaded
         master_row = state.master_account
-        stored, recorded = state.plan, state.shards_recorded
-        if stored is None:
-            proposal = await self.planner.propose(order, state, followers, master_row)
-            # Stored in the same transaction as shard 0's first batch (one commit less before
-            # the first follower's order); shards 1.. are dispatched once it is committed.
-            order_plan, fresh = proposal, proposal.model_dump_json()
-        else:
-            order_plan, fresh = OrderPlan.model_validate(stored), None
+        recorded = state.shards_recorded
+        order_plan, fresh = await self._plan(order, state, followers)
+        try:
+            refused, fresh, master_row = await self._master_first(
+                order, state, order_plan, fresh, master_row
+            )
+        except PlanLost:
+            await self._replicate(order, message, release)
+            return
         dispatch: asyncio.Task[None] | None = None
 
         def start_dispatch() -> None:
             nonlocal dispatch
             if dispatch is None:
-                dispatch = asyncio.create_task(self._dispatch(order, order_plan, recorded))
+                dispatch = asyncio.create_task(self._dispatch(order, order_plan, recorded, refused))
 
         async def recorded_here() -> None:
             release()
@@ -253,7 +255,9 @@ class Replicator:
                 await recorded_here()
                 return
             await self.shards.run(
-                Shard(order, 0, len(order_plan.shards), order_plan.context, master_row, fresh),
+                Shard(
+                    order, 0, len(order_plan.shards), order_plan.context, master_row, fresh, refused
+                ),
                 followers.only(order_plan.shards[0]),
                 recorded_here,
                 after_first_batch=start_dispatch,
@@ -265,6 +269,35 @@ class Replicator:
         finally:
             if dispatch is not None and not dispatch.done():
                 dispatch.cancel()
+
+    async def _plan(
+        self, order: OrderMessage, state: OrderState, followers: TargetSet
+    ) -> tuple[OrderPlan, str | None]:
+        """The stored plan, or a fresh proposal and its JSON to store: with shard 0's first
+        batch (one commit less before the first follower's order; shards 1.. are dispatched
+        once it is committed), or with the master leg under copy_on = accepted."""
+        if state.plan is not None:
+            return OrderPlan.model_validate(state.plan), None
+        proposal = await self.planner.propose(order, state, followers, state.master_account)
+        return proposal, proposal.model_dump_json()
+
+    async def _master_first(
+        self,
+        order: OrderMessage,
+        state: OrderState,
+        order_plan: OrderPlan,
+        fresh: str | None,
+        master_row: SealedAccount | None,
+    ) -> tuple[bool, str | None, SealedAccount | None]:
+        """copy_on = accepted: the master's order goes first and alone (storing the plan with
+        it); returns (refused, the plan still to store, the master row for shard 0)."""
+        if state.copy_on != "accepted" or master_row is None or order.origin != "api":
+            return False, fresh, master_row
+        await self.master_positions.invalidate(order.account_id)
+        refused = await self.shards.master_first.refused(
+            order, master_row, order_plan.context, fresh
+        )
+        return refused, None, None
 
     async def _load(self, order: OrderMessage) -> tuple[OrderState, TargetSet] | None:
         """The order's state and its master's followers (cached per followers' version), in
@@ -282,7 +315,7 @@ class Replicator:
         return state, followers
 
     async def _dispatch(
-        self, order: OrderMessage, order_plan: OrderPlan, recorded: set[int]
+        self, order: OrderMessage, order_plan: OrderPlan, recorded: set[int], refused: bool
     ) -> None:
         count = len(order_plan.shards)
         await asyncio.gather(
@@ -296,6 +329,7 @@ class Replicator:
                         context=order_plan.context,
                         account_ids=account_ids,
                         targets_version=order_plan.targets_version,
+                        master_refused=refused,
                     ),
                 )
                 for index, account_ids in enumerate(order_plan.shards)
@@ -323,7 +357,15 @@ class Replicator:
                     await message.ack()
 
         await self.shards.run(
-            Shard(shard.order, shard.shard, shard.shards, shard.context, None, None),
+            Shard(
+                shard.order,
+                shard.shard,
+                shard.shards,
+                shard.context,
+                None,
+                None,
+                shard.master_refused,
+            ),
             followers,
             recorded_here,
         )

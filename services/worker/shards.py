@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from replication.model import MASTER_ACTION, FollowerTarget
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import OrderMessage, PlanContext
+from services.app.compensating import Compensator
+from services.app.gating import MasterFirst
 from services.app.recording import Recorder
 from services.app.sending import Sender
 from services.app.settling import Settler
@@ -43,6 +45,7 @@ class Shard:
     context: PlanContext
     master_row: SealedAccount | None  # only with shard 0 of an order placed through the API
     fix_plan: str | None  # the plan to store with the first batch, when this worker made it
+    master_refused: bool = False  # copy_on = accepted and the master's broker said no
 
 
 @dataclass
@@ -84,6 +87,12 @@ class ShardRunner:
             settings.max_concurrent_per_host,
         )
         self._background: set[asyncio.Task[Any]] = set()
+        self.compensator = Compensator(
+            engine, factory, cipher, self.sender, settler, settings.leg_lease_s
+        )
+        self.master_first = MasterFirst(
+            engine, self.recorder, self.sender, settler, settings.leg_lease_s * 3
+        )
 
     async def run(
         self,
@@ -137,6 +146,7 @@ class ShardRunner:
                     shard.master_row if number == 0 and shard.index == 0 else None,
                     (shard.index, shard.shards) if number == len(batches) - 1 else None,
                     shard.fix_plan if number == 0 else None,
+                    shard.master_refused,
                 )
                 if number == 0 and after_first_batch is not None:
                     after_first_batch()
@@ -167,6 +177,11 @@ class ShardRunner:
                 [*skipped_rows, *settled_rows], order.created_at, (order.order_id, order.master_id)
             )
         )[order.order_id]
+        if shard.master_row is not None and any(
+            r.action == MASTER_ACTION and r.status in ("rejected", "failed") for r in settled_rows
+        ):
+            # copy_on = submitted: the copies went out with it; bring them back (once).
+            await self.compensator.compensate(order.order_id)
         if shard.master_row is not None and any(
             r.action == MASTER_ACTION and r.status in _FINAL for r in settled_rows
         ):

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
+from services.app.compensating import compensator
 from services.app.flattening import Flattener
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
@@ -86,6 +87,7 @@ class Sweeper:
         self.flattener = Flattener(
             engine, factory, cipher, sender, self.settler, settings.leg_lease_s
         )
+        self.compensator = compensator(settings, engine, factory, cipher, self.settler)
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
@@ -104,6 +106,7 @@ class Sweeper:
                 busy = await self.flattener.flatten_once() or busy
                 await self.end_subscriptions()
                 await self.republish_outbox()
+                busy = await self.compensator.compensate_pending() or busy
             except asyncio.CancelledError:
                 raise
             except Exception:

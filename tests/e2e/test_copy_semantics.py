@@ -140,7 +140,7 @@ async def test_caps_hold_under_concurrency(api: Api, symbol: str) -> None:
     master_b_id, master_b = await api.user("master")
     account_b, _ = await api.sim_account(master_b)
     caps_position = {"max_position": "25"}
-    caps_orders = {"max_orders_per_day": "3"}
+    caps_orders = {"max_orders_per_day": 3}
     followers = []
     for caps in (caps_position, caps_position, caps_orders, caps_orders):
         _, token = await api.user("follower")

@@ -18,6 +18,7 @@ def _asset_settings(symbol: Any, spec: Any) -> SimAsset:
     return SimAsset(
         symbol=str(symbol),
         fractionable=bool(spec.get("fractionable", False)),
+        tradable=bool(spec.get("tradable", True)),
         min_order_size=None
         if spec.get("min_order_size") is None
         else Decimal(str(spec["min_order_size"])),

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from schemas.api import HaltRequest, HaltState
-from services.api.deps import Auth, Container, Deps, require
+from services.api.deps import AdminAuth, Container, Deps, require
 from services.api.errors import MasterNotFound
 from services.infra.auth import Principal
 from services.infra.db.repositories.flattens import request_flatten
@@ -53,12 +53,12 @@ async def _master_scope(master_id: UUID, c: Container) -> str:
 
 
 @router.post("/v1/admin/halt", response_model=HaltState, response_model_exclude_none=True)
-async def global_halt(user: Auth, c: Deps, body: HaltRequest | None = None) -> HaltState:
+async def global_halt(user: AdminAuth, c: Deps, body: HaltRequest | None = None) -> HaltState:
     return await _halt(user, c, GLOBAL_HALT_SCOPE, True, body is not None and body.flatten)
 
 
 @router.post("/v1/admin/resume", response_model=HaltState, response_model_exclude_none=True)
-async def global_resume(user: Auth, c: Deps) -> HaltState:
+async def global_resume(user: AdminAuth, c: Deps) -> HaltState:
     return await _halt(user, c, GLOBAL_HALT_SCOPE, False)
 
 
@@ -66,7 +66,7 @@ async def global_resume(user: Auth, c: Deps) -> HaltState:
     "/v1/admin/masters/{master_id}/halt", response_model=HaltState, response_model_exclude_none=True
 )
 async def master_halt(
-    master_id: UUID, user: Auth, c: Deps, body: HaltRequest | None = None
+    master_id: UUID, user: AdminAuth, c: Deps, body: HaltRequest | None = None
 ) -> HaltState:
     require(user, "admin")  # before the lookup: a non-admin learns nothing about masters
     flatten = body is not None and body.flatten
@@ -78,13 +78,13 @@ async def master_halt(
     response_model=HaltState,
     response_model_exclude_none=True,
 )
-async def master_resume(master_id: UUID, user: Auth, c: Deps) -> HaltState:
+async def master_resume(master_id: UUID, user: AdminAuth, c: Deps) -> HaltState:
     require(user, "admin")
     return await _halt(user, c, await _master_scope(master_id, c), False)
 
 
 @router.get("/v1/admin/halts", response_model=list[HaltState], response_model_exclude_none=True)
-async def halts(user: Auth, c: Deps) -> list[HaltState]:
+async def halts(user: AdminAuth, c: Deps) -> list[HaltState]:
     require(user, "admin")
     async with c.engine.connect() as conn:
         scopes = await halt_scopes(conn)

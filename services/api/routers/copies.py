@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from schemas.api import CopyOut
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services.api.deps import Auth, Container, Deps, require
+from services.api.deps import Auth, Container, Deps, FollowerAuth
 from services.api.errors import CopyNotFound, NotRetryable
 from services.api.views import copy_out
 from services.infra.db.repositories.legs import list_copies
@@ -30,12 +30,11 @@ async def recent_copies(
 
 @router.get("/v1/copies", response_model=list[CopyOut])
 async def copies(
-    user: Auth,
+    user: FollowerAuth,
     c: Deps,
     order_id: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CopyOut]:
-    require(user, "follower")
     return await recent_copies(c, user.user_id, str(order_id) if order_id else None, limit)
 
 

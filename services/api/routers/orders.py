@@ -14,9 +14,10 @@ from fastapi import APIRouter, Query
 
 from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, OrderReplace
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services.api.deps import Auth, Container, Deps, require
+from services.api.deps import Container, Deps, MasterAuth
 from services.api.errors import (
     AccountNotFound,
+    BrokerWouldRefuse,
     IdempotencyConflict,
     OrderCanceled,
     OrderNotFound,
@@ -24,8 +25,9 @@ from services.api.errors import (
 )
 from services.api.views import order_out
 from services.app.order_messages import order_message_from_row
+from services.app.targets import broker_for
 from services.infra import bus
-from services.infra.db.repositories.accounts import get_account
+from services.infra.db.repositories.accounts import get_account, get_sealed_account
 from services.infra.db.repositories.orders import (
     MasterOrder,
     get_master_order,
@@ -101,9 +103,28 @@ async def _insert_or_replay(
         return row, True
 
 
+async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
+    """Refuse (422) an order the master's broker would refuse; a replay is never re-judged."""
+    async with c.engine.connect() as conn:
+        if await get_master_order_by_client_id(conn, master_id, body.client_order_id):
+            return
+        account = await get_sealed_account(conn, str(body.account_id), master_id)
+    if account is None:
+        raise AccountNotFound()
+    refused = await c.admission.check(
+        str(account.account_id),
+        account.broker,
+        broker_for(c.factory, c.cipher, account),
+        (body.symbol, body.side, body.qty, body.type, body.time_in_force, body.limit_price),
+    )
+    if refused is not None:
+        ORDERS_INGESTED.labels("refused").inc()
+        raise BrokerWouldRefuse(refused.code, refused.message)
+
+
 @router.post("/v1/orders", status_code=202, response_model=OrderAccepted)
-async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
-    require(user, "master")
+async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAccepted:
+    await _admit(c, body, user.user_id)
     request_hash = _request_hash(body)
     row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
     bind_log_context(order_id=row.id, account_id=body.account_id)
@@ -119,8 +140,7 @@ async def create_order(body: OrderCreate, user: Auth, c: Deps) -> OrderAccepted:
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
-    require(user, "master")
+async def get_order(order_id: UUID, user: MasterAuth, c: Deps) -> OrderOut:
     async with c.engine.connect() as conn:
         row = await get_master_order(conn, str(order_id), user.user_id)
         if row is None:
@@ -131,17 +151,17 @@ async def get_order(order_id: UUID, user: Auth, c: Deps) -> OrderOut:
 
 @router.get("/v1/orders", response_model=list[OrderOut])
 async def list_orders(
-    user: Auth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    user: MasterAuth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> list[OrderOut]:
     """The master's recent orders, newest first, with their fan-out progress."""
-    require(user, "master")
     return await recent_orders(c, user.user_id, limit)
 
 
 @router.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)
-async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps) -> OrderAccepted:
+async def replace_order(
+    order_id: UUID, body: OrderReplace, user: MasterAuth, c: Deps
+) -> OrderAccepted:
     """Change quantity or prices; open legs are replaced at their brokers (same sizing)."""
-    require(user, "master")
     async with c.engine.begin() as conn:
         current = await get_master_order(conn, str(order_id), user.user_id)
         if current is None:
@@ -163,9 +183,8 @@ async def replace_order(order_id: UUID, body: OrderReplace, user: Auth, c: Deps)
 
 
 @router.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=CancelAccepted)
-async def cancel_order(order_id: UUID, user: Auth, c: Deps) -> CancelAccepted:
+async def cancel_order(order_id: UUID, user: MasterAuth, c: Deps) -> CancelAccepted:
     """Cancel the master order and every open leg of it, at every broker."""
-    require(user, "master")
     async with c.engine.begin() as conn:
         row = await request_cancel(conn, str(order_id), user.user_id)
     if row is None:

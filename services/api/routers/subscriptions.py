@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from schemas.api import PositionsChoice, SubscriptionCreate, SubscriptionOut, SubscriptionPatch
-from services.api.deps import Auth, Deps, require
+from services.api.deps import Auth, Deps, FollowerAuth
 from services.api.errors import (
     AccountNotFound,
     MasterNotFound,
@@ -36,8 +36,9 @@ router = APIRouter()
 
 
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionOut)
-async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> SubscriptionOut:
-    require(user, "follower")
+async def create_subscription(
+    body: SubscriptionCreate, user: FollowerAuth, c: Deps
+) -> SubscriptionOut:
     values = body.model_dump(mode="json", exclude_none=True)
     async with c.engine.begin() as conn:
         if await get_account(conn, str(body.account_id), user.user_id) is None:
@@ -57,6 +58,7 @@ async def create_subscription(body: SubscriptionCreate, user: Auth, c: Deps) -> 
                     "caps": values.get("caps", {}),
                     "filters": values.get("filters", {}),
                     "paused": body.paused,
+                    "on_master_rejected": body.on_master_rejected,
                 },
             )
         except Conflict as exc:

@@ -131,3 +131,19 @@ async def set_cursor(conn: AsyncConnection, account_id: str, cursor_at: datetime
         ),
         {"a": account_id, "c": cursor_at},
     )
+
+
+async def get_sealed_account(
+    conn: AsyncConnection, account_id: str, user_id: str
+) -> SealedAccount | None:
+    """The caller's account with what building its broker adapter needs."""
+    return fetch_one_as(
+        await conn.execute(
+            text(
+                "SELECT id AS account_id, broker, credentials FROM accounts "
+                "WHERE id = :id AND user_id = :u"
+            ),
+            {"id": account_id, "u": user_id},
+        ),
+        SealedAccount,
+    )

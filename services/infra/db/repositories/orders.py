@@ -185,6 +185,7 @@ class OrderState:
     targets_version: int  # bumped by the database on any change to the master's followers
     halts: set[str]
     master_account: SealedAccount | None
+    copy_on: str = "submitted"  # the master's execution policy (issue 18)
 
 
 async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
@@ -194,7 +195,7 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
                 "SELECT o.plan, o.shards_recorded, EXISTS (SELECT 1 FROM legs l "
                 "WHERE l.account_id = o.account_id AND l.action = 'master' "
                 "AND l.status = ANY(CAST(:master_open AS text[]))) AS master_busy, "
-                "u.targets_version, ARRAY(SELECT scope FROM halts) AS halts, "
+                "u.targets_version, u.copy_on, ARRAY(SELECT scope FROM halts) AS halts, "
                 "a.id AS account_id, a.broker, a.credentials "
                 "FROM master_orders o JOIN users u ON u.id = o.master_id "
                 "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
@@ -214,6 +215,7 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
         targets_version=int(row["targets_version"]),
         halts={str(scope) for scope in row["halts"] or []},
         master_account=account,
+        copy_on=str(row["copy_on"]),
     )
 
 

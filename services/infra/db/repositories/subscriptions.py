@@ -36,6 +36,7 @@ class Subscription:
     created_at: datetime
     updated_at: datetime
     ending_at: datetime | None  # ended by the follower; its copies still follow exits
+    on_master_rejected: str = "close"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +75,16 @@ async def insert_subscription(conn: AsyncConnection, values: Row) -> Subscriptio
             result = await conn.execute(
                 text(
                     "INSERT INTO subscriptions (id, follower_id, master_id, account_id, sizing, "
-                    "caps, filters, paused) VALUES (:id, :follower_id, :master_id, :account_id, "
-                    "CAST(:sizing AS jsonb), CAST(:caps AS jsonb), CAST(:filters AS jsonb), "
-                    f":paused) RETURNING {_SUBSCRIPTION_COLUMNS}"
+                    "caps, filters, paused, on_master_rejected) VALUES (:id, :follower_id, "
+                    ":master_id, :account_id, CAST(:sizing AS jsonb), CAST(:caps AS jsonb), "
+                    "CAST(:filters AS jsonb), :paused, :on_master_rejected) "
+                    f"RETURNING {_SUBSCRIPTION_COLUMNS}"
                 ),
-                {**values, **{k: json.dumps(values[k]) for k in ("sizing", "caps", "filters")}},
+                {
+                    "on_master_rejected": "close",
+                    **values,
+                    **{k: json.dumps(values[k]) for k in ("sizing", "caps", "filters")},
+                },
             )
     except IntegrityError as exc:
         raise Conflict("subscription_exists") from exc
@@ -109,9 +115,10 @@ async def update_subscription(
         if column in changes:
             assignments.append(f"{column} = CAST(:{column} AS jsonb)")
             params[column] = json.dumps(changes[column])
-    if "paused" in changes:
-        assignments.append("paused = :paused")
-        params["paused"] = changes["paused"]
+    for column in ("paused", "on_master_rejected"):
+        if column in changes:
+            assignments.append(f"{column} = :{column}")
+            params[column] = changes[column]
     assignments.append("updated_at = now()")
     return fetch_one_as(
         await conn.execute(
