@@ -75,6 +75,13 @@ class AccountCreate(Strict):
     credentials: dict[str, Any]
 
 
+class AccountPatch(Strict):
+    """PATCH /v1/accounts/{id}: new credentials are checked and verified at the broker."""
+
+    label: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    credentials: dict[str, Any] | None = None
+
+
 class AccountOut(BaseModel):
     account_id: str
     broker: str
@@ -90,6 +97,8 @@ class SubscriptionCreate(Strict):
     caps: Caps = Caps()
     filters: Filters = Filters()
     paused: bool = False
+    # Required unless the master's copy access is "open" (API.md v1 additions).
+    invite_code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class SubscriptionPatch(Strict):

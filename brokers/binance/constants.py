@@ -56,6 +56,7 @@ def operation_weight(operation: str, watched_symbols: int) -> int:
     weight = sum(REQUEST_WEIGHTS[request] for request in requests)
     return weight * watched_symbols if operation in OPERATIONS_PER_WATCHED_SYMBOL else weight
 
+
 STATUS_MAP: dict[str, LegStatus] = {
     "NEW": LegStatus.ACCEPTED,
     "PENDING_NEW": LegStatus.ACCEPTED,

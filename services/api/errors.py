@@ -6,10 +6,11 @@ any of them into the wire body. The tree:
     ApiError                        (status, code, default message)
     ├── Unauthorized                401 unauthorized         (WWW-Authenticate: Bearer)
     ├── WrongPassword               401 invalid_credentials
-    ├── Forbidden                   403 forbidden
+    ├── Forbidden                   403 forbidden, invite_required, master_closed
     ├── NotFound                    404 account_not_found, master_not_found, …
     ├── Conflict                    409 email_taken, subscription_exists, idempotency_conflict,
-    │                                   order_canceled
+    │                                   order_canceled, account_in_use
+    ├── PayloadTooLarge             413 payload_too_large      (services/api/limits.py)
     ├── Unprocessable               422 validation_error, unexpected_price
     └── TooManyAttempts             429 too_many_attempts      (Retry-After)
 
@@ -75,6 +76,14 @@ class Forbidden(ApiError):
     default_message = "this needs another role"
 
 
+class InviteRequired(Forbidden):
+    code, default_message = "invite_required", "this master needs a valid invite code"
+
+
+class MasterClosed(Forbidden):
+    code, default_message = "master_closed", "this master takes no new followers"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
@@ -116,6 +125,11 @@ class OrderCanceled(Conflict):
     code, default_message = "order_canceled", "a canceled order cannot be replaced"
 
 
+class AccountInUse(Conflict):
+    code = "account_in_use"
+    default_message = "the account has open copies; end its subscriptions first"
+
+
 class Unprocessable(ApiError):
     status, code = 422, "validation_error"
     default_message = "the request is not valid"
@@ -128,6 +142,10 @@ class UnexpectedPrice(Unprocessable):
 class TooManyAttempts(ApiError):
     status, code = 429, "too_many_attempts"
     default_message = "too many failed sign-ins; try again later"
+
+
+class TooManyRequests(TooManyAttempts):
+    code, default_message = "too_many_requests", "too many requests from this address"
 
 
 def error_response(

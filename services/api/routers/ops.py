@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.api.deps import Container, Deps
+from services.api.errors import NotFound
 
 router = APIRouter()
 
@@ -56,5 +57,7 @@ async def readyz(c: Deps) -> Response:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(c: Deps) -> Response:
+    if not c.settings.metrics_on:  # production: off unless COPYTRADE_METRICS_ENABLED=true
+        raise NotFound("no such route")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

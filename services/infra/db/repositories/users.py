@@ -61,3 +61,13 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
         ),
         User,
     )
+
+
+async def set_password_hash(
+    conn: AsyncConnection, user_id: str, previous: str, password_hash: str
+) -> None:
+    """Replace a user's hash, only if it is still `previous` (a concurrent change wins)."""
+    await conn.execute(
+        text("UPDATE users SET password_hash = :new WHERE id = :id AND password_hash = :previous"),
+        {"id": user_id, "previous": previous, "new": password_hash},
+    )
