@@ -93,6 +93,13 @@ class AccountCreate(Strict):
         return value
 
 
+class AccountPatch(Strict):
+    """PATCH /v1/accounts/{id}: new credentials are checked and verified at the broker."""
+
+    label: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    credentials: dict[str, Any] | None = None
+
+
 class AccountOut(BaseModel):
     account_id: str
     broker: str
@@ -110,6 +117,8 @@ class SubscriptionCreate(Strict):
     paused: StrictBool = False
     # A copy filled before the master's broker refused the master's own order: closed, or kept.
     on_master_rejected: Literal["close", "keep"] = "close"
+    # Required unless the master's copy access is "open" (API.md v1 additions).
+    invite_code: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
 
 
 class SubscriptionPatch(Strict):
@@ -149,17 +158,6 @@ class HaltRequest(Strict):
     copied positions in the halt's scope (exactly once, through the leg machinery)."""
 
     flatten: bool = False
-
-
-class MasterSettings(Strict):
-    """PATCH /v1/masters/me (issue 18 adds copy_on; other master settings join this body)."""
-
-    copy_on: Literal["submitted", "accepted"] | None = None
-
-
-class MasterSettingsOut(BaseModel):
-    master_id: str
-    copy_on: str
 
 
 _CLIENT_ORDER_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]

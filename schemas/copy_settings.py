@@ -79,8 +79,14 @@ class Caps(Strict):
 
 
 class Filters(Strict):
-    symbols_allow: list[Annotated[Text, Field(min_length=1, max_length=32)]] | None = None
-    symbols_block: list[Annotated[Text, Field(min_length=1, max_length=32)]] | None = None
-    sides: list[Side] | None = None
+    symbols_allow: (
+        Annotated[list[Annotated[Text, Field(min_length=1, max_length=32)]], Field(max_length=200)]
+        | None
+    ) = None
+    symbols_block: (
+        Annotated[list[Annotated[Text, Field(min_length=1, max_length=32)]], Field(max_length=200)]
+        | None
+    ) = None
+    sides: Annotated[list[Side], Field(max_length=2)] | None = None
     reverse: StrictBool = False
     max_signal_age_ms: Annotated[StrictInt, Field(gt=0, le=86_400_000)] | None = None

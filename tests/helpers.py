@@ -188,8 +188,12 @@ class Api:
     def auth(token: str) -> dict[str, str]:
         return {"authorization": f"Bearer {token}"}
 
-    async def user(self, role: str, email: str | None = None) -> tuple[str, str]:
-        """Register a user and sign in: (user_id, access token). Password: "correct horse"."""
+    async def user(
+        self, role: str, email: str | None = None, copy_access: str = "open"
+    ) -> tuple[str, str]:
+        """Register a user and sign in: (user_id, access token). Password: "correct horse".
+        A master's copy access is set to `copy_access` (open: anyone may follow without an
+        invite, as these tests' followers do)."""
         email = email or f"{role}-{os.urandom(6).hex()}@example.test"
         response = await self.http.post(
             "/v1/auth/register", json={"email": email, "password": "correct horse", "role": role}
@@ -200,7 +204,13 @@ class Api:
             "/v1/auth/token", json={"email": email, "password": "correct horse"}
         )
         assert response.status_code == 200, response.text
-        return user_id, response.json()["access_token"]
+        token: str = response.json()["access_token"]
+        if role == "master" and copy_access != "invite":
+            response = await self.http.patch(
+                "/v1/masters/me", headers=self.auth(token), json={"copy_access": copy_access}
+            )
+            assert response.status_code == 200, response.text
+        return user_id, token
 
     async def sim_account(self, token: str, cash: str = "1000000") -> tuple[str, str]:
         """A simulator account linked through the API: (our account_id, simulator account id)."""

@@ -23,7 +23,8 @@ from brokers.descriptor import (
 from replication.ports import Broker
 
 TESTNET_BASE_URL = "https://testnet.binance.vision"
-MAX_WATCH_SYMBOLS = 200  # the poller lists each one every interval
+MAX_WATCH_SYMBOLS = 50  # the poller lists each one every interval
+
 
 
 def request_weight(operation: str) -> int:

@@ -36,14 +36,14 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return error(405, 40510000, "method not allowed", dict(headers) if headers else None)
 
 
-def build_app(seed: int | None = None) -> Starlette:
+def build_app(seed: int | None = None, admin_key: str | None = None) -> Starlette:
     engine = Engine()
     state = SimState(engine=engine, rng=random.Random(seed), timeout_hold_s=_timeout_hold_s)
     routes = [
         *orders.routes(state),
         *account.routes(state),
         *market.routes(state),
-        *admin.routes(engine),
+        *admin.routes(engine, admin_key),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _method_not_allowed})
     app.state.engine = engine

@@ -8,13 +8,13 @@
   master leg was refused (claimed with a lease, done exactly once).
 
 Revision ID: 0021
-Revises: 0009
+Revises: 0012
 """
 
 from alembic import op
 
 revision = "0021"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -12,12 +12,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import fields
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container
 from services.api.errors import ERROR_RESPONSES, install
+from services.api.limits import EdgeLimits
 from services.api.request_ids import RequestIds
 from services.api.routers import (
+    account_changes,
     accounts,
     admin,
     auth,
@@ -34,7 +37,18 @@ from services.infra.auth import TokenIssuer, hash_password
 from services.infra.settings import Settings
 from services.infra.wiring import runtime
 
-ROUTERS = (auth, accounts, subscriptions, orders, masters, admin, copies, dashboard, ops)
+ROUTERS = (
+    auth,
+    accounts,
+    account_changes,
+    subscriptions,
+    masters,
+    orders,
+    admin,
+    copies,
+    dashboard,
+    ops,
+)
 
 
 def make_lifespan(
@@ -65,9 +79,20 @@ def make_lifespan(
 
 
 def build_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="copytrade ingest API", version="1", lifespan=make_lifespan(settings))
+    docs = settings.docs_on  # off in production unless COPYTRADE_DOCS_ENABLED=true
+    app = FastAPI(
+        title="copytrade ingest API",
+        version="1",
+        lifespan=make_lifespan(settings),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     install(app)
     app.add_middleware(RequestIds)
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    # Outermost: an oversized body is refused before routing, authentication or parsing.
+    app.add_middleware(EdgeLimits, max_body_bytes=settings.max_body_bytes)
     return app

@@ -6,10 +6,11 @@ any of them into the wire body. The tree:
     ApiError                        (status, code, default message)
     ├── Unauthorized                401 unauthorized         (WWW-Authenticate: Bearer)
     ├── WrongPassword               401 invalid_credentials
-    ├── Forbidden                   403 forbidden
+    ├── Forbidden                   403 forbidden, invite_required, master_closed
     ├── NotFound                    404 account_not_found, master_not_found, copy_not_found, …
     ├── Conflict                    409 email_taken, subscription_exists, idempotency_conflict,
-    │                                   order_canceled, not_retryable
+    │                                   order_canceled, not_retryable, account_in_use
+    ├── PayloadTooLarge             413 payload_too_large      (services/api/limits.py)
     ├── Unprocessable               422 validation_error, unexpected_price
     └── TooManyAttempts             429 too_many_attempts      (Retry-After)
 
@@ -77,6 +78,14 @@ class Forbidden(ApiError):
     default_message = "this needs another role"
 
 
+class InviteRequired(Forbidden):
+    code, default_message = "invite_required", "this master needs a valid invite code"
+
+
+class MasterClosed(Forbidden):
+    code, default_message = "master_closed", "this master takes no new followers"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
@@ -126,6 +135,11 @@ class NotRetryable(Conflict):
     code, default_message = "not_retryable", "only a failed copy can be retried"
 
 
+class AccountInUse(Conflict):
+    code = "account_in_use"
+    default_message = "the account has open copies; end its subscriptions first"
+
+
 class Unprocessable(ApiError):
     status, code = 422, "validation_error"
     default_message = "the request is not valid"
@@ -165,6 +179,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _declared("the request is not valid; `details.fields` names the fields"),
     429: _declared("too many attempts; see Retry-After"),
 }
+
+
+class TooManyRequests(TooManyAttempts):
+    code, default_message = "too_many_requests", "too many requests from this address"
 
 
 def error_response(

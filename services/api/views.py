@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from schemas.api import AccountOut, CopyOut, LegCounts, MasterExecution, OrderOut, SubscriptionOut
 from services.infra.db.repositories.accounts import Account
@@ -37,6 +39,35 @@ def subscription_out(row: Subscription) -> SubscriptionOut:
     )
 
 
+# What the planner records about the master, kept for the workers (replacing re-plans from it)
+# but never shown to a follower: the master's absolute equity, position and order size.
+MASTER_ONLY_DETAILS = frozenset({"master_equity", "master_position", "master_qty"})
+
+
+def _ratio(numerator: Any, denominator: Any) -> str | None:
+    try:
+        top, bottom = Decimal(str(numerator)), Decimal(str(denominator))
+    except (InvalidOperation, ValueError):
+        return None
+    if not bottom.is_finite() or bottom <= 0 or not top.is_finite():
+        return None
+    return format((top / bottom).quantize(Decimal("0.000001")).normalize(), "f")
+
+
+def follower_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """A leg's details as its follower may see them: its own figures, and the master's only
+    as ratios (its equity relative to the follower's, the follower's qty per master unit)."""
+    raw = details or {}
+    shown = {k: v for k, v in raw.items() if k not in MASTER_ONLY_DETAILS}
+    equity_ratio = _ratio(raw.get("follower_equity"), raw.get("master_equity"))
+    if equity_ratio is not None:
+        shown["equity_ratio"] = equity_ratio
+    size_ratio = _ratio(raw.get("raw_qty"), raw.get("master_qty"))
+    if size_ratio is not None:
+        shown["size_ratio"] = size_ratio
+    return shown
+
+
 def copy_out(row: Leg) -> CopyOut:
     return CopyOut(
         leg_id=str(row.id),
@@ -48,7 +79,7 @@ def copy_out(row: Leg) -> CopyOut:
         qty=row.qty,
         status=row.status,
         reason=row.reason,
-        details=row.details,
+        details=follower_details(row.details),
         client_order_id=row.client_order_id,
         broker_order_id=row.broker_order_id,
         filled_qty=row.filled_qty,

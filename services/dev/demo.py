@@ -21,6 +21,7 @@ from brokers.registry import SIM
 from services.infra.auth import hash_password
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.accounts import insert_account
+from services.infra.db.repositories.masters import update_profile
 from services.infra.db.repositories.subscriptions import insert_subscription
 from services.infra.db.repositories.users import create_user, get_user
 
@@ -137,6 +138,7 @@ async def seed(
         master_hash = hash_password(MASTER_PASSWORD, password_hash_n)
         master = (master_id, master_email, master_hash, "master")
         await _seed_account(conn, cipher, master, (master_account, "demo master"), keys["master"])
+        await update_profile(conn, master_id, {"copy_access": "open"})  # no invites needed
         account_ids = []
         for index in range(1, followers + 1):
             name = f"follower{index:04d}"

@@ -78,7 +78,7 @@ async def _seed(settings: Settings, env: dict[str, str]) -> None:
             CredentialCipher.from_setting(env["COPYTRADE_CREDENTIAL_KEYS"]),
             settings.sim_url,
             env["COPYTRADE_JWT_SECRET"],
-            settings.demo_followers,
+            settings.demo_count,
             settings.password_hash_n,
             ca_file=settings.broker_ca_file,
         )
@@ -104,7 +104,9 @@ def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> li
         own = {**env, "COPYTRADE_METRICS_PORT": str(ports.get(name, 0))}
         return Child(name, module, own, log_dir / f"{name}.log")
 
-    children = [child("simulator", "brokers.sim"), child("api", "services.api")]
+    children = [child("api", "services.api")]
+    if settings.simulator_enabled:  # production: only when asked (COPYTRADE_SIMULATOR=true)
+        children.insert(0, child("simulator", "brokers.sim"))
     for index in range(settings.workers):
         children.append(child(f"replicator-{index + 1}", "services.worker.replicator"))
     children.append(child("sweeper", "services.worker.sweeper"))
@@ -124,17 +126,23 @@ def _base_env(settings: Settings, data_dir: Path) -> dict[str, str]:
 
 
 def _banner(settings: Settings, api_url: str, nats: str, data_dir: Path, log_dir: Path) -> str:
+    demo = (
+        f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
+        f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"
+        f"  demo followers {settings.demo_count} "
+        f"({follower_email(1)} … / {FOLLOWER_PASSWORD})\n"
+        if settings.demo_count
+        else ""
+    )
+    simulator = settings.sim_url if settings.simulator_enabled else "not started"
     return (
         f"\ncopytrade is running\n"
-        f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
-        f"  simulator    {settings.sim_url}\n"
+        f"  ingest API   {api_url}\n"
+        f"  simulator    {simulator}\n"
         f"  NATS         {nats}\n"
         f"  replicators  {settings.workers} processes, plus 1 sweeper and 1 broker poller\n"
         f"  data         {data_dir} (logs in {log_dir})\n"
-        f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
-        f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"
-        f"  demo followers {settings.demo_followers} "
-        f"({follower_email(1)} … / {FOLLOWER_PASSWORD})\n"
+        f"{demo}"
         f"Press Ctrl-C to stop.\n"
     )
 
@@ -198,9 +206,10 @@ def run(settings: Settings) -> int:
         for child in children:
             child.start()
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        _wait_http(f"{settings.sim_url}/healthz", 20, children, settings.broker_ca_file)
+        if settings.simulator_enabled:
+            _wait_http(f"{settings.sim_url}/healthz", 20, children, settings.broker_ca_file)
         _wait_http(f"{api_url}/healthz", 30, children)
-        if settings.demo_followers:
+        if settings.demo_count:
             asyncio.run(_seed(settings, env))
         print(_banner(settings, api_url, urls["nats"], data_dir, log_dir), flush=True)
         _supervise(children, lambda: stopping)

@@ -17,23 +17,43 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
 WS_AUDIENCE_SUFFIX = "-ws"
 
 
-def hash_password(password: str, n: int = 2**14) -> str:
+# OWASP Password Storage Cheat Sheet: scrypt N=2^17, r=8, p=1 (128 MiB per hash).
+OWASP_SCRYPT_N = 2**17
+MAX_SCRYPT_N = 2**20
+
+
+def _scrypt(password: str, salt: bytes, n: int) -> bytes:
+    # maxmem must exceed 128 * N * r bytes, or hashlib refuses N >= 2^14 with r = 8.
+    return hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=8, p=1, dklen=32, maxmem=256 * n * 8 + 2**20
+    )
+
+
+def hash_password(password: str, n: int = OWASP_SCRYPT_N) -> str:
     salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
+    digest = _scrypt(password, salt, n)
     return f"scrypt${n}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
     try:
         scheme, n_text, salt_b64, digest_b64 = stored.split("$")
-        if scheme != "scrypt":
+        n = int(n_text)
+        if scheme != "scrypt" or not 2 <= n <= MAX_SCRYPT_N:
             return False
-        digest = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt_b64), n=int(n_text), r=8, p=1, dklen=32
-        )
+        digest = _scrypt(password, base64.b64decode(salt_b64), n)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+def needs_rehash(stored: str, n: int) -> bool:
+    """Whether a stored hash is weaker than the configured cost (rehash it at sign-in)."""
+    try:
+        scheme, n_text, _, _ = stored.split("$")
+        return scheme != "scrypt" or int(n_text) < n
+    except ValueError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,7 @@ class Principal:
     user_id: str
     role: str
     expires_at: int | None = None  # the access token's exp (a WebSocket session ends with it)
+    token_id: str | None = None  # the token's jti (a socket token is spent once by it)
 
 
 class TokenError(Exception):
@@ -104,4 +125,10 @@ class TokenIssuer:
         expires = claims.get("sexp", claims["exp"]) if websocket else claims["exp"]
         if not isinstance(expires, int):
             raise TokenError("invalid token")
-        return Principal(user_id=sub, role=role, expires_at=expires)
+        jti = claims.get("jti")
+        return Principal(
+            user_id=sub,
+            role=role,
+            expires_at=expires,
+            token_id=jti if isinstance(jti, str) else None,
+        )

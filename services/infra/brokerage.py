@@ -94,5 +94,19 @@ class BrokerFactory:
         self._sealed[account_id] = (sealed, adapter)
         return adapter
 
+    async def verify(self, broker: str, credentials: dict[str, Any]) -> None:
+        """One read-only call (the account) with these credentials, through an adapter that is
+        neither cached nor budgeted; CredentialsRejected when the broker refuses them."""
+        described = descriptor(broker)
+        parsed = described.parse_credentials(credentials)
+        endpoints = described.endpoints(parsed)
+        http = self._pool.client(self._base_urls.get(broker, endpoints.trading))
+        data = http if endpoints.data is None else self._pool.client(endpoints.data)
+        adapter = described.connect(parsed, Connections(trading=http, data=data))
+        try:
+            await adapter.account()
+        except Fatal as exc:
+            raise CredentialsRejected("the broker refused these credentials") from exc
+
     def cached(self, account_id: str) -> Broker | None:
         return self._cache.get(account_id)

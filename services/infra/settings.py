@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SettingsError(RuntimeError):
@@ -53,8 +53,25 @@ class Settings(BaseModel):
     ws_token_ttl_s: int = Field(default=60, ge=5, le=60)
     # "kid:base64key,kid2:base64key2"; the first key encrypts, all keys decrypt (rotation).
     credential_keys: str | None = None
-    password_hash_n: int = 2**14
-    login_attempts_per_5min: int = 20
+    # scrypt cost (OWASP: N=2^17, r=8, p=1); tests lower it. Weaker stored hashes are
+    # rehashed at the next sign-in.
+    password_hash_n: int = Field(default=2**17, ge=2**10, le=2**20)
+    # Sign-in attempts per (email, client address) and per address within the window, then
+    # backoff (429 + Retry-After); registrations per address per hour. 0 = off.
+    login_attempts_per_5min: int = Field(default=20, ge=0)
+    login_attempts_per_address_per_5min: int = Field(default=200, ge=0)
+    registrations_per_address_per_hour: int = Field(default=20, ge=0)
+    # Request bodies over this many bytes answer 413 before parsing; 0 = off.
+    max_body_bytes: int = Field(default=65_536, ge=0)
+    # Dashboard sockets one user may hold open in one API process; 0 = off.
+    ws_sockets_per_user: int = Field(default=10, ge=0)
+    # None: on in development, off in production (explicitly true to expose them there).
+    docs_enabled: bool | None = None
+    metrics_enabled: bool | None = None
+    # The simulator: started by the launcher in development; in production only when asked,
+    # and then its /sim/* routes need this key (X-Sim-Admin-Key).
+    simulator: bool | None = None
+    sim_admin_key: str | None = None
 
     consumer_ack_wait_s: float = 30.0
     max_deliver: int = 10
@@ -90,6 +107,43 @@ class Settings(BaseModel):
     broker_transport: Literal["reqwest", "httpx"] = "reqwest"
     broker_ca_file: str | None = None  # extra trusted roots (the simulator under --tls)
     poll_interval_s: float = Field(default=1.0, gt=0.05, le=3600)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if "demo_followers" in self.model_fields_set and self.demo_followers:
+            raise SettingsError(
+                "production refuses the demo: unset COPYTRADE_DEMO_FOLLOWERS (or set it to 0); "
+                "demo users have published passwords"
+            )
+        if self.simulator and not self.sim_admin_key:
+            raise SettingsError(
+                "COPYTRADE_SIMULATOR=true in production needs COPYTRADE_SIM_ADMIN_KEY "
+                "(its /sim/* routes are refused without it)"
+            )
+        return self
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def demo_count(self) -> int:
+        """Demo followers to seed: none in production (the validator refuses asking for them)."""
+        return 0 if self.production else self.demo_followers
+
+    @property
+    def simulator_enabled(self) -> bool:
+        return self.simulator if self.simulator is not None else not self.production
+
+    @property
+    def docs_on(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else not self.production
+
+    @property
+    def metrics_on(self) -> bool:
+        return self.metrics_enabled if self.metrics_enabled is not None else not self.production
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

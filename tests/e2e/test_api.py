@@ -221,12 +221,13 @@ async def test_register_login_and_throttle(api: Api) -> None:
             401,
             "invalid_credentials",
         )
-    # The counter lives in Redis, shared by every API replica: now even the right password waits.
+    # The counter lives in Redis, shared by every API replica: from this address even the right
+    # password waits, for a backoff (not a five-minute lock; tests/security covers the rest).
     throttled = await api.http.post(
         "/v1/auth/token", json={"email": email, "password": "long enough"}
     )
     _assert_error(throttled, 429, "too_many_attempts")
-    assert throttled.headers["retry-after"] == "300"
+    assert 1 <= int(throttled.headers["retry-after"]) <= 2
 
 
 async def test_accounts_never_echo_credentials(api: Api) -> None:

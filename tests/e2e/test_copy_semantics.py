@@ -61,7 +61,9 @@ async def test_every_sizing_mode(api: Api, symbol: str) -> None:
         assert (copy["qty"], copy["status"]) == (qty, "filled"), (name, copy)
         assert await api.position(followers[name]["sim_account_id"], symbol) == D(qty)
     ratio = await api.copy_of(followers["ratio25"], order["order_id"])
-    assert ratio["details"]["master_equity"] == "175000"
+    # The master's equity (175000) is shown only as the follower's ratio to it.
+    assert "master_equity" not in ratio["details"]
+    assert ratio["details"]["equity_ratio"] == "0.142857"
     assert ratio["details"]["follower_equity"] == "25000"
     notional = await api.copy_of(followers["notional"], order["order_id"])
     assert notional["details"]["reference_price"] == "100"

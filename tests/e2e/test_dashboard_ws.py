@@ -138,6 +138,7 @@ def _forge(secret: str, **overrides: Any) -> str:
         "aud": "copytrade-api-ws",
         "iat": now,
         "exp": now + 30,
+        "jti": uuid.uuid4().hex,  # socket tokens are spent by their jti
         **overrides,
     }
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,8 +1,14 @@
 """The simulator's own admin surface under /sim (accounts, faults, prices, assets, the trading
-day, counters, order timings) and /healthz. No authentication: tests and the launcher only."""
+day, counters, order timings) and /healthz.
+
+Open when the simulator runs without an admin key (development, tests); with one
+(COPYTRADE_SIM_ADMIN_KEY, required when production asks for the simulator) every /sim route
+needs it in `X-Sim-Admin-Key`. An account's secret is answered only when it is created."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -38,24 +44,21 @@ class AdminRoutes:
             cash = Decimal(str(body.get("cash", body.get("equity", "100000"))))
             if not cash.is_finite() or cash < 0:
                 raise SimError(422, 40010001, "cash must be >= 0")
+            key_id, secret_key = body.get("key_id"), body.get("secret_key")
+            existed = key_id is not None and key_id in self.engine.by_key
+            if existed and secret_key is None:
+                raise SimError(409, 40910000, "key_id already exists")
             account = self.engine.create_account(
-                cash,
-                account_id=body.get("account_id"),
-                key_id=body.get("key_id"),
-                secret_key=body.get("secret_key"),
+                cash, account_id=body.get("account_id"), key_id=key_id, secret_key=secret_key
             )
         except SimError as exc:
             return error(exc.status, exc.code, exc.message)
         except InvalidOperation:
             return error(422, 40010001, "cash must be a decimal")
-        return JSONResponse(
-            {
-                "account_id": account.account_id,
-                "key_id": account.key_id,
-                "secret_key": account.secret_key,
-            },
-            status_code=201,
-        )
+        answer = {"account_id": account.account_id, "key_id": account.key_id}
+        if existed:  # the caller proved it knows the secret; it is never answered again
+            return JSONResponse(answer, status_code=200)
+        return JSONResponse({**answer, "secret_key": account.secret_key}, status_code=201)
 
     async def sim_faults(self, request: Request) -> Response:
         engine = self.engine
@@ -144,9 +147,27 @@ class AdminRoutes:
         return JSONResponse({"status": "ok"})
 
 
-def routes(engine: Engine) -> list[Route]:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _gated(admin_key: str | None, endpoint: Endpoint) -> Endpoint:
+    """The endpoint behind the admin key (when the simulator has one)."""
+    if not admin_key:
+        return endpoint
+    expected = admin_key.encode()
+
+    async def gated(request: Request) -> Response:
+        offered = request.headers.get("x-sim-admin-key", "").encode()
+        if not secrets.compare_digest(offered, expected):
+            return error(401, 40110000, "the simulator's admin key is required")
+        return await endpoint(request)
+
+    return gated
+
+
+def routes(engine: Engine, admin_key: str | None = None) -> list[Route]:
     handlers = AdminRoutes(engine)
-    return [
+    admin_routes = [
         Route("/sim/accounts", handlers.sim_accounts, methods=["POST"]),
         Route("/sim/assets", handlers.sim_assets, methods=["PUT"]),
         Route("/sim/day", handlers.sim_day, methods=["POST"]),
@@ -155,5 +176,11 @@ def routes(engine: Engine) -> list[Route]:
         Route("/sim/stats", handlers.sim_stats, methods=["GET"]),
         Route("/sim/orders", handlers.sim_orders, methods=["GET"]),
         Route("/sim/timings", handlers.sim_timings, methods=["GET"]),
+    ]
+    return [
+        *(
+            Route(r.path, _gated(admin_key, r.endpoint), methods=sorted(r.methods or ()))
+            for r in admin_routes
+        ),
         Route("/healthz", handlers.healthz, methods=["GET"]),
     ]

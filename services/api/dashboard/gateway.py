@@ -101,6 +101,9 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
+    def sockets_of(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
+
     def register(self, user_id: str, role: str, socket: Socket) -> Client:
         client = Client(user_id, role, socket, asyncio.Queue(maxsize=self.queue_size))
         self._by_user[user_id].add(client)

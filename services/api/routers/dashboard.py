@@ -26,10 +26,13 @@ from services.infra.settings import Settings
 router = APIRouter()
 
 PROTOCOL = "copytrade.v1"
-PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "static" / "index.html"
+STATIC = Path(__file__).resolve().parents[1] / "dashboard" / "static"
+PAGE = STATIC / "index.html"
+# No 'unsafe-inline': the page's script and style are files under /static.
 CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'; object-src 'none'"
 )
 SNAPSHOT_COPIES = 50
 SNAPSHOT_ORDERS = 20
@@ -62,6 +65,20 @@ async def _refuse(websocket: WebSocket, reason: str) -> None:
     await websocket.close(code=1008, reason=reason)
 
 
+async def _admission(c: Container, user: Principal) -> str | None:
+    """Why this socket's token may not open it (None: it may): one socket per token (its jti
+    is spent in Redis for the token's lifetime), and at most N sockets per user."""
+    cap = c.settings.ws_sockets_per_user
+    if cap and c.gateway.sockets_of(user.user_id) >= cap:
+        return "too many sockets for this user"
+    if user.token_id is None:
+        return "invalid token"
+    spent = await c.redis.set(
+        f"ws:jti:{user.token_id}", "1", nx=True, ex=c.settings.ws_token_ttl_s + 10
+    )
+    return None if spent else "token already used"
+
+
 async def _accept(websocket: WebSocket, c: Container) -> Principal | None:
     """Accept the socket, then the caller of its token; None once refused (and closed)."""
     offered = [
@@ -85,6 +102,8 @@ async def _accept(websocket: WebSocket, c: Container) -> Principal | None:
         else:
             if user.role not in ("follower", "master"):
                 refusal = "role has no dashboard"
+            else:
+                refusal = await _admission(c, user)
     if refusal is not None:
         await _refuse(websocket, refusal)
         return None

@@ -13,6 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
 from services.api.deps import Container, Deps
+from services.api.errors import NotFound
 
 router = APIRouter()
 
@@ -58,7 +59,9 @@ async def readyz(c: Deps) -> Response:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(c: Deps) -> Response:
+    if not c.settings.metrics_on:  # production: off unless COPYTRADE_METRICS_ENABLED=true
+        raise NotFound("no such route")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several API processes (COPYTRADE_API_WORKERS): the sum over all of them.
         registry = CollectorRegistry()

@@ -8,10 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from schemas.api import PositionsChoice, SubscriptionCreate, SubscriptionOut, SubscriptionPatch
-from services.api.deps import Auth, Deps, FollowerAuth
+from services.api.consent import admit_follower
+from services.api.deps import Auth, Deps, FollowerAuth, require
 from services.api.errors import (
     AccountNotFound,
-    MasterNotFound,
     SubscriptionExists,
     SubscriptionNotFound,
     Unprocessable,
@@ -30,7 +30,6 @@ from services.infra.db.repositories.subscriptions import (
     subscriptions_of_follower,
     update_subscription,
 )
-from services.infra.db.repositories.users import get_user
 
 router = APIRouter()
 
@@ -43,9 +42,7 @@ async def create_subscription(
     async with c.engine.begin() as conn:
         if await get_account(conn, str(body.account_id), user.user_id) is None:
             raise AccountNotFound()
-        master = await get_user(conn, str(body.master_id))
-        if master is None or master.role != "master":
-            raise MasterNotFound()
+        await admit_follower(conn, str(body.master_id), body.invite_code)  # 404 / 403
         try:
             row = await insert_subscription(
                 conn,

@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from replication.state import OPEN as OPEN_LEG_STATUSES
 from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
 
 
@@ -68,7 +69,10 @@ _ACCOUNT_COLUMNS = columns(Account)
 async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Account]:
     return fetch_all_as(
         await conn.execute(
-            text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE user_id = :u ORDER BY created_at"),
+            text(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE user_id = :u "
+                "AND deleted_at IS NULL ORDER BY created_at"
+            ),
             {"u": user_id},
         ),
         Account,
@@ -78,7 +82,10 @@ async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Account]
 async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> Account | None:
     return fetch_one_as(
         await conn.execute(
-            text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = :id AND user_id = :u"),
+            text(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = :id AND user_id = :u "
+                "AND deleted_at IS NULL"
+            ),
             {"id": account_id, "u": user_id},
         ),
         Account,
@@ -92,7 +99,8 @@ async def set_account_halted(
         await conn.execute(
             text(
                 f"UPDATE accounts SET halted = :h, updated_at = now() "
-                f"WHERE id = :id AND user_id = :u RETURNING {_ACCOUNT_COLUMNS}"
+                "WHERE id = :id AND user_id = :u AND deleted_at IS NULL "
+                f"RETURNING {_ACCOUNT_COLUMNS}"
             ),
             {"h": halted, "id": account_id, "u": user_id},
         ),
@@ -147,3 +155,81 @@ async def get_sealed_account(
         ),
         SealedAccount,
     )
+
+
+async def update_account(
+    conn: AsyncConnection,
+    account_id: str,
+    user_id: str,
+    label: str | None,
+    credentials: bytes | None,
+) -> Account | None:
+    """Change an owned account's label and/or sealed credentials; None when not the owner's."""
+    return fetch_one_as(
+        await conn.execute(
+            text(
+                "UPDATE accounts SET label = COALESCE(:label, label), "
+                "credentials = COALESCE(:credentials, credentials) "
+                "WHERE id = :id AND user_id = :user_id AND deleted_at IS NULL "
+                f"RETURNING {columns(Account)}"
+            ),
+            {"id": account_id, "user_id": user_id, "label": label, "credentials": credentials},
+        ),
+        Account,
+    )
+
+
+async def account_in_use(conn: AsyncConnection, account_id: str) -> bool:
+    """Whether copies into or from the account are open: a subscription not ended, or a leg
+    that has not reached a terminal status."""
+    result = await conn.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE account_id = :id "
+            "AND ending_at IS NULL) OR EXISTS (SELECT 1 FROM legs WHERE account_id = :id "
+            "AND status = ANY(:open_statuses))"
+        ),
+        {"id": account_id, "open_statuses": [str(s) for s in OPEN_LEG_STATUSES]},
+    )
+    return bool(result.scalar())
+
+
+async def delete_account(
+    conn: AsyncConnection, account_id: str, user_id: str, tombstone: bytes
+) -> bool:
+    """Retire an owned account: its orders and legs keep referencing the row, so it stays as a
+    halted tombstone whose credentials are `tombstone` (a sealed empty object); its
+    subscriptions go."""
+    result = await conn.execute(
+        text(
+            "UPDATE accounts SET deleted_at = now(), halted = true, credentials = :tombstone, "
+            "label = '(deleted)', updated_at = now() "
+            "WHERE id = :id AND user_id = :user_id AND deleted_at IS NULL RETURNING id"
+        ),
+        {"id": account_id, "user_id": user_id, "tombstone": tombstone},
+    )
+    if result.first() is None:
+        return False
+    await conn.execute(text("DELETE FROM subscriptions WHERE account_id = :id"), {"id": account_id})
+    return True
+
+
+async def all_sealed(conn: AsyncConnection) -> list[SealedAccount]:
+    """Every account's sealed credentials (key rotation)."""
+    return fetch_all_as(
+        await conn.execute(
+            text("SELECT id AS account_id, broker, credentials FROM accounts ORDER BY id")
+        ),
+        SealedAccount,
+    )
+
+
+async def reseal(conn: AsyncConnection, account_id: str, previous: bytes, sealed: bytes) -> bool:
+    """Replace sealed credentials only if they are still `previous` (a concurrent change wins)."""
+    result = await conn.execute(
+        text(
+            "UPDATE accounts SET credentials = :sealed "
+            "WHERE id = :id AND credentials = :previous RETURNING id"
+        ),
+        {"id": account_id, "previous": previous, "sealed": sealed},
+    )
+    return result.first() is not None

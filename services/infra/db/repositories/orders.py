@@ -92,7 +92,7 @@ async def insert_master_order(conn: AsyncConnection, values: Row) -> MasterOrder
                 "SELECT :id, :master_id, :account_id, :client_order_id, :request_hash, :symbol, "
                 ":side, :qty, :type, :limit_price, :stop_price, :time_in_force "
                 "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = CAST(:account_id AS uuid) "
-                "AND user_id = CAST(:master_id AS uuid)) "
+                "AND user_id = CAST(:master_id AS uuid) AND deleted_at IS NULL) "
                 f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
             ),
             values,

@@ -63,23 +63,11 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
     )
 
 
-async def get_copy_on(conn: AsyncConnection, master_id: str) -> str | None:
-    """When a master's copies go out: `submitted` or `accepted` (issue 18)."""
-    value = (
-        await conn.execute(
-            text("SELECT copy_on FROM users WHERE id = :id AND role = 'master'"), {"id": master_id}
-        )
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
-
-
-async def set_copy_on(conn: AsyncConnection, master_id: str, copy_on: str) -> str | None:
-    value = (
-        await conn.execute(
-            text(
-                "UPDATE users SET copy_on = :c WHERE id = :id AND role = 'master' RETURNING copy_on"
-            ),
-            {"id": master_id, "c": copy_on},
-        )
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
+async def set_password_hash(
+    conn: AsyncConnection, user_id: str, previous: str, password_hash: str
+) -> None:
+    """Replace a user's hash, only if it is still `previous` (a concurrent change wins)."""
+    await conn.execute(
+        text("UPDATE users SET password_hash = :new WHERE id = :id AND password_hash = :previous"),
+        {"id": user_id, "previous": previous, "new": password_hash},
+    )

@@ -1,0 +1,131 @@
+"""Sizes and counts: request bodies (413 before parsing, even without a token), list fields,
+socket tokens spent once, sockets per user."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from tests.security.conftest import AppFactory, Client, random_address
+
+BIG = json.dumps({"client_order_id": "x" * (100 * 1024)})
+
+
+async def test_oversized_body_is_refused_before_parsing_without_a_token(
+    api_app: AppFactory,
+) -> None:
+    async with api_app() as app:
+        client = Client(app, random_address())
+        for path in ("/v1/orders", "/v1/auth/register", "/v1/auth/token", "/v1/accounts"):
+            r = await client.http.post(
+                path, content=BIG, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 413, (path, r.text)
+            assert r.json()["error"]["code"] == "payload_too_large"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+            for _ in range(40):
+                yield b" " * 4096
+
+        r = await client.http.post(
+            "/v1/orders", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+        small = await client.http.post("/v1/orders", json={})
+        assert small.status_code == 401  # under the limit: authentication as before
+
+
+async def test_body_limit_is_a_setting_and_zero_turns_it_off(api_app: AppFactory) -> None:
+    async with api_app(max_body_bytes=0) as app:
+        r = await Client(app, random_address()).http.post(
+            "/v1/orders", content=BIG, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 401
+    async with api_app(max_body_bytes=1024) as app:
+        r = await Client(app, random_address()).http.post(
+            "/v1/auth/token", json={"email": "a@b.cd", "password": "p" * 2000}
+        )
+        assert r.status_code == 413
+
+
+async def test_list_fields_are_bounded(api_app: AppFactory) -> None:
+    async with api_app() as app:
+        client = Client(app, random_address())
+        _, follower = await client.user("follower")
+        master_id, _ = await client.user("master", copy_access="open")
+        watch = [f"SYM{i}USDT" for i in range(51)]
+        r = await client.http.post(
+            "/v1/accounts",
+            headers=client.auth(follower),
+            json={
+                "broker": "binance",
+                "label": "b",
+                "credentials": {"api_key": "k", "secret_key": "s", "watch_symbols": watch},
+            },
+        )
+        assert r.status_code == 422, r.text
+        for field, value in (
+            ("symbols_allow", [f"S{i}" for i in range(201)]),
+            ("symbols_block", [f"S{i}" for i in range(201)]),
+            ("sides", ["buy", "sell", "buy"]),
+        ):
+            r = await client.http.post(
+                "/v1/subscriptions",
+                headers=client.auth(follower),
+                json={
+                    "master_id": master_id,
+                    "account_id": "00000000-0000-0000-0000-000000000000",
+                    "sizing": {"mode": "fixed", "qty": "1"},
+                    "filters": {field: value},
+                },
+            )
+            assert r.status_code == 422, (field, r.text)
+
+
+def _open(client: TestClient, token: str) -> object:
+    return client.websocket_connect(
+        "/v1/ws",
+        subprotocols=["copytrade.v1", token],
+        headers={"origin": "http://testserver"},
+    )
+
+
+def _refusal(client: TestClient, token: str) -> str:
+    with _open(client, token) as socket, pytest.raises(WebSocketDisconnect) as refused:
+        socket.receive_text()  # type: ignore[attr-defined]
+        socket.receive_text()  # type: ignore[attr-defined]
+    assert refused.value.code == 1008
+    return str(refused.value.reason)
+
+
+def test_a_socket_token_opens_one_socket_and_sockets_per_user_are_capped(
+    servers: dict[str, str], service_env: dict[str, str], simulator: str
+) -> None:
+    from services.api.app import build_app
+    from tests.security.conftest import settings_for
+
+    app = build_app(settings_for(servers, service_env, simulator, ws_sockets_per_user="2"))
+    with TestClient(app) as client:
+        email = "ws-" + random_address() + "@security.test"
+        body = {"email": email, "password": "correct horse battery"}
+        assert (
+            client.post("/v1/auth/register", json={**body, "role": "follower"}).status_code == 201
+        )
+        access = client.post("/v1/auth/token", json=body).json()["access_token"]
+        auth = {"authorization": f"Bearer {access}"}
+
+        def socket_token() -> str:
+            token: str = client.post("/v1/ws/token", headers=auth).json()["token"]
+            return token
+
+        reused = socket_token()
+        with _open(client, reused) as first:
+            assert json.loads(first.receive_text())["type"] == "snapshot"  # type: ignore[attr-defined]
+            assert _refusal(client, reused) == "token already used"
+            with _open(client, socket_token()) as second:
+                assert json.loads(second.receive_text())["type"] == "snapshot"  # type: ignore[attr-defined]
+                assert _refusal(client, socket_token()) == "too many sockets for this user"
