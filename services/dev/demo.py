@@ -105,6 +105,22 @@ async def _seed_account(
     return True
 
 
+def _demo_subscription(
+    subscription_id: str, follower_id: str, master_id: str, account_id: str
+) -> dict[str, Any]:
+    return {
+        "id": subscription_id,
+        "follower_id": follower_id,
+        "master_id": master_id,
+        "account_id": account_id,
+        "sizing": {"mode": "multiplier", "factor": "1"},
+        "caps": {"max_qty": "1000"},
+        "filters": {},
+        "paused": False,
+        "on_master_rejected": "close",
+    }
+
+
 async def seed(
     engine: AsyncEngine,
     cipher: CredentialCipher,
@@ -146,19 +162,8 @@ async def seed(
             account_ids.append(account_id)
             user = (user_id, follower_email(index, group), follower_hash, "follower")
             if await _seed_account(conn, cipher, user, (account_id, f"demo {name}"), keys[name]):
-                await insert_subscription(
-                    conn,
-                    {
-                        "id": uid("subscription", name),
-                        "follower_id": user_id,
-                        "master_id": master_id,
-                        "account_id": account_id,
-                        "sizing": {"mode": "multiplier", "factor": "1"},
-                        "caps": {"max_qty": "1000"},
-                        "filters": {},
-                        "paused": False,
-                    },
-                )
+                ids = (uid("subscription", name), user_id, master_id, account_id)
+                await insert_subscription(conn, _demo_subscription(*ids))
     return DemoSeed(
         master_id=master_id,
         master_account_id=master_account,

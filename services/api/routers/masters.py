@@ -18,8 +18,8 @@ from services.api.errors import MasterNotFound, SubscriptionNotFound, Unprocessa
 from services.infra.db.repositories.masters import (
     MasterProfile,
     end_follower,
-    get_profile,
     followers_of_master,
+    get_profile,
     insert_invite,
     update_profile,
 )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from schemas.api import PositionsChoice, SubscriptionCreate, SubscriptionOut, SubscriptionPatch
 from services.api.consent import admit_follower
-from services.api.deps import Auth, Deps, FollowerAuth, require
+from services.api.deps import Auth, Deps, FollowerAuth
 from services.api.errors import (
     AccountNotFound,
     SubscriptionExists,
