@@ -76,7 +76,6 @@ class Settings(BaseModel):
     unknown_recheck_s: float = 1.0
     sweep_interval_s: float = 0.5
     resend_grace_s: float = 2.0
-    max_leg_attempts: int = 8
     broker_connect_timeout_s: float = 3.0
     broker_read_timeout_s: float = 8.0
     max_concurrent_per_host: int = 500
