@@ -177,11 +177,16 @@ class BudgetedBroker:
         weigh = getattr(self._inner, "request_weight", None)
         return int(weigh(operation)) if weigh is not None else self._limits.weight(operation)
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, operation: str, call: Callable[[], Awaitable[T]], for_account: bool = True
+    ) -> T:
+        """`for_account=False`: market data (instrument rules, prices) any account could ask
+        for; it spends the host's budget, never one follower's, whose account budget is for
+        its own orders (a 429 storm on one follower no longer stalls everyone's look-ups)."""
         self._breaker.before()
         if self._host is not None:
             await self._host.acquire(self._weight(operation))
-        if self._account is not None and self._limits.counts_for_account(operation):
+        if for_account and self._account is not None and self._limits.counts_for_account(operation):
             await self._account.acquire()
         try:
             result = await call()
@@ -240,10 +245,10 @@ class BudgetedBroker:
         return await self._call("account", self._inner.account)
 
     async def instrument(self, symbol: str) -> Instrument:
-        return await self._call("instrument", lambda: self._inner.instrument(symbol))
+        return await self._call("instrument", lambda: self._inner.instrument(symbol), False)
 
     async def last_price(self, symbol: str) -> Decimal:
-        return await self._call("last_price", lambda: self._inner.last_price(symbol))
+        return await self._call("last_price", lambda: self._inner.last_price(symbol), False)
 
 
 class Budgets:
