@@ -73,7 +73,7 @@ class Recorder:
             legs = plan(order, targets, context.planned_at, snapshot.context)
             if master_row is not None and order.origin == "api":
                 # An order the master placed directly at its broker is already there.
-                legs.append(master_leg(order, master_row.broker))
+                legs.append(own_leg(order, master_row.broker, context))
             to_record = [
                 replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
                 if leg.status is LegStatus.PLANNED
@@ -86,6 +86,15 @@ class Recorder:
             if completes is not None:
                 await shard_recorded(conn, order.order_id, *completes)
         return mine
+
+
+def own_leg(order: OrderMessage, broker: str, context: PlanContext) -> PlannedLeg:
+    """The master's own order; held past the copy window without the master's position, the
+    followers are skipped, so the master's own order is not executed either (copy-or-hold)."""
+    own = master_leg(order, broker)
+    if context.master_position_unavailable:
+        own = replace(own, status=LegStatus.SKIPPED, reason="master_position_unavailable")
+    return own
 
 
 def merge_state(

@@ -57,7 +57,11 @@ class Settings(BaseModel):
     login_attempts_per_5min: int = 20
 
     consumer_ack_wait_s: float = 30.0
-    max_deliver: int = 10
+    # No delivery limit: a failing message is nak'd with backoff, never dropped by JetStream;
+    # an order still failing after `dead_letter_after` deliveries is parked for the sweeper.
+    max_deliver: int = -1
+    dead_letter_after: int = Field(default=30, ge=0)
+    dead_letter_retry_s: float = Field(default=30.0, ge=0)  # parked this long before a retry
     fetch_batch: int = 16
     max_orders_in_flight: int = 8
     max_shards_in_flight: int = 2

@@ -20,12 +20,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from replication.retry import DEFAULT_COPY_DEADLINE_S
 from replication.state import TERMINAL
 from schemas.messages import (
     ORDERS_STREAM,
@@ -49,6 +51,7 @@ from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
 from services.worker.consuming import parse, pull
+from services.worker.redelivery import HoldForSnapshot, retry_later
 from services.worker.shards import Shard, ShardRunner
 
 log = logging.getLogger("copytrade.replicator")
@@ -121,23 +124,30 @@ class Replicator:
     async def handle(self, message: Msg) -> None:
         order = await parse(OrderMessage, message)
         if order is not None:
-            await self._guarded(order.order_id, self.replicate(order, message))
+            await self._guarded(order.order_id, self.replicate(order, message), message, True)
 
     async def handle_shard(self, message: Msg) -> None:
         shard = await parse(ShardMessage, message)
         if shard is not None:
-            await self._guarded(shard.order.order_id, self.replicate_shard(shard, message))
+            work = self.replicate_shard(shard, message)
+            await self._guarded(shard.order.order_id, work, message, False)
 
-    @staticmethod
-    async def _guarded(order_id: str, work: Awaitable[None]) -> None:
+    async def _guarded(
+        self, order_id: str, work: Awaitable[None], message: Msg, whole_order: bool
+    ) -> None:
         try:
             with log_context(order_id=order_id):
                 await work
         except asyncio.CancelledError:
             raise
+        except HoldForSnapshot as exc:
+            log.warning("order %s held: %s", order_id, exc)
+            await retry_later(message, self.engine, None, 0)
         except Exception:
-            # Not acked (or acked with legs recorded): redelivery or the sweeper finishes the job.
+            # Not acked (or acked with legs recorded): redelivered with backoff, never dropped.
             log.exception("replication of order %s failed", order_id)
+            dead_letter_after = self.settings.dead_letter_after if whole_order else 0
+            await retry_later(message, self.engine, order_id, dead_letter_after)
 
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
@@ -174,6 +184,8 @@ class Replicator:
         stored, recorded = state.plan, state.shards_recorded
         if stored is None:
             proposal = await self.planner.propose(order, state, followers, master_row)
+            if proposal.context.master_position_unavailable and not past_copy_window(order):
+                raise HoldForSnapshot("the master's position is unavailable")
             # Stored in the same transaction as shard 0's first batch (one commit less before
             # the first follower's order); shards 1.. are dispatched once it is committed.
             order_plan, fresh = proposal, proposal.model_dump_json()
@@ -276,6 +288,13 @@ class Replicator:
             followers,
             recorded_here,
         )
+
+
+def past_copy_window(order: OrderMessage) -> bool:
+    """Held orders wait for the master's snapshot at most the default copy window; then the plan
+    records every leg skipped (`master_position_unavailable`), the master's own included."""
+    age = (datetime.now(UTC) - order.created_at).total_seconds()
+    return age >= DEFAULT_COPY_DEADLINE_S
 
 
 async def main_async(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -41,6 +42,7 @@ from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
+from services.infra.db.repositories.dead_letters import due_dead_letters, revive
 from services.infra.db.repositories.flattens import end_flat_subscriptions
 from services.infra.db.repositories.halts import halt_scopes
 from services.infra.db.repositories.leases import (
@@ -54,7 +56,7 @@ from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.db.repositories.orders import mark_published, orders_by_ids, unpublished_orders
 from services.infra.db.repositories.subscriptions import subscriptions_by_ids
 from services.infra.logs import bind_log_context
-from services.infra.metrics import OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.infra.metrics import DEAD_LETTERS_RETRIED, OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
@@ -110,6 +112,7 @@ class Sweeper:
                 busy = await self.flattener.flatten_once() or busy
                 await self.end_subscriptions()
                 await self.republish_outbox()
+                await self.retry_dead_letters()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -321,6 +324,22 @@ class Sweeper:
             ended = await end_flat_subscriptions(conn)
         if ended:
             log.info("%d ended subscriptions are flat and removed", ended)
+
+    async def retry_dead_letters(self, limit: int = 50) -> None:
+        """Republish orders parked after exhausting their deliveries (a fresh message id, so the
+        stream's duplicate window does not swallow it; the legs' unique keys keep it one copy
+        per follower). Cleared only once JetStream has the message."""
+        async with self.engine.begin() as conn:
+            ids = await due_dead_letters(conn, self.settings.dead_letter_retry_s, limit)
+            if not ids:
+                return
+            orders = await orders_by_ids(conn, ids)
+            for order_id, row in orders.items():
+                message = order_message_from_row(row)
+                await bus.publish_order(self.js, message, message_id=f"{order_id}:{time.time_ns()}")
+                await revive(conn, [order_id])
+                DEAD_LETTERS_RETRIED.inc()
+                log.info("dead-lettered order %s republished", order_id)
 
     async def republish_outbox(self) -> None:
         async with self.engine.connect() as conn:
