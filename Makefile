@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run cluster cluster-test test bench profile transports loadtest loadtest-ingest lint typecheck venv clean
+.PHONY: run cluster cluster-test chaos test bench profile transports loadtest loadtest-ingest lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -28,6 +28,13 @@ test: venv
 	@$(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider
+
+# The chaos suite at full size (make test runs it with 20 followers and 2 orders per fault).
+CHAOS_FOLLOWERS ?= 100
+CHAOS_ORDERS ?= 10
+chaos: venv
+	@COPYTRADE_CHAOS_FULL=1 COPYTRADE_CHAOS_FOLLOWERS=$(CHAOS_FOLLOWERS) \
+		COPYTRADE_CHAOS_ORDERS=$(CHAOS_ORDERS) $(PY) -m pytest -q -p no:cacheprovider -s tests/chaos
 
 # Smaller runs: make bench BENCH_ARGS='--followers 20 --orders 5 --workers 1 2'
 bench:

@@ -9,13 +9,15 @@ class LegStatus(StrEnum):
     PLANNED = "planned"
     SUBMITTING = "submitting"
     UNKNOWN = "unknown"
+    RETRYING = "retrying"  # the broker did not take it (429, down, circuit open): sent again later
     ACCEPTED = "accepted"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     REJECTED = "rejected"
     SKIPPED = "skipped"
     CANCELED = "canceled"
-    FAILED = "failed"
+    FAILED = "failed"  # a definitive refusal that is not the order's (revoked credentials, …)
+    EXPIRED = "expired"  # not placed before its copy deadline despite retries
 
 
 S = LegStatus
@@ -33,8 +35,10 @@ TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
             S.FILLED,
             S.REJECTED,
             S.UNKNOWN,
+            S.RETRYING,
             S.CANCELED,
             S.FAILED,
+            S.EXPIRED,
         }
     ),
     S.UNKNOWN: frozenset(
@@ -45,10 +49,14 @@ TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
             S.PARTIALLY_FILLED,
             S.FILLED,
             S.REJECTED,
+            S.RETRYING,
             S.CANCELED,
             S.FAILED,
+            S.EXPIRED,
         }
     ),
+    # Not at the broker: the sweeper sends it again (through submitting) or lets it expire.
+    S.RETRYING: frozenset({S.RETRYING, S.SUBMITTING, S.CANCELED, S.FAILED, S.EXPIRED}),
     S.ACCEPTED: frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED}),
     S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED}),
     S.FILLED: frozenset(),
@@ -56,6 +64,7 @@ TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
     S.SKIPPED: frozenset(),
     S.CANCELED: frozenset(),
     S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
 }
 
 # Moves no broker answer can make: a follower (or an admin) asks to retry a failed leg. It goes
@@ -68,18 +77,29 @@ RETRIES: dict[LegStatus, frozenset[LegStatus]] = {
 
 # The leg has reached the broker (or been refused) and needs nothing more from the sender.
 SETTLED = frozenset(
-    {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.SKIPPED, S.CANCELED, S.FAILED}
+    {
+        S.ACCEPTED,
+        S.PARTIALLY_FILLED,
+        S.FILLED,
+        S.REJECTED,
+        S.SKIPPED,
+        S.CANCELED,
+        S.FAILED,
+        S.EXPIRED,
+    }
 )
 # No further transition is possible.
 TERMINAL = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
 # Legs whose outcome at the broker is not known yet: only the sweeper may resend these.
 IN_DOUBT = frozenset({S.SUBMITTING, S.UNKNOWN})
+# What the sweeper works on once its lease runs out: legs in doubt and legs waiting to be resent.
+TO_SWEEP = IN_DOUBT | {S.RETRYING}
 # Orders resting at the broker: they can fill, be canceled or be replaced.
 OPEN_AT_BROKER = frozenset({S.ACCEPTED, S.PARTIALLY_FILLED})
 # Not settled yet: the order's fan-out is still going on while any leg is in one of these.
 OPEN = frozenset(TRANSITIONS) - SETTLED
 # Ended without (all of) their quantity filled: their ledger reservation is given back.
-UNFILLED_END = frozenset({S.REJECTED, S.FAILED, S.CANCELED})
+UNFILLED_END = frozenset({S.REJECTED, S.FAILED, S.CANCELED, S.EXPIRED})
 
 
 class IllegalTransition(ValueError):

@@ -90,3 +90,6 @@ class Filters(Strict):
     sides: Annotated[list[Side], Field(max_length=2)] | None = None
     reverse: StrictBool = False
     max_signal_age_ms: Annotated[StrictInt, Field(gt=0, le=86_400_000)] | None = None
+    # A copy the broker did not take is retried (backoff with jitter) until this many seconds
+    # after the master's signal (max_signal_age_ms wins when set), then it ends `expired`.
+    copy_deadline_s: Annotated[StrictInt, Field(ge=1, le=86_400)] = 300

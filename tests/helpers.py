@@ -290,7 +290,7 @@ class Api:
             body: dict[str, Any] = r.json()
             master_done = body["master_execution"] is None or body["master_execution"][
                 "status"
-            ] not in ("submitting", "unknown")
+            ] not in ("submitting", "unknown", "retrying")
             return body if body["status"] == "replicated" and master_done else None
 
         return await eventually(probe, timeout_s=timeout_s, message=f"order {order_id} unsettled")

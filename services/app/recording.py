@@ -76,7 +76,7 @@ class Recorder:
                 legs = [master_rejected(leg) for leg in legs]
             if master_row is not None and order.origin == "api":
                 # An order the master placed directly at its broker is already there.
-                legs.append(master_leg(order, master_row.broker))
+                legs.append(own_leg(order, master_row.broker, context))
             to_record = [
                 replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
                 if leg.status is LegStatus.PLANNED
@@ -99,6 +99,15 @@ def master_rejected(leg: PlannedLeg) -> PlannedLeg:
     return replace(
         leg, status=LegStatus.SKIPPED, reason="master_rejected", qty=None, details=details
     )
+
+
+def own_leg(order: OrderMessage, broker: str, context: PlanContext) -> PlannedLeg:
+    """The master's own order; held past the copy window without the master's position, the
+    followers are skipped, so the master's own order is not executed either (copy-or-hold)."""
+    own = master_leg(order, broker)
+    if context.master_position_unavailable:
+        own = replace(own, status=LegStatus.SKIPPED, reason="master_position_unavailable")
+    return own
 
 
 def merge_state(

@@ -75,7 +75,9 @@ def outcome_from_order(leg_id: str, order: BrokerOrder) -> LegOutcome:
 
 
 def outcome_from_error(leg_id: str, error: BrokerError, recheck_s: float) -> LegOutcome:
-    """Map the taxonomy onto leg outcomes. Only Rejected and Fatal are final here."""
+    """Map the taxonomy onto leg outcomes. Only Rejected and Fatal are final here; Retryable
+    (429, budget refused, circuit open, connection refused) means not placed: `retrying`, never
+    `unknown`, so no lookup is spent on it."""
     if isinstance(error, Rejected):
         return LegOutcome(leg_id, LegStatus.REJECTED, reason=f"{error.code}: {error.reason}")
     if isinstance(error, Fatal):
@@ -84,7 +86,7 @@ def outcome_from_error(leg_id: str, error: BrokerError, recheck_s: float) -> Leg
         # Not placed; the sweeper (the only path that resends) retries after the broker's hint.
         return LegOutcome(
             leg_id,
-            LegStatus.UNKNOWN,
+            LegStatus.RETRYING,
             reason=f"retrying: {error.code}",
             recheck_after_s=max(error.retry_after, recheck_s),
         )
@@ -173,6 +175,15 @@ async def look_up(
         return outcome_from_error(leg_id, Unknown("deadline exceeded", code="deadline"), recheck_s)
     except Rejected as exc:
         return outcome_from_error(leg_id, Unknown(exc.message, code=exc.code), recheck_s)
+    except Retryable as exc:
+        # The lookup was not answered (429, circuit open): the order may still be there, so
+        # the leg stays in doubt; it is looked up again after the broker's hint.
+        return LegOutcome(
+            leg_id,
+            LegStatus.UNKNOWN,
+            reason=f"in_doubt: lookup {exc.code}",
+            recheck_after_s=max(exc.retry_after, recheck_s),
+        )
     except BrokerError as exc:
         return outcome_from_error(leg_id, exc, recheck_s)
     except Exception as exc:

@@ -66,6 +66,10 @@ def needs_positions(target: FollowerTarget, exit_order: bool) -> bool:
     return exit_order or caps.max_position is not None or caps.max_open_positions is not None
 
 
+def _instrument_key(broker_name: str, symbol: str) -> str:
+    return f"copytrade:instrument:{broker_name}:{symbol}"
+
+
 def _signed_positions(positions: Sequence[Any]) -> dict[str, Decimal]:
     return {p.symbol: p.qty for p in positions if p.qty != 0}
 
@@ -126,15 +130,42 @@ class Snapshots:
         return snapshot
 
     async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument:
+        """A symbol's rules at a broker: from this process, else from Redis (shared by every
+        worker), else from the broker (then kept in both for INSTRUMENT_TTL_S)."""
         key = (broker_name, symbol)
         cached = self._instruments.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        found = await self._try("instrument", broker.instrument(symbol))
+        found = await self._shared_instrument(broker_name, symbol)
         if found is None:
-            return Instrument(symbol)  # whole units: the conservative default
+            found = await self._try("instrument", broker.instrument(symbol))
+            if found is None:
+                return Instrument(symbol)  # whole units: the conservative default
+            if self._redis is not None:
+                payload = json.dumps(
+                    [str(found.qty_step), str(found.min_qty), str(found.min_notional)]
+                )
+                await self._try(
+                    "instrument cache write",
+                    self._redis.set(
+                        _instrument_key(broker_name, symbol),
+                        payload,
+                        px=int(INSTRUMENT_TTL_S * 1000),
+                    ),
+                )
         self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
         return found
+
+    async def _shared_instrument(self, broker_name: str, symbol: str) -> Instrument | None:
+        if self._redis is None:
+            return None
+        raw = await self._try(
+            "instrument cache", self._redis.get(_instrument_key(broker_name, symbol))
+        )
+        if not raw:
+            return None
+        step, min_qty, min_notional = json.loads(raw)
+        return Instrument(symbol, Decimal(step), Decimal(min_qty), Decimal(min_notional))
 
     async def master_positions(
         self, account_id: str, broker: Broker, use_cache: bool

@@ -149,14 +149,20 @@ async def ensure_consumer(js: JetStreamContext, ack_wait_s: float, max_deliver: 
     await js.add_consumer(SHARDS_STREAM, shard_consumer_config(ack_wait_s, max_deliver))
 
 
-async def publish_order(js: JetStreamContext, message: OrderMessage, timeout_s: float = 5.0) -> int:
-    """Publish with Nats-Msg-Id = order id: a republish inside the window is a no-op."""
+async def publish_order(
+    js: JetStreamContext,
+    message: OrderMessage,
+    timeout_s: float = 5.0,
+    message_id: str | None = None,
+) -> int:
+    """Publish with Nats-Msg-Id = order id: a republish inside the window is a no-op
+    (`message_id`: a deliberate second message, e.g. a dead-lettered order's retry)."""
     ack = await js.publish(
         order_subject(message.master_id),
         message.model_dump_json().encode(),
         timeout=timeout_s,
         stream=ORDERS_STREAM,
-        headers={"Nats-Msg-Id": message.order_id},
+        headers={"Nats-Msg-Id": message_id or message.order_id},
     )
     return int(ack.seq)
 

@@ -8,6 +8,7 @@ copytrade_first_leg_seconds                       master order created → first
 copytrade_broker_request_seconds{broker,operation,outcome}
 copytrade_sweeper_legs_total{outcome}             in-doubt legs resolved by the sweeper
 copytrade_outbox_republished_total                master orders republished by the sweeper
+copytrade_dead_letters_retried_total              dead-lettered master orders republished
 copytrade_master_positions_total{source}          where planning got the master's position
 copytrade_consumer_pending_messages{stream,consumer}      not yet delivered (consumer lag)
 copytrade_consumer_ack_pending_messages{stream,consumer}  delivered, not yet acknowledged
@@ -68,6 +69,9 @@ BROKER_REQUESTS = Histogram(
 SWEEPER_LEGS = Counter("copytrade_sweeper_legs_total", "In-doubt legs resolved", ["outcome"])
 OUTBOX_REPUBLISHED = Counter(
     "copytrade_outbox_republished_total", "Master orders republished from the outbox"
+)
+DEAD_LETTERS_RETRIED = Counter(
+    "copytrade_dead_letters_retried_total", "Dead-lettered master orders republished"
 )
 MASTER_POSITIONS = Counter(
     "copytrade_master_positions_total",

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from brokers.descriptor import RateLimits, Window
 from brokers.registry import descriptor
-from replication.errors import Retryable, Unknown
+from replication.errors import Fatal, NotFound, Rejected, Retryable, Unknown
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 from replication.ports import Broker
 from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT, CIRCUIT_OPEN
@@ -107,7 +107,11 @@ class RateBudget:
 
 class CircuitBreaker:
     """Opens after `threshold` consecutive failures that suggest the host is down; while open,
-    calls fail fast (not sent, safe to retry); after `reset_s` one trial call is let through."""
+    calls fail fast (not sent, safe to retry); after `reset_s` one trial call is let through.
+
+    Any well-formed answer closes it (an order, a 404, a rejection, a 429): the host is up.
+    A trial that ends with neither answer nor failure (cancelled, a bug) must not keep the
+    breaker half-open for ever, so a trial older than `reset_s` lets the next caller try."""
 
     def __init__(
         self,
@@ -122,24 +126,27 @@ class CircuitBreaker:
         self._clock = clock
         self.failures = 0
         self.opened_at: float | None = None
-        self._trial = False
+        self._trial_at: float | None = None
 
     def before(self) -> None:
         if self.opened_at is None:
             return
-        remaining = self.opened_at + self.reset_s - self._clock()
-        if remaining > 0 or self._trial:
+        now = self._clock()
+        remaining = self.opened_at + self.reset_s - now
+        trial_running = self._trial_at is not None and now - self._trial_at < self.reset_s
+        if remaining > 0 or trial_running:
             raise Retryable("circuit open", retry_after=max(remaining, 0.5), code="circuit_open")
-        self._trial = True  # half-open: this one call decides
+        self._trial_at = now  # half-open: this one call decides
 
     def success(self) -> None:
+        """A well-formed answer from the host (whatever it said)."""
         if self.opened_at is not None:
             CIRCUIT_OPEN.labels(self.host).set(0)
-        self.failures, self.opened_at, self._trial = 0, None, False
+        self.failures, self.opened_at, self._trial_at = 0, None, None
 
     def failure(self) -> None:
         self.failures += 1
-        self._trial = False
+        self._trial_at = None
         if self.failures >= self.threshold or self.opened_at is not None:
             self.opened_at = self._clock()
             CIRCUIT_OPEN.labels(self.host).set(1)
@@ -170,11 +177,16 @@ class BudgetedBroker:
         weigh = getattr(self._inner, "request_weight", None)
         return int(weigh(operation)) if weigh is not None else self._limits.weight(operation)
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, operation: str, call: Callable[[], Awaitable[T]], for_account: bool = True
+    ) -> T:
+        """`for_account=False`: market data (instrument rules, prices) any account could ask
+        for; it spends the host's budget, never one follower's, whose account budget is for
+        its own orders (a 429 storm on one follower no longer stalls everyone's look-ups)."""
         self._breaker.before()
         if self._host is not None:
             await self._host.acquire(self._weight(operation))
-        if self._account is not None and self._limits.counts_for_account(operation):
+        if for_account and self._account is not None and self._limits.counts_for_account(operation):
             await self._account.acquire()
         try:
             result = await call()
@@ -184,6 +196,11 @@ class BudgetedBroker:
         except Retryable as exc:
             if exc.code == "connect":
                 self._breaker.failure()
+            else:
+                self._breaker.success()  # a 429 is a well-formed answer: the host is up
+            raise
+        except (NotFound, Rejected, Fatal):
+            self._breaker.success()  # a 404, a refusal, a 401: well-formed answers too
             raise
         self._breaker.success()
         return result
@@ -228,10 +245,10 @@ class BudgetedBroker:
         return await self._call("account", self._inner.account)
 
     async def instrument(self, symbol: str) -> Instrument:
-        return await self._call("instrument", lambda: self._inner.instrument(symbol))
+        return await self._call("instrument", lambda: self._inner.instrument(symbol), False)
 
     async def last_price(self, symbol: str) -> Decimal:
-        return await self._call("last_price", lambda: self._inner.last_price(symbol))
+        return await self._call("last_price", lambda: self._inner.last_price(symbol), False)
 
 
 class Budgets:

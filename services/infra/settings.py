@@ -74,7 +74,11 @@ class Settings(BaseModel):
     sim_admin_key: str | None = None
 
     consumer_ack_wait_s: float = 30.0
-    max_deliver: int = 10
+    # No delivery limit: a failing message is nak'd with backoff, never dropped by JetStream;
+    # an order still failing after `dead_letter_after` deliveries is parked for the sweeper.
+    max_deliver: int = -1
+    dead_letter_after: int = Field(default=30, ge=0)
+    dead_letter_retry_s: float = Field(default=30.0, ge=0)  # parked this long before a retry
     fetch_batch: int = 16
     max_orders_in_flight: int = 8
     max_shards_in_flight: int = 2
@@ -93,7 +97,6 @@ class Settings(BaseModel):
     unknown_recheck_s: float = 1.0
     sweep_interval_s: float = 0.5
     resend_grace_s: float = 2.0
-    max_leg_attempts: int = 8
     broker_connect_timeout_s: float = 3.0
     broker_read_timeout_s: float = 8.0
     max_concurrent_per_host: int = 500

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from replication.retry import DEFAULT_COPY_DEADLINE_S
 from replication.state import TERMINAL
 from schemas.messages import (
     ORDERS_STREAM,
@@ -49,14 +50,14 @@ from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.orders import OrderState, order_state
-from services.infra.db.repositories.recovery import mark_dead_lettered
 from services.infra.db.repositories.subscriptions import load_targets
 from services.infra.logs import log_context
-from services.infra.metrics import DEAD_LETTERED
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
 from services.worker.consuming import max_deliveries_subject, out_of_attempts, parse, pull
+from services.worker.dead_letters import DeadLetters
+from services.worker.redelivery import HoldForSnapshot, retry_later
 from services.worker.shards import Shard, ShardRunner
 
 log = logging.getLogger("copytrade.replicator")
@@ -87,6 +88,7 @@ class Replicator:
         self.cipher = cipher
         self.factory = factory
         self.planner = Planner(settings, factory, cipher, snapshots)
+        self.dead_letters = DeadLetters(engine, js)
         self.shards = ShardRunner(
             settings, engine, factory, cipher, snapshots, self.master_positions, self.settler
         )
@@ -107,7 +109,7 @@ class Replicator:
             await self.nc.subscribe(
                 max_deliveries_subject(stream, consumer),
                 queue="dead-letters",
-                cb=self.on_max_deliveries,
+                cb=self.dead_letters.on_max_deliveries,
             )
         settings = self.settings
         await asyncio.gather(
@@ -138,58 +140,38 @@ class Replicator:
     async def handle(self, message: Msg) -> None:
         order = await parse(OrderMessage, message)
         if order is not None:
-            await self._guarded(order.order_id, self.replicate(order, message), message)
+            await self._guarded(order.order_id, self.replicate(order, message), message, True)
 
     async def handle_shard(self, message: Msg) -> None:
         shard = await parse(ShardMessage, message)
         if shard is not None:
-            await self._guarded(shard.order.order_id, self.replicate_shard(shard, message), message)
+            work = self.replicate_shard(shard, message)
+            await self._guarded(shard.order.order_id, work, message, False)
 
-    async def _guarded(self, order_id: str, work: Awaitable[None], message: Msg) -> None:
+    async def _guarded(
+        self, order_id: str, work: Awaitable[None], message: Msg, whole_order: bool
+    ) -> None:
         try:
             with log_context(order_id=order_id):
                 await work
         except asyncio.CancelledError:
             raise
+        except HoldForSnapshot as exc:
+            log.warning("order %s held: %s", order_id, exc)
+            await retry_later(message, self.engine, None, 0, "")
         except Exception as exc:
-            # Not acked (or acked with legs recorded): redelivery or the sweeper finishes the job
-            # — unless this was the last delivery JetStream will make: then dead-letter it.
+            # Not acked (or acked with legs recorded): redelivered with backoff, never dropped;
+            # on the last delivery a configured limit allows, or after dead_letter_after
+            # deliveries of a whole order, it is dead-lettered (the sweeper retries it later).
             log.exception("replication of order %s failed", order_id)
+            reason = f"{type(exc).__name__}: {exc}"[:500]
             if out_of_attempts(message, self.settings.max_deliver):
-                stream = message.metadata.stream
-                reason = f"{type(exc).__name__}: {exc}"[:500]
-                if await self.dead_letter(order_id, stream, reason):
+                if await self.dead_letters.record(order_id, message.metadata.stream, reason):
                     with contextlib.suppress(Exception):
                         await message.term()
-
-    async def on_max_deliveries(self, advisory: Msg) -> None:
-        """A message ran out of attempts without an answer (its worker died on the last one)."""
-        try:
-            event = json.loads(advisory.data)
-            stream, seq = str(event["stream"]), int(event["stream_seq"])
-            stored = await self.js.get_msg(stream, seq)
-            if stream == ORDERS_STREAM:
-                order_id = OrderMessage.model_validate_json(stored.data or b"").order_id
-            else:
-                order_id = ShardMessage.model_validate_json(stored.data or b"").order.order_id
-            await self.dead_letter(
-                order_id, stream, f"max_deliver exceeded ({event.get('deliveries')} deliveries)"
-            )
-        except Exception:
-            log.exception("could not dead-letter the message of advisory %r", advisory.data)
-
-    async def dead_letter(self, order_id: str, stream: str, reason: str) -> bool:
-        """Record the order as dead-lettered (once); False when it could not be recorded."""
-        try:
-            async with self.engine.begin() as conn:
-                fresh = await mark_dead_lettered(conn, order_id, reason)
-        except Exception:
-            log.exception("could not record order %s as dead-lettered", order_id)
-            return False
-        if fresh:
-            DEAD_LETTERED.labels(stream).inc()
-            log.error("order %s dead-lettered (%s): %s", order_id, stream, reason)
-        return True
+                return
+            dead_letter_after = self.settings.dead_letter_after if whole_order else 0
+            await retry_later(message, self.engine, order_id, dead_letter_after, reason)
 
     async def replicate(self, order: OrderMessage, message: Msg | None) -> None:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
@@ -232,6 +214,9 @@ class Replicator:
         except PlanLost:
             await self._replicate(order, message, release)
             return
+        if fresh is not None and order_plan.context.master_position_unavailable:
+            if not past_copy_window(order):
+                raise HoldForSnapshot("the master's position is unavailable")
         dispatch: asyncio.Task[None] | None = None
 
         def start_dispatch() -> None:
@@ -369,6 +354,13 @@ class Replicator:
             followers,
             recorded_here,
         )
+
+
+def past_copy_window(order: OrderMessage) -> bool:
+    """Held orders wait for the master's snapshot at most the default copy window; then the plan
+    records every leg skipped (`master_position_unavailable`), the master's own included."""
+    age = (datetime.now(UTC) - order.created_at).total_seconds()
+    return age >= DEFAULT_COPY_DEADLINE_S
 
 
 async def main_async(settings: Settings) -> None:

@@ -1,15 +1,20 @@
 """Sweeper: resolves legs left in doubt, and republishes master orders stuck in the outbox.
 
 A leg is in doubt when it is `submitting` or `unknown` past its lease: its worker died, or the
-broker timed out or answered 5xx or 429. The sweeper first asks the broker for the order by
-client order id; only when the broker has none (and the last send is older than the grace
-period) does it send again. It is the only path that ever resends.
+broker timed out or answered 5xx. The sweeper first asks the broker for the order by client order
+id; only when the broker has none (and the last send is older than the grace period) does it send
+again. A `retrying` leg was refused before it was placed (429, circuit open, connection refused):
+it is sent again without a lookup. It is the only path that ever resends. Retries are bounded by
+time, not attempts: capped exponential backoff with jitter until the copy deadline
+(replication.retry), then the leg ends `expired` with its reason and attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -18,6 +23,8 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from brokers.registry import descriptor
+from replication.retry import backoff_s, copy_deadline
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.compensating import compensator
@@ -36,6 +43,7 @@ from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
+from services.infra.db.repositories.dead_letters import due_dead_letters, revive
 from services.infra.db.repositories.flattens import end_flat_subscriptions
 from services.infra.db.repositories.halts import halt_scopes
 from services.infra.db.repositories.leases import (
@@ -49,7 +57,7 @@ from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.db.repositories.orders import mark_published, orders_by_ids, unpublished_orders
 from services.infra.db.repositories.subscriptions import subscriptions_by_ids
 from services.infra.logs import bind_log_context
-from services.infra.metrics import OUTBOX_REPUBLISHED, SWEEPER_LEGS
+from services.infra.metrics import DEAD_LETTERS_RETRIED, OUTBOX_REPUBLISHED, SWEEPER_LEGS
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
@@ -107,6 +115,7 @@ class Sweeper:
                 await self.end_subscriptions()
                 await self.republish_outbox()
                 busy = await self.compensator.compensate_pending() or busy
+                await self.retry_dead_letters()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -128,8 +137,13 @@ class Sweeper:
             claimed = await claim_in_doubt(conn, limit, self.settings.leg_lease_s)
         if not claimed:
             return False
-        outcomes = await asyncio.gather(*(self._resolve(row) for row in claimed))
-        await self.settler.settle(outcomes)
+        deadlines = await self._deadlines(claimed)
+        outcomes = await asyncio.gather(
+            *(self._resolve(row, deadlines[str(row.id)]) for row in claimed)
+        )
+        await self.settler.settle(
+            [with_backoff(row, o) for row, o in zip(claimed, outcomes, strict=True)]
+        )
         return len(claimed) == limit
 
     async def cancel_once(self, limit: int = 200) -> bool:
@@ -227,54 +241,85 @@ class Sweeper:
         ).inc()
         return found
 
-    async def _resolve(self, row: ClaimedLeg) -> LegOutcome:
+    async def _resolve(self, row: ClaimedLeg, deadline_at: datetime) -> LegOutcome:
         leg_id = str(row.id)
         bind_log_context(leg_id=leg_id, account_id=str(row.account_id))  # its own task
-        settings = self.settings
-        if row.attempts > settings.max_leg_attempts:
-            SWEEPER_LEGS.labels("failed").inc()
-            return LegOutcome(leg_id, LegStatus.FAILED, reason="retries_exhausted")
         try:
             broker = broker_for(self.factory, self.cipher, row)
         except CredentialError:
             SWEEPER_LEGS.labels("failed").inc()
             return LegOutcome(leg_id, LegStatus.FAILED, reason="credentials_unreadable")
-        deadline = settings.leg_lease_s * 0.5
-        found = await look_up(
-            broker,
-            row.broker,
-            leg_id,
-            row.client_order_id,
-            row.symbol,
-            deadline,
-            settings.unknown_recheck_s,
-        )
-        if found is not None:
-            SWEEPER_LEGS.labels("found" if found.status is not LegStatus.UNKNOWN else "retry").inc()
-            return found
-        last_sent: datetime | None = row.last_sent_at
-        if last_sent is not None:
-            quiet_for = (datetime.now(UTC) - last_sent).total_seconds()
-            if quiet_for < settings.resend_grace_s:
-                # A request sent moments ago may still be on its way: look again before resending.
-                SWEEPER_LEGS.labels("grace").inc()
-                return LegOutcome(
-                    leg_id,
-                    LegStatus.UNKNOWN,
-                    reason="in_doubt: not_found_yet",
-                    recheck_after_s=settings.resend_grace_s - quiet_for,
-                )
+        settings = self.settings
+        wait = settings.leg_lease_s * 0.5
+        if row.status != LegStatus.RETRYING.value:
+            # In doubt: it may be at the broker already; only a lookup that finds nothing (and
+            # a quiet grace period after the last send) allows sending it again.
+            found = await look_up(
+                broker,
+                row.broker,
+                leg_id,
+                row.client_order_id,
+                row.symbol,
+                wait,
+                settings.unknown_recheck_s,
+            )
+            if found is not None:
+                label = "found" if found.status is not LegStatus.UNKNOWN else "retry"
+                SWEEPER_LEGS.labels(label).inc()
+                return found
+            waiting = self._in_grace(row)
+            if waiting is not None:
+                return waiting
+        if datetime.now(UTC) >= deadline_at:
+            # Not at the broker and no longer worth placing: a recorded end, never a silent drop.
+            SWEEPER_LEGS.labels("expired").inc()
+            return LegOutcome(
+                leg_id,
+                LegStatus.EXPIRED,
+                reason=f"copy_deadline: {row.reason or 'not placed'} ({row.attempts} attempts)",
+            )
         async with self.engine.begin() as conn:
             await mark_sent(conn, leg_id, settings.leg_lease_s)
         SWEEPER_LEGS.labels("resent").inc()
         return await place_once(
-            broker,
-            row.broker,
-            leg_id,
-            request_from_row(row),
-            deadline,
-            settings.unknown_recheck_s,
+            broker, row.broker, leg_id, request_from_row(row), wait, settings.unknown_recheck_s
         )
+
+    def _in_grace(self, row: ClaimedLeg) -> LegOutcome | None:
+        """A request sent moments ago may still be on its way: look again before resending."""
+        last_sent: datetime | None = row.last_sent_at
+        if last_sent is None:
+            return None
+        quiet_for = (datetime.now(UTC) - last_sent).total_seconds()
+        if quiet_for >= self.settings.resend_grace_s:
+            return None
+        SWEEPER_LEGS.labels("grace").inc()
+        return LegOutcome(
+            str(row.id),
+            LegStatus.UNKNOWN,
+            reason="in_doubt: not_found_yet",
+            recheck_after_s=self.settings.resend_grace_s - quiet_for,
+        )
+
+    async def _deadlines(self, claimed: list[ClaimedLeg]) -> dict[str, datetime]:
+        """Each claimed leg's copy deadline (replication.retry): its master order's signal time
+        plus its subscription's copy window, within the trading day for `day` orders."""
+        async with self.engine.connect() as conn:
+            orders = await orders_by_ids(conn, list({str(r.order_id) for r in claimed}))
+            subscriptions = await subscriptions_by_ids(
+                conn, list({str(r.subscription_id) for r in claimed if r.subscription_id})
+            )
+        deadlines = {}
+        for row in claimed:
+            order = orders.get(str(row.order_id))
+            target = subscriptions.get(str(row.subscription_id))
+            deadlines[str(row.id)] = copy_deadline(
+                order.created_at if order is not None else row.created_at,
+                target.filters if target is not None else None,
+                row.time_in_force,
+                descriptor(row.broker).timezone,
+            )
+        return deadlines
 
     async def end_subscriptions(self) -> None:
         """Remove ended subscriptions once the master's exits have flattened their copies."""
@@ -282,6 +327,22 @@ class Sweeper:
             ended = await end_flat_subscriptions(conn)
         if ended:
             log.info("%d ended subscriptions are flat and removed", ended)
+
+    async def retry_dead_letters(self, limit: int = 50) -> None:
+        """Republish orders parked after exhausting their deliveries (a fresh message id, so the
+        stream's duplicate window does not swallow it; the legs' unique keys keep it one copy
+        per follower). Cleared only once JetStream has the message."""
+        async with self.engine.begin() as conn:
+            ids = await due_dead_letters(conn, self.settings.dead_letter_retry_s, limit)
+            if not ids:
+                return
+            orders = await orders_by_ids(conn, ids)
+            for order_id, row in orders.items():
+                message = order_message_from_row(row)
+                await bus.publish_order(self.js, message, message_id=f"{order_id}:{time.time_ns()}")
+                await revive(conn, [order_id])
+                DEAD_LETTERS_RETRIED.inc()
+                log.info("dead-lettered order %s republished", order_id)
 
     async def republish_outbox(self) -> None:
         async with self.engine.connect() as conn:
@@ -291,6 +352,15 @@ class Sweeper:
             async with self.engine.begin() as conn:
                 await mark_published(conn, [str(row.id)])
             OUTBOX_REPUBLISHED.inc()
+
+
+def with_backoff(row: ClaimedLeg, outcome: LegOutcome) -> LegOutcome:
+    """Legs left to retry (or to look up again) wait a capped exponential backoff with jitter
+    after their `attempts`, never less than the broker's hint."""
+    if outcome.recheck_after_s is None:
+        return outcome
+    wait = backoff_s(row.attempts, random.random(), retry_after_s=outcome.recheck_after_s)
+    return replace(outcome, recheck_after_s=wait)
 
 
 async def main_async(settings: Settings) -> None:

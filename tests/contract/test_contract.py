@@ -215,7 +215,7 @@ async def test_rate_limit_carries_retry_after(harness: Harness) -> None:
     await harness.set_fault("rate_limit")
     request = _request(harness, 5)
     outcome = await place_once(harness.broker, harness.name, "leg", request, 2.0, 0.1)
-    assert outcome.status is LegStatus.UNKNOWN
+    assert outcome.status is LegStatus.RETRYING  # not placed: never `unknown`
     assert outcome.reason == "retrying: rate_limited"
     assert outcome.recheck_after_s is not None and outcome.recheck_after_s >= 1
     if harness.name != "sim":

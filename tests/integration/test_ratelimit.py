@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from decimal import Decimal
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from replication.errors import Retryable
-from services.infra.ratelimit import CircuitBreaker, Limit, RateBudget
+from brokers.descriptor import RateLimits, Window
+from replication.errors import NotFound, Retryable
+from replication.model import Instrument
+from services.infra.ratelimit import BudgetedBroker, CircuitBreaker, Limit, RateBudget
 
 
 async def test_budget_is_shared_and_never_exceeds_the_window(servers: dict[str, str]) -> None:
@@ -68,3 +72,40 @@ def test_circuit_breaker_opens_fails_fast_and_half_opens() -> None:
     breaker.success()
     breaker.before()
     assert breaker.failures == 0 and breaker.opened_at is None
+
+
+class _MarketData:
+    """A broker that answers market data and lookups (a fake)."""
+
+    async def instrument(self, symbol: str) -> Instrument:
+        return Instrument(symbol)
+
+    async def last_price(self, symbol: str) -> Decimal:
+        return Decimal("10")
+
+    async def get_order_by_client_id(self, client_order_id: str, symbol: str | None = None) -> Any:
+        raise NotFound()
+
+
+async def test_market_data_spends_no_follower_budget(servers: dict[str, str]) -> None:
+    """Issue 16's 429 storm: one follower's budget paid for everyone's instrument look-ups."""
+    client = aioredis.from_url(servers["redis"])
+    try:
+        account = RateBudget(client, f"copytrade:test:{uuid.uuid4().hex}", Limit(1, 0.01), 0.1)
+        broker = BudgetedBroker(
+            _MarketData(),  # type: ignore[arg-type]
+            RateLimits(per_account=Window(1, 60)),
+            account,
+            None,
+            CircuitBreaker(),
+        )
+        for _ in range(5):  # far past the account's one request
+            assert (await broker.instrument("AAPL")).symbol == "AAPL"
+            assert await broker.last_price("AAPL") == Decimal("10")
+        with pytest.raises(NotFound):
+            await broker.get_order_by_client_id("c1")  # the account's own request: its token
+        with pytest.raises(Retryable) as refused:
+            await broker.get_order_by_client_id("c2")  # … and now its budget is spent
+        assert refused.value.code == "rate_budget"
+    finally:
+        await client.aclose()

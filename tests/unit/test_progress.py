@@ -45,5 +45,5 @@ def test_fanout_is_known_once_replicated(
 
 def test_open_statuses_are_exactly_the_unsettled_ones() -> None:
     assert OPEN_STATUSES == {s.value for s in LegStatus} - {s.value for s in SETTLED}
-    assert OPEN_STATUSES == {"planned", "submitting", "unknown"}
+    assert OPEN_STATUSES == {"planned", "submitting", "unknown", "retrying"}
     assert open_legs({"planned": 2, "unknown": 1, "filled": 5, "not_a_status": 7}) == 3

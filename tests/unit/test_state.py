@@ -29,6 +29,8 @@ ALLOWED = {
     (S.SUBMITTING, S.UNKNOWN),
     (S.SUBMITTING, S.CANCELED),
     (S.SUBMITTING, S.FAILED),
+    (S.SUBMITTING, S.RETRYING),  # the broker did not take it (429, down)
+    (S.SUBMITTING, S.EXPIRED),  # not found and past its copy deadline
     (S.UNKNOWN, S.UNKNOWN),
     (S.UNKNOWN, S.SUBMITTING),
     (S.UNKNOWN, S.ACCEPTED),
@@ -37,6 +39,13 @@ ALLOWED = {
     (S.UNKNOWN, S.REJECTED),
     (S.UNKNOWN, S.CANCELED),
     (S.UNKNOWN, S.FAILED),
+    (S.UNKNOWN, S.RETRYING),
+    (S.UNKNOWN, S.EXPIRED),
+    (S.RETRYING, S.RETRYING),
+    (S.RETRYING, S.SUBMITTING),  # sent again (the sweeper's resend)
+    (S.RETRYING, S.CANCELED),
+    (S.RETRYING, S.FAILED),
+    (S.RETRYING, S.EXPIRED),
     (S.ACCEPTED, S.ACCEPTED),
     (S.ACCEPTED, S.PARTIALLY_FILLED),
     (S.ACCEPTED, S.FILLED),
@@ -64,7 +73,7 @@ def test_table_covers_every_status() -> None:
 
 
 def test_terminal_states_have_no_exit_and_in_doubt_ones_can_settle() -> None:
-    assert TERMINAL == {S.FILLED, S.REJECTED, S.SKIPPED, S.CANCELED, S.FAILED}
+    assert TERMINAL == {S.FILLED, S.REJECTED, S.SKIPPED, S.CANCELED, S.FAILED, S.EXPIRED}
     assert IN_DOUBT == {S.SUBMITTING, S.UNKNOWN}
     assert not IN_DOUBT & SETTLED
     for status in IN_DOUBT:
@@ -74,6 +83,7 @@ def test_terminal_states_have_no_exit_and_in_doubt_ones_can_settle() -> None:
 def test_predecessors() -> None:
     assert predecessors(S.SKIPPED) == {S.PLANNED}
     assert predecessors(S.UNKNOWN) == {S.SUBMITTING, S.UNKNOWN}
+    assert predecessors(S.EXPIRED) == {S.SUBMITTING, S.UNKNOWN, S.RETRYING}
 
 
 def test_allowed_moves_are_the_table() -> None:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from replication.state import IN_DOUBT, OPEN_AT_BROKER, LegStatus, predecessors
+from replication.state import OPEN_AT_BROKER, TO_SWEEP, LegStatus, predecessors
 from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one
 from services.infra.db.repositories.legs import ClaimedLeg, Leg
 
 _OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
-_IN_DOUBT = sorted(s.value for s in IN_DOUBT)
+_IN_DOUBT = sorted(s.value for s in TO_SWEEP)  # in doubt, or waiting to be sent again
 _TO_SUBMITTING = sorted(s.value for s in predecessors(LegStatus.SUBMITTING))
 _CLAIMED = (
     columns(Leg, "legs") + ", legs.last_sent_at, "
@@ -87,7 +87,8 @@ async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> li
 
 
 async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
-    """Legs whose lease ran out while submitting or unknown (each claim counts an attempt)."""
+    """Legs whose lease ran out while submitting, unknown or retrying (each claim counts an
+    attempt)."""
     return await _claim(
         conn,
         "SELECT id FROM legs WHERE status = ANY(CAST(:in_doubt AS text[])) "
