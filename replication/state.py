@@ -73,6 +73,7 @@ TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
 # the retry's own guarded UPDATE (exactly once: the second retry finds the leg no longer failed).
 RETRIES: dict[LegStatus, frozenset[LegStatus]] = {
     S.FAILED: frozenset({S.UNKNOWN}),
+    S.EXPIRED: frozenset({S.UNKNOWN}),  # not placed before its deadline: a retry gets a new one
 }
 
 # The leg has reached the broker (or been refused) and needs nothing more from the sender.

@@ -132,7 +132,7 @@ class OrderCanceled(Conflict):
 
 
 class NotRetryable(Conflict):
-    code, default_message = "not_retryable", "only a failed copy can be retried"
+    code, default_message = "not_retryable", "only a failed or expired copy can be retried"
 
 
 class AccountInUse(Conflict):

@@ -313,8 +313,12 @@ class Sweeper:
         for row in claimed:
             order = orders.get(str(row.order_id))
             target = subscriptions.get(str(row.subscription_id))
+            signal_at = order.created_at if order is not None else row.created_at
+            retried_at = (row.details or {}).get("retried_at")
+            if retried_at:  # a retry asked for by a person starts a new copy window
+                signal_at = max(signal_at, datetime.fromisoformat(str(retried_at)))
             deadlines[str(row.id)] = copy_deadline(
-                order.created_at if order is not None else row.created_at,
+                signal_at,
                 target.filters if target is not None else None,
                 row.time_in_force,
                 descriptor(row.broker).timezone,

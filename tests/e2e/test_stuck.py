@@ -158,20 +158,33 @@ async def test_a_failed_copy_is_retried_exactly_once(api: Api, engine: AsyncEngi
     follower = await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
     other = await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
     sim_id = follower["sim_account_id"]
-    # Every request of this follower's broker fails: its copy stays in doubt and, out of
-    # attempts (COPYTRADE_MAX_LEG_ATTEMPTS=1), the sweeper fails it.
+    # Every request of this follower's broker fails: its copy stays in doubt (a failed lookup
+    # proves nothing, so it is never given up while the broker cannot be asked).
     faults = await api.sim.put("/sim/faults", params={"account_id": sim_id}, json={"error_rate": 1})
     assert faults.status_code == 200, faults.text
     symbol = "RT" + os.urandom(2).hex().upper()
     order_id = (await api.order(master, account_id, symbol=symbol, qty="7")).json()["order_id"]
 
-    async def failed() -> dict[str, Any] | None:
+    async def in_doubt() -> dict[str, Any] | None:
         copy = await _copy(api, follower, order_id)
-        return copy if copy.get("status") == "failed" else None
+        return copy if copy.get("status") == "unknown" else None
 
-    copy = await eventually(failed, timeout_s=30, message="the copy never failed")
+    copy = await eventually(in_doubt, timeout_s=30, message="the copy never went in doubt")
     leg_id = copy["leg_id"]
-    assert await _ledger(engine, follower["account_id"], symbol) == 0  # released on failure
+    # Then it failed for good (a definitive refusal, say revoked keys), giving its ledger back.
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE legs SET status = 'failed', reason = 'unauthorized', settled_at = now(), "
+                "lease_expires_at = NULL WHERE id = :id"
+            ),
+            {"id": leg_id},
+        )
+        await conn.execute(
+            text("UPDATE copy_positions SET qty = qty - 7 WHERE account_id = :a AND symbol = :s"),
+            {"a": follower["account_id"], "s": symbol},
+        )
+    assert await _ledger(engine, follower["account_id"], symbol) == 0
     # Only the owner (or an admin) may retry: anyone else is told there is no such copy.
     for token in (other["token"], master):
         r = await _retry(api, token, leg_id)
@@ -215,23 +228,27 @@ async def test_a_retry_finds_a_copy_the_broker_got_and_does_not_resend(
     account_id, _ = await api.sim_account(master)
     follower = await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
     sim_id = follower["sim_account_id"]
-    faults = await api.sim.put(
-        "/sim/faults", params={"account_id": sim_id}, json={"accept_then_timeout_rate": 1}
-    )
-    assert faults.status_code == 200, faults.text
     symbol = "RL" + os.urandom(2).hex().upper()
     order_id = (await api.order(master, account_id, symbol=symbol, qty="4")).json()["order_id"]
-
-    async def failed() -> dict[str, Any] | None:
-        copy = await _copy(api, follower, order_id)
-        return copy if copy.get("status") == "failed" else None
-
-    copy = await eventually(failed, timeout_s=30, message="the copy never failed")
-    faults = await api.sim.put(
-        "/sim/faults", params={"account_id": sim_id}, json={"accept_then_timeout_rate": 0}
+    [at_broker] = await eventually(
+        lambda: _sim_orders(api, sim_id, symbol), timeout_s=30, message="no copy at the broker"
     )
-    assert faults.status_code == 200, faults.text
-    [at_broker] = await _sim_orders(api, sim_id, symbol)  # it did arrive, and filled
+    copy = await _copy(api, follower, order_id)
+    # The sweeper gave up on it while the broker could not be asked (its window passed): the
+    # order is at the broker all the same. A retry must find it, never place it again.
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE legs SET status = 'expired', reason = 'copy_deadline: in_doubt', "
+                "filled_qty = 0, settled_at = now() WHERE id = :id"
+            ),
+            {"id": copy["leg_id"]},
+        )
+        # ... and, like any leg that ends unfilled, gave its ledger reservation back.
+        await conn.execute(
+            text("UPDATE copy_positions SET qty = qty - 4 WHERE account_id = :a AND symbol = :s"),
+            {"a": follower["account_id"], "s": symbol},
+        )
     r = await _retry(api, follower["token"], copy["leg_id"])
     assert r.status_code == 202, r.text
 

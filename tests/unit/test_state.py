@@ -99,7 +99,7 @@ def test_terminal_statuses_never_map_to_themselves() -> None:
 def test_a_retry_is_its_own_move_not_a_settle() -> None:
     # The only way out of FAILED is the retry's own entry, back in doubt (the sweeper looks the
     # order up before any resend); no broker answer can take it: FAILED stays terminal.
-    assert retry_moves() == {(S.FAILED, S.UNKNOWN)}
+    assert retry_moves() == {(S.FAILED, S.UNKNOWN), (S.EXPIRED, S.UNKNOWN)}
     assert S.FAILED in TERMINAL
     assert not retry_moves() & allowed_moves()
     assert all(target in IN_DOUBT for _, target in retry_moves())

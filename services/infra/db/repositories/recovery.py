@@ -58,8 +58,9 @@ async def retry_failed_leg(
             text(
                 "UPDATE legs SET status = :to, reason = 'retry_requested', attempts = 0, "
                 "lease_expires_at = now() - interval '1 millisecond', settled_at = NULL, "
-                "updated_at = now(), details = jsonb_set(COALESCE(details, '{}'::jsonb), "
-                "'{retried}', to_jsonb(COALESCE(legs.reason, ''))) "
+                "updated_at = now(), details = jsonb_set(jsonb_set(COALESCE(details, "
+                "'{}'::jsonb), '{retried}', to_jsonb(COALESCE(legs.reason, ''))), "
+                "'{retried_at}', to_jsonb(now())) "
                 "WHERE id = :id AND action <> 'master' "
                 "AND (CAST(:f AS uuid) IS NULL OR follower_id = CAST(:f AS uuid)) "
                 "AND legs.status || '>' || :to = ANY(CAST(:moves AS text[])) "
