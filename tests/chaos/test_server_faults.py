@@ -276,7 +276,14 @@ def _children(pid: int) -> list[int]:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except FileNotFoundError:
         return []
-    return [int(p) for p in text.split()]
+    workers = []
+    for child in (int(p) for p in text.split()):
+        try:  # granian's workers, not multiprocessing's resource tracker
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except FileNotFoundError:
+            pass
+    return workers
 
 
 def test_api_workers_die_with_their_parent(chaos: Chaos) -> None:
@@ -289,15 +296,17 @@ def test_api_workers_die_with_their_parent(chaos: Chaos) -> None:
     api = Child("api-2", "services.api", env, chaos.stack.log_dir / "api-2.log")
     api.start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 30, [api])
-        workers = wait_until(lambda: len(_children(api.pid)) >= 2 and _children(api.pid))
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60, [api])
+        workers = wait_until(
+            lambda: len(_children(api.pid)) >= 2 and _children(api.pid), timeout_s=60
+        )
         os.kill(api.pid, signal.SIGKILL)
         api.wait(5)
 
         def gone() -> bool:
             return not any(Path(f"/proc/{w}").exists() and not _zombie(w) for w in workers)
 
-        wait_until(gone, timeout_s=15, message=f"granian workers {workers} outlived their parent")
+        wait_until(gone, timeout_s=30, message=f"granian workers {workers} outlived their parent")
     finally:
         api.signal(signal.SIGKILL)
         api.wait(5)
