@@ -1,8 +1,10 @@
 """ASGI entry of the ingest API."""
 
 from services.api.app import build_app
+from services.infra.lifetime import exit_with_parent
 from services.infra.logs import setup_logging
 from services.infra.settings import Settings
 
 setup_logging()
+exit_with_parent()  # a granian worker dies with granian's main process (never an orphan)
 app = build_app(Settings.from_env())

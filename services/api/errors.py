@@ -12,7 +12,12 @@ any of them into the wire body. The tree:
     │                                   order_canceled, not_retryable, account_in_use
     ├── PayloadTooLarge             413 payload_too_large      (services/api/limits.py)
     ├── Unprocessable               422 validation_error, unexpected_price
-    └── TooManyAttempts             429 too_many_attempts      (Retry-After)
+    ├── TooManyAttempts             429 too_many_attempts      (Retry-After)
+    └── Unavailable                 503 unavailable            (Retry-After)
+
+A dependency that cannot be reached (PostgreSQL, Redis or NATS down or restarting; see
+services.infra.availability) is answered 503 `unavailable` with Retry-After, never 500: the
+client retries the same request (an order: same client_order_id, idempotent).
 
 Errors raised below the API keep their own classes and carry only `code`; the handler gives
 their status (the auth and brokerage modules know nothing about HTTP):
@@ -35,6 +40,7 @@ from starlette.routing import Match
 from schemas.api import CUSTOM_ERROR_CODES
 from schemas.common import ErrorBody
 from services.infra.auth import TokenError
+from services.infra.availability import dependency_unavailable
 from services.infra.brokerage import CredentialsRejected
 
 log = logging.getLogger("copytrade.api")
@@ -164,6 +170,12 @@ class TooManyAttempts(ApiError):
     default_message = "too many failed sign-ins; try again later"
 
 
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"
+    default_message = "a dependency is unavailable; retry the same request shortly"
+    default_headers = {"Retry-After": "2"}
+
+
 def _declared(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
@@ -178,6 +190,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _declared("the body is over the size limit"),
     422: _declared("the request is not valid; `details.fields` names the fields"),
     429: _declared("too many attempts; see Retry-After"),
+    503: _declared("a dependency is unavailable; retry the same request after Retry-After"),
 }
 
 
@@ -273,6 +286,15 @@ def _allowed(request: Request) -> str:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if dependency_unavailable(exc):
+        log.warning(
+            "%s %s: dependency unavailable (%s: %s); answered 503",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            exc,
+        )
+        return typed_error_response(Unavailable())
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +97,8 @@ class ServerProcess:
     log_path: Path | None = None
     args: list[str] = field(default_factory=list)
     port: int = 0
+    # Before a restart: clear what a killed server leaves behind (PostgreSQL's lock files).
+    prepare: Callable[[], None] | None = None
 
     def kill(self) -> None:
         """kill -9, as a crash would (tests: a cluster node dies mid fan-out)."""
@@ -107,6 +111,10 @@ class ServerProcess:
         if self.process.poll() is None:
             raise RuntimeError(f"{self.name} is still running")
         assert self.log_path is not None and self.args
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # what the dead leader left in its group
+        if self.prepare is not None:
+            self.prepare()
         self.process = _spawn(self.args, self.log_path)
         wait_for_port(self.port, timeout_s, self.process)
 
@@ -263,30 +271,27 @@ def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-    stale = data / "postmaster.pid"
-    if stale.exists():
-        stale.unlink()  # left by a killed server; our own process group is gone by now
-    process = _spawn(
-        [
-            *prefix,
-            str(bin_dir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(state_dir),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_connections=200",
-            "-c",
-            "shared_buffers=128MB",
-            "-c",
-            "synchronous_commit=on",
-        ],
-        log_path,
-    )
+    clear = functools.partial(_clear_postgres_locks, data, state_dir, port)
+    clear()
+    args = [
+        *prefix,
+        str(bin_dir / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(state_dir),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "max_connections=200",
+        "-c",
+        "shared_buffers=128MB",
+        "-c",
+        "synchronous_commit=on",
+    ]
+    process = _spawn(args, log_path)
     wait_for_port(port, 30, process)
     return ServerProcess(
         "postgres",
@@ -294,33 +299,43 @@ def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
         f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres",
         stop_signal=signal.SIGINT,  # fast shutdown
         log_path=log_path,
+        args=args,
+        port=port,
+        prepare=clear,
     )
+
+
+def _clear_postgres_locks(data: Path, socket_dir: Path, port: int) -> None:
+    """A killed postmaster leaves postmaster.pid and the socket's lock file; a new one refuses
+    to start while they exist. Only called when our own server's process group is gone."""
+    for stale in (data / "postmaster.pid", socket_dir / f".s.PGSQL.{port}.lock"):
+        stale.unlink(missing_ok=True)
+    (socket_dir / f".s.PGSQL.{port}").unlink(missing_ok=True)
 
 
 def start_valkey(state_dir: Path, port: int | None = None) -> ServerProcess:
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = state_dir / "valkey.log"
-    process = _spawn(
-        [
-            str(valkey_binary()),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(state_dir),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--protected-mode",
-            "yes",
-        ],
-        log_path,
-    )
+    args = [
+        str(valkey_binary()),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(state_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--protected-mode",
+        "yes",
+    ]
+    process = _spawn(args, log_path)
     wait_for_port(port, 15, process)
-    return ServerProcess("valkey", process, f"redis://127.0.0.1:{port}/0", log_path=log_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    return ServerProcess("valkey", process, url, log_path=log_path, args=args, port=port)
 
 
 @dataclass

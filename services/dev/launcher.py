@@ -30,6 +30,7 @@ from services.dev.demo import (
 )
 from services.dev.embedded import EmbeddedStack, die_with_parent, start_stack
 from services.dev.processes import Child, stop_all
+from services.dev.supervisor import ServerSupervisor
 from services.infra import bus
 from services.infra.crypto import CredentialCipher
 from services.infra.db.engine import make_engine
@@ -147,12 +148,18 @@ def _banner(settings: Settings, api_url: str, nats: str, data_dir: Path, log_dir
     )
 
 
-def _supervise(children: list[Child], stopping: Callable[[], bool]) -> None:
-    """Restart any child that exits, until asked to stop; one that crashes five times within a
-    minute stops everything (a crash loop is a bug to look at, not to hide)."""
+def _supervise(
+    children: list[Child], stopping: Callable[[], bool], servers: ServerSupervisor
+) -> None:
+    """Restart any embedded server or child that exits, until asked to stop; one that crashes
+    five times within a minute stops everything (a crash loop is a bug to look at, not to
+    hide). Servers come back on the same port and data (services/dev/supervisor.py)."""
     restarts: dict[str, list[float]] = {}
     while not stopping():
         time.sleep(0.2)
+        if not servers.check():
+            log.error("an embedded server keeps crashing; stopping everything")
+            return
         for child in children:
             if stopping() or child.alive():
                 continue
@@ -212,7 +219,7 @@ def run(settings: Settings) -> int:
         if settings.demo_count:
             asyncio.run(_seed(settings, env))
         print(_banner(settings, api_url, urls["nats"], data_dir, log_dir), flush=True)
-        _supervise(children, lambda: stopping)
+        _supervise(children, lambda: stopping, ServerSupervisor(stack.servers))
         return 0
     finally:
         print("stopping …", flush=True)

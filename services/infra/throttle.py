@@ -5,14 +5,23 @@ so parallel attempts cannot all slip past a check-then-increment race. Past the 
 caller is told to come back later with a backoff that doubles with each further attempt (capped
 at the window) rather than being locked out: counters are per (email, client address) and per
 address, so an attacker elsewhere cannot lock the owner of an email out.
+
+Without Redis (down, restarting) the throttle fails open to a local limiter: the same counters
+and windows in this process's memory (logged once per outage), so sign-ins keep working and are
+still limited per process; Redis's counters take over again when it answers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
+import time
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("copytrade.throttle")
 
 MAX_BACKOFF_EXPONENT = 12
 
@@ -44,18 +53,64 @@ async def count_attempts(
     active = [(key, limit) for key, limit in counters if limit > 0]
     if not active:
         return None
-    pipe = redis.pipeline(transaction=True)
-    for key, _ in active:
-        pipe.incr(key)
-        pipe.expire(key, window_s, nx=True)
-    results = await pipe.execute()
+    try:
+        pipe = redis.pipeline(transaction=True)
+        for key, _ in active:
+            pipe.incr(key)
+            pipe.expire(key, window_s, nx=True)
+        results = await pipe.execute()
+        LOCAL.recovered()
+        counts = [int(count) for count in results[::2]]
+    except (RedisError, OSError) as exc:
+        LOCAL.failing(exc)
+        counts = [LOCAL.incr(key, window_s) for key, _ in active]
     waits = [
-        backoff_s(int(count), limit, window_s)
-        for (_, limit), count in zip(active, results[::2], strict=True)
-        if int(count) > limit
+        backoff_s(count, limit, window_s)
+        for (_, limit), count in zip(active, counts, strict=True)
+        if count > limit
     ]
     return max(waits) if waits else None
 
 
 async def forget(redis: aioredis.Redis, key: str) -> None:
-    await redis.delete(key)
+    LOCAL.forget(key)
+    try:
+        await redis.delete(key)
+    except (RedisError, OSError) as exc:
+        LOCAL.failing(exc)
+
+
+class LocalCounters:
+    """The fallback: fixed-window counters in this process (bounded: expired ones go first)."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, float]] = {}  # key → (count, window end)
+        self.degraded = False
+
+    def incr(self, key: str, window_s: int) -> int:
+        now = time.monotonic()
+        count, end = self._counts.get(key, (0, now + window_s))
+        if end <= now:
+            count, end = 0, now + window_s
+        if len(self._counts) >= self.MAX_KEYS:
+            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+        self._counts[key] = (count + 1, end)
+        return count + 1
+
+    def forget(self, key: str) -> None:
+        self._counts.pop(key, None)
+
+    def failing(self, exc: Exception) -> None:
+        if not self.degraded:
+            log.warning("Redis unavailable (%s): throttling with local counters", exc)
+        self.degraded = True
+
+    def recovered(self) -> None:
+        if self.degraded:
+            log.warning("Redis is back: throttling with its counters again")
+        self.degraded = False
+
+
+LOCAL = LocalCounters()

@@ -61,7 +61,45 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout_s: float) -> str:
     raise AssertionError("launcher did not come up:\n" + "".join(seen))
 
 
-def _run_once(data_dir: Path) -> tuple[int, float, list[int], str]:
+SERVERS = ("nats-server", "postgres", "valkey-server")
+
+
+def _server(launcher: int, name: str) -> psutil.Process | None:
+    """The embedded server `name` the launcher started (its direct child), if running."""
+    for child in psutil.Process(launcher).children():
+        try:
+            if child.name() == name and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.NoSuchProcess:
+            pass
+    return None
+
+
+def _kill_servers_and_recover(launcher: int, api: httpx.Client) -> None:
+    """kill -9 each embedded server the launcher started: it restarts each (reaped, no zombie,
+    locks cleared) and /readyz is 200 again."""
+    for name in SERVERS:
+        old = _server(launcher, name)
+        assert old is not None, name
+        old.kill()
+
+        def back(name: str = name, old_pid: int = old.pid) -> bool:
+            new = _server(launcher, name)
+            return new is not None and new.pid != old_pid
+
+        wait_until(back, timeout_s=30, message=f"{name} not restarted by the launcher")
+        assert old.pid not in [p.pid for p in psutil.Process(launcher).children()], "zombie"
+
+        def ready() -> bool:
+            try:
+                return api.get("/readyz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout_s=30, message=f"/readyz not ready after {name} restarted")
+
+
+def _run_once(data_dir: Path, kill_servers: bool = False) -> tuple[int, float, list[int], str]:
     api_port, sim_port = free_port(), free_port()
     process = _start(data_dir, api_port, sim_port)
     try:
@@ -73,6 +111,8 @@ def _run_once(data_dir: Path) -> tuple[int, float, list[int], str]:
         ).json()
         headers = {"authorization": f"Bearer {token['access_token']}"}
         account_id = api.get("/v1/accounts", headers=headers).json()[0]["account_id"]
+        if kill_servers:
+            _kill_servers_and_recover(process.pid, api)
         order = api.post(
             "/v1/orders",
             headers=headers,
@@ -105,8 +145,8 @@ def _run_once(data_dir: Path) -> tuple[int, float, list[int], str]:
     return legs, stop_s, descendants, banner
 
 
-def test_launcher_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
-    legs, stop_s, descendants, banner = _run_once(tmp_path / "data")
+def test_launcher_runs_everything_restarts_servers_and_stops_cleanly(tmp_path: Path) -> None:
+    legs, stop_s, descendants, banner = _run_once(tmp_path / "data", kill_servers=True)
     assert MASTER_EMAIL in banner and MASTER_PASSWORD in banner
     assert legs == 5
     assert stop_s < 10, f"stopping took {stop_s:.1f}s"
