@@ -81,7 +81,9 @@ async def _copied(api: Api, followers: list[Any], symbol: str) -> Counter[str]:
     )
 
 
-async def test_direct_orders_are_copied_within_a_few_intervals(api: Api, engine: AsyncEngine) -> None:
+async def test_direct_orders_are_copied_within_a_few_intervals(
+    api: Api, engine: AsyncEngine
+) -> None:
     master, _, keys, followers = await _master_with_followers(api, engine, 3)
     symbol = "P" + os.urandom(2).hex().upper()
     started = time.monotonic()
