@@ -157,7 +157,7 @@ class HaltRequest(Strict):
     """Optional body of the halt routes: `flatten` also cancels resting copies and closes the
     copied positions in the halt's scope (exactly once, through the leg machinery)."""
 
-    flatten: bool = False
+    flatten: StrictBool = False
 
 
 _CLIENT_ORDER_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]

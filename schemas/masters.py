@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.common import Strict
+from schemas.common import Strict, StrictInt
 
 CopyAccess = Literal["invite", "open", "closed"]
 DisplayName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -30,8 +30,8 @@ class MasterOut(BaseModel):
 
 
 class InviteCreate(Strict):
-    max_uses: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    expires_in_s: Annotated[int, Field(ge=60, le=90 * 86_400)] = 7 * 86_400
+    max_uses: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    expires_in_s: Annotated[StrictInt, Field(ge=60, le=90 * 86_400)] = 7 * 86_400
 
 
 class InviteOut(BaseModel):
