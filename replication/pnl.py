@@ -1,13 +1,13 @@
 """Profit and loss of one position from its fills: average cost, exact arithmetic, no I/O.
 
 Method: **average cost**. A fill that grows the position (or opens it) adds to its cost basis;
-a fill that reduces it realizes `closed qty × (price − average cost)` (sign-adjusted for
+a fill that reduces it realizes `closed qty * (price - average cost)` (sign-adjusted for
 shorts) and leaves the average cost of what remains unchanged; a fill that crosses zero closes
 the old position and opens the rest at the fill's price. Fees are kept apart (never folded into
-the cost basis), so `net = realized + unrealized − fees`.
+the cost basis), so `net = realized + unrealized - fees`.
 
 Arithmetic is exact (fractions), so the invariant holds with equality:
-`realized + unrealized == cash + position × mark`, where cash is −Σ(signed qty × price).
+`realized + unrealized == cash + position * mark`, where cash is -Σ(signed qty * price).
 Results are rounded to `PLACES` decimal places only when reported.
 """
 
@@ -42,7 +42,7 @@ class Book:
     realized: Fraction = Fraction(0)
     fees: Fraction = Fraction(0)
     fees_reported: bool = False
-    cash: Fraction = Fraction(0)  # −Σ signed qty × price (fees apart)
+    cash: Fraction = Fraction(0)  # -Σ signed qty * price (fees apart)
 
     def unrealized(self, mark: Decimal) -> Fraction:
         return self.qty * Fraction(mark) - self.cost

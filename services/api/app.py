@@ -23,16 +23,21 @@ from services.api.routers import (
     auth,
     copies,
     dashboard,
+    history,
     ops,
     orders,
+    pnl,
     subscriptions,
+    webhooks,
 )
 from services.app.outbox import PublishedMarks
 from services.infra.auth import TokenIssuer, hash_password
 from services.infra.settings import Settings
 from services.infra.wiring import runtime
 
-ROUTERS = (auth, accounts, subscriptions, orders, admin, copies, dashboard, ops)
+ROUTERS = (
+    auth, accounts, subscriptions, orders, admin, copies, history, pnl, webhooks, dashboard, ops
+)
 
 
 def make_lifespan(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.flattening import Flattener
+from services.app.notifications import subscriptions_ended
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
 from services.app.sending import (
@@ -278,7 +279,8 @@ class Sweeper:
         async with self.engine.begin() as conn:
             ended = await end_flat_subscriptions(conn)
         if ended:
-            log.info("%d ended subscriptions are flat and removed", ended)
+            log.info("%d ended subscriptions are flat and removed", len(ended))
+            await subscriptions_ended(self.js, ended)
 
     async def republish_outbox(self) -> None:
         async with self.engine.connect() as conn:

@@ -24,7 +24,7 @@ def f(side: Side, qty: str, price: str, fee: str | None = None) -> Fill:
     [
         # a round trip: buy 10 @ 100, sell 10 @ 110 → +100 realized, flat
         ([f(B, "10", "100"), f(S, "10", "110")], "120", "0", None, "100", "0"),
-        # average cost: 10 @ 100 + 10 @ 120 = 20 @ 110; sell 5 @ 130 → 5 × 20
+        # average cost: 10 @ 100 + 10 @ 120 = 20 @ 110; sell 5 @ 130 → 5 * 20
         ([f(B, "10", "100"), f(B, "10", "120"), f(S, "5", "130")], "110", "15", "110", "100", "0"),
         # a short: sell 4 @ 50, buy 4 @ 45 → +20
         ([f(S, "4", "50"), f(B, "4", "45")], "1", "0", None, "20", "0"),

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-from uuid import UUID
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from schemas.api import CopyOut
-from services.api.deps import Auth, Container, Deps, require
+from services.api.deps import Container
 from services.api.views import copy_out
 from services.infra.db.repositories.legs import list_copies
 
@@ -24,12 +21,4 @@ async def recent_copies(
     return [copy_out(row) for row in rows]
 
 
-@router.get("/v1/copies", response_model=list[CopyOut])
-async def copies(
-    user: Auth,
-    c: Deps,
-    order_id: UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[CopyOut]:
-    require(user, "follower")
-    return await recent_copies(c, user.user_id, str(order_id) if order_id else None, limit)
+# GET /v1/copies (pages, since/until, CSV) is served by services/api/routers/history.py.

@@ -1,0 +1,85 @@
+"""The webhooks' durable queue on JetStream: stream WEBHOOKS with two subjects — events from
+producers (fanned out into deliveries by the notifier) and one message per delivery (retried
+with backoff by `nak(delay)` until delivered or out of attempts)."""
+
+from __future__ import annotations
+
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from schemas.webhooks import DeliveryMessage, WebhookEvent
+
+STREAM = "WEBHOOKS"
+EVENTS_SUBJECT = "webhooks.events"
+DELIVERIES_SUBJECT = "webhooks.deliveries"
+EVENTS_CONSUMER = "notifier-events"
+DELIVERIES_CONSUMER = "notifier-deliveries"
+FAILED_SUBJECT = "copytrade.webhooks.failed"  # core NATS: a delivery ran out of attempts
+DUPLICATE_WINDOW_S = 120.0
+
+
+def stream_config(replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=[EVENTS_SUBJECT, DELIVERIES_SUBJECT],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=7 * 24 * 3600.0,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    config = stream_config(replicas)
+    try:
+        await js.stream_info(STREAM)
+        await js.update_stream(config)
+    except NotFoundError:
+        await js.add_stream(config)
+
+
+async def ensure_consumers(js: JetStreamContext, ack_wait_s: float) -> None:
+    pairs = ((EVENTS_CONSUMER, EVENTS_SUBJECT), (DELIVERIES_CONSUMER, DELIVERIES_SUBJECT))
+    for name, subject in pairs:
+        await js.add_consumer(
+            STREAM,
+            ConsumerConfig(
+                durable_name=name,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ack_wait_s,
+                max_deliver=-1,  # the attempts counter in PostgreSQL decides when to stop
+                max_ack_pending=1000,
+                filter_subject=subject,
+            ),
+        )
+
+
+async def publish_event(js: JetStreamContext, event: WebhookEvent, timeout_s: float = 2.0) -> None:
+    """Nats-Msg-Id = event id: announcing the same event twice inside the window is a no-op
+    (and outside it the deliveries' unique (webhook, event) keeps it one delivery)."""
+    await js.publish(
+        EVENTS_SUBJECT,
+        event.model_dump_json().encode(),
+        timeout=timeout_s,
+        stream=STREAM,
+        headers={"Nats-Msg-Id": f"event:{event.event_id}"},
+    )
+
+
+async def publish_delivery(js: JetStreamContext, delivery_id: str) -> None:
+    await js.publish(
+        DELIVERIES_SUBJECT,
+        DeliveryMessage(delivery_id=delivery_id).model_dump_json().encode(),
+        stream=STREAM,
+        headers={"Nats-Msg-Id": f"delivery:{delivery_id}"},
+    )
