@@ -26,7 +26,7 @@ test: venv
 	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
 	@$(VENV)/bin/lint-imports --no-cache
-	@$(PY) -m mypy replication schemas brokers services
+	@$(PY) -m mypy replication schemas brokers services clients
 	@$(PY) -m pytest -q -p no:cacheprovider
 
 # Smaller runs: make bench BENCH_ARGS='--followers 20 --orders 5 --workers 1 2'
@@ -66,7 +66,7 @@ lint: venv
 	@$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
-	@$(PY) -m mypy replication schemas brokers services
+	@$(PY) -m mypy replication schemas brokers services clients
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results
