@@ -88,7 +88,8 @@ async def _seed(settings: Settings, env: dict[str, str]) -> None:
 
 def metrics_ports(base: int, workers: int) -> dict[str, int]:
     """Each process its own metrics port from `base` (0: none): replicators base+1 …
-    base+workers, then the sweeper, the poller and the notifier. (The API serves /metrics on its own port.)"""
+    base+workers, then the sweeper, the poller and the notifier. (The API serves /metrics on
+    its own port.)"""
     if not base:
         return {}
     ports = {f"replicator-{index + 1}": base + 1 + index for index in range(workers)}
@@ -131,7 +132,8 @@ def _banner(settings: Settings, api_url: str, nats: str, data_dir: Path, log_dir
         f"  ingest API   {api_url}   (docs {api_url}/docs, metrics {api_url}/metrics)\n"
         f"  simulator    {settings.sim_url}\n"
         f"  NATS         {nats}\n"
-        f"  replicators  {settings.workers} processes, plus 1 sweeper, 1 broker poller and 1 webhook notifier\n"
+        f"  replicators  {settings.workers} processes, plus 1 sweeper, 1 broker poller and "
+        "1 webhook notifier\n"
         f"  data         {data_dir} (logs in {log_dir})\n"
         f"  demo admin     {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n"
         f"  demo master    {MASTER_EMAIL} / {MASTER_PASSWORD}\n"

@@ -10,14 +10,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from schemas.webhooks import AttemptOut, DeliveryOut, WebhookCreate, WebhookCreated, WebhookOut
+from schemas.webhooks import DeliveryOut, WebhookCreate, WebhookCreated, WebhookOut
 from services.api.deps import Auth, Deps
 from services.api.errors import NotFound, Unprocessable
+from services.api.views import delivery_out, webhook_out
 from services.infra.addresses import AddressRefused, check_destination
 from services.infra.db.repositories.webhooks import (
-    Attempt,
-    Delivery,
-    Webhook,
     delete_webhook,
     deliveries_of,
     insert_webhook,
@@ -35,33 +33,6 @@ class WebhookNotFound(NotFound):
 
 class WebhookRefused(Unprocessable):
     code = "webhook_address_refused"
-
-
-def webhook_out(row: Webhook) -> WebhookOut:
-    return WebhookOut(
-        webhook_id=str(row.id), url=row.url, events=list(row.events), created_at=row.created_at
-    )
-
-
-def delivery_out(row: Delivery, attempts: list[Attempt]) -> DeliveryOut:
-    return DeliveryOut(
-        delivery_id=str(row.id),
-        event_id=str(row.event_id),
-        event=row.event,
-        status=row.status,
-        attempts=[
-            AttemptOut(
-                attempt=a.attempt,
-                status_code=a.status_code,
-                error=a.error,
-                duration_ms=a.duration_ms,
-                at=a.at,
-            )
-            for a in attempts
-        ],
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-    )
 
 
 @router.post("/v1/webhooks", status_code=201, response_model=WebhookCreated)
