@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from replication.pnl import Fill, PositionPnl, position_pnl, total
 from schemas.common import Side
 from services.infra.brokerage import BrokerFactory
+from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.pnl import (
     CopyFill,
     copy_fills,
@@ -49,7 +50,9 @@ class Marks:
     factory: BrokerFactory
     unseal: Unseal
 
-    async def of(self, engine: AsyncEngine, wanted: set[tuple[str, str]]) -> dict[Any, Any]:
+    async def of(
+        self, engine: AsyncEngine, wanted: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decimal | None]:
         if not wanted:
             return {}
         async with engine.connect() as conn:
@@ -61,7 +64,7 @@ class Marks:
         prices = await asyncio.gather(*(self._price(accounts[a], s) for a, s in keys))
         return dict(zip(keys, prices, strict=True))
 
-    async def _price(self, account: Any, symbol: str) -> Decimal | None:
+    async def _price(self, account: SealedAccount, symbol: str) -> Decimal | None:
         try:
             broker = self.factory.for_sealed(
                 str(account.account_id), account.broker, account.credentials, self.unseal
@@ -131,14 +134,20 @@ async def master_pnl(
         rows = await copy_fills(conn, master_id=master_id, until=until)
         accounts = await master_account_ids(conn, master_id)
     symbols = sorted({row.symbol for row in rows})
-    prices = await marks.of(engine, {(accounts[0], s) for s in symbols} if accounts else set())
+    marked_at = accounts[0] if accounts else None
+    wanted = {(marked_at, s) for s in symbols} if marked_at else set()
+    prices = await marks.of(engine, wanted)
     per_symbol: dict[str, list[PositionPnl]] = defaultdict(list)
     for (_, symbol), group in _by_position(rows).items():
-        mark = prices.get((accounts[0], symbol)) if accounts else None
+        mark = prices.get((marked_at, symbol)) if marked_at else None
         per_symbol[symbol].append(position_pnl(*_split(group, since), mark))
     return [
-        PnlLine(symbol, _aggregate(per_symbol[symbol]), prices.get((accounts[0], symbol))
-                if accounts else None, followers=len(per_symbol[symbol]))
+        PnlLine(
+            symbol,
+            _aggregate(per_symbol[symbol]),
+            prices.get((marked_at, symbol)) if marked_at else None,
+            followers=len(per_symbol[symbol]),
+        )
         for symbol in symbols
     ]
 

@@ -4,6 +4,11 @@ with backoff by `nak(delay)` until delivered or out of attempts)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -13,7 +18,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from schemas.webhooks import DeliveryMessage, WebhookEvent
 
@@ -38,13 +43,22 @@ def stream_config(replicas: int = 1) -> StreamConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+async def ensure_stream(js: JetStreamContext, replicas: int = 1, wait_s: float = 30.0) -> None:
+    """Create or update the stream; a cluster still electing its leaders is waited for."""
     config = stream_config(replicas)
-    try:
-        await js.stream_info(STREAM)
-        await js.update_stream(config)
-    except NotFoundError:
-        await js.add_stream(config)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            try:
+                await js.stream_info(STREAM)
+                await js.update_stream(config)
+            except NotFoundError:
+                await js.add_stream(config)
+            return
+        except (NatsTimeoutError, ServiceUnavailableError, NoRespondersError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 async def ensure_consumers(js: JetStreamContext, ack_wait_s: float) -> None:
