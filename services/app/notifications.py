@@ -4,15 +4,17 @@ Producers call `notify` (or a helper below); it publishes one event to the durab
 queue and never fails its caller: a lost notification is logged, the trading path goes on.
 
 Where each event comes from:
-- `leg.failed`: Settler.announce (services/app/settling.py), the one place legs are announced.
+- `leg.failed`: Settler.announce (services/app/settling.py), the one place legs are announced
+  (`legs_announced`).
 - `account.halted`: POST /v1/accounts/{id}/halt (the account's owner).
 - `subscription.ended`: an ended subscription removed once flat (end_flat_subscriptions, from
   the sweeper and DELETE /v1/subscriptions) or at once with `positions=keep`.
-- `daily_loss_limit`, `order.dead_lettered`: hooks only, no producer yet. The daily loss cap
-  is evaluated while planning (services/app/snapshots.py) per leg, with no "tripped" moment to
-  announce; dead letters are counted from JetStream advisories (services/infra/monitor.py)
-  without reading the order back. A producer calls `notify(js, user_id,
-  WebhookEventType.DAILY_LOSS_LIMIT, {...})` (or ORDER_DEAD_LETTERED for the master).
+- `daily_loss_limit`: also from Settler.announce, when a copy is skipped by the cap (reason
+  `daily_loss_limit`): once per subscription and UTC day.
+- `order.dead_lettered`: a hook only, no producer yet: dead letters are counted from JetStream
+  advisories (services/infra/monitor.py, in the sweeper) without reading the order back; a
+  producer there would read the message by its stream sequence and call
+  `notify(js, master_id, WebhookEventType.ORDER_DEAD_LETTERED, {...})`.
 """
 
 from __future__ import annotations
@@ -59,24 +61,37 @@ async def notify(
         log.warning("notification %s for %s not queued", kind.value, user_id, exc_info=True)
 
 
-async def legs_failed(js: JetStreamContext, rows: Sequence[SettledLeg]) -> None:
-    """`leg.failed` to each follower whose copy just failed."""
+def _leg_data(row: SettledLeg) -> dict[str, Any]:
+    return {
+        "leg_id": str(row.id),
+        "order_id": str(row.order_id),
+        "master_id": str(row.master_id),
+        "subscription_id": None if row.subscription_id is None else str(row.subscription_id),
+        "account_id": str(row.account_id),
+        "symbol": row.symbol,
+        "side": row.side,
+        "qty": None if row.qty is None else str(row.qty),
+        "reason": row.reason,
+        "client_order_id": row.client_order_id,
+    }
+
+
+async def legs_announced(js: JetStreamContext, rows: Sequence[SettledLeg]) -> None:
+    """From the legs Settler.announce publishes: `leg.failed` to each follower whose copy just
+    failed; `daily_loss_limit` to each follower whose copy was skipped by that cap (once per
+    subscription and UTC day: later skips that day are the same event)."""
     for row in rows:
-        if row.status != "failed" or row.follower_id is None or row.action == "master":
+        if row.follower_id is None or row.action == "master":
             continue
-        data = {
-            "leg_id": str(row.id),
-            "order_id": str(row.order_id),
-            "master_id": str(row.master_id),
-            "account_id": str(row.account_id),
-            "symbol": row.symbol,
-            "side": row.side,
-            "qty": None if row.qty is None else str(row.qty),
-            "reason": row.reason,
-            "client_order_id": row.client_order_id,
-        }
-        ident = event_id("leg.failed", row.id, row.updated_at.isoformat())
-        await notify(js, str(row.follower_id), WebhookEventType.LEG_FAILED, data, ident)
+        if row.status == "failed":
+            ident = event_id("leg.failed", row.id, row.updated_at.isoformat())
+            kind = WebhookEventType.LEG_FAILED
+        elif row.status == "skipped" and row.reason == "daily_loss_limit":
+            ident = event_id("daily_loss_limit", row.subscription_id, row.updated_at.date())
+            kind = WebhookEventType.DAILY_LOSS_LIMIT
+        else:
+            continue
+        await notify(js, str(row.follower_id), kind, _leg_data(row), ident)
 
 
 async def subscriptions_ended(js: JetStreamContext, rows: Sequence[EndedSubscription]) -> None:

@@ -4,7 +4,9 @@ fails twice gets the event on the third attempt, with exactly one success record
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -204,3 +206,44 @@ async def test_leg_failed_is_delivered_from_the_settle_path(
     assert event["type"] == "leg.failed" and event["user_id"] == follower_id
     assert event["data"]["leg_id"] == copy["leg_id"]
     assert event["data"]["order_id"] == order_id
+
+
+async def test_daily_loss_limit_is_delivered_once_per_subscription_and_day(
+    api: Api, receiver_factory: Any
+) -> None:
+    symbol = "W" + os.urandom(3).hex().upper()
+    await api.sim.put("/sim/prices", json={symbol: "100"})
+    master_id, master = await api.user("master")
+    master_account, _ = await api.sim_account(master)
+    follower = await api.follower(
+        master_id, {"mode": "multiplier", "factor": "1"}, caps={"daily_loss_limit": "500"}
+    )
+    receiver = receiver_factory()
+    created = await api.http.post(
+        "/v1/webhooks", headers=api.auth(follower["token"]),
+        json={"url": receiver.url, "events": ["daily_loss_limit"]},
+    )
+    assert created.status_code == 201, created.text
+    entry = (await api.order(master, master_account, symbol=symbol, qty="100")).json()
+    await api.settled(master, entry["order_id"])
+    await api.sim.put("/sim/prices", json={symbol: "90"})  # the follower is down 1,000 today
+    # Part of the scenario, not a wait for a condition: the cached equity ages past
+    # COPYTRADE_EQUITY_MAX_AGE_S (0.2 s in the e2e stack) so the next plans read the loss.
+    await asyncio.sleep(0.3)
+    skipped = []
+    for _ in range(2):
+        more = (await api.order(master, master_account, symbol=symbol, qty="10")).json()
+        await api.settled(master, more["order_id"])
+        copy = await api.copy_of(follower, more["order_id"])
+        assert (copy["status"], copy["reason"]) == ("skipped", "daily_loss_limit")
+        skipped.append(copy["leg_id"])
+    await eventually(lambda: _async(len(receiver.received) >= 1), message="no daily_loss_limit")
+    event = json.loads(receiver.received[0][1])
+    assert event["type"] == "daily_loss_limit"
+    assert event["data"]["leg_id"] == skipped[0] and event["data"]["symbol"] == symbol
+    [hook] = (await api.http.get("/v1/webhooks", headers=api.auth(follower["token"]))).json()
+    deliveries = (
+        await api.http.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries",
+                           headers=api.auth(follower["token"]))
+    ).json()
+    assert len(deliveries) == 1  # the second skip the same day is the same event
