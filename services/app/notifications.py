@@ -11,55 +11,27 @@ Where each event comes from:
   the sweeper and DELETE /v1/subscriptions) or at once with `positions=keep`.
 - `daily_loss_limit`: also from Settler.announce, when a copy is skipped by the cap (reason
   `daily_loss_limit`): once per subscription and UTC day.
-- `order.dead_lettered`: a hook only, no producer yet: dead letters are counted from JetStream
-  advisories (services/infra/monitor.py, in the sweeper) without reading the order back; a
-  producer there would read the message by its stream sequence and call
-  `notify(js, master_id, WebhookEventType.ORDER_DEAD_LETTERED, {...})`.
+- `order.dead_lettered`: from JetStream's max-deliveries advisories (services/infra/monitor.py,
+  run by the sweeper): the order is read back by its stream sequence and its master told,
+  once per order (its shards dead-lettered too are the same event).
+
+`notify` and `event_id` live in services/infra/webhook_bus.py (the monitor, in infra, uses
+them too).
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from nats.js.client import JetStreamContext
 
-from schemas.webhooks import WebhookEvent, WebhookEventType
+from schemas.webhooks import WebhookEventType
 from services.infra.db.repositories.flattens import EndedSubscription
 from services.infra.db.repositories.legs import SettledLeg
-from services.infra.webhook_bus import publish_event
+from services.infra.webhook_bus import event_id, notify
 
-log = logging.getLogger("copytrade.notifications")
-_EVENTS = uuid.UUID("0b6a8f8e-5d1c-4d4e-9f55-3c1f2f0c7a15")
-
-
-def event_id(*parts: object) -> str:
-    """A deterministic id: the same happening announced twice is one event."""
-    return str(uuid.uuid5(_EVENTS, "|".join(str(p) for p in parts)))
-
-
-async def notify(
-    js: JetStreamContext,
-    user_id: str,
-    kind: WebhookEventType,
-    data: dict[str, Any],
-    ident: str | None = None,
-) -> None:
-    event = WebhookEvent(
-        event_id=ident or str(uuid.uuid4()),
-        type=kind,
-        user_id=user_id,
-        occurred_at=datetime.now(UTC),
-        data=data,
-    )
-    try:
-        await publish_event(js, event)
-    except Exception:
-        log.warning("notification %s for %s not queued", kind.value, user_id, exc_info=True)
-
+__all__ = ["event_id", "legs_announced", "notify", "subscriptions_ended"]
 
 def _leg_data(row: SettledLeg) -> dict[str, Any]:
     return {

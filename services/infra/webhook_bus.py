@@ -5,7 +5,11 @@ with backoff by `nak(delay)` until delivered or out of attempts)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -20,7 +24,7 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from schemas.webhooks import DeliveryMessage, WebhookEvent
+from schemas.webhooks import DeliveryMessage, WebhookEvent, WebhookEventType
 
 STREAM = "WEBHOOKS"
 EVENTS_SUBJECT = "webhooks.events"
@@ -29,6 +33,9 @@ EVENTS_CONSUMER = "notifier-events"
 DELIVERIES_CONSUMER = "notifier-deliveries"
 FAILED_SUBJECT = "copytrade.webhooks.failed"  # core NATS: a delivery ran out of attempts
 DUPLICATE_WINDOW_S = 120.0
+_EVENTS = uuid.UUID("0b6a8f8e-5d1c-4d4e-9f55-3c1f2f0c7a15")
+
+log = logging.getLogger("copytrade.notifications")
 
 
 def stream_config(replicas: int = 1) -> StreamConfig:
@@ -97,3 +104,30 @@ async def publish_delivery(js: JetStreamContext, delivery_id: str) -> None:
         stream=STREAM,
         headers={"Nats-Msg-Id": f"delivery:{delivery_id}"},
     )
+
+
+def event_id(*parts: object) -> str:
+    """A deterministic id: the same happening announced twice is one event."""
+    return str(uuid.uuid5(_EVENTS, "|".join(str(p) for p in parts)))
+
+
+async def notify(
+    js: JetStreamContext,
+    user_id: str,
+    kind: WebhookEventType,
+    data: dict[str, Any],
+    ident: str | None = None,
+) -> None:
+    """Queue one event for `user_id`'s webhooks; never fails its caller (a lost notification
+    is logged, the trading path goes on)."""
+    event = WebhookEvent(
+        event_id=ident or str(uuid.uuid4()),
+        type=kind,
+        user_id=user_id,
+        occurred_at=datetime.now(UTC),
+        data=data,
+    )
+    try:
+        await publish_event(js, event)
+    except Exception:
+        log.warning("notification %s for %s not queued", kind.value, user_id, exc_info=True)
