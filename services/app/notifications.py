@@ -33,6 +33,7 @@ from services.infra.webhook_bus import event_id, notify
 
 __all__ = ["event_id", "legs_announced", "notify", "subscriptions_ended"]
 
+
 def _leg_data(row: SettledLeg) -> dict[str, Any]:
     return {
         "leg_id": str(row.id),
