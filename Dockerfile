@@ -4,6 +4,7 @@
 #   python -m services.worker.replicator    replicator
 #   python -m services.worker.sweeper       sweeper (also the lag/backlog/dead-letter gauges)
 #   python -m services.worker.poller        broker poller
+#   python -m services.worker.notifier      webhook deliveries
 #   python -m services.infra.db.migrate     migrations (a one-shot job)
 #   python -m brokers.sim                   the broker simulator (demos, load tests)
 # Dependencies come from requirements.lock only (exact versions, sha256 of every wheel), so a

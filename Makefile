@@ -26,7 +26,7 @@ test: venv
 	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
 	@$(VENV)/bin/lint-imports --no-cache
-	@$(PY) -m mypy replication schemas brokers services
+	@$(PY) -m mypy replication schemas brokers services clients
 	@$(PY) -m pytest -q -p no:cacheprovider
 
 # The chaos suite at full size (make test runs it with 20 followers and 2 orders per fault).
@@ -73,7 +73,7 @@ lint: venv
 	@$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
-	@$(PY) -m mypy replication schemas brokers services
+	@$(PY) -m mypy replication schemas brokers services clients
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results

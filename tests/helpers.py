@@ -141,6 +141,7 @@ class Stack:
             Child("api", "services.api", self.env, self.log_dir / "api.log"),
             Child("sweeper", "services.worker.sweeper", self.env, self.log_dir / "sweeper.log"),
             Child("poller", "services.worker.poller", self.env, self.log_dir / "poller.log"),
+            Child("notifier", "services.worker.notifier", self.env, self.log_dir / "notifier.log"),
         ]
         for child in self.children:
             child.start()

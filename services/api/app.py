@@ -26,10 +26,13 @@ from services.api.routers import (
     auth,
     copies,
     dashboard,
+    history,
     masters,
     ops,
     orders,
+    pnl,
     subscriptions,
+    webhooks,
 )
 from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
@@ -46,6 +49,9 @@ ROUTERS = (
     orders,
     admin,
     copies,
+    history,
+    pnl,
+    webhooks,
     dashboard,
     ops,
 )

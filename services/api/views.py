@@ -7,10 +7,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from schemas.api import AccountOut, CopyOut, LegCounts, MasterExecution, OrderOut, SubscriptionOut
+from schemas.webhooks import AttemptOut, DeliveryOut, WebhookOut
 from services.infra.db.repositories.accounts import Account
 from services.infra.db.repositories.legs import Leg
 from services.infra.db.repositories.orders import MasterOrder, OrderProgress
 from services.infra.db.repositories.subscriptions import Subscription
+from services.infra.db.repositories.webhooks import Attempt, Delivery, Webhook
 
 
 def account_out(row: Account) -> AccountOut:
@@ -109,4 +111,31 @@ def order_out(row: MasterOrder, progress: OrderProgress) -> OrderOut:
         master_execution=MasterExecution(**asdict(progress.master)) if progress.master else None,
         cancel_requested=progress.cancel_requested,
         dead_lettered_at=row.dead_lettered_at,
+    )
+
+
+def webhook_out(row: Webhook) -> WebhookOut:
+    return WebhookOut(
+        webhook_id=str(row.id), url=row.url, events=list(row.events), created_at=row.created_at
+    )
+
+
+def delivery_out(row: Delivery, attempts: list[Attempt]) -> DeliveryOut:
+    return DeliveryOut(
+        delivery_id=str(row.id),
+        event_id=str(row.event_id),
+        event=row.event,
+        status=row.status,
+        attempts=[
+            AttemptOut(
+                attempt=a.attempt,
+                status_code=a.status_code,
+                error=a.error,
+                duration_ms=a.duration_ms,
+                at=a.at,
+            )
+            for a in attempts
+        ],
+        created_at=row.created_at,
+        finished_at=row.finished_at,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.events import publish_leg_events, publish_order_event
+from services.app.notifications import legs_announced
 from services.infra.db.repositories.legs import LegOutcome, SettledLeg, settle_legs
 from services.infra.db.repositories.orders import OrderProgress, orders_progress
 from services.infra.metrics import LEGS
@@ -59,6 +60,7 @@ class Settler:
         await publish_leg_events(
             self.nc, [r for r in rows if r.action != MASTER_ACTION], order_created_at
         )
+        await legs_announced(self.nc.jetstream(), rows)  # webhooks (services/app/notifications)
         masters = {str(row.order_id): str(row.master_id) for row in rows}
         if order is not None:
             masters.setdefault(*order)

@@ -89,12 +89,14 @@ async def _seed(settings: Settings, env: dict[str, str]) -> None:
 
 def metrics_ports(base: int, workers: int) -> dict[str, int]:
     """Each process its own metrics port from `base` (0: none): replicators base+1 …
-    base+workers, then the sweeper and the poller. (The API serves /metrics on its own port.)"""
+    base+workers, then the sweeper, the poller and the notifier. (The API serves /metrics on
+    its own port.)"""
     if not base:
         return {}
     ports = {f"replicator-{index + 1}": base + 1 + index for index in range(workers)}
     ports["sweeper"] = base + workers + 1
     ports["poller"] = base + workers + 2
+    ports["notifier"] = base + workers + 3
     return ports
 
 
@@ -112,6 +114,7 @@ def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> li
         children.append(child(f"replicator-{index + 1}", "services.worker.replicator"))
     children.append(child("sweeper", "services.worker.sweeper"))
     children.append(child("poller", "services.worker.poller"))
+    children.append(child("notifier", "services.worker.notifier"))
     return children
 
 
@@ -141,7 +144,8 @@ def _banner(settings: Settings, api_url: str, nats: str, data_dir: Path, log_dir
         f"  ingest API   {api_url}\n"
         f"  simulator    {simulator}\n"
         f"  NATS         {nats}\n"
-        f"  replicators  {settings.workers} processes, plus 1 sweeper and 1 broker poller\n"
+        f"  replicators  {settings.workers} processes, plus 1 sweeper, 1 broker poller and "
+        "1 webhook notifier\n"
         f"  data         {data_dir} (logs in {log_dir})\n"
         f"{demo}"
         f"Press Ctrl-C to stop.\n"

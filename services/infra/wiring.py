@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from brokers.http import HttpClientPool, HttpSettings
 from brokers.registry import SIM
 from brokers.sim.descriptor import limits as sim_limits
-from services.infra import bus, monitor
+from services.infra import bus, monitor, webhook_bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.engine import make_engine
@@ -107,6 +107,7 @@ async def runtime(
     try:
         js = nc.jetstream()
         await bus.ensure_stream(js, settings.stream_replicas)
+        await webhook_bus.ensure_stream(js, settings.stream_replicas)
         if ops and settings.metrics_port:
             server = OpsServer(
                 settings.metrics_host, settings.metrics_port, readiness_checks(engine, nc, redis)

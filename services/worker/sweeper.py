@@ -29,6 +29,7 @@ from replication.state import TERMINAL, LegStatus
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.compensating import compensator
 from services.app.flattening import Flattener
+from services.app.notifications import subscriptions_ended
 from services.app.order_messages import order_message_from_row
 from services.app.replacing import replace_leg
 from services.app.sending import (
@@ -330,7 +331,8 @@ class Sweeper:
         async with self.engine.begin() as conn:
             ended = await end_flat_subscriptions(conn)
         if ended:
-            log.info("%d ended subscriptions are flat and removed", ended)
+            log.info("%d ended subscriptions are flat and removed", len(ended))
+            await subscriptions_ended(self.js, ended)
 
     async def retry_dead_letters(self, limit: int = 50) -> None:
         """Republish orders parked after exhausting their deliveries (a fresh message id, so the

@@ -24,6 +24,10 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             "COPYTRADE_SHARD_SIZE": "60",
             "COPYTRADE_BATCH_SIZE": "25",
             "COPYTRADE_FIRST_BATCH": "5",
+            # Webhook retries in fractions of a second (a receiver that fails twice).
+            "COPYTRADE_WEBHOOK_BACKOFF_S": "0.2",
+            "COPYTRADE_WEBHOOK_BACKOFF_MAX_S": "1",
+            "COPYTRADE_WEBHOOK_MAX_ATTEMPTS": "4",
         },
     ).start()
     try:

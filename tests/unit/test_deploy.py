@@ -72,7 +72,7 @@ def test_compose_runs_the_whole_service_with_health_and_restarts() -> None:
     services_ = _compose()["services"]
     for name in (
         "nats-1", "nats-2", "nats-3", "postgres", "valkey", "migrate", "api-1", "api-2",
-        "replicator", "sweeper", "poller", "prometheus", "grafana",
+        "replicator", "sweeper", "poller", "notifier", "prometheus", "grafana",
     ):  # fmt: skip
         assert name in services_, name
     assert services_["replicator"]["deploy"]["replicas"] == 2
@@ -85,7 +85,7 @@ def test_compose_runs_the_whole_service_with_health_and_restarts() -> None:
         for dependency, rule in service.get("depends_on", {}).items():
             if rule["condition"] == "service_healthy":
                 assert "healthcheck" in services_[dependency], (name, dependency)
-    for role in ("api-1", "api-2", "replicator", "sweeper", "poller"):
+    for role in ("api-1", "api-2", "replicator", "sweeper", "poller", "notifier"):
         depends = services_[role]["depends_on"]
         assert depends["migrate"] == {"condition": "service_completed_successfully"}
         for server in ("nats-1", "nats-2", "nats-3", "postgres", "valkey"):
@@ -161,6 +161,7 @@ def test_kubernetes_roles_probes_budgets_and_autoscaling() -> None:
     deployments = by_kind["Deployment"]
     assert set(deployments) == {
         "copytrade-api", "copytrade-replicator", "copytrade-sweeper", "copytrade-poller",
+        "copytrade-notifier",
     }  # fmt: skip
     for name, deployment in deployments.items():
         [container] = deployment["spec"]["template"]["spec"]["containers"]
@@ -272,6 +273,7 @@ def test_prometheus_configs_load_the_rules_and_scrape_every_role() -> None:
         jobs = {job["job_name"] for job in config["scrape_configs"]}
         assert jobs == {
             "copytrade-api", "copytrade-replicator", "copytrade-sweeper", "copytrade-poller",
+            "copytrade-notifier",
         }  # fmt: skip
 
 
@@ -343,6 +345,7 @@ def _normalized(name: str) -> str:
 
 @pytest.mark.parametrize("role", ["services.api", "services.worker.replicator",
                                   "services.worker.sweeper", "services.worker.poller",
+                                  "services.worker.notifier",
                                   "services.infra.db.migrate", "brokers.sim"])  # fmt: skip
 def test_every_role_the_image_runs_is_a_module(role: str) -> None:
     """`python -m <role>` runs something: a package's __main__, or a module's main guard."""

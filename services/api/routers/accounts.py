@@ -8,9 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from schemas.api import AccountCreate, AccountOut, HaltRequest
+from schemas.webhooks import WebhookEventType
 from services.api.deps import Auth, Container, Deps
 from services.api.errors import AccountNotFound
 from services.api.views import account_out
+from services.app.notifications import notify
 from services.infra.auth import Principal
 from services.infra.brokerage import validate_credentials
 from services.infra.db.repositories.accounts import (
@@ -61,7 +63,11 @@ async def _set_halted(
 async def halt(
     account_id: UUID, user: Auth, c: Deps, body: HaltRequest | None = None
 ) -> AccountOut:
-    return await _set_halted(account_id, user, c, True, body is not None and body.flatten)
+    flatten = body is not None and body.flatten
+    row = await _set_halted(account_id, user, c, True, flatten)
+    data = {"account_id": str(account_id), "flatten": flatten}
+    await notify(c.js, user.user_id, WebhookEventType.ACCOUNT_HALTED, data)
+    return row
 
 
 @router.post("/v1/accounts/{account_id}/resume", response_model=AccountOut)

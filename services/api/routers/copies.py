@@ -1,15 +1,14 @@
-"""A follower's copies (legs): GET /v1/copies, POST /v1/copies/{leg_id}/retry."""
+"""A follower's copies (legs): POST /v1/copies/{leg_id}/retry (GET /v1/copies: routers/history)."""
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from schemas.api import CopyOut
 from schemas.messages import SWEEP_NOW_SUBJECT
-from services.api.deps import Auth, Container, Deps, FollowerAuth
+from services.api.deps import Auth, Container, Deps
 from services.api.errors import CopyNotFound, NotRetryable
 from services.api.views import copy_out
 from services.infra.db.repositories.legs import list_copies
@@ -28,14 +27,7 @@ async def recent_copies(
     return [copy_out(row) for row in rows]
 
 
-@router.get("/v1/copies", response_model=list[CopyOut])
-async def copies(
-    user: FollowerAuth,
-    c: Deps,
-    order_id: UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[CopyOut]:
-    return await recent_copies(c, user.user_id, str(order_id) if order_id else None, limit)
+# GET /v1/copies (pages, since/until, CSV) is served by services/api/routers/history.py.
 
 
 @router.post("/v1/copies/{leg_id}/retry", status_code=202, response_model=CopyOut)

@@ -7,10 +7,9 @@ import json
 import logging
 import time
 import uuid
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, OrderReplace
 from schemas.messages import SWEEP_NOW_SUBJECT
@@ -159,12 +158,7 @@ async def get_order(order_id: UUID, user: MasterAuth, c: Deps) -> OrderOut:
     return order_out(row, progress)
 
 
-@router.get("/v1/orders", response_model=list[OrderOut])
-async def list_orders(
-    user: MasterAuth, c: Deps, limit: Annotated[int, Query(ge=1, le=200)] = 20
-) -> list[OrderOut]:
-    """The master's recent orders, newest first, with their fan-out progress."""
-    return await recent_orders(c, user.user_id, limit)
+# GET /v1/orders (pages, since/until, CSV) is served by services/api/routers/history.py.
 
 
 @router.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)

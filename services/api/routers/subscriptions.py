@@ -17,9 +17,11 @@ from services.api.errors import (
     Unprocessable,
 )
 from services.api.views import subscription_out
+from services.app.notifications import subscriptions_ended
 from services.infra.db.repositories.accounts import get_account
 from services.infra.db.repositories.base import Conflict
 from services.infra.db.repositories.flattens import (
+    EndedSubscription,
     drop_subscription,
     end_flat_subscriptions,
     end_subscription,
@@ -95,15 +97,18 @@ async def delete_subscription(
     copied until the copied positions are flat, then it is removed; `close`: the same, and its
     copied positions are closed now; `keep`: removed now, the positions become the follower's."""
     sid = str(subscription_id)
+    ended: list[EndedSubscription] = []
     async with c.engine.begin() as conn:
         if positions is PositionsChoice.KEEP:
-            found = await drop_subscription(conn, sid, user.user_id)
+            dropped = await drop_subscription(conn, sid, user.user_id)
+            found, ended = dropped is not None, [dropped] if dropped else []
         else:
             found = await end_subscription(conn, sid, user.user_id)
             if found and positions is PositionsChoice.CLOSE:
                 await request_flatten(conn, f"subscription:{sid}", user.user_id)
             if found:
-                await end_flat_subscriptions(conn)  # nothing copied: it ends at once
+                ended = await end_flat_subscriptions(conn)  # nothing copied: it ends at once
     if not found:
         raise SubscriptionNotFound()
+    await subscriptions_ended(c.js, ended)
     return Response(status_code=204)

@@ -172,31 +172,50 @@ async def end_subscription(conn: AsyncConnection, subscription_id: str, follower
     return result.first() is not None
 
 
-async def drop_subscription(conn: AsyncConnection, subscription_id: str, follower_id: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class EndedSubscription:
+    id: UUID
+    follower_id: UUID
+    master_id: UUID
+    account_id: UUID
+
+
+async def drop_subscription(
+    conn: AsyncConnection, subscription_id: str, follower_id: str
+) -> EndedSubscription | None:
     """Remove the subscription now; its copies become the follower's own (no longer tracked)."""
-    result = await conn.execute(
-        text("DELETE FROM subscriptions WHERE id = :id AND follower_id = :f RETURNING id"),
-        {"id": subscription_id, "f": follower_id},
+    ended = fetch_one_as(
+        await conn.execute(
+            text(
+                "DELETE FROM subscriptions WHERE id = :id AND follower_id = :f "
+                "RETURNING id, follower_id, master_id, account_id"
+            ),
+            {"id": subscription_id, "f": follower_id},
+        ),
+        EndedSubscription,
     )
-    if result.first() is None:
-        return False
+    if ended is None:
+        return None
     await conn.execute(
         text("DELETE FROM copy_positions WHERE subscription_id = :id"), {"id": subscription_id}
     )
-    return True
+    return ended
 
 
-async def end_flat_subscriptions(conn: AsyncConnection) -> int:
-    """Remove ended subscriptions whose copies are flat and settled."""
+async def end_flat_subscriptions(conn: AsyncConnection) -> list[EndedSubscription]:
+    """Remove ended subscriptions whose copies are flat and settled; returns them."""
     result = await conn.execute(
         text(
             "WITH ended AS (DELETE FROM subscriptions s WHERE s.ending_at IS NOT NULL "
             "AND NOT EXISTS (SELECT 1 FROM copy_positions c "
             "WHERE c.subscription_id = s.id AND c.qty <> 0) "
             "AND NOT EXISTS (SELECT 1 FROM legs l WHERE l.subscription_id = s.id "
-            "AND l.status = ANY(CAST(:open AS text[]))) RETURNING s.id) "
-            "DELETE FROM copy_positions WHERE subscription_id IN (SELECT id FROM ended)"
+            "AND l.status = ANY(CAST(:open AS text[]))) "
+            "RETURNING s.id, s.follower_id, s.master_id, s.account_id), "
+            "positions AS (DELETE FROM copy_positions "
+            "WHERE subscription_id IN (SELECT id FROM ended)) "
+            "SELECT id, follower_id, master_id, account_id FROM ended"
         ),
         {"open": _NOT_FINAL},
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return fetch_all_as(result, EndedSubscription)

@@ -1,0 +1,1 @@
+"""Clients of copytrade's public API (API.md): nothing here imports the service."""
