@@ -18,7 +18,8 @@ cluster: venv
 # The cluster tests at full size (make test runs them with 20 followers and 1 + 3 orders).
 CLUSTER_FOLLOWERS ?= 200
 CLUSTER_ORDERS ?= 10
-cluster-test: venv
+cluster-# The audit reads an OSV database on disk (COPYTRADE_AUDIT_DB or .audit-db/): see README Security.
+test: venv
 	@COPYTRADE_CLUSTER_FOLLOWERS=$(CLUSTER_FOLLOWERS) COPYTRADE_CLUSTER_ORDERS=$(CLUSTER_ORDERS) \
 		$(PY) -m pytest -q -p no:cacheprovider -s tests/e2e/test_cluster.py
 
@@ -26,6 +27,7 @@ test: venv
 	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(PY) scripts/audit.py
 	@$(PY) -m mypy replication schemas brokers services
 	@$(PY) -m pytest -q -p no:cacheprovider
 

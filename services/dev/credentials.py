@@ -41,16 +41,17 @@ def with_user(url: str, user: str, password: str) -> str:
     )
 
 
-def initdb_auth(state_dir: Path, password: str | None) -> list[str]:
-    """initdb's authentication: scram-sha-256 with `password` for the superuser, or trust.
+def initdb_options(state_dir: Path, password: str | None) -> list[str]:
+    """initdb's options: superuser `postgres`, scram-sha-256 with `password` (or trust).
     (A cluster initialised before passwords existed keeps trust: `make clean` starts over.)"""
+    base = ["-U", "postgres", "-E", "UTF8", "--no-instructions"]
     if not password:
-        return ["--auth=trust"]
+        return [*base, "--auth=trust"]
     pwfile = state_dir / "pwfile"
     fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(password + "\n")
-    return ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+    return [*base, "--auth=scram-sha-256", f"--pwfile={pwfile}"]
 
 
 def without_user(url: str) -> str:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.dev.credentials import initdb_auth, internal_credentials, nats_passwords, with_user
+from services.dev.credentials import initdb_options, internal_credentials, nats_passwords, with_user
 from services.infra.nats_auth import WORKER, authorization_block
 
 PR_SET_PDEATHSIG = 1
@@ -260,21 +260,10 @@ def start_postgres(
     log_path = state_dir / "postgres.log"
     prefix = _as_postgres_user()
     if not (data / "PG_VERSION").exists():
-        auth = initdb_auth(state_dir, password)
+        options = initdb_options(state_dir, password)
         with log_path.open("ab") as log:
             subprocess.run(  # noqa: S603
-                [
-                    *prefix,
-                    str(bin_dir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    *auth,
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ],
+                [*prefix, str(bin_dir / "initdb"), "-D", str(data), *options],
                 check=True,
                 stdout=log,
                 stderr=subprocess.STDOUT,

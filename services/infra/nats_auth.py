@@ -51,3 +51,16 @@ def authorization_block(passwords: Mapping[str, str]) -> str:
         for role in ROLES
     ]
     return "authorization {\n  users = " + json.dumps(users, indent=2) + "\n}\n"
+
+
+def password_variable(role: str) -> str:
+    """The environment variable the deployed servers read a role's password from."""
+    return f"NATS_{role.upper()}_PASSWORD"
+
+
+def deploy_authorization_block() -> str:
+    """The block in deploy/nats/*.conf: the same users, passwords from the environment."""
+    block = authorization_block({role: password_variable(role) for role in ROLES})
+    for role in ROLES:
+        block = block.replace(f'"{password_variable(role)}"', f"${password_variable(role)}")
+    return block
