@@ -18,11 +18,11 @@ cluster: venv
 # The cluster tests at full size (make test runs them with 20 followers and 1 + 3 orders).
 CLUSTER_FOLLOWERS ?= 200
 CLUSTER_ORDERS ?= 10
-cluster-# The audit reads an OSV database on disk (COPYTRADE_AUDIT_DB or .audit-db/): see README Security.
-test: venv
+cluster-test: venv
 	@COPYTRADE_CLUSTER_FOLLOWERS=$(CLUSTER_FOLLOWERS) COPYTRADE_CLUSTER_ORDERS=$(CLUSTER_ORDERS) \
 		$(PY) -m pytest -q -p no:cacheprovider -s tests/e2e/test_cluster.py
 
+# The audit reads an OSV database on disk (COPYTRADE_AUDIT_DB or .audit-db/): see README Security.
 test: venv
 	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
