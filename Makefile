@@ -22,10 +22,12 @@ cluster-test: venv
 	@COPYTRADE_CLUSTER_FOLLOWERS=$(CLUSTER_FOLLOWERS) COPYTRADE_CLUSTER_ORDERS=$(CLUSTER_ORDERS) \
 		$(PY) -m pytest -q -p no:cacheprovider -s tests/e2e/test_cluster.py
 
+# The audit reads an OSV database on disk (COPYTRADE_AUDIT_DB or .audit-db/): see README Security.
 test: venv
 	@./scripts/ensure-chromium.sh
 	@$(PY) -m ruff check .
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(PY) scripts/audit.py
 	@$(PY) -m mypy replication schemas brokers services clients
 	@$(PY) -m pytest -q -p no:cacheprovider
 

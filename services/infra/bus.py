@@ -46,11 +46,16 @@ def servers(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
 
 
-async def connect(url: str, name: str) -> NATS:
-    """Connect to one server or a cluster; reconnects forever (a leader change is a blip)."""
+async def connect(
+    url: str, name: str, user: str | None = None, password: str | None = None
+) -> NATS:
+    """Connect to one server or a cluster as `user` (a service role, services/infra/nats_auth.py;
+    credentials in the URL win); reconnects forever (a leader change is a blip)."""
     return await nats.connect(
         servers=servers(url),
         name=name,
+        user=user,
+        password=password,
         connect_timeout=5,
         reconnect_time_wait=0.5,
         max_reconnect_attempts=-1,
@@ -137,11 +142,19 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1, wait_s: float =
 
 
 async def _ensure_one(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create, or update when it differs: a stream already as configured is only read (the
+    API's NATS user may read the streams' info but not change them)."""
     try:
-        await js.stream_info(config.name or "")
-        await js.update_stream(config)
+        info = await js.stream_info(config.name or "")
+        if not _same(info.config, config):
+            await js.update_stream(config)
     except NotFoundError:
         await js.add_stream(config)
+
+
+def _same(current: StreamConfig, wanted: StreamConfig) -> bool:
+    keys = ("subjects", "retention", "storage", "max_age", "duplicate_window", "num_replicas")
+    return all(getattr(current, key) == getattr(wanted, key) for key in keys)
 
 
 async def ensure_consumer(js: JetStreamContext, ack_wait_s: float, max_deliver: int) -> None:

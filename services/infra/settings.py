@@ -8,6 +8,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,6 +25,14 @@ class Settings(BaseModel):
     nats_url: str | None = None
     database_url: str | None = None
     redis_url: str | None = None
+    # This process's NATS user (one per service role: api, worker, gateway; see
+    # services/infra/nats_auth.py) and its password; required in production. A URL with
+    # user:password@ in it wins over these.
+    nats_user: str | None = None
+    nats_password: str | None = None
+    # The dashboard gateway's own NATS user (subscribe to events only) inside API processes;
+    # unset: it shares the API's connection.
+    nats_gateway_password: str | None = None
 
     # Comma-separated NATS servers (a cluster): "nats://n1:4222,nats://n2:4222,nats://n3:4222".
     # Replicas of every stream: unset → 3 when three or more servers are listed, else 1.
@@ -127,6 +136,25 @@ class Settings(BaseModel):
             )
         return self
 
+    def require_internal_auth(self) -> None:
+        """Production: NATS, PostgreSQL and Valkey each need credentials (a URL without a
+        password is refused; operators are trusted, the network between hosts is not)."""
+        if not self.production:
+            return
+        missing = []
+        if not (self.nats_password or _has_password(self.nats_url)):
+            missing.append("COPYTRADE_NATS_PASSWORD (and COPYTRADE_NATS_USER)")
+        if not _has_password(self.database_url):
+            missing.append("a password in COPYTRADE_DATABASE_URL")
+        if not _has_password(self.redis_url):
+            missing.append("a password in COPYTRADE_REDIS_URL (redis://:PASSWORD@host)")
+        if missing:
+            raise SettingsError("production needs internal credentials: " + ", ".join(missing))
+
+    def nats_auth(self) -> tuple[str | None, str | None]:
+        """(user, password) for this process's NATS connection."""
+        return self.nats_user, self.nats_password
+
     @property
     def production(self) -> bool:
         return self.environment == "production"
@@ -181,6 +209,7 @@ class Settings(BaseModel):
                 "COPYTRADE_NATS_URL, COPYTRADE_DATABASE_URL and COPYTRADE_REDIS_URL must be set "
                 "(the launcher sets them when it starts the embedded servers)"
             )
+        self.require_internal_auth()
         return self.nats_url, self.database_url, self.redis_url
 
     def require_secrets(self) -> tuple[str, str]:
@@ -189,6 +218,12 @@ class Settings(BaseModel):
         if self.environment == "production" and len(self.jwt_secret) < 32:
             raise SettingsError("COPYTRADE_JWT_SECRET must be at least 32 characters in production")
         return self.jwt_secret, self.credential_keys
+
+
+def _has_password(url: str | None) -> bool:
+    """Every server of a (comma-separated) URL carries a password."""
+    parts = [part.strip() for part in (url or "").split(",") if part.strip()]
+    return bool(parts) and all(urlsplit(part).password for part in parts)
 
 
 def development_secrets(data_dir: Path) -> dict[str, str]:

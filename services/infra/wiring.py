@@ -99,7 +99,7 @@ async def runtime(
     _, keys = settings.require_secrets()
     overflow = pool_size if max_overflow is None else max_overflow
     engine = make_engine(database_url, pool_size=pool_size, max_overflow=overflow)
-    nc = await bus.connect(nats_url, f"copytrade-{name}")
+    nc = await bus.connect(nats_url, f"copytrade-{name}", *settings.nats_auth())
     redis = redis_client(redis_url)
     pool, factory = broker_factory(settings, redis)
     server: OpsServer | None = None

@@ -58,6 +58,7 @@ from services.infra.wiring import runtime, serve, stop_on_signals
 from services.worker.consuming import max_deliveries_subject, out_of_attempts, parse, pull
 from services.worker.dead_letters import DeadLetters
 from services.worker.redelivery import HoldForSnapshot, retry_later
+from services.worker.shard_check import stored_shard
 from services.worker.shards import Shard, ShardRunner
 
 log = logging.getLogger("copytrade.replicator")
@@ -322,7 +323,18 @@ class Replicator:
             )
         )
 
-    async def replicate_shard(self, shard: ShardMessage, message: Msg | None) -> None:
+    async def replicate_shard(self, given: ShardMessage, message: Msg | None) -> None:
+        """Record one shard, as PostgreSQL has it (services/worker/shard_check.py)."""
+        async with self.engine.connect() as conn:
+            shard = await stored_shard(conn, given)
+        if shard is None or shard.account_ids != given.account_ids:
+            log.warning(
+                "shard %s of order %s differs from the plan", given.shard, given.order.order_id
+            )
+        if shard is None:
+            if message is not None:
+                await message.term()
+            return
         master_id = shard.order.master_id
         cached = (
             None

@@ -27,6 +27,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import services
+from services.infra.nats_auth import PERMISSIONS, ROLES, deploy_authorization_block
 from services.infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,15 +170,14 @@ def test_kubernetes_roles_probes_budgets_and_autoscaling() -> None:
         assert container["resources"]["requests"] and container["resources"]["limits"], name
         assert container["securityContext"]["runAsNonRoot"] is True, name
     for name in ("copytrade-api", "copytrade-replicator"):
-        assert by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"] == (
-            deployments[name]["spec"]["selector"]["matchLabels"]
+        assert (
+            by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"]
+            == (deployments[name]["spec"]["selector"]["matchLabels"])
         )
     [hpa] = by_kind["HorizontalPodAutoscaler"].values()
     assert hpa["spec"]["scaleTargetRef"]["name"] == "copytrade-replicator"
     [job] = by_kind["Job"].values()
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "services.infra.db.migrate"
-    ]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["services.infra.db.migrate"]
     secret = by_kind["Secret"]["copytrade"]
     assert {"COPYTRADE_JWT_SECRET", "COPYTRADE_CREDENTIAL_KEYS"} <= set(secret["stringData"])
 
@@ -187,6 +187,8 @@ def test_configured_variables_are_settings_the_code_reads() -> None:
     known |= {"COPYTRADE_LOG_FORMAT", "COPYTRADE_LOG_LEVEL", "COPYTRADE_SIM_HOST"}
     used: set[str] = set()
     for _, document in _k8s_documents():
+        if document["metadata"]["name"] == "copytrade-nats":
+            continue  # NATS users' passwords by role, read by name (secretKeyRef)
         for key in ("data", "stringData"):
             used |= set(document.get(key, {}))
     for service in _compose()["services"].values():
@@ -355,3 +357,37 @@ def test_every_role_the_image_runs_is_a_module(role: str) -> None:
         assert importlib.util.find_spec(f"{role}.__main__") is not None
     else:
         assert 'if __name__ == "__main__":' in Path(spec.origin).read_text()
+
+
+# ---------------------------------------------------------------- internal authentication
+
+
+def test_deployed_nats_users_are_the_roles_the_code_defines() -> None:
+    """deploy/nats/*.conf and the chart's values grant each role exactly PERMISSIONS."""
+    for name in ("single.conf", "cluster.conf"):
+        assert deploy_authorization_block() in (ROOT / "deploy/nats" / name).read_text()
+    values = yaml.safe_load((ROOT / "deploy/k8s/nats-values.yaml").read_text())
+    users = values["config"]["merge"]["authorization"]["users"]
+    assert {user["user"]: user["permissions"] for user in users} == PERMISSIONS
+    assert set(values["container"]["env"]) == {f"NATS_{role.upper()}_PASSWORD" for role in ROLES}
+
+
+def test_every_deployed_process_has_its_own_nats_user_and_passwords() -> None:
+    compose = _compose()["services"]
+    for name in ("api-1", "replicator", "sweeper", "poller"):
+        env = compose[name]["environment"]
+        assert env["COPYTRADE_NATS_USER"] == ("api" if name == "api-1" else "worker")
+        assert "PASSWORD" in env["COPYTRADE_NATS_PASSWORD"]
+        assert "PASSWORD" in env["COPYTRADE_DATABASE_URL"]
+        assert "PASSWORD" in env["COPYTRADE_REDIS_URL"]
+    assert "--requirepass" in compose["valkey"]["command"]
+    deployments = {
+        doc["metadata"]["name"]: doc for _, doc in _k8s_documents() if doc["kind"] == "Deployment"
+    }
+    for name, deployment in deployments.items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item for item in container["env"]}
+        role = "api" if name == "copytrade-api" else "worker"
+        assert env["COPYTRADE_NATS_USER"]["value"] == role
+        ref = env["COPYTRADE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "copytrade-nats", "key": role}
