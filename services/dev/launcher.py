@@ -32,7 +32,7 @@ from services.dev.demo import (
 from services.dev.embedded import EmbeddedStack, die_with_parent, start_stack
 from services.dev.processes import Child, stop_all
 from services.dev.supervisor import ServerSupervisor
-from services.infra import bus
+from services.infra import bus, webhook_bus
 from services.infra.crypto import CredentialCipher
 from services.infra.db.engine import make_engine
 from services.infra.db.migrate import upgrade
@@ -66,7 +66,9 @@ async def _prepare(settings: Settings, env: dict[str, str]) -> None:
     nc = await bus.connect(env["COPYTRADE_NATS_URL"], "copytrade-launcher")
     try:
         js = nc.jetstream()
-        await bus.ensure_stream(js, Settings.from_env(env).stream_replicas)
+        replicas = Settings.from_env(env).stream_replicas
+        await bus.ensure_stream(js, replicas)
+        await webhook_bus.ensure_stream(js, replicas)
         await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)
     finally:
         await bus.close(nc)

@@ -132,7 +132,7 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1, wait_s: float =
     for config in (stream_config(replicas), shards_stream_config(replicas)):
         while True:
             try:
-                await _ensure_one(js, config)
+                await ensure_one(js, config)
                 break
             except (NatsTimeoutError, ServiceUnavailableError, NoRespondersError) as exc:
                 if time.monotonic() > deadline:
@@ -141,7 +141,7 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1, wait_s: float =
                 await asyncio.sleep(0.25)
 
 
-async def _ensure_one(js: JetStreamContext, config: StreamConfig) -> None:
+async def ensure_one(js: JetStreamContext, config: StreamConfig) -> None:
     """Create, or update when it differs: a stream already as configured is only read (the
     API's NATS user may read the streams' info but not change them)."""
     try:

@@ -24,6 +24,9 @@ WORKER = "worker"
 ROLES = (API, GATEWAY, WORKER)
 
 EVENTS = "events.>"
+# services/infra/webhook_bus.py (kept literal here: that module imports the NATS client stack)
+WEBHOOKS_STREAM = "WEBHOOKS"
+WEBHOOK_EVENTS_SUBJECT = "webhooks.events"
 
 PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
     API: {
@@ -34,6 +37,9 @@ PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
                 "$JS.API.INFO",
                 f"$JS.API.STREAM.INFO.{ORDERS_STREAM}",
                 f"$JS.API.STREAM.INFO.{SHARDS_STREAM}",
+                # webhook events the API announces itself (account.halted) and their stream
+                WEBHOOK_EVENTS_SUBJECT,
+                f"$JS.API.STREAM.INFO.{WEBHOOKS_STREAM}",
             ]
         },
         "subscribe": {"allow": ["_INBOX.>", EVENTS]},

@@ -22,9 +22,10 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import ServiceUnavailableError
 
 from schemas.webhooks import DeliveryMessage, WebhookEvent, WebhookEventType
+from services.infra.bus import ensure_one
 
 STREAM = "WEBHOOKS"
 EVENTS_SUBJECT = "webhooks.events"
@@ -56,11 +57,8 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1, wait_s: float =
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            try:
-                await js.stream_info(STREAM)
-                await js.update_stream(config)
-            except NotFoundError:
-                await js.add_stream(config)
+            # Only read when already as configured: the API's NATS user may not change streams.
+            await ensure_one(js, config)
             return
         except (NatsTimeoutError, ServiceUnavailableError, NoRespondersError):
             if time.monotonic() > deadline:

@@ -11,9 +11,10 @@ from fastapi import APIRouter
 
 from replication.pnl import total
 from schemas.reports import PnlOut, PnlPosition, PnlTotals
-from services.api.deps import Auth, Deps, require
-from services.api.errors import Forbidden
+from services.api.deps import Auth, Container, Deps, require
+from services.api.errors import Forbidden, MasterNotFound
 from services.app.pnl import Marks, PnlLine, follower_pnl, master_pnl
+from services.infra.db.repositories.subscriptions import subscriptions_of_follower
 
 router = APIRouter()
 
@@ -32,6 +33,12 @@ def pnl_position(line: PnlLine) -> PnlPosition:
         mark_price=line.mark,
         fills=line.pnl.fills,
     )
+
+
+async def _follows(c: Container, follower_id: str, master_id: str) -> bool:
+    async with c.engine.connect() as conn:
+        subscriptions = await subscriptions_of_follower(conn, follower_id)
+    return any(str(s.master_id) == master_id for s in subscriptions)
 
 
 @router.get("/v1/pnl", response_model=PnlOut)
@@ -53,6 +60,10 @@ async def pnl(
     else:
         master = str(master_id) if master_id else None
         lines = await follower_pnl(c.engine, marks, user.user_id, master, since, until)
+        if master is not None and not lines and not await _follows(c, user.user_id, master):
+            # Neither copies of that master nor a subscription to it: not told whether it
+            # exists (tenant isolation), as for any other tenant's id.
+            raise MasterNotFound()
     return PnlOut(
         role="master" if user.role == "master" else "follower",
         since=since,
