@@ -108,3 +108,37 @@ def test_api_conforms_to_its_openapi(
             seen[label] = _fuzz(operation, mode, stack.api_url, callers, failures)
     assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures[:25])
     assert any(seen.values()), seen
+
+
+@pytest.mark.parametrize("role", ["master", "follower"])
+def test_linked_operations_chain(
+    stack: Stack, callers: dict[str, dict[str, str]], role: str
+) -> None:
+    """Stateful: the links the document declares (an accepted order → its GET, PATCH, cancel and
+    copies; a created subscription → its PATCH and DELETE) are followed with the ids answered,
+    as each role; every step answers a documented status, never a 5xx."""
+    document = httpx.get(f"{stack.api_url}/openapi.json").json()
+    created = document["paths"]["/v1/orders"]["post"]["responses"]["202"]
+    assert set(created["links"]) >= {"GetOrder", "ReplaceOrder", "CancelOrder", "OrderCopies"}
+    schema = schemathesis.openapi.from_dict(document)
+    base_url, headers = stack.api_url, callers[role]
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": base_url, "headers": headers}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            assert response.status_code < 500, response.text[:300]
+            case.validate_response(
+                response, excluded_checks=[positive_data_acceptance], transport_kwargs=kwargs
+            )
+
+    Workflow.run(
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=4,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+    )
