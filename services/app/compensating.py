@@ -110,6 +110,9 @@ class Compensator:
         await self._cancel_resting(resting, goal.cancel_reason)
         async with self.engine.connect() as conn:
             legs = await follower_legs(conn, order_id)
+        if any(leg.status in _RESTING for leg in legs):
+            # A cancel not confirmed yet: one unwind per copy, so only once its fills are final.
+            return False
         await self._unwind(legs, goal)
         async with self.engine.begin() as conn:
             await compensation_done(conn, order_id)
