@@ -168,14 +168,15 @@ def test_kubernetes_roles_probes_budgets_and_autoscaling() -> None:
         assert container["resources"]["requests"] and container["resources"]["limits"], name
         assert container["securityContext"]["runAsNonRoot"] is True, name
     for name in ("copytrade-api", "copytrade-replicator"):
-        assert (
-            by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"]
-            == (deployments[name]["spec"]["selector"]["matchLabels"])
+        assert by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"] == (
+            deployments[name]["spec"]["selector"]["matchLabels"]
         )
     [hpa] = by_kind["HorizontalPodAutoscaler"].values()
     assert hpa["spec"]["scaleTargetRef"]["name"] == "copytrade-replicator"
     [job] = by_kind["Job"].values()
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["services.infra.db.migrate"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "services.infra.db.migrate"
+    ]
     secret = by_kind["Secret"]["copytrade"]
     assert {"COPYTRADE_JWT_SECRET", "COPYTRADE_CREDENTIAL_KEYS"} <= set(secret["stringData"])
 
