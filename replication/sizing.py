@@ -94,3 +94,17 @@ def size_for(
             return SizingSkip("zero_risk_distance", {"entry": format_decimal(entry)})
         raw = state.equity * sizing.percent / Decimal(100) / distance
     return SizingResult(qty=round_to_step(raw, step, sizing.rounding), raw_qty=raw)
+
+
+def excess_over_fraction(
+    filled: Decimal, qty: Decimal, fraction: Decimal, step: Decimal
+) -> Decimal:
+    """What a copy filled beyond `fraction` of its planned `qty` (issue 18: the master canceled
+    its own order after filling only that fraction). The copy's target is the fraction of its
+    quantity floored to the step, like every size, so a copy never ends above the master's
+    fraction; a copy that filled less has no excess (a cancel never opens new exposure)."""
+    if filled <= 0 or qty <= 0:
+        return Decimal(0)
+    fraction = min(max(fraction, Decimal(0)), Decimal(1))
+    target = round_to_step(qty * fraction, step)
+    return max(filled - target, Decimal(0))

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client as NATS
 
 from services.api.dashboard.gateway import Gateway
-from services.api.deps import Container
+from services.api.deps import Container, caller_refusal
 from services.api.errors import ERROR_RESPONSES, install
 from services.api.limits import EdgeLimits
 from services.api.request_ids import RequestIds
@@ -109,7 +109,7 @@ def build_app(settings: Settings) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    install(app)
+    install(app, caller_refusal)
     app.add_middleware(RequestIds)
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 
 from services.api.dashboard.gateway import Gateway
 from services.api.errors import Forbidden, Unauthorized
 from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
-from services.infra.auth import Principal, TokenIssuer
+from services.infra.auth import Principal, TokenError, TokenIssuer
 from services.infra.wiring import Runtime
 
 
@@ -65,7 +66,43 @@ def role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
         require(user, *roles)
         return user
 
+    check.roles = roles  # type: ignore[attr-defined]  # read by caller_refusal below
     return check
+
+
+def _needs(dependant: Dependant) -> tuple[bool, tuple[str, ...] | None]:
+    """Whether a route's dependencies take a bearer token, and the roles they require."""
+    bearer, roles = False, None
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        bearer = bearer or current.call is principal
+        roles = getattr(current.call, "roles", None) or roles
+        pending.extend(current.dependencies)
+    return bearer, roles
+
+
+def caller_refusal(request: Request) -> Exception | None:
+    """The 401/403 a route that takes a bearer token owes a caller whose body could not even be
+    parsed (FastAPI parses the body before it solves dependencies, so without this a request
+    that is not JSON hears 422 before "who are you"). Runs on that error path only."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    bearer, roles = _needs(dependant)
+    if not bearer:
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return Unauthorized()
+    try:
+        user = request.app.state.container.issuer.verify(token.strip())
+    except TokenError as exc:
+        return exc
+    if roles and user.role not in roles:
+        return Forbidden(f"this needs the {' or '.join(roles)} role")
+    return None
 
 
 MasterAuth = Annotated[Principal, Depends(role("master"))]

@@ -29,6 +29,7 @@ their status (the auth and brokerage modules know nothing about HTTP):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -239,6 +240,15 @@ async def _typed(request: Request, exc: Exception) -> JSONResponse:
     return typed_error_response(exc)
 
 
+def _unparsed_body(request: Request) -> JSONResponse:
+    """A body that is not JSON (or not UTF-8): who is asking comes first (401/403), then 422."""
+    check = getattr(request.app.state, "caller_refusal", None)
+    refusal = check(request) if check is not None else None
+    if refusal is not None:
+        return typed_error_response(refusal)
+    return error_response(422, "invalid_json", "the request body is not valid JSON")
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = _field_errors(exc)
@@ -247,6 +257,9 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     code = str(custom[0]["type"]) if custom else "validation_error"
     message = str(custom[0]["message"]) if custom else "the request is not valid"
     if fields and fields[0]["type"] == "json_invalid":
+        response = _unparsed_body(request)
+        if response.status_code != 422:
+            return response
         code, message = "invalid_json", "the request body is not valid JSON"
     return error_response(422, code, message, {"fields": fields})
 
@@ -256,7 +269,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400:
         # FastAPI's answer to a body it could not decode at all (invalid UTF-8): the same
         # refusal as any other body that is not JSON.
-        return error_response(422, "invalid_json", "the request body is not valid JSON")
+        return _unparsed_body(request)
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
     headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 405:
@@ -299,7 +312,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, caller_refusal: Callable[[Request], Exception | None]) -> None:
+    """`caller_refusal`: the 401/403 owed before a body that could not be parsed is refused."""
+    app.state.caller_refusal = caller_refusal
     for kind in (ApiError, TokenError, CredentialsRejected):
         app.add_exception_handler(kind, _typed)
     app.add_exception_handler(RequestValidationError, _validation)

@@ -1,19 +1,24 @@
-"""Compensating a master order its broker refused (issue 18, copy_on = submitted).
+"""Bringing the copies to the master's execution (issue 18), exactly once per order.
 
-Copies went out alongside the master's own order; once the master's broker refused it, each
-copy is brought back to what the master holds — nothing — exactly once per order:
-- copies still resting at their broker are canceled (reason master_rejected);
-- what a copy filled is closed by one `unwind` leg per copy (a market order the other way),
-  unless its subscription chose on_master_rejected = keep;
-- copies still in doubt (submitting, unknown) are left to the sweeper first: the claim lapses
-  and the compensation runs again once they are settled.
+Copies went out alongside the master's own order (copy_on = submitted). When the master's own
+leg ends short of its quantity, each copy is brought to the same fraction of its planned
+quantity:
+- refused by the master's broker (rejected, failed): fraction 0, reason master_rejected; a
+  subscription with on_master_rejected = keep keeps what its copy filled;
+- canceled after filling part of it (the master canceled through the API or at its broker):
+  fraction filled / qty, reason master_partial_cancel.
+Copies still resting at their broker are canceled; what a copy filled beyond the fraction of its
+quantity (floored to its step, replication.sizing.excess_over_fraction) is closed by one `unwind`
+leg per copy (a market order the other way); a copy that filled less is left as it is: a cancel
+never opens new exposure. Copies still in doubt (submitting, unknown, retrying) are left to the
+sweeper first: the claim lapses and the compensation runs again once they are settled.
 Unwind legs are ordinary legs (deterministic ids and client ids, recorded before they are sent,
 ledger spent), so a crash in between leaves them to the sweeper like any other leg."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -22,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from replication.ids import client_order_id
 from replication.model import PlannedLeg
 from replication.plan import leg_id
+from replication.sizing import excess_over_fraction
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce, format_decimal
 from services.app.sending import Sender, cancel_and_confirm
@@ -31,10 +37,12 @@ from services.infra.brokerage import BrokerFactory, broker_day
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.compensation import (
     CompensatedLeg,
+    MasterFill,
     claim_compensation,
     compensation_done,
     follower_legs,
     in_doubt,
+    master_fill,
     refused_uncompensated,
 )
 from services.infra.db.repositories.legs import insert_legs
@@ -44,7 +52,31 @@ from services.infra.settings import Settings
 log = logging.getLogger("copytrade.compensating")
 UNWIND_ACTION = "unwind"
 REASON = "master_rejected"
+PARTIAL_REASON = "master_partial_cancel"
 _RESTING = ("accepted", "partially_filled")
+_REFUSED = ("rejected", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """What the order's copies are brought to."""
+
+    fraction: Decimal  # of each copy's planned quantity
+    reason: str  # of the unwind legs
+    cancel_reason: str  # of the resting copies canceled
+    keep_allowed: bool  # on_master_rejected = keep applies
+
+
+def goal_for(master: MasterFill | None) -> Goal | None:
+    """Refused → nothing; canceled short of its quantity → the fraction the master filled."""
+    if master is None:
+        return None
+    if master.status in _REFUSED:
+        return Goal(Decimal(0), REASON, REASON, keep_allowed=True)
+    qty, filled = master.qty, master.filled_qty or Decimal(0)
+    if master.status == "canceled" and qty is not None and qty > 0 and filled < qty:
+        return Goal(filled / qty, PARTIAL_REASON, "master_canceled", keep_allowed=False)
+    return None
 
 
 class Compensator:
@@ -65,20 +97,32 @@ class Compensator:
         self.lease_s = lease_s
 
     async def compensate(self, order_id: str) -> bool:
-        """Compensate the order if its master leg was refused and nobody did; True when done."""
+        """Compensate the order if its master leg was refused (or canceled short of its quantity)
+        and nobody did; True when done."""
         async with self.engine.begin() as conn:
             if not await claim_compensation(conn, order_id, self.lease_s):
                 return False
+            goal = goal_for(await master_fill(conn, order_id))
             legs = await follower_legs(conn, order_id)
-        if in_doubt(legs):
+        if goal is None or in_doubt(legs):
             return False  # the claim lapses; the sweeper comes back once they are settled
-        await self._cancel_resting([leg for leg in legs if leg.status in _RESTING])
+        resting = [leg for leg in legs if leg.status in _RESTING]
+        await self._cancel_resting(resting, goal.cancel_reason)
         async with self.engine.connect() as conn:
             legs = await follower_legs(conn, order_id)
-        await self._unwind(legs)
+        if any(leg.status in _RESTING for leg in legs):
+            # A cancel not confirmed yet: one unwind per copy, so only once its fills are final.
+            return False
+        await self._unwind(legs, goal)
         async with self.engine.begin() as conn:
             await compensation_done(conn, order_id)
-        log.info("order %s: master refused, %d copies compensated", order_id, len(legs))
+        log.info(
+            "order %s: %s, %d copies brought to %s of their quantity",
+            order_id,
+            goal.reason,
+            len(legs),
+            format_decimal(goal.fraction),
+        )
         return True
 
     async def compensate_pending(self, limit: int = 50) -> bool:
@@ -90,7 +134,7 @@ class Compensator:
             await self.compensate(order_id)
         return len(order_ids) == limit
 
-    async def _cancel_resting(self, legs: list[CompensatedLeg]) -> None:
+    async def _cancel_resting(self, legs: list[CompensatedLeg], reason: str) -> None:
         outcomes = []
         for leg in legs:
             broker = broker_for(self.factory, self.cipher, leg)
@@ -98,19 +142,19 @@ class Compensator:
                 broker, leg.broker, leg, self.lease_s * 0.5, self.lease_s
             )
             if found is not None:
-                outcomes.append(replace(found, reason=REASON))
+                outcomes.append(replace(found, reason=reason))
         if outcomes:
             await self.settler.settle(outcomes)
 
-    async def _unwind(self, legs: list[CompensatedLeg]) -> None:
+    async def _unwind(self, legs: list[CompensatedLeg], goal: Goal) -> None:
         done = {str(leg.details.get("unwinds")) for leg in legs if leg.action == UNWIND_ACTION}
         unwinds = [
-            unwind_leg(leg)
+            unwind_leg(leg, excess, goal)
             for leg in legs
             if leg.action != UNWIND_ACTION
-            and (leg.filled_qty or 0) > 0
-            and leg.on_master_rejected == "close"
+            and not (goal.keep_allowed and leg.on_master_rejected == "keep")
             and str(leg.id) not in done
+            and (excess := excess_of(leg, goal)) > 0
         ]
         if not unwinds:
             return
@@ -125,8 +169,15 @@ class Compensator:
         await self.settler.settle(outcomes)
 
 
-def unwind_leg(leg: CompensatedLeg) -> PlannedLeg:
-    """A market order the other way for what the copy filled."""
+def excess_of(leg: CompensatedLeg, goal: Goal) -> Decimal:
+    """What the copy filled beyond the goal's fraction of its quantity (its own step)."""
+    step = Decimal(str(leg.details.get("qty_step") or "1"))
+    filled, qty = leg.filled_qty or Decimal(0), leg.qty or Decimal(0)
+    return excess_over_fraction(filled, qty, goal.fraction, step)
+
+
+def unwind_leg(leg: CompensatedLeg, qty: Decimal, goal: Goal) -> PlannedLeg:
+    """A market order the other way for `qty` of what the copy filled."""
     order_id, account_id = str(leg.order_id), str(leg.account_id)
     filled = leg.filled_qty or Decimal(0)
     return PlannedLeg(
@@ -140,14 +191,20 @@ def unwind_leg(leg: CompensatedLeg) -> PlannedLeg:
         client_order_id=client_order_id(order_id, account_id, UNWIND_ACTION),
         symbol=leg.symbol,
         side=Side.SELL if leg.side == "buy" else Side.BUY,
-        qty=filled,
+        qty=qty,
         type=OrderType.MARKET,
         time_in_force=TimeInForce.DAY,
         limit_price=None,
         stop_price=None,
         status=LegStatus.SUBMITTING,
-        reason=REASON,
-        details={"unwinds": str(leg.id), "reason": REASON, "qty": format_decimal(filled)},
+        reason=goal.reason,
+        details={
+            "unwinds": str(leg.id),
+            "reason": goal.reason,
+            "qty": format_decimal(qty),
+            "copy_filled": format_decimal(filled),
+            "fraction": format_decimal(goal.fraction.quantize(Decimal("0.000001"))),
+        },
     )
 
 

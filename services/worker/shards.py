@@ -178,9 +178,12 @@ class ShardRunner:
             )
         )[order.order_id]
         if shard.master_row is not None and any(
-            r.action == MASTER_ACTION and r.status in ("rejected", "failed") for r in settled_rows
+            r.action == MASTER_ACTION and r.status in ("rejected", "failed", "canceled")
+            for r in settled_rows
         ):
-            # copy_on = submitted: the copies went out with it; bring them back (once).
+            # copy_on = submitted: the copies went out with it; bring them to what the master's
+            # broker executed (once): nothing when refused, the fraction filled when canceled
+            # short of its quantity (an IOC, say). The sweeper does it for later ends.
             await self.compensator.compensate(order.order_id)
         if shard.master_row is not None and any(
             r.action == MASTER_ACTION and r.status in _FINAL for r in settled_rows

@@ -142,11 +142,30 @@ async def test_invalid_utf8_is_invalid_json(api: Api) -> None:
         if headers:
             _assert_error(response, 422, "invalid_json")
         else:
-            assert response.status_code in (401, 422), response.text
+            _assert_error(response, 401, "unauthorized")
     response = await api.http.post(
         "/v1/auth/token", content=b"\xc3\x28", headers={"content-type": "application/json"}
     )
     _assert_error(response, 422, "invalid_json")
+
+
+async def test_who_is_asking_comes_before_a_body_that_is_not_json(api: Api) -> None:
+    """FastAPI parses the body before it solves dependencies; the caller is still judged first."""
+    _, master = await api.user("master")
+    _, follower = await api.user("follower")
+
+    async def post(path: str, headers: dict[str, str]) -> Any:
+        return await api.http.post(
+            path, content=b"{not json", headers={"content-type": "application/json", **headers}
+        )
+
+    _assert_error(await post("/v1/orders", {}), 401, "unauthorized")
+    _assert_error(await post("/v1/orders", {"authorization": "Bearer nope"}), 401, "invalid_token")
+    _assert_error(await post("/v1/orders", api.auth(follower)), 403, "forbidden")
+    _assert_error(await post("/v1/orders", api.auth(master)), 422, "invalid_json")
+    _assert_error(await post("/v1/subscriptions", {}), 401, "unauthorized")
+    # Routes that take no token still answer 422 to a body that is not JSON.
+    _assert_error(await post("/v1/auth/token", {}), 422, "invalid_json")
 
 
 async def test_405_carries_allow(api: Api) -> None:

@@ -22,6 +22,7 @@ from services.api.errors import (
     OrderNotFound,
     UnexpectedPrice,
 )
+from services.api.links import ORDER_ACCEPTED, ORDER_REPLACED
 from services.api.views import order_out
 from services.app.order_messages import order_message_from_row
 from services.app.targets import broker_for
@@ -131,7 +132,7 @@ async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
         raise BrokerWouldRefuse(refused.code, refused.message)
 
 
-@router.post("/v1/orders", status_code=202, response_model=OrderAccepted)
+@router.post("/v1/orders", status_code=202, response_model=OrderAccepted, responses=ORDER_ACCEPTED)
 async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAccepted:
     await _admit(c, body, user.user_id)
     request_hash = _request_hash(body)
@@ -161,7 +162,12 @@ async def get_order(order_id: UUID, user: MasterAuth, c: Deps) -> OrderOut:
 # GET /v1/orders (pages, since/until, CSV) is served by services/api/routers/history.py.
 
 
-@router.patch("/v1/orders/{order_id}", status_code=202, response_model=OrderAccepted)
+@router.patch(
+    "/v1/orders/{order_id}",
+    status_code=202,
+    response_model=OrderAccepted,
+    responses=ORDER_REPLACED,
+)
 async def replace_order(
     order_id: UUID, body: OrderReplace, user: MasterAuth, c: Deps
 ) -> OrderAccepted:

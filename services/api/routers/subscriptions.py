@@ -16,6 +16,7 @@ from services.api.errors import (
     SubscriptionNotFound,
     Unprocessable,
 )
+from services.api.links import SUBSCRIPTION_CREATED
 from services.api.views import subscription_out
 from services.app.notifications import subscriptions_ended
 from services.infra.db.repositories.accounts import get_account
@@ -36,7 +37,12 @@ from services.infra.db.repositories.subscriptions import (
 router = APIRouter()
 
 
-@router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionOut)
+@router.post(
+    "/v1/subscriptions",
+    status_code=201,
+    response_model=SubscriptionOut,
+    responses=SUBSCRIPTION_CREATED,
+)
 async def create_subscription(
     body: SubscriptionCreate, user: FollowerAuth, c: Deps
 ) -> SubscriptionOut:

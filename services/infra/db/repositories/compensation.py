@@ -1,10 +1,12 @@
-"""A refused master order's compensation (issue 18): claimed with a lease, done exactly once;
+"""A master order's compensation (issue 18): its master leg was refused, or canceled after filling
+only part of its quantity. Claimed with a lease, done exactly once (master_orders.compensated_at);
 the follower legs it works on, with their subscription's on_master_rejected and broker."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,11 +15,37 @@ from services.infra.db.repositories.base import columns, fetch_all_as
 from services.infra.db.repositories.legs import ClaimedLeg
 
 _REFUSED = ("rejected", "failed")
+# The master leg's ends that call for a compensation: refused, or canceled short of its quantity.
+_NEEDED = (
+    "(l.status = ANY(CAST(:refused AS text[])) "
+    "OR (l.status = 'canceled' AND COALESCE(l.filled_qty, 0) < l.qty))"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class CompensatedLeg(ClaimedLeg):
     on_master_rejected: str
+
+
+@dataclass(frozen=True, slots=True)
+class MasterFill:
+    """How the master's own leg ended: what the copies are brought back to."""
+
+    status: str
+    qty: Decimal | None
+    filled_qty: Decimal | None
+
+
+async def master_fill(conn: AsyncConnection, order_id: str) -> MasterFill | None:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT status, qty, filled_qty FROM legs WHERE order_id = :o AND action = 'master'"
+            ),
+            {"o": order_id},
+        )
+    ).first()
+    return None if row is None else MasterFill(str(row[0]), row[1], row[2])
 
 
 async def master_leg_status(conn: AsyncConnection, order_id: str) -> str | None:
@@ -31,7 +59,8 @@ async def master_leg_status(conn: AsyncConnection, order_id: str) -> str | None:
 
 
 async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: float) -> bool:
-    """Take an order whose master leg was refused, unless it is done or someone holds it."""
+    """Take an order whose master leg was refused (or canceled short of its quantity), unless it
+    is done or someone holds it."""
     claimed = await conn.execute(
         text(
             "UPDATE master_orders o SET compensation_claimed_at = now() WHERE o.id = :o "
@@ -41,7 +70,7 @@ async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: floa
             "AND cardinality(o.shards_recorded) >= jsonb_array_length(o.plan -> 'shards') "
             "AND EXISTS "
             "(SELECT 1 FROM legs l WHERE l.order_id = o.id AND l.action = 'master' "
-            "AND l.status = ANY(CAST(:refused AS text[]))) RETURNING o.id"
+            f"AND {_NEEDED}) RETURNING o.id"
         ),
         {"o": order_id, "lease": lease_s, "refused": list(_REFUSED)},
     )
@@ -49,12 +78,13 @@ async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: floa
 
 
 async def refused_uncompensated(conn: AsyncConnection, limit: int) -> list[str]:
-    """Orders whose master leg was refused and whose compensation is not done (sweeper)."""
+    """Orders whose master leg was refused (or canceled short of its quantity) and whose
+    compensation is not done (sweeper)."""
     rows = await conn.execute(
         text(
             "SELECT o.id FROM master_orders o JOIN legs l ON l.order_id = o.id "
             "AND l.action = 'master' WHERE o.compensated_at IS NULL "
-            "AND l.status = ANY(CAST(:refused AS text[])) LIMIT :n"
+            f"AND {_NEEDED} LIMIT :n"
         ),
         {"refused": list(_REFUSED), "n": limit},
     )
@@ -87,4 +117,5 @@ async def follower_legs(conn: AsyncConnection, order_id: str) -> list[Compensate
 
 
 def in_doubt(legs: Sequence[ClaimedLeg]) -> bool:
-    return any(leg.status in ("planned", "submitting", "unknown") for leg in legs)
+    """Copies whose end is not known yet: a `retrying` copy may still be placed and fill."""
+    return any(leg.status in ("planned", "submitting", "unknown", "retrying") for leg in legs)
