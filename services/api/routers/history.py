@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from schemas.api import CopyOut, OrderOut
+from schemas.common import Rfc3339
 from schemas.reports import CopyPage, OrderPage
 from services.api.deps import Container, Deps, FollowerAuth, MasterAuth
 from services.api.errors import Unprocessable
@@ -138,8 +139,8 @@ def orders_fetch(c: Container, master_id: str) -> Fetch:
     return fetch
 
 
-Since = Annotated[datetime | None, Query(description="created at or after (RFC 3339)")]
-Until = Annotated[datetime | None, Query(description="created before (RFC 3339)")]
+Since = Annotated[Rfc3339 | None, Query(description="created at or after (RFC 3339)")]
+Until = Annotated[Rfc3339 | None, Query(description="created before (RFC 3339)")]
 Cursor = Annotated[str | None, Query(max_length=200, description="opaque; empty: first page")]
 
 

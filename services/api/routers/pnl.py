@@ -3,13 +3,13 @@ aggregates over their followers, no identities)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
 from fastapi import APIRouter
 
 from replication.pnl import total
+from schemas.common import Rfc3339
 from schemas.reports import PnlOut, PnlPosition, PnlTotals
 from services.api.deps import Auth, Container, Deps, require
 from services.api.errors import Forbidden, MasterNotFound
@@ -46,8 +46,8 @@ async def pnl(
     user: Auth,
     c: Deps,
     master_id: UUID | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Rfc3339 | None = None,
+    until: Rfc3339 | None = None,
 ) -> PnlOut:
     """Realized P&L over [since, until) (average cost over every earlier fill), the position
     at `until` marked at the broker's last price, fees where the broker reports them."""
