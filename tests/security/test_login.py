@@ -51,7 +51,7 @@ async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(api_app: AppFacto
         )
         assert blocked.status_code == 429
         # Backoff, not a five-minute lock: the wait grows with the attempts past the limit.
-        assert 1 <= int(blocked.headers["retry-after"]) <= 300
+        assert int(blocked.headers["retry-after"]) in range(1, 301)
         r = await owner.http.post("/v1/auth/token", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200, r.text
 
