@@ -30,6 +30,7 @@ from replication.plan import leg_id
 from replication.sizing import excess_over_fraction
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce, format_decimal
+from services.app.legwork import LegWork
 from services.app.sending import Sender, cancel_and_confirm
 from services.app.settling import Settler
 from services.app.targets import broker_for
@@ -79,23 +80,7 @@ def goal_for(master: MasterFill | None) -> Goal | None:
     return None
 
 
-class Compensator:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        factory: BrokerFactory,
-        cipher: CredentialCipher,
-        sender: Sender,
-        settler: Settler,
-        lease_s: float,
-    ) -> None:
-        self.engine = engine
-        self.factory = factory
-        self.cipher = cipher
-        self.sender = sender
-        self.settler = settler
-        self.lease_s = lease_s
-
+class Compensator(LegWork):
     async def compensate(self, order_id: str) -> bool:
         """Compensate the order if its master leg was refused (or canceled short of its quantity)
         and nobody did; True when done."""
@@ -215,12 +200,5 @@ def compensator(
     cipher: CredentialCipher,
     settler: Settler,
 ) -> Compensator:
-    sender = Sender(
-        engine,
-        factory,
-        cipher,
-        settings.leg_lease_s,
-        settings.unknown_recheck_s,
-        settings.max_concurrent_per_host,
-    )
+    sender = Sender.from_settings(engine, factory, cipher, settings)
     return Compensator(engine, factory, cipher, sender, settler, settings.leg_lease_s)

@@ -16,19 +16,14 @@ from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from replication.ids import client_order_id
 from replication.model import PlannedLeg
 from replication.plan import leg_id
 from replication.ports import Broker
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
-from services.app.sending import Sender
-from services.app.settling import Settler
+from services.app.legwork import LegWork
 from services.app.targets import broker_for
-from services.infra.brokerage import BrokerFactory
-from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.flattens import (
     CopiedPosition,
     FlattenRequest,
@@ -50,23 +45,7 @@ class HoldingsUnknown(Exception):
     """A broker did not say what an account holds: nothing is closed for now."""
 
 
-class Flattener:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        factory: BrokerFactory,
-        cipher: CredentialCipher,
-        sender: Sender,
-        settler: Settler,
-        lease_s: float,
-    ) -> None:
-        self.engine = engine
-        self.factory = factory
-        self.cipher = cipher
-        self.sender = sender
-        self.settler = settler
-        self.lease_s = lease_s
-
+class Flattener(LegWork):
     async def flatten_once(self) -> bool:
         """Work on the oldest pending request; True when it finished."""
         async with self.engine.begin() as conn:

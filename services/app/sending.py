@@ -31,6 +31,7 @@ from services.infra.db.repositories.leases import renew_leases
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.logs import bind_log_context
 from services.infra.metrics import BROKER_REQUESTS
+from services.infra.settings import Settings
 
 log = logging.getLogger("copytrade.sending")
 
@@ -241,6 +242,25 @@ class Sender:
         self.recheck_s = recheck_s
         self._host_limits: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(max_per_host)
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        engine: AsyncEngine,
+        factory: BrokerFactory,
+        cipher: CredentialCipher,
+        settings: Settings,
+    ) -> Sender:
+        """The sender every use case of a process uses: leases, rechecks and per-host limits
+        from its settings."""
+        return cls(
+            engine,
+            factory,
+            cipher,
+            settings.leg_lease_s,
+            settings.unknown_recheck_s,
+            settings.max_concurrent_per_host,
         )
 
     async def send_all(

@@ -78,14 +78,7 @@ class ShardRunner:
         self.master_positions = master_positions
         self.settler = settler
         self.recorder = Recorder(engine, settings.leg_lease_s)
-        self.sender = Sender(
-            engine,
-            factory,
-            cipher,
-            settings.leg_lease_s,
-            settings.unknown_recheck_s,
-            settings.max_concurrent_per_host,
-        )
+        self.sender = Sender.from_settings(engine, factory, cipher, settings)
         self._background: set[asyncio.Task[Any]] = set()
         self.compensator = Compensator(
             engine, factory, cipher, self.sender, settler, settings.leg_lease_s

@@ -85,14 +85,7 @@ class Sweeper:
         self.cipher = cipher
         self.factory = factory
         self.settler = Settler(engine, nc, self.master_positions)
-        sender = Sender(
-            engine,
-            factory,
-            cipher,
-            settings.leg_lease_s,
-            settings.unknown_recheck_s,
-            settings.max_concurrent_per_host,
-        )
+        sender = Sender.from_settings(engine, factory, cipher, settings)
         self.flattener = Flattener(
             engine, factory, cipher, sender, self.settler, settings.leg_lease_s
         )
