@@ -301,3 +301,14 @@ async def test_ops_endpoints(api: Api) -> None:
     metrics = await api.http.get("/metrics")
     assert "copytrade_orders_ingested_total" in metrics.text
     _assert_error(await api.http.get("/v1/nothing-here"), 404, "not_found")
+
+
+async def test_an_order_on_a_deleted_account_is_404_not_500(api: Api) -> None:
+    # Found by the stateful fuzz run: a deleted account keeps a tombstone row whose sealed
+    # credentials are empty; ordering on it must be "no such account", not a server error.
+    _, master = await api.user("master")
+    account, _ = await api.sim_account(master)
+    r = await api.http.delete(f"/v1/accounts/{account}", headers=api.auth(master))
+    assert r.status_code == 204, r.text
+    r = await api.order(master, account, symbol="DEL")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "account_not_found", r.text

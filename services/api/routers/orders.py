@@ -11,6 +11,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from replication.errors import Fatal
 from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, OrderReplace
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.api.deps import Container, Deps, MasterAuth
@@ -114,9 +115,9 @@ async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
         raise AccountNotFound()
     try:
         broker = broker_for(c.factory, c.cipher, account)
-    except CredentialError:
-        # Like a snapshot the broker does not give in time: not held against the order (its
-        # own leg then fails at the broker, with its reason, and nothing is copied blindly).
+    except (CredentialError, Fatal):
+        # Stored credentials that no longer open or parse: like a snapshot the broker does not
+        # give in time, not held against the order (its own leg then fails with its reason).
         log.warning(
             "ingest checks skipped: the credentials of account %s do not open", account.account_id
         )

@@ -144,12 +144,12 @@ async def set_cursor(conn: AsyncConnection, account_id: str, cursor_at: datetime
 async def get_sealed_account(
     conn: AsyncConnection, account_id: str, user_id: str
 ) -> SealedAccount | None:
-    """The caller's account with what building its broker adapter needs."""
+    """The caller's account (not a deleted one) with what building its broker adapter needs."""
     return fetch_one_as(
         await conn.execute(
             text(
                 "SELECT id AS account_id, broker, credentials FROM accounts "
-                "WHERE id = :id AND user_id = :u"
+                "WHERE id = :id AND user_id = :u AND deleted_at IS NULL"
             ),
             {"id": account_id, "u": user_id},
         ),
