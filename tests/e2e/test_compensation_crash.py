@@ -6,7 +6,7 @@ by client order id, the compensation claimed once) keeps a second closing order 
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.infra.db.engine import make_engine
 from tests.helpers import Api, Stack, eventually
 
 FOLLOWERS = 3
@@ -39,15 +38,6 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         s.stop()
 
 
-@pytest.fixture
-async def db(stack: Stack) -> AsyncIterator[AsyncEngine]:
-    eng = make_engine(stack.env["COPYTRADE_DATABASE_URL"], pool_size=2, max_overflow=1)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
-
-
 async def _unwinds(db: AsyncEngine, order_id: str) -> list[str]:
     async with db.connect() as conn:
         rows = await conn.execute(
@@ -57,7 +47,7 @@ async def _unwinds(db: AsyncEngine, order_id: str) -> list[str]:
         return [str(row[0]) for row in rows]
 
 
-async def test_kill_the_compensating_workers_mid_unwind(stack: Stack, db: AsyncEngine) -> None:
+async def test_kill_the_compensating_workers_mid_unwind(stack: Stack, engine: AsyncEngine) -> None:
     api = Api(stack.api_url, stack.sim_url)
     try:
         await api.sim.put("/sim/prices", json={"CRSH": "100"})
@@ -82,7 +72,7 @@ async def test_kill_the_compensating_workers_mid_unwind(stack: Stack, db: AsyncE
         order_id = (await api.order(master, account, symbol="CRSH", qty="5")).json()["order_id"]
 
         async def unwinding() -> bool:
-            statuses = await _unwinds(db, order_id)
+            statuses = await _unwinds(engine, order_id)
             return len(statuses) > 0 and "submitting" in statuses
 
         await eventually(unwinding, timeout_s=30, interval_s=0.02, message="no unwind in flight")
@@ -94,7 +84,9 @@ async def test_kill_the_compensating_workers_mid_unwind(stack: Stack, db: AsyncE
             child.signal(signal.SIGKILL)
         for child in doomed:
             assert child.wait(5)
-        assert "submitting" in await _unwinds(db, order_id), "the unwind finished before the kill"
+        assert "submitting" in await _unwinds(engine, order_id), (
+            "the unwind finished before the kill"
+        )
         for follower in followers:
             await api.sim.put(
                 "/sim/faults",
@@ -105,14 +97,14 @@ async def test_kill_the_compensating_workers_mid_unwind(stack: Stack, db: AsyncE
         stack.start_worker()
 
         async def compensated() -> list[str] | None:
-            async with db.connect() as conn:
+            async with engine.connect() as conn:
                 done = (
                     await conn.execute(
                         text("SELECT compensated_at IS NOT NULL FROM master_orders WHERE id = :o"),
                         {"o": order_id},
                     )
                 ).scalar_one()
-            statuses = await _unwinds(db, order_id)
+            statuses = await _unwinds(engine, order_id)
             return statuses if done and set(statuses) == {"filled"} else None
 
         statuses = await eventually(compensated, timeout_s=60, message="unwind not completed")

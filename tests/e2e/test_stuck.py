@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dev.embedded import free_port
 from services.dev.processes import Child
-from services.infra.db.engine import make_engine
 from tests.helpers import Api, Stack, eventually
 
 MAX_DELIVER = 3
@@ -58,15 +57,6 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture
-async def engine(stack: Stack) -> AsyncIterator[AsyncEngine]:
-    eng = make_engine(stack.env["COPYTRADE_DATABASE_URL"], pool_size=3, max_overflow=2)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 async def _metric(url: str, line_start: str) -> float | None:
