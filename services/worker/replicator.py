@@ -40,6 +40,7 @@ from schemas.messages import (
     OrderPlan,
     ShardMessage,
 )
+from services.app.order_messages import order_message_from_row
 from services.app.planning import Planner
 from services.app.recording import PlanLost
 from services.app.settling import Settler
@@ -58,7 +59,7 @@ from services.infra.wiring import runtime, serve, stop_on_signals
 from services.worker.consuming import max_deliveries_subject, out_of_attempts, parse, pull
 from services.worker.dead_letters import DeadLetters
 from services.worker.redelivery import HoldForSnapshot, retry_later
-from services.worker.shard_check import stored_shard
+from services.worker.shard_check import is_uuid, stored_shard
 from services.worker.shards import Shard, ShardRunner
 
 log = logging.getLogger("copytrade.replicator")
@@ -198,13 +199,13 @@ class Replicator:
     async def _replicate(
         self, order: OrderMessage, message: Msg | None, release: Callable[[], None]
     ) -> None:
-        loaded = await self._load(order)
+        loaded = await self._load(order.order_id)
         if loaded is None:
             log.error("order %s is not in the database; dropping it", order.order_id)
             if message is not None:
                 await message.term()
             return
-        state, followers = loaded
+        order, state, followers = loaded  # the message names an order; the row is the order
         master_row = state.master_account
         recorded = state.shards_recorded
         order_plan, fresh = await self._plan(order, state, followers)
@@ -285,20 +286,24 @@ class Replicator:
         )
         return refused, None, None
 
-    async def _load(self, order: OrderMessage) -> tuple[OrderState, TargetSet] | None:
-        """The order's state and its master's followers (cached per followers' version), in
-        one round trip when nothing changed."""
+    async def _load(self, order_id: str) -> tuple[OrderMessage, OrderState, TargetSet] | None:
+        """The order as PostgreSQL has it (row, halts, master account), and its master's
+        followers (cached per followers' version), in one round trip when nothing changed.
+        A message is only a request to work on an order id: nothing else in it is trusted."""
+        if not is_uuid(order_id):
+            return None
         async with self.engine.connect() as conn:
-            state = await order_state(conn, order.order_id)
-            if state is None:
+            state = await order_state(conn, order_id)
+            if state is None or state.order is None:
                 return None
+            order = order_message_from_row(state.order)
             followers = self._target_sets.get(order.master_id, state.targets_version)
             if followers is None:
                 rows = await load_targets(conn, order.master_id)
                 followers = self._target_sets.put(
                     order.master_id, state.targets_version, rows, self.targets
                 )
-        return state, followers
+        return order, state, followers
 
     async def _dispatch(
         self, order: OrderMessage, order_plan: OrderPlan, recorded: set[int], refused: bool

@@ -22,7 +22,7 @@ from services.infra.db.repositories.halts import GLOBAL_HALT_SCOPE, master_halt_
 from services.infra.db.repositories.orders import order_state, orders_by_ids
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
     except ValueError:
@@ -34,7 +34,7 @@ async def stored_shard(conn: AsyncConnection, shard: ShardMessage) -> ShardMessa
     """The shard as PostgreSQL has it, or None when no planned order has such a shard. Only
     `master_refused` may come from the message, and only to skip copies, never to send them."""
     order_id = shard.order.order_id
-    if not _is_uuid(order_id):
+    if not is_uuid(order_id):
         return None
     row = (await orders_by_ids(conn, [order_id])).get(order_id)
     state = await order_state(conn, order_id) if row is not None else None

@@ -4,7 +4,7 @@ cancel and replace requests."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -170,6 +170,8 @@ async def unpublished_orders(
 
 
 # A master leg still moving: not final at its broker, so the master's position may change.
+_ORDER_FIELDS = [f.name for f in fields(MasterOrder)]
+_ORDER_STATE_COLUMNS = ", ".join(f"o.{name} AS o_{name}" for name in _ORDER_FIELDS)
 _MASTER_OPEN = sorted(s.value for s in OPEN | OPEN_AT_BROKER)
 
 
@@ -186,6 +188,8 @@ class OrderState:
     halts: set[str]
     master_account: SealedAccount | None
     copy_on: str = "submitted"  # the master's execution policy (issue 18)
+    # The order row itself: what a worker copies comes from here, never from a message.
+    order: MasterOrder | None = None
 
 
 async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
@@ -196,7 +200,8 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
                 "WHERE l.account_id = o.account_id AND l.action = 'master' "
                 "AND l.status = ANY(CAST(:master_open AS text[]))) AS master_busy, "
                 "u.targets_version, u.copy_on, ARRAY(SELECT scope FROM halts) AS halts, "
-                "a.id AS account_id, a.broker, a.credentials "
+                "a.id AS account_id, a.broker, a.credentials, "
+                f"{_ORDER_STATE_COLUMNS} "
                 "FROM master_orders o JOIN users u ON u.id = o.master_id "
                 "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
             ),
@@ -216,6 +221,7 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
         halts={str(scope) for scope in row["halts"] or []},
         master_account=account,
         copy_on=str(row["copy_on"]),
+        order=MasterOrder(*(row[f"o_{name}"] for name in _ORDER_FIELDS)),
     )
 
 
