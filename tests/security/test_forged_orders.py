@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import OrderMessage
 from tests.helpers import eventually
@@ -30,6 +31,15 @@ def _forged(order_id: str, master_id: str, account_id: str) -> OrderMessage:
     )
 
 
+async def _legs_of(engine: AsyncEngine, account: str) -> list[tuple[str, str, str]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT symbol, side, qty::text FROM legs WHERE account_id = CAST(:a AS uuid)"),
+            {"a": account},
+        )
+        return [(str(s), str(side), str(q)) for s, side, q in rows.all()]
+
+
 async def _subscribe(client: Client, token: str, master_id: str, account: str) -> None:
     body = {
         "master_id": master_id,
@@ -45,6 +55,7 @@ async def test_a_forged_order_message_copies_only_what_postgresql_stores(
     simulator: str,
     servers: dict[str, str],
     service_env: dict[str, str],
+    engine: AsyncEngine,
 ) -> None:
     """Master A's real order (AAPL, buy 1), re-addressed to master B (whom the victim follows)
     as TSLA, sell 50: A's follower gets AAPL buy 1, the victim gets nothing."""
@@ -65,19 +76,8 @@ async def test_a_forged_order_message_copies_only_what_postgresql_stores(
             for unknown in (str(uuid.uuid4()), "not-an-order-id"):
                 await replicator.replicate(_forged(unknown, master_b, victim), None)
 
-            async def legs_of(account: str) -> list[tuple[str, str, str]]:
-                async with replicator.engine.connect() as conn:
-                    rows = await conn.execute(
-                        text(
-                            "SELECT symbol, side, qty::text FROM legs "
-                            "WHERE account_id = CAST(:a AS uuid)"
-                        ),
-                        {"a": account},
-                    )
-                    return [(str(s), str(side), str(q)) for s, side, q in rows.all()]
-
-            copied = await eventually(lambda: legs_of(follower))
+            copied = await eventually(lambda: _legs_of(engine, follower))
             assert [(s, side, q.rstrip("0").rstrip(".")) for s, side, q in copied] == [
                 ("AAPL", "buy", "1")
             ]
-            assert await legs_of(victim) == []
+            assert await _legs_of(engine, victim) == []
