@@ -1,7 +1,8 @@
 """Accepted orders per second at the ingest API: N concurrent httpx clients, no think time.
 
 Against a running `make run`: `python -m loadtest.ingest --concurrency 8 --seconds 10`.
-It registers a master with one (fake) simulator account and no followers, then POSTs market
+It registers a master with one simulator account (created over `--sim`/sim/accounts: linking
+verifies the keys at the broker) and no followers, then POSTs market
 orders as fast as the API answers and prints throughput and latency percentiles. Stop the
 replicators first (or not) depending on whether you want the API alone.
 """
@@ -16,7 +17,16 @@ import uuid
 import httpx
 
 
-async def run(url: str, concurrency: int, seconds: float) -> None:
+async def sim_keys(sim_url: str) -> dict[str, str]:
+    """A fresh simulator account's keys (linking an account verifies them at the broker)."""
+    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
+        response = await sim.post("/sim/accounts", json={"cash": "100000000"})
+        response.raise_for_status()
+        keys = response.json()
+    return {"key_id": keys["key_id"], "secret_key": keys["secret_key"]}
+
+
+async def run(url: str, concurrency: int, seconds: float, sim_url: str) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         email = f"ingest-{uuid.uuid4().hex[:10]}@example.test"
@@ -31,9 +41,10 @@ async def run(url: str, concurrency: int, seconds: float) -> None:
             json={
                 "broker": "sim",
                 "label": "ingest",
-                "credentials": {"key_id": "ingest", "secret_key": "ingest"},
+                "credentials": await sim_keys(sim_url),
             },
         )
+        account.raise_for_status()
         account_id = account.json()["account_id"]
         latencies: list[float] = []
         end = time.monotonic() + seconds
@@ -77,8 +88,9 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--sim", default="http://127.0.0.1:8100")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.concurrency, args.seconds))
+    asyncio.run(run(args.url, args.concurrency, args.seconds, args.sim))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 from locust import HttpUser, User, between, events, task
 from websockets.sync.client import connect
 
@@ -26,6 +27,7 @@ MASTER_EMAIL = os.environ.get("LOCUST_MASTER_EMAIL", "master@demo.copytrade.dev"
 MASTER_PASSWORD = os.environ.get("LOCUST_MASTER_PASSWORD", "demo-master-password")
 FOLLOWER_PASSWORD = os.environ.get("LOCUST_FOLLOWER_PASSWORD", "demo-follower-password")
 FOLLOWERS = int(os.environ.get("LOCUST_DEMO_FOLLOWERS", "200"))
+SIM_URL = os.environ.get("LOCUST_SIM_URL", "http://127.0.0.1:8100")
 POSTED: dict[str, float] = {}  # order id → when its POST returned (time.time())
 
 
@@ -146,10 +148,18 @@ class IngestUser(HttpUser):
             json={
                 "broker": "sim",
                 "label": "ingest",
-                "credentials": {"key_id": "ingest", "secret_key": "ingest"},
+                "credentials": self._sim_keys(),
             },
         )
         self.account_id = account.json()["account_id"]
+
+    @staticmethod
+    def _sim_keys() -> dict[str, str]:
+        """A fresh simulator account (linking verifies the keys at the broker)."""
+        response = httpx.post(f"{SIM_URL}/sim/accounts", json={"cash": "100000000"}, timeout=10)
+        response.raise_for_status()
+        keys = response.json()
+        return {"key_id": keys["key_id"], "secret_key": keys["secret_key"]}
 
     @task
     def place_order(self) -> None:

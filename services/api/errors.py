@@ -12,7 +12,8 @@ any of them into the wire body. The tree:
     │                                   order_canceled, not_retryable, account_in_use
     ├── PayloadTooLarge             413 payload_too_large      (services/api/limits.py)
     ├── Unprocessable               422 validation_error, unexpected_price
-    ├── TooManyAttempts             429 too_many_attempts      (Retry-After)
+    ├── TooManyAttempts             429 too_many_attempts, too_many_requests, rate_limited
+    │                                   (Retry-After)
     └── Unavailable                 503 unavailable            (Retry-After)
 
 A dependency that cannot be reached (PostgreSQL, Redis or NATS down or restarting; see
@@ -24,6 +25,7 @@ their status (the auth and brokerage modules know nothing about HTTP):
 
     services.infra.auth.TokenError            401 invalid_token / token_expired
     services.infra.brokerage.CredentialsRejected  422 invalid_credentials / broker_not_supported
+    services.infra.brokerage.BrokerUnreachable    503 unavailable (checking credentials)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from schemas.api import CUSTOM_ERROR_CODES
 from schemas.common import ErrorBody
 from services.infra.auth import TokenError
 from services.infra.availability import dependency_unavailable
-from services.infra.brokerage import CredentialsRejected
+from services.infra.brokerage import BrokerUnreachable, CredentialsRejected
 
 log = logging.getLogger("copytrade.api")
 
@@ -199,6 +201,10 @@ class TooManyRequests(TooManyAttempts):
     code, default_message = "too_many_requests", "too many requests from this address"
 
 
+class RateLimited(TooManyAttempts):
+    code, default_message = "rate_limited", "too many writes from this user; see Retry-After"
+
+
 def error_response(
     status: int,
     code: str,
@@ -213,7 +219,7 @@ def error_response(
 
 
 def typed_error_response(exc: Exception) -> JSONResponse:
-    """The answer for an ApiError, TokenError or CredentialsRejected."""
+    """The answer for an ApiError, TokenError, CredentialsRejected or BrokerUnreachable."""
     if isinstance(exc, BrokerWouldRefuse):
         return error_response(exc.status, exc.rule, exc.message, exc.details)
     if isinstance(exc, ApiError):
@@ -223,6 +229,8 @@ def typed_error_response(exc: Exception) -> JSONResponse:
         return error_response(401, exc.code, str(exc), None, BEARER)
     if isinstance(exc, CredentialsRejected):
         return error_response(422, exc.code, str(exc))
+    if isinstance(exc, BrokerUnreachable):
+        return error_response(503, Unavailable.code, str(exc), None, Unavailable.default_headers)
     raise TypeError(f"{type(exc).__name__} has no API mapping")
 
 
@@ -315,7 +323,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI, caller_refusal: Callable[[Request], Exception | None]) -> None:
     """`caller_refusal`: the 401/403 owed before a body that could not be parsed is refused."""
     app.state.caller_refusal = caller_refusal
-    for kind in (ApiError, TokenError, CredentialsRejected):
+    for kind in (ApiError, TokenError, CredentialsRejected, BrokerUnreachable):
         app.add_exception_handler(kind, _typed)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -6,10 +6,12 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+import httpx
+
 from brokers.descriptor import Connections, InvalidCredentials
 from brokers.http import HttpClientPool
 from brokers.registry import DESCRIPTORS, UnsupportedBroker, descriptor
-from replication.errors import Fatal
+from replication.errors import BrokerError, Fatal, NotFound, Rejected
 from replication.ports import Broker
 from services.infra.ratelimit import Budgets
 
@@ -22,6 +24,11 @@ class CredentialsRejected(ValueError):
 
 class BrokerNotSupported(CredentialsRejected):
     code = "broker_not_supported"
+
+
+class BrokerUnreachable(RuntimeError):
+    """The broker did not answer a credentials check (down, timing out, unreachable): nothing
+    is known about the credentials, so nothing is stored (the API answers 503)."""
 
 
 def validate_credentials(broker: str, credentials: dict[str, Any]) -> None:
@@ -105,8 +112,10 @@ class BrokerFactory:
         adapter = described.connect(parsed, Connections(trading=http, data=data))
         try:
             await adapter.account()
-        except Fatal as exc:
+        except (Fatal, Rejected, NotFound) as exc:
             raise CredentialsRejected("the broker refused these credentials") from exc
+        except (BrokerError, httpx.HTTPError, OSError, TimeoutError) as exc:
+            raise BrokerUnreachable(f"the broker did not answer ({type(exc).__name__})") from exc
 
     def cached(self, account_id: str) -> Broker | None:
         return self._cache.get(account_id)

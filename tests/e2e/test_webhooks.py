@@ -14,10 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clients.copytrade_client import CopytradeClient, CopytradeError, verify_signature
 from services.dev.embedded import free_port
-from tests.helpers import Api, eventually
+from services.infra.crypto import CredentialCipher
+from tests.helpers import Api, Stack, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -175,20 +178,22 @@ async def _async(value: Any) -> Any:
 
 
 async def test_leg_failed_is_delivered_from_the_settle_path(
-    api: Api, receiver_factory: Any
+    api: Api, receiver_factory: Any, stack: Stack, engine: AsyncEngine
 ) -> None:
     master_id, master = await api.user("master")
     master_account, _ = await api.sim_account(master)
     follower_id, token = await api.user("follower")
     headers = api.auth(token)
-    sim = (await api.sim.post("/sim/accounts", json={"cash": "100000"})).json()
-    linked = await api.http.post(  # keys the simulator does not know: the broker says 401
-        "/v1/accounts", headers=headers,
-        json={"broker": "sim", "label": "stale keys",
-              "credentials": {"key_id": sim["key_id"], "secret_key": "wrong-" + sim["key_id"]}},
-    )
-    assert linked.status_code == 201, linked.text
-    account_id = linked.json()["account_id"]
+    account_id, sim_id = await api.sim_account(token)
+    # Keys that went stale after linking (linking verifies them): the broker says 401.
+    key_id, secret = api.sim_keys[sim_id]
+    cipher = CredentialCipher.from_setting(stack.env["COPYTRADE_CREDENTIAL_KEYS"])
+    stale = cipher.encrypt(account_id, {"key_id": key_id, "secret_key": "wrong-" + secret})
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE accounts SET credentials = :c WHERE id = CAST(:a AS uuid)"),
+            {"c": stale, "a": account_id},
+        )
     await api.subscribe(token, master_id, account_id, {"mode": "fixed", "qty": "1"})
     receiver = receiver_factory()
     created = await api.http.post(

@@ -131,3 +131,42 @@ async def _rotate(engine: AsyncEngine, database: str, jwt_secret: str) -> None:
         assert not new_only.needs_rotation(bytes(sealed))
         assert new_only.decrypt(str(account_id), bytes(sealed)) == accounts[str(account_id)]
     assert (await rotate_keys(settings))[0] == 0  # nothing left under an older key
+
+
+async def test_linking_verifies_the_credentials_at_the_broker_and_stores_nothing_it_refuses(
+    api_app: AppFactory, simulator: str
+) -> None:
+    async with httpx.AsyncClient(base_url=simulator) as sim:
+        keys = (await sim.post("/sim/accounts", json={"cash": "5"})).json()
+    for credentials in (
+        {"key_id": "PKNOSUCHKEY0000000", "secret_key": "wrong-secret"},  # unknown key
+        {"key_id": keys["key_id"], "secret_key": "wrong-" + keys["secret_key"]},  # wrong secret
+    ):
+        async with api_app() as app:
+            client = Client(app, random_address())
+            _, token = await client.user("follower")
+            body = {"broker": "sim", "label": "bad", "credentials": credentials}
+            r = await client.http.post("/v1/accounts", headers=client.auth(token), json=body)
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["code"] == "invalid_credentials"
+            assert credentials["secret_key"] not in r.text
+            assert (await client.http.get("/v1/accounts", headers=client.auth(token))).json() == []
+    good = {"key_id": keys["key_id"], "secret_key": keys["secret_key"]}
+    async with api_app() as app:
+        client = Client(app, random_address())
+        _, token = await client.user("follower")
+        linked = await client.sim_account(token, simulator)
+    # A broker that does not answer: 503 unavailable with Retry-After, nothing stored.
+    async with api_app(SIM_URL="http://127.0.0.1:9") as app:
+        client = Client(app, random_address())
+        auth = client.auth(token)
+        body = {"broker": "sim", "label": "down", "credentials": good}
+        r = await client.http.post("/v1/accounts", headers=auth, json=body)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "unavailable" and "retry-after" in r.headers
+        r = await client.http.patch(
+            f"/v1/accounts/{linked}", headers=auth, json={"credentials": good}
+        )
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+        listed = (await client.http.get("/v1/accounts", headers=auth)).json()
+        assert [a["account_id"] for a in listed] == [linked]

@@ -1,4 +1,6 @@
-"""Brokerage accounts: POST/GET /v1/accounts, POST /v1/accounts/{id}/halt and /resume."""
+"""Brokerage accounts: POST/GET /v1/accounts, POST /v1/accounts/{id}/halt and /resume.
+
+Linking verifies the credentials at the broker (one read-only call: the account) first."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ router = APIRouter()
 )
 async def create_account(body: AccountCreate, user: Auth, c: Deps) -> AccountOut:
     validate_credentials(body.broker.value, body.credentials)  # CredentialsRejected → 422
+    # One read-only call at the broker before anything is stored: refused keys → 422
+    # invalid_credentials, a broker that does not answer → 503 unavailable (BrokerUnreachable).
+    await c.factory.verify(body.broker.value, body.credentials)
     account_id = str(uuid.uuid4())
     sealed = c.cipher.encrypt(account_id, body.credentials)
     async with c.engine.begin() as conn:
