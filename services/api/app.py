@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import fields
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client as NATS
@@ -41,6 +42,7 @@ from services.infra import bus
 from services.infra.auth import TokenIssuer, hash_password
 from services.infra.nats_auth import GATEWAY
 from services.infra.settings import Settings
+from services.infra.throttle import TokenBuckets
 from services.infra.wiring import runtime
 
 ROUTERS = (
@@ -60,6 +62,11 @@ ROUTERS = (
 )
 
 
+def _write_limits(settings: Settings, redis: aioredis.Redis) -> TokenBuckets | None:
+    rate, burst = settings.writes_per_user_per_s, settings.write_burst_per_user
+    return TokenBuckets(redis, rate, burst, "copytrade:writes:user") if rate > 0 else None
+
+
 def make_lifespan(
     settings: Settings,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -74,6 +81,7 @@ def make_lifespan(
                 gateway=Gateway(),
                 published=PublishedMarks(rt.engine),
                 admission=Admission(rt.redis),
+                writes=_write_limits(settings, rt.redis),
             )
             app.state.container = c
             own = await _gateway_connection(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -10,10 +11,11 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 
 from services.api.dashboard.gateway import Gateway
-from services.api.errors import Forbidden, Unauthorized
+from services.api.errors import Forbidden, RateLimited, Unauthorized
 from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra.auth import Principal, TokenError, TokenIssuer
+from services.infra.throttle import TokenBuckets
 from services.infra.wiring import Runtime
 
 
@@ -26,6 +28,7 @@ class Container(Runtime):
     gateway: Gateway
     published: PublishedMarks
     admission: Admission
+    writes: TokenBuckets | None = None  # per-user write rate (None: off)
 
 
 async def container(request: Request) -> Container:
@@ -36,14 +39,23 @@ async def container(request: Request) -> Container:
 Deps = Annotated[Container, Depends(container)]
 
 
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 async def principal(request: Request, c: Deps) -> Principal:
-    """The caller of a bearer token; a bad token raises TokenError (401 with its code)."""
-    # async on purpose (no I/O here): a plain def would hop to a worker thread per request.
+    """The caller of a bearer token; a bad token raises TokenError (401 with its code). A
+    write past the caller's rate (Container.writes) is refused 429 rate_limited."""
+    # async on purpose: a plain def would hop to a worker thread per request.
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized()
-    return c.issuer.verify(token.strip())
+    user = c.issuer.verify(token.strip())
+    if c.writes is not None and request.method in WRITES:
+        wait = await c.writes.take(user.user_id)
+        if wait is not None:
+            raise RateLimited(headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    return user
 
 
 Auth = Annotated[Principal, Depends(principal)]

@@ -29,7 +29,7 @@ from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT, CIRCUIT_OPEN
 
 T = TypeVar("T")
 
-_RESERVE = """
+BUCKET_SCRIPT = """
 local capacity = tonumber(ARGV[1])
 local per_ms = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -76,7 +76,7 @@ class RateBudget:
         self._key = key
         self._limit = limit
         self._max_wait_ms = int(max_wait_s * 1000)
-        self._script = redis.register_script(_RESERVE)
+        self._script = redis.register_script(BUCKET_SCRIPT)
         # "copytrade:budget:account:<id>" → "account": the metric's label, never the id itself.
         parts = key.split(":")
         self._scope = parts[2] if len(parts) > 3 else "other"

@@ -70,6 +70,12 @@ class Settings(BaseModel):
     login_attempts_per_5min: int = Field(default=20, ge=0)
     login_attempts_per_address_per_5min: int = Field(default=200, ge=0)
     registrations_per_address_per_hour: int = Field(default=20, ge=0)
+    # Writes (POST, PUT, PATCH, DELETE) per signed-in user, counted across API processes in
+    # Valkey: a token bucket of `write_burst_per_user` refilled at this rate; past it 429
+    # rate_limited + Retry-After. 0 = off. Generous by default: the ingest benchmark's one
+    # master aims at 1,000 orders/s; lower it where no such client exists.
+    writes_per_user_per_s: float = Field(default=1000.0, ge=0)
+    write_burst_per_user: int = Field(default=2000, ge=1)
     # Request bodies over this many bytes answer 413 before parsing; 0 = off.
     max_body_bytes: int = Field(default=65_536, ge=0)
     # Dashboard sockets one user may hold open in one API process; 0 = off.

@@ -21,6 +21,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from services.infra.ratelimit import BUCKET_SCRIPT
+
 log = logging.getLogger("copytrade.throttle")
 
 MAX_BACKOFF_EXPONENT = 12
@@ -114,3 +116,44 @@ class LocalCounters:
 
 
 LOCAL = LocalCounters()
+
+
+class TokenBuckets:
+    """Per-key token buckets (a burst, refilled at a steady rate) shared by every API process:
+    one Lua script takes a token atomically on Redis's own clock (services.infra.ratelimit's).
+    Without Redis they fail open to buckets in this process's memory, like the counters."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, redis: aioredis.Redis, per_second: float, burst: int, prefix: str) -> None:
+        self._script = redis.register_script(BUCKET_SCRIPT)
+        self._per_ms = per_second / 1000
+        self._burst = max(1, burst)
+        self._prefix = prefix
+        self._local: dict[str, tuple[float, float]] = {}  # key → (tokens, monotonic ms)
+
+    async def take(self, key: str) -> float | None:
+        """Take one token for `key`; None when taken, else seconds until one is there."""
+        try:
+            answer = int(
+                await self._script(
+                    keys=[f"{self._prefix}:{key}"], args=[self._burst, self._per_ms, 1, 0]
+                )
+            )
+            LOCAL.recovered()
+        except (RedisError, OSError) as exc:
+            LOCAL.failing(exc)
+            return self._take_locally(key)
+        return None if answer >= 0 else -answer / 1000
+
+    def _take_locally(self, key: str) -> float | None:
+        now = time.monotonic() * 1000
+        tokens, then = self._local.get(key, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + (now - then) * self._per_ms)
+        if len(self._local) >= self.MAX_KEYS:
+            self._local.clear()  # a full refill is the fail-open direction
+        if tokens < 1:
+            self._local[key] = (tokens, now)
+            return (1 - tokens) / self._per_ms / 1000
+        self._local[key] = (tokens - 1, now)
+        return None

@@ -1,15 +1,18 @@
 """Sizes and counts: request bodies (413 before parsing, even without a token), list fields,
-socket tokens spent once, sockets per user."""
+socket tokens spent once, sockets per user, writes per user (429 rate_limited)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from services.infra.throttle import TokenBuckets
 from tests.security.conftest import AppFactory, Client, random_address
 
 BIG = json.dumps({"client_order_id": "x" * (100 * 1024)})
@@ -129,3 +132,56 @@ def test_a_socket_token_opens_one_socket_and_sockets_per_user_are_capped(
             with _open(client, socket_token()) as second:
                 assert json.loads(second.receive_text())["type"] == "snapshot"  # type: ignore[attr-defined]
                 assert _refusal(client, socket_token()) == "too many sockets for this user"
+
+
+async def test_writes_per_user_are_limited_across_api_processes(api_app: AppFactory) -> None:
+    """A burst of 3 writes, refilled at 1/s, shared by two API processes through Valkey: the
+    fourth write anywhere is 429 rate_limited with Retry-After; reads and other users go on."""
+    limits = {"writes_per_user_per_s": "1", "write_burst_per_user": "3"}
+    async with api_app(**limits) as first, api_app(**limits) as second:
+        one, two = Client(first, random_address()), Client(second, random_address())
+        _, token = await one.user("follower")
+        auth = one.auth(token)
+        for client in (one, two, one):
+            r = await client.http.post("/v1/ws/token", headers=auth)
+            assert r.status_code == 200, r.text
+        for client in (two, one):
+            r = await client.http.post("/v1/ws/token", headers=auth)
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["code"] == "rate_limited"
+            assert int(r.headers["retry-after"]) in range(1, 3)
+        assert (await one.http.get("/v1/accounts", headers=auth)).status_code == 200
+        _, other = await two.user("follower")
+        assert (await two.http.post("/v1/ws/token", headers=two.auth(other))).status_code == 200
+
+
+async def test_parallel_writes_cannot_slip_past_the_limit(api_app: AppFactory) -> None:
+    async with api_app(writes_per_user_per_s="0.01", write_burst_per_user="5") as app:
+        client = Client(app, random_address())
+        _, token = await client.user("follower")
+        answers = await asyncio.gather(
+            *(client.http.post("/v1/ws/token", headers=client.auth(token)) for _ in range(30))
+        )
+        assert sorted(r.status_code for r in answers) == [200] * 5 + [429] * 25
+
+
+async def test_zero_turns_the_write_limit_off(api_app: AppFactory) -> None:
+    async with api_app(writes_per_user_per_s="0", write_burst_per_user="1") as app:
+        client = Client(app, random_address())
+        _, token = await client.user("follower")
+        for _ in range(5):
+            r = await client.http.post("/v1/ws/token", headers=client.auth(token))
+            assert r.status_code == 200, r.text
+
+
+async def test_write_limit_fails_open_to_a_local_bucket_without_valkey() -> None:
+    unreachable = aioredis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    try:
+        buckets = TokenBuckets(unreachable, per_second=0.5, burst=2, prefix="test:writes")
+        assert await buckets.take("user-a") is None
+        assert await buckets.take("user-a") is None
+        wait = await buckets.take("user-a")
+        assert wait is not None and 1.0 < wait <= 2.0
+        assert await buckets.take("user-b") is None  # per key
+    finally:
+        await unreachable.aclose()
