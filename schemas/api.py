@@ -106,6 +106,14 @@ class AccountOut(BaseModel):
     label: str
     halted: bool = False
     created_at: datetime | None = None
+    # DELETE ?positions=close answered 202: its copies are being closed; it disappears once flat.
+    deleting: bool = False
+
+
+class AccountPositions(StrEnum):
+    """What deleting an account does with the positions copied into it (only `close`)."""
+
+    CLOSE = "close"
 
 
 class SubscriptionCreate(Strict):

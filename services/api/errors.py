@@ -9,7 +9,8 @@ any of them into the wire body. The tree:
     ├── Forbidden                   403 forbidden, invite_required, master_closed
     ├── NotFound                    404 account_not_found, master_not_found, copy_not_found, …
     ├── Conflict                    409 email_taken, subscription_exists, idempotency_conflict,
-    │                                   order_canceled, not_retryable, account_in_use
+    │                                   order_canceled, not_retryable, account_in_use,
+    │                                   account_deleting
     ├── PayloadTooLarge             413 payload_too_large      (services/api/limits.py)
     ├── Unprocessable               422 validation_error, unexpected_price
     ├── TooManyAttempts             429 too_many_attempts, too_many_requests, rate_limited
@@ -142,6 +143,10 @@ class OrderCanceled(Conflict):
 
 class NotRetryable(Conflict):
     code, default_message = "not_retryable", "only a failed or expired copy can be retried"
+
+
+class AccountDeleting(Conflict):
+    code, default_message = "account_deleting", "the account is being deleted"
 
 
 class AccountInUse(Conflict):

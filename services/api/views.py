@@ -22,6 +22,7 @@ def account_out(row: Account) -> AccountOut:
         label=row.label,
         halted=row.halted,
         created_at=row.created_at,
+        deleting=row.deleting_at is not None,
     )
 
 

@@ -294,7 +294,7 @@ class Replicator:
             return None
         async with self.engine.connect() as conn:
             state = await order_state(conn, order_id)
-            if state is None or state.order is None:
+            if state is None:
                 return None
             order = order_message_from_row(state.order)
             followers = self._target_sets.get(order.master_id, state.targets_version)

@@ -44,6 +44,7 @@ from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher, CredentialError
+from services.infra.db.repositories.accounts import delete_account, flat_deleting_accounts
 from services.infra.db.repositories.dead_letters import due_dead_letters, revive
 from services.infra.db.repositories.flattens import end_flat_subscriptions
 from services.infra.db.repositories.halts import halt_scopes
@@ -107,6 +108,7 @@ class Sweeper:
                 busy = await self.refresh_once() or busy
                 busy = await self.flattener.flatten_once() or busy
                 await self.end_subscriptions()
+                await self.retire_deleted_accounts()
                 await self.republish_outbox()
                 busy = await self.compensator.compensate_pending() or busy
                 await self.retry_dead_letters()
@@ -326,6 +328,15 @@ class Sweeper:
         if ended:
             log.info("%d ended subscriptions are flat and removed", len(ended))
             await subscriptions_ended(self.js, ended)
+
+    async def retire_deleted_accounts(self) -> None:
+        """Accounts deleted with `?positions=close` whose flatten is done and no leg is open:
+        retired now (tombstone credentials: no adapter, so no leg, can reach them again)."""
+        async with self.engine.begin() as conn:
+            for account in await flat_deleting_accounts(conn):
+                tombstone = self.cipher.encrypt(str(account.id), {})
+                await delete_account(conn, str(account.id), str(account.user_id), tombstone)
+                log.info("account %s is flat and deleted", account.id)
 
     async def retry_dead_letters(self, limit: int = 50) -> None:
         """Republish orders parked after exhausting their deliveries (a fresh message id, so the

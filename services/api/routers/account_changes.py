@@ -2,7 +2,11 @@
 
 New credentials pass the broker's typed model, then one read-only call at the broker (the
 account) before they are sealed and stored; the next copy builds a fresh adapter from them.
-A delete is refused (409 account_in_use) while copies into or from the account are open.
+A delete is refused (409 account_in_use) while copies into or from the account are open,
+unless `?positions=close`: then the account is halted, its subscriptions end and a flatten of
+the account is requested (resting copies canceled, copied positions closed, by the sweeper);
+the answer is 202 with `deleting: true`, and the sweeper retires the account (tombstone
+credentials, gone from every list) once the flatten is done and no leg on it is open.
 """
 
 from __future__ import annotations
@@ -10,18 +14,22 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
-from schemas.api import AccountOut, AccountPatch
+from schemas.api import AccountOut, AccountPatch, AccountPositions
+from schemas.messages import SWEEP_NOW_SUBJECT
 from services.api.deps import Auth, Deps
 from services.api.errors import AccountInUse, AccountNotFound, Unprocessable
 from services.api.views import account_out
 from services.infra.brokerage import validate_credentials
 from services.infra.db.repositories.accounts import (
     account_in_use,
+    begin_deletion,
     delete_account,
     get_account,
     update_account,
 )
+from services.infra.db.repositories.flattens import request_flatten
 
 router = APIRouter()
 
@@ -47,13 +55,27 @@ async def patch_account(account_id: UUID, body: AccountPatch, user: Auth, c: Dep
     return account_out(row)
 
 
-@router.delete("/v1/accounts/{account_id}", status_code=204)
-async def remove_account(account_id: UUID, user: Auth, c: Deps) -> Response:
+@router.delete(
+    "/v1/accounts/{account_id}",
+    status_code=204,
+    responses={202: {"model": AccountOut, "description": "deleting once its copies are closed"}},
+)
+async def remove_account(
+    account_id: UUID, user: Auth, c: Deps, positions: AccountPositions | None = None
+) -> Response:
+    aid = str(account_id)
     async with c.engine.begin() as conn:
-        if await get_account(conn, str(account_id), user.user_id) is None:
+        account = await get_account(conn, aid, user.user_id)
+        if account is None:
             raise AccountNotFound()
-        if await account_in_use(conn, str(account_id)):
+        if account.deleting_at is None and not await account_in_use(conn, aid):
+            await delete_account(conn, aid, user.user_id, c.cipher.encrypt(aid, {}))
+            return Response(status_code=204)
+        if positions is None:
             raise AccountInUse()
-        tombstone = c.cipher.encrypt(str(account_id), {})
-        await delete_account(conn, str(account_id), user.user_id, tombstone)
-    return Response(status_code=204)
+        began = await begin_deletion(conn, aid, user.user_id)
+        if began is not None:  # a repeated DELETE answers the same; one flatten only
+            account = began
+            await request_flatten(conn, f"account:{aid}", user.user_id)
+    await c.nc.publish(SWEEP_NOW_SUBJECT, b"flatten")
+    return JSONResponse(account_out(account).model_dump(mode="json"), status_code=202)

@@ -12,13 +12,14 @@ from fastapi import APIRouter
 from schemas.api import AccountCreate, AccountOut, HaltRequest
 from schemas.webhooks import WebhookEventType
 from services.api.deps import Auth, Container, Deps
-from services.api.errors import AccountNotFound
+from services.api.errors import AccountDeleting, AccountNotFound
 from services.api.views import account_out
 from services.app.notifications import notify
 from services.infra.auth import Principal
 from services.infra.brokerage import validate_credentials
 from services.infra.db.repositories.accounts import (
     accounts_of_user,
+    get_account,
     insert_account,
     set_account_halted,
 )
@@ -31,7 +32,7 @@ router = APIRouter()
     "/v1/accounts",
     status_code=201,
     response_model=AccountOut,
-    response_model_exclude={"halted", "created_at"},
+    response_model_exclude={"halted", "created_at", "deleting"},
 )
 async def create_account(body: AccountCreate, user: Auth, c: Deps) -> AccountOut:
     validate_credentials(body.broker.value, body.credentials)  # CredentialsRejected → 422
@@ -58,6 +59,8 @@ async def _set_halted(
     async with c.engine.begin() as conn:
         row = await set_account_halted(conn, str(account_id), user.user_id, halted)
         if row is None:
+            if await get_account(conn, str(account_id), user.user_id) is not None:
+                raise AccountDeleting()  # stays halted until it is gone
             raise AccountNotFound()
         if flatten:
             await request_flatten(conn, f"account:{account_id}", user.user_id)

@@ -16,6 +16,7 @@ from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, Or
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.api.deps import Container, Deps, MasterAuth
 from services.api.errors import (
+    AccountDeleting,
     AccountNotFound,
     BrokerWouldRefuse,
     IdempotencyConflict,
@@ -98,9 +99,12 @@ async def _insert_or_replay(
         )
         if row is not None:
             return row, False
-        if await get_account(conn, str(body.account_id), master_id) is None:
+        account = await get_account(conn, str(body.account_id), master_id)
+        if account is None:
             raise AccountNotFound()
         row = await get_master_order_by_client_id(conn, master_id, body.client_order_id)
+        if row is None and account.deleting_at is not None:
+            raise AccountDeleting()  # no new orders from an account being deleted
         assert row is not None
         return row, True
 

@@ -11,6 +11,7 @@ from schemas.api import PositionsChoice, SubscriptionCreate, SubscriptionOut, Su
 from services.api.consent import admit_follower
 from services.api.deps import Auth, Deps, FollowerAuth
 from services.api.errors import (
+    AccountDeleting,
     AccountNotFound,
     SubscriptionExists,
     SubscriptionNotFound,
@@ -48,8 +49,11 @@ async def create_subscription(
 ) -> SubscriptionOut:
     values = body.model_dump(mode="json", exclude_none=True)
     async with c.engine.begin() as conn:
-        if await get_account(conn, str(body.account_id), user.user_id) is None:
+        account = await get_account(conn, str(body.account_id), user.user_id)
+        if account is None:
             raise AccountNotFound()
+        if account.deleting_at is not None:
+            raise AccountDeleting()
         await admit_follower(conn, str(body.master_id), body.invite_code)  # 404 / 403
         try:
             row = await insert_subscription(

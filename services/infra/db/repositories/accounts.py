@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import OPEN as OPEN_LEG_STATUSES
+from replication.state import OPEN_AT_BROKER
 from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
 
 
@@ -21,6 +22,7 @@ class Account:
     label: str
     halted: bool
     created_at: datetime
+    deleting_at: datetime | None = None  # DELETE ?positions=close: retired once flat
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ async def insert_account(
 
 
 _ACCOUNT_COLUMNS = columns(Account)
+_NOT_FINAL = sorted(s.value for s in OPEN_LEG_STATUSES | OPEN_AT_BROKER)
 
 
 async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Account]:
@@ -95,11 +98,13 @@ async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> A
 async def set_account_halted(
     conn: AsyncConnection, account_id: str, user_id: str, halted: bool
 ) -> Account | None:
+    """Halt or resume an owned account; an account being deleted stays halted (None)."""
     return fetch_one_as(
         await conn.execute(
             text(
                 f"UPDATE accounts SET halted = :h, updated_at = now() "
                 "WHERE id = :id AND user_id = :u AND deleted_at IS NULL "
+                "AND (deleting_at IS NULL OR :h) "
                 f"RETURNING {_ACCOUNT_COLUMNS}"
             ),
             {"h": halted, "id": account_id, "u": user_id},
@@ -181,14 +186,15 @@ async def update_account(
 
 async def account_in_use(conn: AsyncConnection, account_id: str) -> bool:
     """Whether copies into or from the account are open: a subscription not ended, or a leg
-    that has not reached a terminal status."""
+    that has not reached a terminal status (resting at the broker included: once the account
+    is gone nothing could cancel or follow it)."""
     result = await conn.execute(
         text(
             "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE account_id = :id "
             "AND ending_at IS NULL) OR EXISTS (SELECT 1 FROM legs WHERE account_id = :id "
-            "AND status = ANY(:open_statuses))"
+            "AND status = ANY(:not_final))"
         ),
-        {"id": account_id, "open_statuses": [str(s) for s in OPEN_LEG_STATUSES]},
+        {"id": account_id, "not_final": _NOT_FINAL},
     )
     return bool(result.scalar())
 
@@ -211,6 +217,52 @@ async def delete_account(
         return False
     await conn.execute(text("DELETE FROM subscriptions WHERE account_id = :id"), {"id": account_id})
     return True
+
+
+async def begin_deletion(conn: AsyncConnection, account_id: str, user_id: str) -> Account | None:
+    """Mark an owned account as being deleted (DELETE ?positions=close): halted (nothing new
+    opens in it), its subscriptions ended (the master's exits still flow until the flatten
+    closes what is left). None when it is not the owner's or a deletion already began."""
+    row = fetch_one_as(
+        await conn.execute(
+            text(
+                "UPDATE accounts SET deleting_at = now(), halted = true, updated_at = now() "
+                "WHERE id = :id AND user_id = :u AND deleted_at IS NULL "
+                f"AND deleting_at IS NULL RETURNING {_ACCOUNT_COLUMNS}"
+            ),
+            {"id": account_id, "u": user_id},
+        ),
+        Account,
+    )
+    if row is not None:
+        await conn.execute(
+            text(
+                "UPDATE subscriptions SET ending_at = COALESCE(ending_at, now()), "
+                "updated_at = now() WHERE account_id = :id"
+            ),
+            {"id": account_id},
+        )
+    return row
+
+
+async def flat_deleting_accounts(conn: AsyncConnection) -> list[Account]:
+    """Accounts being deleted whose flatten is done and which no open leg uses any more
+    (locked: one sweeper retires each)."""
+    return fetch_all_as(
+        await conn.execute(
+            text(
+                f"SELECT {columns(Account, 'a')} FROM accounts a "
+                "WHERE a.deleting_at IS NOT NULL AND a.deleted_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM flatten_requests f "
+                "WHERE f.scope = 'account:' || a.id::text AND f.done_at IS NULL) "
+                "AND NOT EXISTS (SELECT 1 FROM legs l WHERE l.account_id = a.id "
+                "AND l.status = ANY(:not_final)) "
+                "ORDER BY a.deleting_at LIMIT 100 FOR UPDATE OF a SKIP LOCKED"
+            ),
+            {"not_final": _NOT_FINAL},
+        ),
+        Account,
+    )
 
 
 async def all_sealed(conn: AsyncConnection) -> list[SealedAccount]:

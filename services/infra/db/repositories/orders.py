@@ -1,5 +1,4 @@
-"""Master orders: ingest (idempotent by client order id), the outbox, the stored plan, progress,
-cancel and replace requests."""
+"""Master orders: ingest (idempotent by client order id), outbox, plan, progress, cancels."""
 
 from __future__ import annotations
 
@@ -92,7 +91,8 @@ async def insert_master_order(conn: AsyncConnection, values: Row) -> MasterOrder
                 "SELECT :id, :master_id, :account_id, :client_order_id, :request_hash, :symbol, "
                 ":side, :qty, :type, :limit_price, :stop_price, :time_in_force "
                 "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = CAST(:account_id AS uuid) "
-                "AND user_id = CAST(:master_id AS uuid) AND deleted_at IS NULL) "
+                "AND user_id = CAST(:master_id AS uuid) AND deleted_at IS NULL "
+                "AND deleting_at IS NULL) "
                 f"ON CONFLICT (master_id, client_order_id) DO NOTHING RETURNING {_ORDER_COLUMNS}"
             ),
             values,
@@ -169,9 +169,8 @@ async def unpublished_orders(
     )
 
 
+_ORDER_AS = ", ".join(f"o.{f.name} AS o_{f.name}" for f in fields(MasterOrder))
 # A master leg still moving: not final at its broker, so the master's position may change.
-_ORDER_FIELDS = [f.name for f in fields(MasterOrder)]
-_ORDER_STATE_COLUMNS = ", ".join(f"o.{name} AS o_{name}" for name in _ORDER_FIELDS)
 _MASTER_OPEN = sorted(s.value for s in OPEN | OPEN_AT_BROKER)
 
 
@@ -187,9 +186,8 @@ class OrderState:
     targets_version: int  # bumped by the database on any change to the master's followers
     halts: set[str]
     master_account: SealedAccount | None
+    order: MasterOrder  # what is copied comes from this row, never from a message
     copy_on: str = "submitted"  # the master's execution policy (issue 18)
-    # The order row itself: what a worker copies comes from here, never from a message.
-    order: MasterOrder | None = None
 
 
 async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
@@ -200,8 +198,7 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
                 "WHERE l.account_id = o.account_id AND l.action = 'master' "
                 "AND l.status = ANY(CAST(:master_open AS text[]))) AS master_busy, "
                 "u.targets_version, u.copy_on, ARRAY(SELECT scope FROM halts) AS halts, "
-                "a.id AS account_id, a.broker, a.credentials, "
-                f"{_ORDER_STATE_COLUMNS} "
+                f"a.id AS account_id, a.broker, a.credentials, {_ORDER_AS} "
                 "FROM master_orders o JOIN users u ON u.id = o.master_id "
                 "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
             ),
@@ -210,9 +207,8 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
     )
     if row is None:
         return None
-    account = None
-    if row["account_id"] is not None:
-        account = SealedAccount(row["account_id"], row["broker"], row["credentials"])
+    sealed = (row["account_id"], row["broker"], row["credentials"])
+    account = None if sealed[0] is None else SealedAccount(*sealed)
     return OrderState(
         plan=row["plan"],
         shards_recorded=set(row["shards_recorded"] or []),
@@ -221,7 +217,7 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
         halts={str(scope) for scope in row["halts"] or []},
         master_account=account,
         copy_on=str(row["copy_on"]),
-        order=MasterOrder(*(row[f"o_{name}"] for name in _ORDER_FIELDS)),
+        order=MasterOrder(*(row[f"o_{f.name}"] for f in fields(MasterOrder))),
     )
 
 
