@@ -100,18 +100,39 @@ def _body(method: str, path: str, victim: Tenant) -> dict[str, Any]:
     return bodies.get((method, path), {})
 
 
+def _enum(schema: dict[str, Any], components: dict[str, Any]) -> list[str]:
+    """The values of an enum parameter (through `$ref` and `anyOf`), else []."""
+    if "$ref" in schema:
+        return _enum(components[schema["$ref"].rsplit("/", 1)[-1]], components)
+    values: list[str] = list(schema.get("enum", []))
+    for option in schema.get("anyOf", []):
+        values += _enum(option, components)
+    return values
+
+
+def _queries(operation: dict[str, Any], victim: Tenant, components: dict[str, Any]) -> list[Any]:
+    """B's ids in the `*_id` query parameters; once more with each value of each enum parameter
+    (e.g. `DELETE /v1/accounts/{id}?positions=close`)."""
+    parameters = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+    base = {
+        p["name"]: _value(p["name"], victim)[0] for p in parameters if p["name"].endswith("_id")
+    }
+    return [base] + [
+        {**base, p["name"]: value}
+        for p in parameters
+        for value in _enum(p.get("schema", {}), components)
+    ]
+
+
 def _calls(app: FastAPI, victim: Tenant) -> list[tuple[str, str, str, dict[str, Any], Any]]:
     """(method, template, url, query, body) for every operation of the OpenAPI document."""
     calls = []
-    for template, operations in app.openapi()["paths"].items():
+    document = app.openapi()
+    components = document.get("components", {}).get("schemas", {})
+    for template, operations in document["paths"].items():
         for method, operation in operations.items():
             method = method.upper()
             names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
-            query = {
-                p["name"]: _value(p["name"], victim)[0]
-                for p in operation.get("parameters", [])
-                if p["in"] == "query" and p["name"].endswith("_id")
-            }
             body = _body(method, template, victim) if "requestBody" in operation else None
             urls = [template]
             for name in names:
@@ -120,7 +141,11 @@ def _calls(app: FastAPI, victim: Tenant) -> list[tuple[str, str, str, dict[str, 
                     for url in urls
                     for value in _value(name, victim)
                 ]
-            calls += [(method, template, url, query, body) for url in urls]
+            calls += [
+                (method, template, url, query, body)
+                for url in urls
+                for query in _queries(operation, victim, components)
+            ]
     return calls
 
 
