@@ -294,8 +294,8 @@ class Replicator:
             return None
         async with self.engine.connect() as conn:
             state = await order_state(conn, order_id)
-            if state is None:
-                return None
+            if state is None or state.order.origin not in ("api", "broker"):
+                return None  # unknown, or a flatten's own order (never fanned out)
             order = order_message_from_row(state.order)
             followers = self._target_sets.get(order.master_id, state.targets_version)
             if followers is None:
