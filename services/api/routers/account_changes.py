@@ -11,6 +11,7 @@ credentials, gone from every list) once the flatten is done and no leg on it is 
 
 from __future__ import annotations
 
+import contextlib
 from uuid import UUID
 
 from fastapi import APIRouter, Response
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse
 from schemas.api import AccountOut, AccountPatch, AccountPositions
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.api.deps import Auth, Deps
-from services.api.errors import AccountInUse, AccountNotFound, Unprocessable
+from services.api.errors import AccountDeleting, AccountInUse, AccountNotFound, Unprocessable
 from services.api.views import account_out
 from services.infra.brokerage import validate_credentials
 from services.infra.db.repositories.accounts import (
@@ -72,10 +73,11 @@ async def remove_account(
             await delete_account(conn, aid, user.user_id, c.cipher.encrypt(aid, {}))
             return Response(status_code=204)
         if positions is None:
-            raise AccountInUse()
+            raise AccountInUse() if account.deleting_at is None else AccountDeleting()
         began = await begin_deletion(conn, aid, user.user_id)
         if began is not None:  # a repeated DELETE answers the same; one flatten only
             account = began
             await request_flatten(conn, f"account:{aid}", user.user_id)
-    await c.nc.publish(SWEEP_NOW_SUBJECT, b"flatten")
+    with contextlib.suppress(Exception):  # only a wake-up: the sweeper also looks on its own
+        await c.nc.publish(SWEEP_NOW_SUBJECT, b"flatten")
     return JSONResponse(account_out(account).model_dump(mode="json"), status_code=202)
