@@ -32,6 +32,7 @@ from services.api.routers import (
     ops,
     orders,
     pnl,
+    sessions,
     subscriptions,
     webhooks,
 )
@@ -45,6 +46,7 @@ from services.infra.wiring import runtime
 
 ROUTERS = (
     auth,
+    sessions,
     accounts,
     account_changes,
     subscriptions,

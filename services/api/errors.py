@@ -23,6 +23,7 @@ Errors raised below the API keep their own classes and carry only `code`; the ha
 their status (the auth and brokerage modules know nothing about HTTP):
 
     services.infra.auth.TokenError            401 invalid_token / token_expired
+    services.app.sessions.RefreshRejected     401 invalid_refresh_token / refresh_token_reused
     services.infra.brokerage.CredentialsRejected  422 invalid_credentials / broker_not_supported
 """
 
@@ -40,6 +41,7 @@ from starlette.routing import Match
 
 from schemas.api import CUSTOM_ERROR_CODES
 from schemas.common import ErrorBody
+from services.app.sessions import RefreshRejected
 from services.infra.auth import TokenError
 from services.infra.availability import dependency_unavailable
 from services.infra.brokerage import CredentialsRejected
@@ -223,6 +225,8 @@ def typed_error_response(exc: Exception) -> JSONResponse:
         return error_response(401, exc.code, str(exc), None, BEARER)
     if isinstance(exc, CredentialsRejected):
         return error_response(422, exc.code, str(exc))
+    if isinstance(exc, RefreshRejected):
+        return error_response(401, exc.code, str(exc))
     raise TypeError(f"{type(exc).__name__} has no API mapping")
 
 
@@ -315,7 +319,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI, caller_refusal: Callable[[Request], Exception | None]) -> None:
     """`caller_refusal`: the 401/403 owed before a body that could not be parsed is refused."""
     app.state.caller_refusal = caller_refusal
-    for kind in (ApiError, TokenError, CredentialsRejected):
+    for kind in (ApiError, TokenError, CredentialsRejected, RefreshRejected):
         app.add_exception_handler(kind, _typed)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

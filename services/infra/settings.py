@@ -60,6 +60,8 @@ class Settings(BaseModel):
     jwt_audience: str = "copytrade-api"
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     ws_token_ttl_s: int = Field(default=60, ge=5, le=60)
+    # Refresh tokens (rotating, single use): each one lives this long (30 days by default).
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
     # "kid:base64key,kid2:base64key2"; the first key encrypts, all keys decrypt (rotation).
     credential_keys: str | None = None
     # scrypt cost (OWASP: N=2^17, r=8, p=1); tests lower it. Weaker stored hashes are
