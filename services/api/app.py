@@ -19,6 +19,7 @@ from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container, caller_refusal
 from services.api.errors import ERROR_RESPONSES, install
 from services.api.limits import EdgeLimits
+from services.api.openapi import install_openapi
 from services.api.request_ids import RequestIds
 from services.api.routers import (
     account_changes,
@@ -60,6 +61,13 @@ ROUTERS = (
     dashboard,
     ops,
 )
+
+
+DESCRIPTION = """Master → follower copy trading. Sign in with `POST /v1/auth/token`, then send
+`Authorization: Bearer <access_token>` (the **Authorize** button here). Access tokens expire
+(`expires_in` seconds; a 401 `token_expired`): exchange the refresh token at
+`POST /v1/auth/refresh` for a new pair. Every refusal is `{"error": {"code", "message",
+"details"}}` with the codes listed per operation. Decimals are strings; times RFC 3339 UTC."""
 
 
 def make_lifespan(
@@ -106,6 +114,7 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="copytrade ingest API",
         version="1",
+        description=DESCRIPTION,
         lifespan=make_lifespan(settings),
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
@@ -116,6 +125,7 @@ def build_app(settings: Settings) -> FastAPI:
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    install_openapi(app)
     # Outermost: an oversized body is refused before routing, authentication or parsing.
     app.add_middleware(EdgeLimits, max_body_bytes=settings.max_body_bytes)
     return app
