@@ -36,6 +36,8 @@ STATEMENTS = [
     )
     """,
     "CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family_id)",
+    # The sweeper's purge of long-expired tokens and families.
+    "CREATE INDEX refresh_tokens_expires_idx ON refresh_tokens (expires_at)",
 ]
 
 

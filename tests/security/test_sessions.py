@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clients.copytrade_client import CopytradeClient, CopytradeError
 from services.infra.auth import Principal
+from services.infra.db.repositories.sessions import purge_expired
 from tests.security.conftest import PASSWORD, AppFactory, Client, random_address
 
 
@@ -220,3 +221,45 @@ async def test_the_client_refreshes_silently_when_the_access_token_expired(
             with pytest.raises(CopytradeError) as refused:
                 await ct.refresh()
             assert refused.value.code == "invalid_refresh_token"
+
+
+async def test_the_sweeper_purges_long_expired_tokens_and_their_empty_families(
+    api_app: AppFactory, engine: AsyncEngine
+) -> None:
+    async with api_app() as app:
+        client = Client(app, random_address())
+        _, old = await _sign_in(client)
+        _, live = await _sign_in(client)
+    digests = {
+        name: hashlib.sha256(tokens["refresh_token"].encode()).digest()
+        for name, tokens in (("old", old), ("live", live))
+    }
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE refresh_families SET created_at = now() - interval '40 days' "
+                "WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = :h)"
+            ),
+            {"h": digests["old"]},
+        )
+        await conn.execute(
+            text(
+                "UPDATE refresh_tokens SET expires_at = now() - interval '2 days' "
+                "WHERE token_hash = :h"
+            ),
+            {"h": digests["old"]},
+        )
+        assert await purge_expired(conn, grace_s=86_400) >= 1
+        left = await conn.execute(
+            text("SELECT token_hash FROM refresh_tokens WHERE token_hash = ANY(:hs)"),
+            {"hs": list(digests.values())},
+        )
+        assert [row[0] for row in left] == [digests["live"]]
+        families = await conn.execute(
+            text(
+                "SELECT count(*) FROM refresh_families f WHERE f.created_at < "
+                "now() - interval '39 days' AND NOT EXISTS (SELECT 1 FROM refresh_tokens t "
+                "WHERE t.family_id = f.id)"
+            )
+        )
+        assert families.scalar() == 0

@@ -86,3 +86,25 @@ async def revoke_family(conn: AsyncConnection, family_id: UUID | str, reason: st
         {"id": family_id, "reason": reason},
     )
 
+
+
+async def purge_expired(conn: AsyncConnection, grace_s: int, limit: int = 5000) -> int:
+    """Delete tokens expired more than `grace_s` ago, then families left without tokens; the
+    number of tokens deleted (at most `limit` per call)."""
+    result = await conn.execute(
+        text(
+            "DELETE FROM refresh_tokens WHERE token_hash IN (SELECT token_hash FROM "
+            "refresh_tokens WHERE expires_at < now() - make_interval(secs => :grace) "
+            "LIMIT :limit)"
+        ),
+        {"grace": grace_s, "limit": limit},
+    )
+    await conn.execute(
+        text(
+            "DELETE FROM refresh_families f WHERE f.created_at < now() - make_interval("
+            "secs => :grace) AND NOT EXISTS (SELECT 1 FROM refresh_tokens t "
+            "WHERE t.family_id = f.id)"
+        ),
+        {"grace": grace_s},
+    )
+    return int(result.rowcount or 0)
