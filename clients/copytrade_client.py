@@ -10,10 +10,16 @@ One file on httpx, importing nothing of the service, so an integrator can vendor
 
 Errors come back as CopytradeError(status, code, message, details) from the API's
 `{"error": {...}}` body. Decimal values are strings on the wire and stay strings here.
+
+Sessions: `sign_in` keeps the refresh token too; a call answered 401 `token_expired` refreshes
+the session once (POST /v1/auth/refresh, one refresh at a time per client: refresh tokens are
+single use, and a spent one presented again ends the whole session) and is sent again.
+`logout` ends the session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -129,6 +135,27 @@ def verify_signature(
     return hmac.compare_digest("v1=" + mac.hexdigest(), signature)
 
 
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        error = response.json()["error"]
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
+            return error
+    except (ValueError, KeyError, TypeError):
+        pass
+    return {"code": f"http_{response.status_code}", "message": response.text}
+
+
+def _error_code(response: httpx.Response) -> str:
+    return str(_error_body(response)["code"])
+
+
+def _error(response: httpx.Response) -> CopytradeError:
+    error = _error_body(response)
+    return CopytradeError(
+        response.status_code, error["code"], str(error.get("message", "")), error.get("details")
+    )
+
+
 def _params(**values: Any) -> dict[str, str]:
     out = {}
     for key, value in values.items():
@@ -139,10 +166,18 @@ def _params(**values: Any) -> dict[str, str]:
 
 class CopytradeClient:
     def __init__(
-        self, base_url: str, token: str | None = None, *, timeout_s: float = 30.0
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        refresh_token: str | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
         self.token = token
+        self.refresh_token = refresh_token
+        self._refreshing = asyncio.Lock()
 
     async def __aenter__(self) -> CopytradeClient:
         return self
@@ -155,19 +190,24 @@ class CopytradeClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}))
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        response = await self.http.request(method, path, headers=headers, **kwargs)
+        return await self.http.request(method, path, headers=headers, **kwargs)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        sent_with = self.token
+        response = await self._send(method, path, **kwargs)
+        if (
+            response.status_code == 401
+            and self.refresh_token
+            and _error_code(response) == "token_expired"
+        ):
+            await self._refresh_after(sent_with)
+            response = await self._send(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": f"http_{response.status_code}", "message": response.text}
-            raise CopytradeError(
-                response.status_code, error["code"], error["message"], error.get("details")
-            )
+            raise _error(response)
         return response
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -180,8 +220,42 @@ class CopytradeClient:
 
     async def sign_in(self, email: str, password: str) -> str:
         body = {"email": email, "password": password}
-        self.token = str((await self._json("POST", "/v1/auth/token", json=body))["access_token"])
+        self._keep(await self._json("POST", "/v1/auth/token", json=body))
+        assert self.token is not None
         return self.token
+
+    def _keep(self, tokens: dict[str, Any]) -> None:
+        self.token = str(tokens["access_token"])
+        self.refresh_token = str(tokens["refresh_token"])
+
+    async def refresh(self) -> str:
+        """Rotate the session: a new access token and a new (single-use) refresh token."""
+        async with self._refreshing:
+            await self._rotate()
+        assert self.token is not None
+        return self.token
+
+    async def _refresh_after(self, expired: str | None) -> None:
+        async with self._refreshing:
+            if self.token == expired:  # nobody refreshed while this call waited for the lock
+                await self._rotate()
+
+    async def _rotate(self) -> None:
+        if not self.refresh_token:
+            raise CopytradeError(401, "invalid_refresh_token", "no refresh token: sign in")
+        body = {"refresh_token": self.refresh_token}
+        response = await self.http.post("/v1/auth/refresh", json=body)
+        if response.status_code >= 400:
+            if response.status_code == 401:  # spent, expired or revoked: sign in again
+                self.refresh_token = None
+            raise _error(response)
+        self._keep(response.json())
+
+    async def logout(self) -> None:
+        """End this session (its refresh tokens); the access token expires on its own."""
+        if self.refresh_token:
+            await self._call("POST", "/v1/auth/logout", json={"refresh_token": self.refresh_token})
+        self.token = self.refresh_token = None
 
     # Accounts
     async def link_account(self, broker: str, label: str, credentials: dict[str, str]) -> Account:

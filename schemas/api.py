@@ -74,6 +74,15 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int
+    # Additive (sessions): an opaque, single-use refresh token for POST /v1/auth/refresh.
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class RefreshRequest(Strict):
+    """POST /v1/auth/refresh and POST /v1/auth/logout."""
+
+    refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class WsToken(BaseModel):

@@ -20,6 +20,7 @@ from services.api.dashboard.gateway import Gateway
 from services.api.deps import Container, caller_refusal
 from services.api.errors import ERROR_RESPONSES, install
 from services.api.limits import EdgeLimits
+from services.api.openapi import install_openapi
 from services.api.request_ids import RequestIds
 from services.api.routers import (
     account_changes,
@@ -33,6 +34,7 @@ from services.api.routers import (
     ops,
     orders,
     pnl,
+    sessions,
     subscriptions,
     webhooks,
 )
@@ -47,6 +49,7 @@ from services.infra.wiring import runtime
 
 ROUTERS = (
     auth,
+    sessions,
     accounts,
     account_changes,
     subscriptions,
@@ -65,6 +68,13 @@ ROUTERS = (
 def _write_limits(settings: Settings, redis: aioredis.Redis) -> TokenBuckets | None:
     rate, burst = settings.writes_per_user_per_s, settings.write_burst_per_user
     return TokenBuckets(redis, rate, burst, "copytrade:writes:user") if rate > 0 else None
+
+
+DESCRIPTION = """Master → follower copy trading. Sign in with `POST /v1/auth/token`, then send
+`Authorization: Bearer <access_token>` (the **Authorize** button here). Access tokens expire
+(`expires_in` seconds; a 401 `token_expired`): exchange the refresh token at
+`POST /v1/auth/refresh` for a new pair. Every refusal is `{"error": {"code", "message",
+"details"}}` with the codes listed per operation. Decimals are strings; times RFC 3339 UTC."""
 
 
 def make_lifespan(
@@ -112,6 +122,7 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="copytrade ingest API",
         version="1",
+        description=DESCRIPTION,
         lifespan=make_lifespan(settings),
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
@@ -122,6 +133,7 @@ def build_app(settings: Settings) -> FastAPI:
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    install_openapi(app)
     # Outermost: an oversized body is refused before routing, authentication or parsing.
     app.add_middleware(EdgeLimits, max_body_bytes=settings.max_body_bytes)
     return app

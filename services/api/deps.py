@@ -82,7 +82,7 @@ def role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     return check
 
 
-def _needs(dependant: Dependant) -> tuple[bool, tuple[str, ...] | None]:
+def route_needs(dependant: Dependant) -> tuple[bool, tuple[str, ...] | None]:
     """Whether a route's dependencies take a bearer token, and the roles they require."""
     bearer, roles = False, None
     pending = [dependant]
@@ -102,7 +102,7 @@ def caller_refusal(request: Request) -> Exception | None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return None
-    bearer, roles = _needs(dependant)
+    bearer, roles = route_needs(dependant)
     if not bearer:
         return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -25,6 +25,7 @@ Errors raised below the API keep their own classes and carry only `code`; the ha
 their status (the auth and brokerage modules know nothing about HTTP):
 
     services.infra.auth.TokenError            401 invalid_token / token_expired
+    services.app.sessions.RefreshRejected     401 invalid_refresh_token / refresh_token_reused
     services.infra.brokerage.CredentialsRejected  422 invalid_credentials / broker_not_supported
     services.infra.brokerage.BrokerUnreachable    503 unavailable (checking credentials)
 """
@@ -43,6 +44,7 @@ from starlette.routing import Match
 
 from schemas.api import CUSTOM_ERROR_CODES
 from schemas.common import ErrorBody
+from services.app.sessions import RefreshRejected
 from services.infra.auth import TokenError
 from services.infra.availability import dependency_unavailable
 from services.infra.brokerage import BrokerUnreachable, CredentialsRejected
@@ -236,6 +238,8 @@ def typed_error_response(exc: Exception) -> JSONResponse:
         return error_response(422, exc.code, str(exc))
     if isinstance(exc, BrokerUnreachable):
         return error_response(503, Unavailable.code, str(exc), None, Unavailable.default_headers)
+    if isinstance(exc, RefreshRejected):
+        return error_response(401, exc.code, str(exc))
     raise TypeError(f"{type(exc).__name__} has no API mapping")
 
 
@@ -328,7 +332,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI, caller_refusal: Callable[[Request], Exception | None]) -> None:
     """`caller_refusal`: the 401/403 owed before a body that could not be parsed is refused."""
     app.state.caller_refusal = caller_refusal
-    for kind in (ApiError, TokenError, CredentialsRejected, BrokerUnreachable):
+    for kind in (ApiError, TokenError, CredentialsRejected, BrokerUnreachable, RefreshRejected):
         app.add_exception_handler(kind, _typed)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -66,7 +66,8 @@ async def _prepare(settings: Settings, env: dict[str, str]) -> None:
     nc = await bus.connect(env["COPYTRADE_NATS_URL"], "copytrade-launcher")
     try:
         js = nc.jetstream()
-        replicas = Settings.from_env(env).stream_replicas
+        started = settings.model_copy(update={"nats_url": env["COPYTRADE_NATS_URL"]})
+        replicas = started.stream_replicas
         await bus.ensure_stream(js, replicas)
         await webhook_bus.ensure_stream(js, replicas)
         await bus.ensure_consumer(js, settings.consumer_ack_wait_s, settings.max_deliver)

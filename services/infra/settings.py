@@ -1,4 +1,10 @@
-"""Settings from COPYTRADE_* environment variables. Refuses unsafe defaults outside development."""
+"""Settings from COPYTRADE_* environment variables and a `.env` file (pydantic-settings).
+
+Precedence: the process environment, then the `.env` file (in the working directory, or the
+file COPYTRADE_ENV_FILE names), then the defaults below. Empty values count as unset. An
+invalid value stops the process with a SettingsError naming the variable (never its value: it
+may be a secret). Refuses unsafe defaults outside development.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,92 @@ import base64
 import json
 import os
 import secrets
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "COPYTRADE_"
+ENV_FILE_VARIABLE = "COPYTRADE_ENV_FILE"
 
 
 class SettingsError(RuntimeError):
     pass
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+_ONLY_GIVEN: ContextVar[bool] = ContextVar("copytrade_settings_only_given", default=False)
+
+
+class ProjectSettings(BaseSettings):
+    """What every settings class of the project shares: a COPYTRADE_* prefix, `.env`, empty
+    values as unset, unknown variables ignored, frozen; `from_env`; readable refusals."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _ONLY_GIVEN.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The process's settings: its environment, then the `.env` file (COPYTRADE_ENV_FILE
+        names another). With `environ`, that mapping only (a child's environment, tests)."""
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        try:
+            if environ is None:
+                return cls(_env_file=os.environ.get(ENV_FILE_VARIABLE) or ".env")
+            token = _ONLY_GIVEN.set(True)
+            try:
+                return cls(**_from_mapping(cls, environ, prefix))
+            finally:
+                _ONLY_GIVEN.reset(token)
+        except ValidationError as exc:
+            raise _invalid(exc, prefix) from None
+
+
+def _from_mapping(
+    kind: type[BaseSettings], environ: Mapping[str, str], prefix: str
+) -> dict[str, Any]:
+    """The non-empty `<prefix><FIELD>` entries of a mapping, by field name."""
+    values: dict[str, Any] = {}
+    for name in kind.model_fields:
+        value = environ.get(f"{prefix}{name.upper()}")
+        if value:
+            values[name] = value
+    return values
+
+
+def _invalid(exc: ValidationError, prefix: str) -> SettingsError:
+    """A readable refusal: each bad variable by name, with pydantic's reason (never the value:
+    it may be a secret)."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        problems.append(f"{prefix}{field.upper()}: {error['msg']}")
+    return SettingsError("invalid settings: " + "; ".join(problems))
+
+
+class Settings(ProjectSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path(".data")
@@ -60,6 +139,8 @@ class Settings(BaseModel):
     jwt_audience: str = "copytrade-api"
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     ws_token_ttl_s: int = Field(default=60, ge=5, le=60)
+    # Refresh tokens (rotating, single use): each one lives this long (30 days by default).
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
     # "kid:base64key,kid2:base64key2"; the first key encrypts, all keys decrypt (rotation).
     credential_keys: str | None = None
     # scrypt cost (OWASP: N=2^17, r=8, p=1); tests lower it. Weaker stored hashes are
@@ -181,16 +262,6 @@ class Settings(BaseModel):
     @property
     def metrics_on(self) -> bool:
         return self.metrics_enabled if self.metrics_enabled is not None else not self.production
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, str] = {}
-        for name in cls.model_fields:
-            key = f"COPYTRADE_{name.upper()}"
-            if key in env and env[key] != "":
-                values[name] = env[key]
-        return cls.model_validate(values)
 
     @property
     def nats_servers(self) -> list[str]:

@@ -1,14 +1,16 @@
-"""The notifier's settings (COPYTRADE_WEBHOOK_*), apart from services.infra.settings."""
+"""The notifier's settings (COPYTRADE_WEBHOOK_*, environment and `.env`), apart from
+services.infra.settings."""
 
 from __future__ import annotations
 
-import os
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from services.infra.settings import ProjectSettings
 
 
-class WebhookSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class WebhookSettings(ProjectSettings):
+    model_config = SettingsConfigDict(env_prefix="COPYTRADE_WEBHOOK_")
 
     # Attempts per delivery; past the last, the delivery is `failed` (a permanent failure).
     max_attempts: int = Field(default=8, ge=1, le=50)
@@ -19,16 +21,6 @@ class WebhookSettings(BaseModel):
     # Destinations in private, loopback, link-local or reserved ranges: refused in production
     # always; allowed in development unless this is false.
     allow_private_in_development: bool = True
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> WebhookSettings:
-        env = os.environ if environ is None else environ
-        values = {
-            name: env[f"COPYTRADE_WEBHOOK_{name.upper()}"]
-            for name in cls.model_fields
-            if env.get(f"COPYTRADE_WEBHOOK_{name.upper()}")
-        }
-        return cls.model_validate(values)
 
     def backoff(self, attempt: int) -> float:
         return float(min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s))

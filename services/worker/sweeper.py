@@ -57,6 +57,7 @@ from services.infra.db.repositories.leases import (
 )
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.db.repositories.orders import mark_published, orders_by_ids, unpublished_orders
+from services.infra.db.repositories.sessions import purge_expired
 from services.infra.db.repositories.subscriptions import subscriptions_by_ids
 from services.infra.logs import bind_log_context
 from services.infra.metrics import DEAD_LETTERS_RETRIED, OUTBOX_REPUBLISHED, SWEEPER_LEGS
@@ -65,6 +66,9 @@ from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
 
 log = logging.getLogger("copytrade.sweeper")
+# Refresh tokens expired for a day are purged, once an hour (services/app/sessions.py).
+PURGE_EVERY_S = 3600.0
+PURGE_GRACE_S = 86_400
 
 
 class Sweeper:
@@ -91,6 +95,7 @@ class Sweeper:
             engine, factory, cipher, sender, self.settler, settings.leg_lease_s
         )
         self.compensator = compensator(settings, engine, factory, cipher, self.settler)
+        self._next_purge = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
@@ -112,6 +117,7 @@ class Sweeper:
                 await self.republish_outbox()
                 busy = await self.compensator.compensate_pending() or busy
                 await self.retry_dead_letters()
+                await self.purge_sessions()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -353,6 +359,16 @@ class Sweeper:
                 await revive(conn, [order_id])
                 DEAD_LETTERS_RETRIED.inc()
                 log.info("dead-lettered order %s republished", order_id)
+
+    async def purge_sessions(self) -> None:
+        """Expired refresh tokens and their empty families, at most once per PURGE_EVERY_S."""
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_EVERY_S
+        async with self.engine.begin() as conn:
+            purged = await purge_expired(conn, grace_s=PURGE_GRACE_S)
+        if purged:
+            log.info("%d expired refresh tokens purged", purged)
 
     async def republish_outbox(self) -> None:
         async with self.engine.connect() as conn:

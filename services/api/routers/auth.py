@@ -1,4 +1,5 @@
-"""Sign-up and sign-in: POST /v1/auth/register, POST /v1/auth/token.
+"""Sign-up and sign-in: POST /v1/auth/register, POST /v1/auth/token (refresh and logout:
+services/api/routers/sessions.py).
 
 Throttles (services.infra.throttle): sign-in attempts per (email, client address) and per
 address, registrations per address; past a limit, 429 with Retry-After (a backoff, never a
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Request
 from schemas.api import RegisterRequest, RegisterResponse, TokenRequest, TokenResponse
 from services.api.deps import Container, Deps
 from services.api.errors import EmailTaken, TooManyAttempts, TooManyRequests, WrongPassword
+from services.app.sessions import open_session
 from services.infra.auth import Principal, hash_password, needs_rehash, verify_password
 from services.infra.db.repositories.base import Conflict
 from services.infra.db.repositories.users import (
@@ -32,7 +34,7 @@ FAILED_LOGIN_WINDOW_S = 300
 REGISTRATION_WINDOW_S = 3600
 
 
-def _address(request: Request, c: Container) -> tuple[str, bool]:
+def client_address(request: Request, c: Container) -> tuple[str, bool]:
     """The client address, and whether per-address throttles apply to it."""
     address = request.client.host if request.client else "unknown"
     exempt = c.settings.environment == "development" and is_loopback(address)
@@ -41,7 +43,7 @@ def _address(request: Request, c: Container) -> tuple[str, bool]:
 
 @router.post("/v1/auth/register", status_code=201, response_model=RegisterResponse)
 async def register(body: RegisterRequest, request: Request, c: Deps) -> RegisterResponse:
-    address, per_address = _address(request, c)
+    address, per_address = client_address(request, c)
     if per_address:
         limit = c.settings.registrations_per_address_per_hour
         key = f"register:addr:{key_part(address)}"
@@ -63,7 +65,7 @@ async def register(body: RegisterRequest, request: Request, c: Deps) -> Register
 @router.post("/v1/auth/token", response_model=TokenResponse)
 async def token(body: TokenRequest, request: Request, c: Deps) -> TokenResponse:
     email = body.email.strip().lower()
-    address, per_address = _address(request, c)
+    address, per_address = client_address(request, c)
     pair_key = f"login:pair:{key_part(email)}:{key_part(address)}"
     counters = [(pair_key, c.settings.login_attempts_per_5min)]
     if per_address:
@@ -84,6 +86,9 @@ async def token(body: TokenRequest, request: Request, c: Deps) -> TokenResponse:
         rehashed = await asyncio.to_thread(hash_password, body.password, c.settings.password_hash_n)
         async with c.engine.begin() as conn:
             await set_password_hash(conn, str(user.id), stored, rehashed)
-    ttl = c.settings.access_token_ttl_s
+    ttl, refresh_ttl = c.settings.access_token_ttl_s, c.settings.refresh_token_ttl_s
     issued = c.issuer.issue(Principal(str(user.id), user.role), ttl)
-    return TokenResponse(access_token=issued, expires_in=ttl)
+    refresh = await open_session(c.engine, str(user.id), refresh_ttl)
+    return TokenResponse(
+        access_token=issued, expires_in=ttl, refresh_token=refresh, refresh_expires_in=refresh_ttl
+    )
