@@ -3,7 +3,7 @@
 import { $ } from "./dom.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const SETTLED = new Set(["filled", "partially_filled", "rejected", "skipped", "canceled", "failed", "expired"]);
+const SETTLED = new Set(["filled", "rejected", "skipped", "canceled", "failed", "expired"]);
 const WINDOW_MS = 120_000;
 const settled = { perOrder: new Map(), points: [], total: 0 };
 

@@ -22,12 +22,20 @@ function progressBar(o) {
   return el("td", {}, bar);
 }
 
+const OPEN = new Set(["planned", "submitting", "unknown", "retrying", "accepted", "partially_filled"]);
+
+// Something of it may still change at a broker: legs not all settled, or the master's own order open.
+function isOpen(o) {
+  if (o.cancel_requested || o.status === "dead_lettered") return false;
+  return o.status !== "replicated" || Boolean(o.master_execution && OPEN.has(o.master_execution.status));
+}
+
 function orderRow(o) {
   const label = LABELS[o.status] || "accepted";
   const status = cell(o.cancel_requested ? `${label}, cancel requested` : label,
     `status status-${label.replace(" ", "-")}${label === "accepted" ? " status-accepted-order" : ""}`);
   status.dataset.testid = "order-status";
-  const actions = o.cancel_requested || o.status === "dead_lettered" ? [] : [
+  const actions = !isOpen(o) ? [] : [
     button("Amend", () => openAmend(o), { "aria-label": `Amend order ${short(o.order_id)}` }),
     button("Cancel", () => cancel(o), { "aria-label": `Cancel order ${short(o.order_id)}` })];
   return el("tr", { dataset: { orderId: o.order_id } },

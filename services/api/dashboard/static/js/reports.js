@@ -10,7 +10,7 @@ function money(value) { return value == null ? "—" : value; }
 export async function loadPnl() {
   const pnl = await api("/v1/pnl");
   $("pnl").replaceChildren(...pnl.positions.map((p) => el("tr", { dataset: { symbol: p.symbol, subscriptionId: p.subscription_id || "" } },
-    cell(p.symbol), cell(short(p.master_id)), cell(p.position), cell(p.average_cost), cell(p.mark_price),
+    cell(p.symbol), cell(short(p.master_id)), cell(p.position, "pnl-position"), cell(p.average_cost), cell(p.mark_price),
     cell(money(p.realized), "pnl-realized"), cell(money(p.unrealized), "pnl-unrealized"), cell(p.fees), cell(p.fills))));
   $("pnl-totals").replaceChildren(el("th", { text: "Total", colspan: 5 }),
     cell(money(pnl.totals.realized), "pnl-realized"), cell(money(pnl.totals.unrealized), "pnl-unrealized"),
