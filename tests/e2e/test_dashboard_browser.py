@@ -14,12 +14,12 @@ from tests.helpers import Api, Stack
 PASSWORD = "correct horse"
 
 
-async def sign_in(page: Page, stack: Stack, email: str) -> None:
+async def sign_in(page: Page, stack: Stack, email: str, connection: str = "live") -> None:
     await page.goto(stack.api_url + "/")
     await page.get_by_label("Email", exact=True).fill(email)
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_test_id("connection")).to_have_text("live", timeout=10_000)
+    await expect(page.get_by_test_id("connection")).to_have_text(connection, timeout=10_000)
 
 
 def shot(name: str) -> str:

@@ -72,7 +72,11 @@ export function applyOrderEvent(event) {
   orders.set(event.order_id, { ...known, status: event.status, fanout_ms: event.fanout_ms,
     legs: { total: event.legs_total, by_status: event.by_status } });
   renderOrders();
-  if (["replicated", "dead_lettered"].includes(event.status)) loadFollowerCount().catch(() => {});
+  if (["replicated", "dead_lettered"].includes(event.status)) {
+    // Settled: the summary again (the master's own execution is not in the event), and the count.
+    refreshOrder(event.order_id).catch(() => {});
+    loadFollowerCount().catch(() => {});
+  }
 }
 
 async function cancel(o) {
