@@ -77,10 +77,12 @@ async def test_follower_journey(api: Api, stack: Stack, browser: Browser) -> Non
 
     # Settings: the API's 422 is shown next to the field it is about; a valid change is saved.
     await row.get_by_role("button", name="Settings").click()
+    await form.get_by_label("Factor").fill("0")
     await form.get_by_label("Max qty").fill("-5")
     await form.get_by_label("Max signal age (ms)").fill("soon")
     await form.get_by_role("button", name="Save settings").click()
     await expect(form.locator('.field-error[data-for="caps.max_qty"]')).to_be_visible()
+    await expect(form.locator('.field-error[data-for="sizing.factor"]')).to_be_visible()
     await expect(form.locator('.field-error[data-for="filters.max_signal_age_ms"]')).to_be_visible()
     await expect(page.locator("#sub-error")).to_contain_text("validation_error")
     await page.screenshot(path=shot("dashboard-follower-settings.png"), full_page=True)
