@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.test_dashboard_browser import PASSWORD, shot, sign_in
+from tests.e2e.test_dashboard_browser import PASSWORD, shot
 from tests.helpers import Api, Stack, eventually
 
 
