@@ -85,7 +85,7 @@ async def test_follower_journey(api: Api, stack: Stack, browser: Browser) -> Non
     await expect(form.locator('.field-error[data-for="sizing.factor"]')).to_be_visible()
     await expect(form.locator('.field-error[data-for="filters.max_signal_age_ms"]')).to_be_visible()
     await expect(page.locator("#sub-error")).to_contain_text("validation_error")
-    await page.screenshot(path=shot("dashboard-follower-settings.png"), full_page=True)
+    await page.screenshot(path=shot("dashboard-journey-follower-settings.png"), full_page=True)
     await form.get_by_label("Max qty").fill("100")
     await form.get_by_label("Max signal age (ms)").fill("")
     await form.get_by_label("Sizing mode").select_option("fixed")
@@ -106,7 +106,7 @@ async def test_follower_journey(api: Api, stack: Stack, browser: Browser) -> Non
     pnl = page.locator('#pnl tr[data-symbol="MSFT"]')
     await expect(pnl.locator(".pnl-position")).to_have_text("4", timeout=10_000)
     assert await api.position(sim_id, "MSFT") == Decimal(4)
-    await page.screenshot(path=shot("dashboard-follower.png"), full_page=True)
+    await page.screenshot(path=shot("dashboard-journey-follower.png"), full_page=True)
 
     # Pause, then unsubscribe following the master's exits: the subscription is ending.
     await row.get_by_role("button", name="Pause").click()
@@ -190,7 +190,7 @@ async def test_master_journey(api: Api, stack: Stack, browser: Browser) -> None:
     await expect(row.get_by_test_id("order-status")).to_contain_text("cancel requested")
     await expect(row).to_contain_text("1 canceled", timeout=10_000)
     await expect(page.get_by_test_id("settled-chart")).to_have_attribute("data-total", "2")
-    await page.screenshot(path=shot("dashboard-master.png"), full_page=True)
+    await page.screenshot(path=shot("dashboard-journey-master.png"), full_page=True)
     assert await api.position(sim_id, "NVDA") == Decimal(4)
     assert errors == []
     await page.close()
