@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.test_dashboard_browser import PASSWORD, shot
+from tests.e2e.test_dashboard_browser import PASSWORD, shot, sign_in
 from tests.helpers import Api, Stack, eventually
 
 
@@ -107,6 +108,12 @@ async def test_follower_journey(api: Api, stack: Stack, browser: Browser) -> Non
     await expect(pnl.locator(".pnl-position")).to_have_text("4", timeout=10_000)
     assert await api.position(sim_id, "MSFT") == Decimal(4)
     await page.screenshot(path=shot("dashboard-journey-follower.png"), full_page=True)
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Export CSV").click()
+    download = await download_info.value
+    assert download.suggested_filename == "copies.csv"
+    csv_text = Path(await download.path()).read_text()
+    assert csv_text.startswith("leg_id,") and order["order_id"] in csv_text, csv_text[:300]
 
     # Pause, then unsubscribe following the master's exits: the subscription is ending.
     await row.get_by_role("button", name="Pause").click()
@@ -192,5 +199,42 @@ async def test_master_journey(api: Api, stack: Stack, browser: Browser) -> None:
     await expect(page.get_by_test_id("settled-chart")).to_have_attribute("data-total", "2")
     await page.screenshot(path=shot("dashboard-journey-master.png"), full_page=True)
     assert await api.position(sim_id, "NVDA") == Decimal(4)
+    assert errors == []
+    await page.close()
+
+
+async def test_a_refused_session_signs_out_and_sign_out_forgets_it(
+    api: Api, stack: Stack, browser: Browser
+) -> None:
+    """A 401 the page cannot refresh its way out of (a forged access token, a refresh token the
+    API refuses, or no refresh route at all) ends in the sign-in form; Sign out forgets the
+    session."""
+    email = f"follower-{os.urandom(4).hex()}@example.test"
+    await api.user("follower", email=email)
+    page, errors = await open_page(browser)
+    await sign_in(page, stack, email)
+    await page.evaluate(
+        """() => {
+            const key = "copytrade.session";
+            const access = JSON.parse(sessionStorage.getItem(key)).access;
+            const tail = access.endsWith("AAAA") ? "BBBB" : "AAAA";
+            const forged = access.slice(0, -4) + tail;
+            sessionStorage.setItem(key, JSON.stringify({ access: forged, refresh: "spent" }));
+        }"""
+    )
+    await page.reload()
+    await expect(page.get_by_test_id("connection")).to_have_text(
+        "session expired, please sign in again"
+    )
+    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert await page.evaluate('sessionStorage.getItem("copytrade.session")') is None
+
+    await sign_in(page, stack, email)
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_test_id("connection")).to_have_text("signed out")
+    await expect(page.locator("#follower-view")).to_be_hidden()
+    assert await page.evaluate('sessionStorage.getItem("copytrade.session")') is None
+    await page.reload()
+    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     assert errors == []
     await page.close()

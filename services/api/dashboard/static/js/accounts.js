@@ -51,7 +51,7 @@ async function link(event) {
     const account = await api("/v1/accounts", { method: "POST",
       body: { broker: $("link-broker").value, label: $("link-label").value.trim(), credentials: credentials() } });
     $("link-error").textContent = "";
-    form.querySelectorAll("#credential-fields input[type=password]").forEach((i) => { i.value = ""; });
+    renderCredentialFields();  // never leave credentials on the page
     $("link-error").append(el("span", { class: "ok", text: `linked ${account.label} (${account.broker})` }));
     await loadAccounts();
   } catch (error) { showErrors(form, error, $("link-error")); }
