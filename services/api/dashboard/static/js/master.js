@@ -1,8 +1,8 @@
-// A master: who may copy (copy access, invites, follower count), orders (place, amend, cancel)
-// and their fan-out, live from order.updated events.
+// A master's orders: place, amend, cancel, and their fan-out, live from order.updated events.
 import { api } from "./api.js";
 import { $, button, cell, clearErrors, el, short, showErrors, time } from "./dom.js";
 import { baseline, recordSettled, renderLatency, renderSettled } from "./chart.js";
+import { loadFollowerCount, loadProfile } from "./invites.js";
 
 const orders = new Map();
 const SEGMENTS = [["filled", "var(--ok)"], ["partially_filled", "#2ea043"], ["accepted", "var(--accent)"],
@@ -126,44 +126,13 @@ async function placeOrder(event) {
   } catch (error) { $("order-error").textContent = `${error.code}: ${error.message}`; }
 }
 
-async function loadFollowerCount() {
-  const followers = await api("/v1/masters/me/followers");
-  const active = followers.filter((f) => !f.ending_at).length;
-  $("follower-count").textContent = `${active} follower${active === 1 ? "" : "s"}`;
-}
-
-async function saveAccess(event) {
-  event.preventDefault();
-  $("master-error").textContent = "";
-  try {
-    const profile = await api("/v1/masters/me", { method: "PATCH", body: { copy_access: $("copy-access").value } });
-    $("master-error").replaceChildren(el("span", { class: "ok", text: `copy access: ${profile.copy_access}` }));
-  } catch (error) { $("master-error").textContent = `${error.code}: ${error.message}`; }
-}
-
-async function createInvite(event) {
-  event.preventDefault();
-  const form = $("invite-form");
-  clearErrors(form);
-  $("master-error").textContent = "";
-  const number = (id) => { const v = $(id).value.trim(); return /^\d+$/.test(v) ? Number(v) : v || undefined; };
-  try {
-    const invite = await api("/v1/masters/me/invites", { method: "POST",
-      body: { max_uses: number("invite-uses"), expires_in_s: number("invite-ttl") } });
-    $("invite-out").replaceChildren("Invite code ", el("code", { "data-testid": "invite-code", text: invite.invite_code }),
-      ` (with master ID ${$("master-id").textContent}), expires ${new Date(invite.expires_at).toLocaleString()}`);
-  } catch (error) { showErrors(form, error, $("master-error")); }
-}
-
 export function setOrderAccounts(accounts) {
   $("order-account").replaceChildren(...accounts.map((a) =>
     el("option", { value: a.account_id, text: `${a.label} (${a.broker})` })));
 }
 
 export async function loadMaster() {
-  const [profile, list] = await Promise.all([api("/v1/masters/me"), api("/v1/orders?limit=50"), loadFollowerCount()]);
-  $("master-id").textContent = profile.master_id;
-  $("copy-access").value = profile.copy_access;
+  const [, list] = await Promise.all([loadProfile(), api("/v1/orders?limit=50")]);
   resetOrders(list);
 }
 
@@ -171,5 +140,3 @@ $("order-type").addEventListener("change", () => { $("order-limit").disabled = $
 $("order-form").addEventListener("submit", placeOrder);
 $("amend-form").addEventListener("submit", amend);
 $("amend-close").addEventListener("click", () => { $("amend-form").hidden = true; });
-$("access-form").addEventListener("submit", saveAccess);
-$("invite-form").addEventListener("submit", createInvite);

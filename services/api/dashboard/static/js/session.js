@@ -5,7 +5,7 @@
 import { anonymous, ApiError } from "./api.js";
 
 const KEY = "copytrade.session";
-const listeners = { start: [], end: [], renewed: [] };
+const listeners = { start: [], end: [] };
 
 function claims(token) {
   const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -54,7 +54,7 @@ export const session = {
     if (!this.refreshToken) return Promise.resolve(false);
     if (!this.pending) {
       this.pending = anonymous("/v1/auth/refresh", { refresh_token: this.refreshToken })
-        .then((answer) => { this.adopt(answer); listeners.renewed.forEach((fn) => fn(this)); return true; })
+        .then((answer) => { this.adopt(answer); return true; })
         .catch((error) => {
           if (error instanceof ApiError && error.status === 404) this.refreshToken = null;  // no refresh route
           return false;

@@ -41,7 +41,9 @@ async function open() {
     if (live.socket !== socket) return;
     live.socket = null;
     if (event.code === 1008 && event.reason === "session expired") {
-      if (await session.refresh()) open(); else session.expired();
+      // The token it was opened with ran out; the session has usually been renewed already.
+      const renewed = session.expiresAt - Date.now() > 5000 || (await session.refresh());
+      if (renewed) open(); else session.expired();
       return;
     }
     retry();
