@@ -61,6 +61,9 @@ function end(message) {
   stopAdmin();
   disconnect(message);
   show([]);
+  // Nothing of this session stays in the page for the next one.
+  document.querySelectorAll("main tbody").forEach((body) => body.replaceChildren());
+  $("invite-out").textContent = "";
   $("signin").hidden = false;
   $("signout").hidden = true;
   $("who").textContent = "";

@@ -20,7 +20,7 @@ export function refreshDelayMs(expiresInS) {
 
 export const session = {
   accessToken: null, refreshToken: null, role: null, userId: null, expiresAt: 0,
-  timer: null, pending: null,
+  timer: null, pending: null, transient: false,
 
   on(event, fn) { listeners[event].push(fn); },
 
@@ -41,7 +41,18 @@ export const session = {
       this.timer = setTimeout(() => this.expired(), Math.max(0, this.expiresAt - Date.now()));
       return;
     }
-    this.timer = setTimeout(() => this.refresh().then((ok) => ok || this.expired()), refreshDelayMs(expiresInS));
+    this.timer = setTimeout(() => this.renew(), refreshDelayMs(expiresInS));
+  },
+
+  // The scheduled refresh: a refusal signs out; a blip (network, 5xx, 429) is retried while
+  // the access token still holds.
+  async renew() {
+    if (await this.refresh()) return;
+    if (this.refreshToken && this.transient && this.expiresAt - Date.now() > 5000) {
+      this.timer = setTimeout(() => this.renew(), 5000);
+      return;
+    }
+    this.expired();
   },
 
   async signIn(email, password) {
@@ -56,7 +67,9 @@ export const session = {
       this.pending = anonymous("/v1/auth/refresh", { refresh_token: this.refreshToken })
         .then((answer) => { this.adopt(answer); return true; })
         .catch((error) => {
-          if (error instanceof ApiError && error.status === 404) this.refreshToken = null;  // no refresh route
+          const status = error instanceof ApiError ? error.status : 0;
+          if (status === 404) this.refreshToken = null;  // no refresh route: sign in again later
+          this.transient = status === 0 || status === 429 || status >= 500;
           return false;
         })
         .finally(() => { this.pending = null; });
