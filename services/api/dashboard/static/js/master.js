@@ -68,15 +68,16 @@ export function resetOrders(list) {
 export function applyOrderEvent(event) {
   recordSettled(event);
   const known = orders.get(event.order_id);
-  if (!known) { refreshOrder(event.order_id).catch(() => {}); return; }
-  orders.set(event.order_id, { ...known, status: event.status, fanout_ms: event.fanout_ms,
-    legs: { total: event.legs_total, by_status: event.by_status } });
-  renderOrders();
-  if (["replicated", "dead_lettered"].includes(event.status)) {
-    // Settled: the summary again (the master's own execution is not in the event), and the count.
-    refreshOrder(event.order_id).catch(() => {});
-    loadFollowerCount().catch(() => {});
+  const settled = ["replicated", "dead_lettered"].includes(event.status);
+  if (known) {
+    orders.set(event.order_id, { ...known, status: event.status, fanout_ms: event.fanout_ms,
+      legs: { total: event.legs_total, by_status: event.by_status } });
+    renderOrders();
   }
+  // Unknown yet (its event can beat the answer to our own POST), or settled: the summary again
+  // (the master's own execution is not in the event).
+  if (!known || settled) refreshOrder(event.order_id).catch(() => {});
+  if (settled) loadFollowerCount().catch(() => {});
 }
 
 async function cancel(o) {
