@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.infra.db.engine import make_engine
@@ -53,3 +54,29 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
         yield client
     finally:
         await client.aclose()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (the dashboard tests)."""
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()

@@ -4,47 +4,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import ARTIFACTS
 from tests.helpers import Api, Stack
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse"
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
-
-
-async def sign_in(page: Page, stack: Stack, email: str) -> None:
+async def sign_in(page: Page, stack: Stack, email: str, connection: str = "live") -> None:
     await page.goto(stack.api_url + "/")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Email", exact=True).fill(email)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_test_id("connection")).to_have_text("live", timeout=10_000)
+    await expect(page.get_by_test_id("connection")).to_have_text(connection, timeout=10_000)
 
 
 def shot(name: str) -> str:
@@ -100,8 +75,8 @@ async def test_master_places_an_order_and_watches_it_settle(
     errors: list[Any] = []
     page.on("pageerror", lambda error: errors.append(error))
     await sign_in(page, stack, email)
-    await page.get_by_label("Symbol").fill("NVDA")
-    await page.get_by_label("Qty").fill("2")
+    await page.get_by_label("Symbol", exact=True).fill("NVDA")
+    await page.get_by_label("Qty", exact=True).fill("2")
     await page.get_by_test_id("place-order").click()
     first = page.locator("#orders tr").first
     await expect(first).to_contain_text("NVDA")
@@ -115,7 +90,7 @@ async def test_master_places_an_order_and_watches_it_settle(
     )
     assert await page.locator("#chart rect").count() == 4
     await page.screenshot(path=shot("dashboard-master.png"))
-    bad = page.get_by_label("Qty")
+    bad = page.get_by_label("Qty", exact=True)
     await bad.fill("-1")
     await page.get_by_test_id("place-order").click()
     await expect(page.locator("#order-error")).to_contain_text("validation_error")

@@ -4,6 +4,7 @@ docs/OpenAPI/metrics unless enabled; the simulator never re-discloses a secret i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from brokers.sim.app import build_app as build_simulator
+from services.api.routers.dashboard import STATIC
 from services.dev.launcher import build_children
 from services.infra.settings import Settings, SettingsError
 from tests.security.conftest import AppFactory, Client
@@ -129,8 +131,14 @@ async def test_page_csp_has_no_unsafe_inline_and_answers_say_nosniff(
         assert "'unsafe-inline'" not in csp and "script-src 'self'" in csp
         assert "<style" not in page.text
         assert "<script>" not in page.text  # only <script src=…>
-        for asset in ("/static/dashboard.js", "/static/dashboard.css"):
-            r = await client.http.get(asset)
+        assert re.search(r"\s(on[a-z]+|style)=", page.text) is None  # no inline handler or style
+        assets = sorted(p.relative_to(STATIC) for p in STATIC.rglob("*") if p.is_file())
+        assert Path("js/app.js") in assets
+        for asset in assets:
+            r = await client.http.get(f"/static/{asset}")
             assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+            if asset.suffix == ".js":  # module scripts need a JavaScript type under nosniff
+                assert "javascript" in r.headers["content-type"], (asset, r.headers)
+                assert re.search(r"\.(innerHTML|outerHTML)\b|\beval\(", r.text) is None, asset
         for r in (page, await client.http.get("/healthz"), await client.http.get("/v1/copies")):
             assert r.headers["x-content-type-options"] == "nosniff"

@@ -10,12 +10,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import retry_moves
-from services.infra.db.repositories.base import columns, fetch_one_as
+from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
 from services.infra.db.repositories.legs import Leg, SettledLeg
+from services.infra.db.repositories.orders import MasterOrder
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 _LEG_COLUMNS = columns(Leg)
 _SETTLED_COLUMNS = columns(SettledLeg, "legs")
+_ORDER_COLUMNS = columns(MasterOrder)
 _RETRY_MOVES = sorted(f"{current.value}>{target.value}" for current, target in retry_moves())
 _RETRY_TO = sorted({target.value for _, target in retry_moves()})
 assert len(_RETRY_TO) == 1, "a retry has one destination"
@@ -80,3 +82,35 @@ async def retry_failed_leg(
             [LedgerEntry(str(row.subscription_id), str(row.account_id), row.symbol, signed)],
         )
     return row
+
+
+# What an admin looks at (GET /v1/admin/legs, GET /v1/admin/orders/dead-lettered): the newest
+# first, bounded. In-doubt legs are served by legs_in_doubt_idx; failed legs are rare and read
+# by admins only (no index of their own).
+IN_DOUBT = ("submitting", "unknown", "retrying")
+
+
+async def stuck_legs(conn: AsyncConnection, statuses: list[str], limit: int) -> list[Leg]:
+    """Follower legs in one of `statuses`, most recently changed first."""
+    return fetch_all_as(
+        await conn.execute(
+            text(
+                f"SELECT {_LEG_COLUMNS} FROM legs WHERE action <> 'master' "
+                "AND status = ANY(CAST(:s AS text[])) ORDER BY updated_at DESC, id LIMIT :limit"
+            ),
+            {"s": statuses, "limit": limit},
+        ),
+        Leg,
+    )
+
+
+async def dead_lettered_orders(conn: AsyncConnection, limit: int) -> list[tuple[MasterOrder, str]]:
+    """Master orders parked after their deliveries ran out, newest first, with the reason."""
+    rows = await conn.execute(
+        text(
+            f"SELECT {_ORDER_COLUMNS}, dead_letter_reason FROM master_orders "
+            "WHERE dead_lettered_at IS NOT NULL ORDER BY dead_lettered_at DESC, id LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    return [(MasterOrder(*row[:-1]), row[-1] or "") for row in rows.all()]
