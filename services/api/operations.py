@@ -223,6 +223,13 @@ OPERATIONS: dict[str, Operation] = {
         "admin", "Resume copying of one master", {403: ("forbidden",)}
     ),
     "GET /v1/admin/halts": Operation("admin", "Halts in force", {403: ("forbidden",)}),
+    "GET /v1/admin/legs": Operation(
+        "admin", "Failed (retryable) or in-doubt follower copies", {403: ("forbidden",)}
+    ),
+    "GET /v1/admin/orders/dead-lettered": Operation(
+        "admin", "Master orders parked after running out of deliveries", {403: ("forbidden",)}
+    ),
+    "GET /v1/brokers": Operation("accounts", "Brokers an account can be linked at"),
     "POST /v1/ws/token": Operation("dashboard", "A single-use token for one WebSocket"),
     "GET /healthz": Operation("ops", "Liveness", response={"status": "ok"}),
     "GET /readyz": Operation(
@@ -300,6 +307,25 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
         "cancel_requested": False,
         "dead_lettered_at": None,
     },
+    "DeadLetterOut": {
+        "order_id": ORDER,
+        "client_order_id": "my-order-0001",
+        "account_id": ACCOUNT,
+        "symbol": "AAPL",
+        "side": "buy",
+        "qty": "10",
+        "type": "market",
+        "limit_price": None,
+        "time_in_force": "day",
+        "stop_price": None,
+        "status": "dead_lettered",
+        "created_at": AT,
+        "legs": {"total": 0, "by_status": {}},
+        "fanout_ms": None,
+        "cancel_requested": False,
+        "dead_lettered_at": AT,
+        "dead_letter_reason": "planning failed: credentials no longer decrypt",
+    },
     "CancelAccepted": {"order_id": ORDER, "cancel_requested": True},
     "HaltState": {"scope": "global", "halted": True, "flatten_request_id": None},
     "CopyOut": {
@@ -352,6 +378,33 @@ SCHEMA_EXAMPLES: dict[str, dict[str, Any]] = {
         ],
         "created_at": AT,
         "finished_at": AT,
+    },
+    "AdminLegOut": {
+        "leg_id": LEG,
+        "order_id": ORDER,
+        "master_id": MASTER,
+        "account_id": ACCOUNT,
+        "symbol": "AAPL",
+        "side": "buy",
+        "qty": "20",
+        "status": "failed",
+        "reason": "broker_rejected: insufficient buying power",
+        "details": {"sizing": "multiplier", "factor": "2"},
+        "client_order_id": "ct-a1b2c3d4-9f8e7d6c",
+        "broker_order_id": None,
+        "filled_qty": "0",
+        "filled_avg_price": None,
+        "created_at": AT,
+        "updated_at": AT,
+        "follower_id": SUBSCRIPTION,
+    },
+    "BrokerOut": {
+        "name": "alpaca",
+        "credentials": {
+            "type": "object",
+            "properties": {"key_id": {"type": "string"}, "secret_key": {"type": "string"}},
+            "required": ["key_id", "secret_key"],
+        },
     },
     "WsToken": {"token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2ln", "expires_in": 60},
 }

@@ -27,6 +27,7 @@ PUBLIC = {
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
+    "GET /v1/brokers",  # the public catalogue of brokers and their credential fields
 }
 
 
