@@ -42,6 +42,7 @@ class Faults:
     ip_rate_limit_per_s: int | None = None  # all requests to the simulator, like a per-IP limit
     reject_orders: bool = False  # refuse every new order (403), as a broker refusing it would
     no_liquidity: bool = False  # nothing fills, whatever the price: orders rest (IOCs cancel)
+    throttle_orders: bool = False  # new orders answered 429 (Retry-After 60); reads are served
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         data = {**self.__dict__, **changes}

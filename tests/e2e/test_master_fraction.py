@@ -371,3 +371,78 @@ async def test_a_broker_order_canceled_unfilled_leaves_every_follower_flat(
         assert await api.position(master_sim, symbol) == 0
     finally:
         await _fault(api, master_sim, no_liquidity=False)
+
+
+async def test_a_master_order_never_placed_before_its_deadline_leaves_followers_flat(
+    api: Api, engine: AsyncEngine, symbol: str
+) -> None:
+    """copy_on = submitted: the copies fill while the master's broker keeps answering 429 to the
+    master's own order; once its copy window is over the master leg ends `expired`, never
+    placed: every copy is closed (reason master_expired), and a subscription that chose
+    on_master_rejected = keep keeps its copy, as for a refusal."""
+    master_id, master = await api.user("master")
+    account, master_sim = await api.sim_account(master)
+    closing = await api.follower(master_id, {"mode": "fixed", "qty": "3"})
+    _, token = await api.user("follower")
+    keeper_account, keeper_sim = await api.sim_account(token)
+    r = await api.http.post(
+        "/v1/subscriptions",
+        headers=api.auth(token),
+        json={
+            "master_id": master_id,
+            "account_id": keeper_account,
+            "sizing": {"mode": "fixed", "qty": "2"},
+            "on_master_rejected": "keep",
+        },
+    )
+    assert r.status_code == 201, r.text
+    keeper = {"token": token, "sim_account_id": keeper_sim}
+    # The master's broker answers 429 to every new order of the master's (reads are served).
+    await _fault(api, master_sim, throttle_orders=True)
+    try:
+        order_id = (await api.order(master, account, symbol=symbol, qty="5")).json()["order_id"]
+
+        async def master_retrying() -> bool:
+            r = await api.http.get(f"/v1/orders/{order_id}", headers=api.auth(master))
+            execution = r.json()["master_execution"]
+            return (
+                execution is not None
+                and execution["status"] == "retrying"
+                and await api.position(closing["sim_account_id"], symbol) == 3
+                and await api.position(keeper_sim, symbol) == 2
+            )
+
+        await eventually(master_retrying, message="copies not filled, master not retrying")
+        # Its copy window (300 s after the signal) runs out: the signal moves back 10 minutes
+        # and the master leg's retry comes due now.
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE master_orders SET created_at = created_at - interval '10 minutes' "
+                    "WHERE id = :o"
+                ),
+                {"o": order_id},
+            )
+            await conn.execute(
+                text(
+                    "UPDATE legs SET lease_expires_at = now() "
+                    "WHERE order_id = :o AND action = 'master'"
+                ),
+                {"o": order_id},
+            )
+        expected = {
+            closing["sim_account_id"]: (closing, 0, 3),
+            keeper_sim: (keeper, 2, 0),
+        }
+        await eventually(
+            lambda: _at_fraction(api, order_id, symbol, expected, reason="master_expired"),
+            message="the closing follower not flat after the master's order expired",
+        )
+        r = await api.http.get(f"/v1/orders/{order_id}", headers=api.auth(master))
+        assert r.json()["master_execution"]["status"] == "expired"
+        await api.settled(master, order_id)
+        await _exactly_once(api, symbol, expected)
+        assert await _sim_orders(api, master_sim, symbol) == []  # never placed
+        assert [row["reason"] for row in await _rows(api, keeper, order_id)] == [None]
+    finally:
+        await _fault(api, master_sim, throttle_orders=False)

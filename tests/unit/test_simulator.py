@@ -248,3 +248,20 @@ async def test_no_liquidity_leaves_orders_resting(sim: httpx.AsyncClient) -> Non
     assert (await sim.post("/v2/orders", headers=dry, json=ioc)).json()["status"] == "canceled"
     filled = (await sim.post("/v2/orders", headers=keys, json=market("d3"))).json()
     assert filled["status"] == "filled"  # other accounts trade as usual
+
+
+async def test_throttled_orders_are_429_while_reads_are_served(sim: httpx.AsyncClient) -> None:
+    r = await sim.post("/sim/accounts", json={"cash": "1000"})
+    sim_id, keys = (
+        r.json()["account_id"],
+        {
+            "APCA-API-KEY-ID": r.json()["key_id"],
+            "APCA-API-SECRET-KEY": r.json()["secret_key"],
+        },
+    )
+    r = await sim.put("/sim/faults", params={"account_id": sim_id}, json={"throttle_orders": True})
+    assert r.status_code == 200, r.text
+    r = await sim.post("/v2/orders", headers=keys, json=market("t1"))
+    assert r.status_code == 429 and r.headers["retry-after"] == "60"
+    assert (await sim.get("/v2/account", headers=keys)).status_code == 200
+    assert (await sim.get("/v2/orders", headers=keys)).json() == []
