@@ -78,6 +78,35 @@ async def test_control_characters_in_labels_credentials_and_symbols(
     assert await _counts(engine) == before
 
 
+async def test_control_characters_in_a_relabel_and_a_webhook_url(
+    api: Api, engine: AsyncEngine
+) -> None:
+    _, token = await api.user("follower")
+    account_id, _ = await api.sim_account(token)
+    before = await _counts(engine)
+    response = await api.http.patch(
+        f"/v1/accounts/{account_id}", headers=api.auth(token), json={"label": "re\u0000named"}
+    )
+    _assert_error(response, 422, "control_character")
+    assert _field(response) == "label"
+    response = await api.http.patch(
+        f"/v1/accounts/{account_id}",
+        headers=api.auth(token),
+        json={"credentials": {"key_id": "k\u0007", "secret_key": "s"}},
+    )
+    _assert_error(response, 422, "control_character")
+    assert _field(response).startswith("credentials")
+    for url in ("https://hooks.example.test/a\u0000b", "https://hooks.exa\u0000mple.test/"):
+        response = await api.http.post(
+            "/v1/webhooks", headers=api.auth(token), json={"url": url, "events": ["leg.failed"]}
+        )
+        _assert_error(response, 422, "control_character")
+        assert _field(response) == "url"
+    assert await _counts(engine) == before
+    accounts = (await api.http.get("/v1/accounts", headers=api.auth(token))).json()
+    assert [a["label"] for a in accounts] == ["sim"]
+
+
 LOOSE_PATCHES = [
     {"paused": "yes"},
     {"paused": 1},
