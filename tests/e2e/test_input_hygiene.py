@@ -218,6 +218,25 @@ async def test_no_log_line_carries_a_submitted_email_or_password(api: Api, stack
     await api.http.post(
         "/v1/auth/register", json={"email": email, "password": password, "role": "master"}
     )  # 409
+    # Broker credentials: well formed (linked, then used on a relabel), with an unknown field,
+    # with a control character.
+    _, token = await api.user("follower")
+    account_id, _ = await api.sim_account(token)
+    for credentials in (
+        {"key_id": f"key-{marker}", "secret_key": f"secret-{marker}"},
+        {"key_id": f"key-{marker}", "secret_key": f"secret-{marker}", "extra": marker},
+        {"key_id": f"key-{marker}\u0000", "secret_key": f"secret-{marker}"},
+    ):
+        response = await api.http.post(
+            "/v1/accounts",
+            headers=api.auth(token),
+            json={"broker": "sim", "label": "x", "credentials": credentials},
+        )
+        assert response.status_code < 500 and marker not in response.text, response.text
+        response = await api.http.patch(
+            f"/v1/accounts/{account_id}", headers=api.auth(token), json={"credentials": credentials}
+        )
+        assert response.status_code < 500 and marker not in response.text, response.text
     logs = "".join(
         path.read_text(errors="replace") for path in stack.log_dir.glob("*.log") if path.is_file()
     )
