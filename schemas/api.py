@@ -105,8 +105,8 @@ class AccountCreate(Strict):
 class AccountPatch(Strict):
     """PATCH /v1/accounts/{id}: new credentials are checked and verified at the broker."""
 
-    label: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    credentials: dict[str, Any] | None = None
+    label: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
+    credentials: dict[str, Any] | None = None  # control characters: 422 invalid_credentials
 
 
 class AccountOut(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from schemas.common import Strict
+from schemas.common import Strict, Text
 
 SIGNATURE_HEADER = "Copytrade-Signature"  # "v1=" + hex HMAC-SHA256(secret, f"{ts}.{body}")
 TIMESTAMP_HEADER = "Copytrade-Timestamp"  # unix seconds of this attempt
@@ -26,7 +26,7 @@ class WebhookEventType(StrEnum):
 
 
 class WebhookCreate(Strict):
-    url: str = Field(min_length=8, max_length=2048)
+    url: Annotated[Text, Field(min_length=8, max_length=2048)]
     events: list[WebhookEventType] = Field(min_length=1, max_length=5)
 
     @field_validator("events")

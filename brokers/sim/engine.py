@@ -171,7 +171,7 @@ class Engine:
         return order
 
     def _try_fill(self, account: SimAccount, order: SimOrder, price: Decimal) -> None:
-        if order.status not in OPEN_STATUSES:
+        if order.status not in OPEN_STATUSES or self.faults_for(account).no_liquidity:
             return
         kind = order.type
         if kind in ("stop", "stop_limit"):
@@ -229,6 +229,20 @@ class Engine:
                     self._try_fill(account, order, prices[order.symbol])
                     filled += order.status == "filled"
         return filled
+
+    def end_day(self, account: SimAccount | None = None) -> int:
+        """The trading day ends (for one account, or all): resting `day` orders expire, as
+        Alpaca's do at the close (status `expired`, what they filled kept), and day P&L counts
+        from the current equity. Returns how many orders expired."""
+        expired = 0
+        for each in [account] if account is not None else list(self.accounts.values()):
+            each.last_equity = self.equity(each)
+            for order in each.orders.values():
+                if order.time_in_force == "day" and order.status in OPEN_STATUSES:
+                    order.status = "expired"
+                    order.expired_at = order.updated_at = now()
+                    expired += 1
+        return expired
 
     def cancel(self, account: SimAccount, order_id: str) -> None:
         order = account.orders.get(order_id)

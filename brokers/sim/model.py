@@ -41,6 +41,8 @@ class Faults:
     partial_fill_ratio: float | None = None  # market orders fill only this fraction, then rest
     ip_rate_limit_per_s: int | None = None  # all requests to the simulator, like a per-IP limit
     reject_orders: bool = False  # refuse every new order (403), as a broker refusing it would
+    no_liquidity: bool = False  # nothing fills, whatever the price: orders rest (IOCs cancel)
+    throttle_orders: bool = False  # new orders answered 429 (Retry-After 60); reads are served
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         data = {**self.__dict__, **changes}
@@ -70,6 +72,7 @@ class SimOrder:
     updated_at: datetime | None = None
     filled_at: datetime | None = None
     canceled_at: datetime | None = None
+    expired_at: datetime | None = None
     replaced_at: datetime | None = None
     replaced_by: str | None = None
     replaces: str | None = None
@@ -87,7 +90,7 @@ class SimOrder:
             "updated_at": rfc3339(self.updated_at or self.created_at),
             "submitted_at": rfc3339(self.created_at),
             "filled_at": rfc3339(self.filled_at),
-            "expired_at": None,
+            "expired_at": rfc3339(self.expired_at),
             "canceled_at": rfc3339(self.canceled_at),
             "failed_at": None,
             "replaced_at": rfc3339(self.replaced_at),

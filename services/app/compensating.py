@@ -5,8 +5,15 @@ leg ends short of its quantity, each copy is brought to the same fraction of its
 quantity:
 - refused by the master's broker (rejected, failed): fraction 0, reason master_rejected; a
   subscription with on_master_rejected = keep keeps what its copy filled;
-- canceled after filling part of it (the master canceled through the API or at its broker):
-  fraction filled / qty, reason master_partial_cancel.
+- canceled after filling part of it (the master canceled through the API or at its broker, an
+  IOC cut short, a day order expired at the close: the broker's `expired` is a cancel):
+  fraction filled / qty, reason master_partial_cancel;
+- expired: never placed before its deadline (the master's broker kept refusing to take it, 429
+  or down): fraction filled / qty (nothing), reason master_expired; a subscription with
+  on_master_rejected = keep keeps what its copy filled, as for a refusal.
+The master's order is its master leg when it came through the API, and what the poller recorded
+when the master placed it directly at its broker and it ended there short of its quantity
+(services.worker.poller): both go through this one path.
 Copies still resting at their broker are canceled; what a copy filled beyond the fraction of its
 quantity (floored to its step, replication.sizing.excess_over_fraction) is closed by one `unwind`
 leg per copy (a market order the other way); a copy that filled less is left as it is: a cancel
@@ -37,6 +44,8 @@ from services.app.targets import broker_for
 from services.infra.brokerage import BrokerFactory, broker_day
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.compensation import (
+    REFUSED,
+    SHORT,
     CompensatedLeg,
     MasterFill,
     claim_compensation,
@@ -54,8 +63,8 @@ log = logging.getLogger("copytrade.compensating")
 UNWIND_ACTION = "unwind"
 REASON = "master_rejected"
 PARTIAL_REASON = "master_partial_cancel"
+EXPIRED_REASON = "master_expired"
 _RESTING = ("accepted", "partially_filled")
-_REFUSED = ("rejected", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +78,24 @@ class Goal:
 
 
 def goal_for(master: MasterFill | None) -> Goal | None:
-    """Refused → nothing; canceled short of its quantity → the fraction the master filled."""
+    """Refused → nothing; canceled or expired short of its quantity → the fraction the master
+    filled."""
     if master is None:
         return None
-    if master.status in _REFUSED:
+    if master.status in REFUSED:
         return Goal(Decimal(0), REASON, REASON, keep_allowed=True)
     qty, filled = master.qty, master.filled_qty or Decimal(0)
-    if master.status == "canceled" and qty is not None and qty > 0 and filled < qty:
-        return Goal(filled / qty, PARTIAL_REASON, "master_canceled", keep_allowed=False)
-    return None
+    if master.status not in SHORT or qty is None or qty <= 0 or filled >= qty:
+        return None
+    if master.status == "expired":
+        return Goal(filled / qty, EXPIRED_REASON, EXPIRED_REASON, keep_allowed=True)
+    return Goal(filled / qty, PARTIAL_REASON, "master_canceled", keep_allowed=False)
 
 
 class Compensator(LegWork):
     async def compensate(self, order_id: str) -> bool:
-        """Compensate the order if its master leg was refused (or canceled short of its quantity)
-        and nobody did; True when done."""
+        """Compensate the order if the master's order was refused (or ended short of its
+        quantity) and nobody did; True when done."""
         async with self.engine.begin() as conn:
             if not await claim_compensation(conn, order_id, self.lease_s):
                 return False

@@ -8,11 +8,13 @@ of an order that came through the API) carry our client order ids and are skippe
 
 Fidelity: an order first seen canceled after partial fills is copied at its filled quantity.
 An order seen while still open is followed (master_orders.broker_open) until it ends at the
-broker: canceled there → we request the cancel of our order (the sweeper cancels the resting
-copies); replaced there (Alpaca: a new order whose `replaces` names the old one; brokers that
-modify in place: a new quantity or price) → we request the replace (the sweeper resizes or
-reprices the copies, under the copies' own gates). Followed orders that a listing does not show
-are looked up by their client order id.
+broker: canceled (or expired, or refused) there → we request the cancel of our order (the
+sweeper cancels the resting copies) and record what it filled, so the copies are brought to the
+same fraction of their quantity as for an order placed through the API
+(services.app.compensating); replaced there (Alpaca: a new order whose `replaces` names the old
+one; brokers that modify in place: a new quantity or price) → we request the replace (the
+sweeper resizes or reprices the copies, under the copies' own gates). Followed orders that a
+listing does not show are looked up by their client order id.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ from services.infra.db.repositories.accounts import (
     master_accounts,
     set_cursor,
 )
-from services.infra.db.repositories.broker_orders import followed_orders, set_broker_state
+from services.infra.db.repositories.broker_orders import (
+    followed_orders,
+    set_broker_end,
+    set_broker_state,
+)
 from services.infra.db.repositories.legs import known_client_ids
 from services.infra.db.repositories.orders import (
     MasterOrder,
@@ -232,6 +238,7 @@ class Poller:
         async with self.engine.begin() as conn:
             if canceled:
                 await request_cancel(conn, str(row.id), str(row.master_id))
+                await set_broker_end(conn, str(row.id), order.status.value, order.filled_qty)
             await set_broker_state(conn, str(row.id), order.broker_order_id, None, False)
         if canceled:
             FOLLOWED.labels("canceled").inc()

@@ -137,7 +137,7 @@ async def trading_master(api: Api) -> tuple[dict[str, str], str]:
     return api.auth(token), account
 
 
-@pytest.mark.parametrize("role", ["master", "follower"])
+@pytest.mark.parametrize("role", ["master", "follower", "admin", "anonymous"])
 def test_linked_operations_chain(
     stack: Stack,
     callers: dict[str, dict[str, str]],
@@ -146,11 +146,16 @@ def test_linked_operations_chain(
 ) -> None:
     """Stateful: the links the document declares (an accepted order → its GET, PATCH, cancel and
     copies; a created subscription → its PATCH and DELETE) are followed with the ids answered,
-    as each role; every step answers a documented status, never a 5xx."""
+    as each role and without a token (their first steps answer 401/403, so the chain stays
+    short); every step answers a documented status, never a 5xx."""
     document = httpx.get(f"{stack.api_url}/openapi.json").json()
     created = document["paths"]["/v1/orders"]["post"]["responses"]["202"]
     assert set(created["links"]) >= {"GetOrder", "ReplaceOrder", "CancelOrder", "OrderCopies"}
     schema = schemathesis.openapi.from_dict(document)
+    if role == "admin":  # the state machine calls every operation: not the global kill switch
+        schema = schema.exclude(
+            method="POST", path=[label.split(" ", 1)[1] for label in GLOBAL_AS_ADMIN]
+        )
     base_url, headers = stack.api_url, callers[role]
     if role == "master":
         headers, account = trading_master

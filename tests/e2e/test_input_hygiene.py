@@ -78,6 +78,34 @@ async def test_control_characters_in_labels_credentials_and_symbols(
     assert await _counts(engine) == before
 
 
+async def test_control_characters_in_a_relabel_and_a_webhook_url(
+    api: Api, engine: AsyncEngine
+) -> None:
+    _, token = await api.user("follower")
+    account_id, _ = await api.sim_account(token)
+    before = await _counts(engine)
+    response = await api.http.patch(
+        f"/v1/accounts/{account_id}", headers=api.auth(token), json={"label": "re\u0000named"}
+    )
+    _assert_error(response, 422, "control_character")
+    assert _field(response) == "label"
+    response = await api.http.patch(
+        f"/v1/accounts/{account_id}",
+        headers=api.auth(token),
+        json={"credentials": {"key_id": "k\u0007", "secret_key": "s"}},
+    )
+    _assert_error(response, 422, "invalid_credentials")  # the broker's typed model says no
+    for url in ("https://hooks.example.test/a\u0000b", "https://hooks.exa\u0000mple.test/"):
+        response = await api.http.post(
+            "/v1/webhooks", headers=api.auth(token), json={"url": url, "events": ["leg.failed"]}
+        )
+        _assert_error(response, 422, "control_character")
+        assert _field(response) == "url"
+    assert await _counts(engine) == before
+    accounts = (await api.http.get("/v1/accounts", headers=api.auth(token))).json()
+    assert [a["label"] for a in accounts] == ["sim"]
+
+
 LOOSE_PATCHES = [
     {"paused": "yes"},
     {"paused": 1},
@@ -189,6 +217,25 @@ async def test_no_log_line_carries_a_submitted_email_or_password(api: Api, stack
     await api.http.post(
         "/v1/auth/register", json={"email": email, "password": password, "role": "master"}
     )  # 409
+    # Broker credentials: well formed (linked, then used on a relabel), with an unknown field,
+    # with a control character.
+    _, token = await api.user("follower")
+    account_id, _ = await api.sim_account(token)
+    for credentials in (
+        {"key_id": f"key-{marker}", "secret_key": f"secret-{marker}"},
+        {"key_id": f"key-{marker}", "secret_key": f"secret-{marker}", "extra": marker},
+        {"key_id": f"key-{marker}\u0000", "secret_key": f"secret-{marker}"},
+    ):
+        response = await api.http.post(
+            "/v1/accounts",
+            headers=api.auth(token),
+            json={"broker": "sim", "label": "x", "credentials": credentials},
+        )
+        assert response.status_code < 500 and marker not in response.text, response.text
+        response = await api.http.patch(
+            f"/v1/accounts/{account_id}", headers=api.auth(token), json={"credentials": credentials}
+        )
+        assert response.status_code < 500 and marker not in response.text, response.text
     logs = "".join(
         path.read_text(errors="replace") for path in stack.log_dir.glob("*.log") if path.is_file()
     )

@@ -104,6 +104,23 @@ async def test_a_refused_master_order_leaves_every_follower_flat(
 
     seen = await eventually(flat_and_explained, message="followers not flat")
     assert await api.position(master_sim, symbol) == 0
+    await api.settled(master, order["order_id"])
+    for follower in followers:
+        # Exactly once (simulator truth): the copy and, if it filled, one market order closing
+        # it, or nothing at all.
+        placed = [
+            (o["side"], o["type"], o["status"], o["filled_qty"])
+            for o in await api.sim_orders()
+            if o["account_id"] == follower["sim_account_id"] and o["symbol"] == symbol
+        ]
+        rows = await _rows(api, follower, order["order_id"])
+        closes = [r for r in rows if r["reason"] == "master_rejected" and r["side"] == "sell"]
+        if placed:
+            [(_, _, _, qty), close] = sorted(placed)
+            assert close == ("sell", "market", "filled", qty)
+            assert [(r["status"], r["qty"]) for r in closes] == [("filled", qty)]
+        else:
+            assert closes == []
     if mode == "accepted":
         # Nothing was ever sent for the followers.
         for rows in seen:

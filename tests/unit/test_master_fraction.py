@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from replication.sizing import excess_over_fraction
-from services.app.compensating import PARTIAL_REASON, REASON, goal_for
+from services.app.compensating import EXPIRED_REASON, PARTIAL_REASON, REASON, goal_for
 from services.infra.db.repositories.compensation import MasterFill
 
 
@@ -45,3 +45,13 @@ def test_goal_follows_how_the_master_leg_ended() -> None:
     assert goal_for(MasterFill("filled", D(5), D(5))) is None
     assert goal_for(MasterFill("partially_filled", D(5), D(2))) is None
     assert goal_for(None) is None
+
+
+def test_an_expired_master_leg_brings_copies_to_what_it_filled() -> None:
+    """Never placed before its deadline: like a refusal (nothing filled; keep applies)."""
+    never = goal_for(MasterFill("expired", D(5), D(0)))
+    assert never is not None and never.fraction == 0 and never.reason == EXPIRED_REASON
+    assert never.keep_allowed and never.cancel_reason == EXPIRED_REASON
+    part = goal_for(MasterFill("expired", D(4), D(1)))
+    assert part is not None and part.fraction == D("0.25")
+    assert goal_for(MasterFill("expired", D(4), D(4))) is None

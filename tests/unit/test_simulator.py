@@ -201,3 +201,67 @@ async def test_timings_and_position_reads_for_benchmarks(sim: httpx.AsyncClient)
     for _ in range(3):
         assert (await sim.get("/v2/positions", headers=headers)).status_code == 200
     assert (await sim.get("/sim/stats")).json()["accounts"][me]["position_reads"] == 3
+
+
+async def test_day_orders_expire_when_the_day_ends(sim: httpx.AsyncClient) -> None:
+    """Alpaca's close: resting day orders expire keeping their fills; gtc orders rest on."""
+    mine, other = await account(sim), await account(sim)
+    await sim.put("/sim/prices", json={"AAPL": "100"})
+
+    async def rest(keys: dict[str, str], qty: str, tif: str) -> str:
+        body = {"symbol": "AAPL", "side": "buy", "type": "limit", "limit_price": "90"}
+        r = await sim.post(
+            "/v2/orders", headers=keys, json={**body, "qty": qty, "time_in_force": tif}
+        )
+        assert r.status_code == 200 and r.json()["status"] == "new", r.text
+        return str(r.json()["id"])
+
+    day, gtc, theirs = (
+        await rest(mine, "2", "day"),
+        await rest(mine, "1", "gtc"),
+        await rest(other, "1", "day"),
+    )
+    [sim_id] = {o["account_id"] for o in (await sim.get("/sim/orders")).json() if o["id"] == day}
+    r = await sim.post("/sim/day", params={"account_id": sim_id})
+    assert r.status_code == 200 and r.json() == {"accounts": 1, "expired": 1}
+    assert (await sim.post("/sim/day", params={"account_id": "nope"})).status_code == 404
+    expired = (await sim.get(f"/v2/orders/{day}", headers=mine)).json()
+    assert expired["status"] == "expired" and expired["expired_at"] is not None
+    assert (await sim.get(f"/v2/orders/{gtc}", headers=mine)).json()["status"] == "new"
+    assert (await sim.get(f"/v2/orders/{theirs}", headers=other)).json()["status"] == "new"
+    assert (await sim.post("/sim/day")).json()["expired"] == 1  # every account: theirs now
+    assert (await sim.get(f"/v2/orders/{theirs}", headers=other)).json()["status"] == "expired"
+
+
+async def test_no_liquidity_leaves_orders_resting(sim: httpx.AsyncClient) -> None:
+    keys = await account(sim)
+    r = await sim.post("/sim/accounts", json={"cash": "1000"})
+    dry_id = r.json()["account_id"]
+    dry = {"APCA-API-KEY-ID": r.json()["key_id"], "APCA-API-SECRET-KEY": r.json()["secret_key"]}
+    r = await sim.put("/sim/faults", params={"account_id": dry_id}, json={"no_liquidity": True})
+    assert r.status_code == 200, r.text
+    resting = (await sim.post("/v2/orders", headers=dry, json=market("d1"))).json()
+    assert resting["status"] == "new" and resting["filled_qty"] == "0"
+    assert (await sim.put("/sim/prices", json={"AAPL": "1"})).status_code == 200
+    assert (await sim.get(f"/v2/orders/{resting['id']}", headers=dry)).json()["status"] == "new"
+    ioc = {**market("d2"), "time_in_force": "ioc"}
+    assert (await sim.post("/v2/orders", headers=dry, json=ioc)).json()["status"] == "canceled"
+    filled = (await sim.post("/v2/orders", headers=keys, json=market("d3"))).json()
+    assert filled["status"] == "filled"  # other accounts trade as usual
+
+
+async def test_throttled_orders_are_429_while_reads_are_served(sim: httpx.AsyncClient) -> None:
+    r = await sim.post("/sim/accounts", json={"cash": "1000"})
+    sim_id, keys = (
+        r.json()["account_id"],
+        {
+            "APCA-API-KEY-ID": r.json()["key_id"],
+            "APCA-API-SECRET-KEY": r.json()["secret_key"],
+        },
+    )
+    r = await sim.put("/sim/faults", params={"account_id": sim_id}, json={"throttle_orders": True})
+    assert r.status_code == 200, r.text
+    r = await sim.post("/v2/orders", headers=keys, json=market("t1"))
+    assert r.status_code == 429 and r.headers["retry-after"] == "60"
+    assert (await sim.get("/v2/account", headers=keys)).status_code == 200
+    assert (await sim.get("/v2/orders", headers=keys)).json() == []

@@ -106,10 +106,16 @@ class AdminRoutes:
         return JSONResponse({s: a.wire() for s, a in assets.items()})
 
     async def sim_day(self, request: Request) -> Response:
-        """Start a new simulated trading day: day P&L counts from the current equity."""
-        for account in self.engine.accounts.values():
-            account.last_equity = self.engine.equity(account)
-        return JSONResponse({"accounts": len(self.engine.accounts)})
+        """Start a new simulated trading day (for every account, or the one `account_id`
+        names): resting day orders expire at the close and day P&L counts from the current
+        equity."""
+        account_id = request.query_params.get("account_id")
+        account = self.engine.accounts.get(account_id) if account_id else None
+        if account_id and account is None:
+            return error(404, 40410000, "account not found")
+        expired = self.engine.end_day(account)
+        accounts = 1 if account is not None else len(self.engine.accounts)
+        return JSONResponse({"accounts": accounts, "expired": expired})
 
     async def sim_stats(self, request: Request) -> Response:
         return JSONResponse(self.engine.stats())

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokers.sim.engine import SimAccount, SimError
-from brokers.sim.routes.common import SimState, json_body, timestamp
+from brokers.sim.routes.common import SimState, error, json_body, timestamp
 
 
 def _list_filters(request: Request) -> tuple[str, str, str | None, frozenset[str] | None]:
@@ -40,6 +40,9 @@ class OrderRoutes:
 
     async def post_order(self, request: Request, account: SimAccount, arrived: float) -> Response:
         engine = self.engine
+        if engine.faults_for(account).throttle_orders:
+            engine.rate_limited += 1
+            return error(429, 42910000, "too many orders", {"Retry-After": "60"})
         body = await json_body(request)
         account.orders_received += 1
         engine.orders_received += 1

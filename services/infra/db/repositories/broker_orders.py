@@ -1,10 +1,12 @@
 """Master orders the master placed directly at its broker (origin 'broker'), as the poller
 follows them: which of them a broker listing names, and where each one is at the broker now
-(the order that carries it after replaces, and whether it is still open there)."""
+(the order that carries it after replaces, whether it is still open there, and how it ended
+when it ended short of its quantity: what the copies are brought back to)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,4 +50,18 @@ async def set_broker_state(
             "broker_client_order_id = COALESCE(:c, broker_client_order_id) WHERE id = :id"
         ),
         {"id": order_id, "b": broker_order_id, "c": broker_client_order_id, "open": still_open},
+    )
+
+
+async def set_broker_end(
+    conn: AsyncConnection, order_id: str, status: str, filled_qty: Decimal
+) -> None:
+    """The order ended at the broker without filling in full (canceled, expired, rejected):
+    its copies are to be brought to what it filled (services.app.compensating)."""
+    await conn.execute(
+        text(
+            "UPDATE master_orders SET broker_end_status = :s, broker_end_filled_qty = :f "
+            "WHERE id = :id AND origin = 'broker'"
+        ),
+        {"id": order_id, "s": status, "f": filled_qty},
     )

@@ -1,6 +1,11 @@
-"""A master order's compensation (issue 18): its master leg was refused, or canceled after filling
-only part of its quantity. Claimed with a lease, done exactly once (master_orders.compensated_at);
-the follower legs it works on, with their subscription's on_master_rejected and broker."""
+"""A master order's compensation (issue 18): the master's own order was refused, or ended
+(canceled, expired) after filling only part of its quantity. Claimed with a lease, done exactly
+once (master_orders.compensated_at); the follower legs it works on, with their subscription's
+on_master_rejected and broker.
+
+How the master's order ended is its master leg for an order placed through the API, and what
+the poller recorded (master_orders.broker_end_*) for one the master placed directly at its
+broker: one source for the claim, the sweeper's pass and the goal."""
 
 from __future__ import annotations
 
@@ -14,12 +19,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.infra.db.repositories.base import columns, fetch_all_as
 from services.infra.db.repositories.legs import ClaimedLeg
 
-_REFUSED = ("rejected", "failed")
-# The master leg's ends that call for a compensation: refused, or canceled short of its quantity.
-_NEEDED = (
-    "(l.status = ANY(CAST(:refused AS text[])) "
-    "OR (l.status = 'canceled' AND COALESCE(l.filled_qty, 0) < l.qty))"
+REFUSED = ("rejected", "failed")
+SHORT = ("canceled", "expired")  # ended short of its quantity: the fraction it filled
+# How the master's own order ended, for the master_orders row `o`: (status, qty, filled_qty).
+_MASTER_END = (
+    "SELECT l.status, l.qty, l.filled_qty FROM legs l "
+    "WHERE l.order_id = o.id AND l.action = 'master' "
+    "UNION ALL SELECT o.broker_end_status, o.qty, o.broker_end_filled_qty "
+    "WHERE o.broker_end_status IS NOT NULL"
 )
+
+
+def _needed(status: str, qty: str, filled: str) -> str:
+    """The ends that call for a compensation: refused, or ended short of its quantity."""
+    return (
+        f"({status} = ANY(CAST(:refused AS text[])) OR ({status} = ANY(CAST(:short AS text[])) "
+        f"AND COALESCE({filled}, 0) < {qty}))"
+    )
+
+
+_ENDS = {"refused": list(REFUSED), "short": list(SHORT)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +59,8 @@ async def master_fill(conn: AsyncConnection, order_id: str) -> MasterFill | None
     row = (
         await conn.execute(
             text(
-                "SELECT status, qty, filled_qty FROM legs WHERE order_id = :o AND action = 'master'"
+                "SELECT m.status, m.qty, m.filled_qty FROM master_orders o, "
+                f"LATERAL ({_MASTER_END}) AS m(status, qty, filled_qty) WHERE o.id = :o LIMIT 1"
             ),
             {"o": order_id},
         )
@@ -59,8 +79,8 @@ async def master_leg_status(conn: AsyncConnection, order_id: str) -> str | None:
 
 
 async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: float) -> bool:
-    """Take an order whose master leg was refused (or canceled short of its quantity), unless it
-    is done or someone holds it."""
+    """Take an order whose master's order was refused (or ended short of its quantity), unless
+    it is done or someone holds it."""
     claimed = await conn.execute(
         text(
             "UPDATE master_orders o SET compensation_claimed_at = now() WHERE o.id = :o "
@@ -68,25 +88,28 @@ async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: floa
             "o.compensation_claimed_at < now() - make_interval(secs => :lease)) "
             # every shard recorded: no copy of this order can appear after the compensation
             "AND cardinality(o.shards_recorded) >= jsonb_array_length(o.plan -> 'shards') "
-            "AND EXISTS "
-            "(SELECT 1 FROM legs l WHERE l.order_id = o.id AND l.action = 'master' "
-            f"AND {_NEEDED}) RETURNING o.id"
+            f"AND EXISTS (SELECT 1 FROM ({_MASTER_END}) AS m(status, qty, filled_qty) "
+            f"WHERE {_needed('m.status', 'm.qty', 'm.filled_qty')}) RETURNING o.id"
         ),
-        {"o": order_id, "lease": lease_s, "refused": list(_REFUSED)},
+        {"o": order_id, "lease": lease_s, **_ENDS},
     )
     return claimed.first() is not None
 
 
 async def refused_uncompensated(conn: AsyncConnection, limit: int) -> list[str]:
-    """Orders whose master leg was refused (or canceled short of its quantity) and whose
-    compensation is not done (sweeper)."""
+    """Orders whose master's order was refused (or ended short of its quantity) and whose
+    compensation is not done (sweeper): API orders by their master leg, orders placed directly
+    at the broker by the end the poller recorded."""
     rows = await conn.execute(
         text(
-            "SELECT o.id FROM master_orders o JOIN legs l ON l.order_id = o.id "
+            "(SELECT o.id FROM master_orders o JOIN legs l ON l.order_id = o.id "
             "AND l.action = 'master' WHERE o.compensated_at IS NULL "
-            f"AND {_NEEDED} LIMIT :n"
+            f"AND {_needed('l.status', 'l.qty', 'l.filled_qty')}) UNION ALL "
+            "(SELECT o.id FROM master_orders o WHERE o.broker_end_status IS NOT NULL "
+            "AND o.compensated_at IS NULL AND "
+            f"{_needed('o.broker_end_status', 'o.qty', 'o.broker_end_filled_qty')}) LIMIT :n"
         ),
-        {"refused": list(_REFUSED), "n": limit},
+        {"n": limit, **_ENDS},
     )
     return [str(row[0]) for row in rows]
 
