@@ -149,3 +149,49 @@ async def test_a_429_storm_on_the_master(stack: Stack) -> None:
     numbers = await _run_with_fault(stack, {"rate_limit_per_min": 1}, storm_s, max(ORDERS, 3))
     _report("429 storm, master included", numbers)
     assert numbers["answered_429"] > 0, numbers
+
+
+async def test_a_follower_down_past_its_copy_deadline_expires_its_copy(stack: Stack) -> None:
+    """Followers whose broker answers 5xx for longer than their copy deadline (3 s): once the
+    broker answers again, each copy is looked up, not found, and ends `expired` with its reason
+    and attempts; nothing is placed after the deadline, nothing twice."""
+    api = Api(stack.api_url, stack.sim_url)
+    try:
+        master_id, master_token = await api.user("master")
+        master_account, _ = await api.sim_account(master_token)
+        followers = [
+            await api.follower(
+                master_id, {"mode": "fixed", "qty": "1"}, None, {"copy_deadline_s": 3}
+            )
+            for _ in range(3)
+        ]
+        await api.sim.put("/sim/faults", json={"dedup_client_order_id": False})
+        for follower in followers:
+            await api.sim.put(
+                f"/sim/faults?account_id={follower['sim_account_id']}", json={"error_rate": 1.0}
+            )
+        response = await api.order(master_token, master_account, qty="1")
+        assert response.status_code == 202, response.text
+        order_id = response.json()["order_id"]
+        await asyncio.sleep(5.0)  # the outage outlasts the 3 s copy deadline: the scenario
+        for follower in followers:
+            await api.sim.put(
+                f"/sim/faults?account_id={follower['sim_account_id']}", json={"error_rate": 0.0}
+            )
+        summary = await api.settled(master_token, order_id, timeout_s=RECOVERY_S)
+        assert summary["legs"]["by_status"] == {"expired": 3}, summary["legs"]
+        for follower in followers:
+            copies = (
+                await api.http.get(
+                    "/v1/copies", params={"order_id": order_id}, headers=api.auth(follower["token"])
+                )
+            ).json()
+            [copy] = copies
+            assert copy["status"] == "expired", copy
+            assert copy["reason"].startswith("copy_deadline: ") and "attempts)" in copy["reason"]
+        sim_accounts = {f["sim_account_id"] for f in followers}
+        placed = [o for o in await api.sim_orders() if o["account_id"] in sim_accounts]
+        assert placed == [], placed  # a 5xx here never let an order through: none, not late
+    finally:
+        await api.sim.put("/sim/faults", json={"dedup_client_order_id": True})
+        await api.aclose()
