@@ -7,7 +7,7 @@ Measures, on an embedded PostgreSQL of its own (free port, temporary directory):
    many of the next 20 checkouts fail (each failure is a 503 `unavailable` for an API request,
    or a redelivered message for a worker) with the pool of 10 warm connections.
 
-    .venv/bin/python -m loadtest.pre_ping [--n 3000]
+    .venv/bin/python -m scripts.pre_ping [--n 3000]
 """
 
 from __future__ import annotations
