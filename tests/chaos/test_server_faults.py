@@ -290,9 +290,10 @@ async def _dead_lettered(ops_url: str) -> float:
 
 async def test_postgres_down_past_the_dead_letter_limit(chaos: Chaos) -> None:
     """Orders accepted, then PostgreSQL down while a replicator (COPYTRADE_DEAD_LETTER_AFTER=3)
-    works on them: every delivery fails and none can be parked (the database is down), so
-    they keep being redelivered with backoff for the whole outage; once PostgreSQL is back each
-    is copied exactly once, directly or after being parked and republished by the sweeper."""
+    works on them: every delivery fails, past the limit, and none can be parked (parking writes
+    to the database), so they keep being redelivered with backoff for the whole outage (no
+    JetStream delivery limit drops them); once PostgreSQL is back each is copied exactly once,
+    directly or after being parked and republished by the sweeper (`parked` in the report)."""
     api = Api(chaos.stack.api_url, chaos.stack.sim_url)
     supervisor = chaos.supervisor
     stack = chaos.stack
@@ -328,6 +329,12 @@ async def test_postgres_down_past_the_dead_letter_limit(chaos: Chaos) -> None:
         numbers = await run.measure(fault_ended)
         numbers["parked"] = await _dead_lettered(ops_url)
         _report(f"kill -9 PostgreSQL, down {POSTGRES_LONG_DOWN_S:.0f} s", numbers)
+        # Each order failed past the dead-letter limit while the database was down (parking it
+        # needs the database too), and was still copied once it came back.
+        assert worker.log_path is not None
+        log = worker.log_path.read_text()
+        failures = {o: log.count(f"replication of order {o} failed") for o in run.accepted}
+        assert min(failures.values()) >= DEAD_LETTER_AFTER, failures
     finally:
         await api.aclose()
 
