@@ -52,6 +52,23 @@ return wait
 """
 
 
+_degraded = False  # Redis unreachable: said once per outage, not once per call
+
+
+def _unreachable(exc: BaseException) -> None:
+    global _degraded
+    if not _degraded:
+        _degraded = True
+        log.warning("429 gates fall back to this process (Redis: %s)", type(exc).__name__)
+
+
+def _reachable() -> None:
+    global _degraded
+    if _degraded:
+        _degraded = False
+        log.warning("429 gates are shared through Redis again")
+
+
 class AccountGate:
     """The 429 gate of one broker account (see the module's doc)."""
 
@@ -71,11 +88,10 @@ class AccountGate:
         if self._admit is not None:
             try:
                 answer = int(await self._admit(keys=[self._key], args=[int(ANSWER_S * 1000)]))
+                _reachable()
                 return max(answer, 0) / 1000, answer == 0
             except (RedisError, OSError) as exc:
-                log.warning(
-                    "429 gate unavailable (%s); using this process's own", type(exc).__name__
-                )
+                _unreachable(exc)
         if self._next_at is None:
             return 0.0, False
         now = time.monotonic()
@@ -91,9 +107,7 @@ class AccountGate:
                 args = [int(retry_after_s * 1000), int(PROBE_BASE_S * 1000), self._cap_ms()]
                 return int(await self._limited(keys=[self._key], args=args)) / 1000
             except (RedisError, OSError) as exc:
-                log.warning(
-                    "429 gate unavailable (%s); using this process's own", type(exc).__name__
-                )
+                _unreachable(exc)
         self._n += 1
         wait = probe_interval_s(self._n, retry_after_s, self._cap_s)
         self._next_at = time.monotonic() + wait
@@ -109,4 +123,4 @@ class AccountGate:
             try:
                 await self._redis.delete(self._key)
             except (RedisError, OSError) as exc:
-                log.warning("429 gate unavailable (%s)", type(exc).__name__)
+                _unreachable(exc)
