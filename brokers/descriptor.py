@@ -65,6 +65,10 @@ class RateLimits:
     per_host: Window | None = None
     account_operations: frozenset[str] | None = None
     weight: Callable[[str], int] = _one_each
+    # After a 429, may one request per account probe before the broker's Retry-After is up
+    # (services/infra/cooldown.py)? Not where a 429 is a host-wide warning that early
+    # requests turn into a ban (Binance's 418).
+    probe_early: bool = True
 
     def counts_for_account(self, operation: str) -> bool:
         return self.account_operations is None or operation in self.account_operations

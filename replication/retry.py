@@ -15,6 +15,10 @@ from zoneinfo import ZoneInfo
 DEFAULT_COPY_DEADLINE_S = 300.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 30.0
+# After a 429, one request per account probes the limit: never sooner than the broker's
+# Retry-After unless that is longer than PROBE_CAP_S (a lifted limit is noticed within it).
+PROBE_BASE_S = 1.0
+PROBE_CAP_S = 15.0
 
 
 def backoff_s(
@@ -23,11 +27,24 @@ def backoff_s(
     retry_after_s: float = 0.0,
     base_s: float = BACKOFF_BASE_S,
     cap_s: float = BACKOFF_CAP_S,
+    paced: bool = False,
 ) -> float:
     """Seconds to wait before attempt `attempt + 1`: "equal jitter" (half the capped exponential
-    plus a random half, `random` in [0, 1)), never sooner than the broker's `Retry-After`."""
+    plus a random half, `random` in [0, 1)), never sooner than the broker's `Retry-After`.
+    `paced`: the wait was set by an account's 429 gate (services/infra/cooldown.py),
+    which already backs off; the leg comes back when the gate opens, give or take half a base."""
+    if paced:
+        return retry_after_s + base_s / 2 * random
     ceiling = min(cap_s, base_s * float(2 ** max(0, min(attempt, 30))))
     return max(retry_after_s, ceiling / 2 + ceiling / 2 * random)
+
+
+def probe_interval_s(limited_times: int, retry_after_s: float, cap_s: float = PROBE_CAP_S) -> float:
+    """How long an account answered 429 `limited_times` times in a row waits before its next
+    probe: the broker's Retry-After, at least an exponential of the count, at most `cap_s`
+    (infinite for a broker whose Retry-After must be honoured in full)."""
+    exponential = PROBE_BASE_S * float(2 ** max(0, min(limited_times - 1, 30)))
+    return min(cap_s, max(retry_after_s, exponential))
 
 
 def copy_window_s(filters: Mapping[str, Any] | None) -> float:

@@ -288,6 +288,8 @@ class Api:
 
         async def probe() -> dict[str, Any] | None:
             r = await self.http.get(f"/v1/orders/{order_id}", headers=self.auth(token))
+            if r.status_code == 503:
+                return None  # a dependency coming back (chaos tests): ask again
             body: dict[str, Any] = r.json()
             master_done = body["master_execution"] is None or body["master_execution"][
                 "status"

@@ -26,7 +26,6 @@ TESTNET_BASE_URL = "https://testnet.binance.vision"
 MAX_WATCH_SYMBOLS = 50  # the poller lists each one every interval
 
 
-
 def request_weight(operation: str) -> int:
     """The request weight one adapter operation spends against the IP's per-minute budget, for
     one watched symbol (the adapter itself says how much with its own watch list; budgets ask
@@ -68,5 +67,6 @@ DESCRIPTOR = BrokerDescriptor(
         per_host=Window(c.REQUEST_WEIGHT_PER_MINUTE, 60),
         account_operations=frozenset({"place_order", "replace_order"}),
         weight=request_weight,
+        probe_early=False,  # repeated requests after a 429 earn a 418 IP ban
     ),
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
@@ -22,6 +21,7 @@ from replication.admission import Refusal, refusal
 from replication.model import Instrument
 from replication.ports import Broker
 from schemas.common import OrderType, Side, TimeInForce
+from services.infra.lookups import SharedLookups
 
 log = logging.getLogger("copytrade.admission")
 T = TypeVar("T")
@@ -33,7 +33,7 @@ ADMISSION_DEADLINE_S = 1.0
 class Admission:
     def __init__(self, redis: aioredis.Redis | None) -> None:
         self._redis = redis
-        self._instruments: dict[tuple[str, str], tuple[float, Instrument]] = {}
+        self._instruments: SharedLookups[Instrument] = SharedLookups(INSTRUMENT_TTL_S)
 
     async def check(
         self,
@@ -58,14 +58,10 @@ class Admission:
         return refusal(qty, side, tif, instrument or Instrument(symbol), buying_power, reference)
 
     async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument | None:
-        key = (broker_name, symbol)
-        cached = self._instruments.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        found = await _try(broker.instrument(symbol))
-        if found is not None:
-            self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
-        return found
+        """Shared by every order of this process (one request in flight per symbol)."""
+        return await _try(
+            self._instruments.get((broker_name, symbol), lambda: broker.instrument(symbol))
+        )
 
     @staticmethod
     async def _buying_power(broker: Broker) -> Decimal:

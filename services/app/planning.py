@@ -59,6 +59,7 @@ class Planner:
             now,
             broker_day(master_row.broker if master_row else None, now),
             position_cache_ok=not state.master_busy,
+            master_broker_name=master_row.broker if master_row else "",
         )
         ids, size = [t.account_id for t in targets], self.shard_size
         return OrderPlan(

@@ -90,6 +90,7 @@ def outcome_from_error(leg_id: str, error: BrokerError, recheck_s: float) -> Leg
             LegStatus.RETRYING,
             reason=f"retrying: {error.code}",
             recheck_after_s=max(error.retry_after, recheck_s),
+            paced=error.code == "rate_limited",
         )
     return LegOutcome(
         leg_id, LegStatus.UNKNOWN, reason=f"in_doubt: {error.code}", recheck_after_s=recheck_s
@@ -184,6 +185,7 @@ async def look_up(
             LegStatus.UNKNOWN,
             reason=f"in_doubt: lookup {exc.code}",
             recheck_after_s=max(exc.retry_after, recheck_s),
+            paced=exc.code == "rate_limited",
         )
     except BrokerError as exc:
         return outcome_from_error(leg_id, exc, recheck_s)

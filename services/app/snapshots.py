@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -32,12 +31,16 @@ from replication.model import (
 from replication.plan import master_reduces
 from replication.ports import Broker
 from schemas.messages import InstrumentRules, OrderMessage, PlanContext
+from services.infra.lookups import SharedLookups
 from services.infra.metrics import MASTER_POSITIONS
 from services.infra.positions import MasterPositions
 
 log = logging.getLogger("copytrade.snapshots")
 T = TypeVar("T")
 INSTRUMENT_TTL_S = 300.0
+# A last price sizes notional and risk-percent copies and checks max_notional caps: shared by
+# every order on the symbol for this long (its staleness is within a second of market moves).
+PRICE_TTL_S = 1.0
 
 
 @dataclass
@@ -86,7 +89,10 @@ class Snapshots:
         self._master_positions = master_positions or MasterPositions(None, 0)
         self._deadline_s = deadline_s
         self._equity_max_age_s = equity_max_age_s
-        self._instruments: dict[tuple[str, str], tuple[float, Instrument]] = {}
+        # Market data, the same for every follower: asked once per key and TTL in this process
+        # (services/infra/lookups.py), instruments also shared through Redis.
+        self.instruments: SharedLookups[Instrument] = SharedLookups(INSTRUMENT_TTL_S)
+        self.prices: SharedLookups[Decimal] = SharedLookups(PRICE_TTL_S)
 
     async def _try(self, what: str, call: Awaitable[T]) -> T | None:
         try:
@@ -132,28 +138,27 @@ class Snapshots:
     async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument:
         """A symbol's rules at a broker: from this process, else from Redis (shared by every
         worker), else from the broker (then kept in both for INSTRUMENT_TTL_S)."""
-        key = (broker_name, symbol)
-        cached = self._instruments.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        found = await self._shared_instrument(broker_name, symbol)
-        if found is None:
-            found = await self._try("instrument", broker.instrument(symbol))
-            if found is None:
-                return Instrument(symbol)  # whole units: the conservative default
-            if self._redis is not None:
-                payload = json.dumps(
-                    [str(found.qty_step), str(found.min_qty), str(found.min_notional)]
-                )
-                await self._try(
-                    "instrument cache write",
-                    self._redis.set(
-                        _instrument_key(broker_name, symbol),
-                        payload,
-                        px=int(INSTRUMENT_TTL_S * 1000),
-                    ),
-                )
-        self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
+        found = await self._try(
+            "instrument",
+            self.instruments.get(
+                (broker_name, symbol), lambda: self._fetch_instrument(broker_name, broker, symbol)
+            ),
+        )
+        return found if found is not None else Instrument(symbol)  # whole units: conservative
+
+    async def _fetch_instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument:
+        shared = await self._shared_instrument(broker_name, symbol)
+        if shared is not None:
+            return shared
+        found = await broker.instrument(symbol)
+        if self._redis is not None:
+            payload = json.dumps([str(found.qty_step), str(found.min_qty), str(found.min_notional)])
+            await self._try(
+                "instrument cache write",
+                self._redis.set(
+                    _instrument_key(broker_name, symbol), payload, px=int(INSTRUMENT_TTL_S * 1000)
+                ),
+            )
         return found
 
     async def _shared_instrument(self, broker_name: str, symbol: str) -> Instrument | None:
@@ -198,6 +203,7 @@ class Snapshots:
         now: datetime,
         day: date,
         position_cache_ok: bool = False,
+        master_broker_name: str = "",
     ) -> PlanContext:
         """The master's side of the plan (position, reference price, equity, halts) and the
         symbol's rules at every followers' broker (`by_broker`: one adapter per broker name),
@@ -208,7 +214,7 @@ class Snapshots:
         (position, (price, source), equity), instruments = await asyncio.gather(
             asyncio.gather(
                 self._master_position(order, master_broker, position_cache_ok),
-                self._reference_price(order, master_broker, needs_price),
+                self._reference_price(order, master_broker, needs_price, master_broker_name),
                 self._master_equity(master_broker, needs_master_equity),
             ),
             asyncio.gather(*(self._instrument(n, by_broker[n], order.symbol) for n in names)),
@@ -259,13 +265,17 @@ class Snapshots:
         return None if signed is None else signed.get(order.symbol, ZERO)
 
     async def _reference_price(
-        self, order: OrderMessage, master_broker: Broker | None, needed: bool
+        self, order: OrderMessage, master_broker: Broker | None, needed: bool, broker_name: str
     ) -> tuple[Decimal | None, str]:
         if order.limit_price is not None:
             return order.limit_price, "limit_price"
         if master_broker is None or not needed:
             return None, "unavailable"
-        price = await self._try("last price", master_broker.last_price(order.symbol))
+        symbol = order.symbol
+        price = await self._try(
+            "last price",
+            self.prices.get((broker_name, symbol), lambda: master_broker.last_price(symbol)),
+        )
         return (price, "last_price") if price is not None else (None, "unavailable")
 
     async def _master_equity(self, master_broker: Broker | None, needed: bool) -> Decimal | None:

@@ -31,7 +31,7 @@ from services.dev.demo import (
 )
 from services.dev.embedded import EmbeddedStack, die_with_parent, start_stack
 from services.dev.processes import Child, stop_all
-from services.dev.supervisor import ServerSupervisor
+from services.dev.supervisor import RestartBackoff, ServerSupervisor
 from services.infra import bus, webhook_bus
 from services.infra.crypto import CredentialCipher
 from services.infra.db.engine import make_engine
@@ -168,28 +168,25 @@ def _banner(settings: Settings, api_url: str, nats: str, data_dir: Path, log_dir
 def _supervise(
     children: list[Child], stopping: Callable[[], bool], servers: ServerSupervisor
 ) -> None:
-    """Restart any embedded server or child that exits, until asked to stop; one that crashes
-    five times within a minute stops everything (a crash loop is a bug to look at, not to
-    hide). Servers come back on the same port and data (services/dev/supervisor.py)."""
-    restarts: dict[str, list[float]] = {}
+    """Restart any embedded server or child that exits, until asked to stop, with a capped
+    exponential delay between deaths in a row (services/dev/supervisor.py, RestartBackoff): a
+    service that dies because a dependency is down comes back when it is, and a long outage
+    never stops the stack. Servers come back on the same port and data."""
+    backoff = RestartBackoff()
+    for child in children:
+        backoff.started(child.name)
     while not stopping():
         time.sleep(0.2)
-        if not servers.check():
-            log.error("an embedded server keeps crashing; stopping everything")
-            return
+        servers.check()
         for child in children:
-            if stopping() or child.alive():
+            if stopping() or child.alive() or not backoff.due(child.name):
                 continue
-            recent = [t for t in restarts.get(child.name, []) if time.monotonic() - t < 60]
-            if len(recent) >= 5:
-                log.error("%s keeps crashing; stopping everything", child.name)
-                return
             log.warning(
                 "%s exited (%s); restarting",
                 child.name,
                 child.process.returncode if child.process else "?",
             )
-            restarts[child.name] = [*recent, time.monotonic()]
+            backoff.started(child.name)
             child.start()
 
 

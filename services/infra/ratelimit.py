@@ -11,6 +11,7 @@ broker's limits never slow followers on another.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from brokers.registry import descriptor
 from replication.errors import Fatal, NotFound, Rejected, Retryable, Unknown
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 from replication.ports import Broker
+from replication.retry import PROBE_CAP_S
+from services.infra.cooldown import AccountGate
 from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT, CIRCUIT_OPEN
 
 T = TypeVar("T")
@@ -163,12 +166,14 @@ class BudgetedBroker:
         account: RateBudget | None,
         host: RateBudget | None,
         breaker: CircuitBreaker,
+        gate: AccountGate | None = None,
     ) -> None:
         self._inner = inner
         self._limits = limits
         self._account = account
         self._host = host
         self._breaker = breaker
+        self._gate = gate
 
     def _weight(self, operation: str) -> int:
         """The host weight of one call: the adapter knows best where the weight depends on its
@@ -182,27 +187,41 @@ class BudgetedBroker:
     ) -> T:
         """`for_account=False`: market data (instrument rules, prices) any account could ask
         for; it spends the host's budget, never one follower's, whose account budget is for
-        its own orders (a 429 storm on one follower no longer stalls everyone's look-ups)."""
+        its own orders (a 429 storm on one follower no longer stalls everyone's look-ups).
+        Account calls pass the account's 429 gate first (services/infra/cooldown.py)."""
         self._breaker.before()
+        gate = self._gate if for_account else None
+        probe = False
+        if gate is not None:
+            wait, probe = await gate.admit()
+            if wait > 0:  # not sent: the account is waiting for its probe
+                raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
         if self._host is not None:
             await self._host.acquire(self._weight(operation))
         if for_account and self._account is not None and self._limits.counts_for_account(operation):
             await self._account.acquire()
         try:
             result = await call()
-        except Unknown:
-            self._breaker.failure()
-            raise
         except Retryable as exc:
             if exc.code == "connect":
                 self._breaker.failure()
-            else:
-                self._breaker.success()  # a 429 is a well-formed answer: the host is up
+                raise
+            self._breaker.success()  # a 429 is a well-formed answer: the host is up
+            if gate is None or exc.code != "rate_limited":
+                raise
+            wait = await gate.limited(exc.retry_after)
+            raise Retryable(exc.message, retry_after=wait, code=exc.code) from exc
+        except Unknown:
+            self._breaker.failure()
             raise
         except (NotFound, Rejected, Fatal):
             self._breaker.success()  # a 404, a refusal, a 401: well-formed answers too
+            if probe and gate is not None:
+                await gate.answered()
             raise
         self._breaker.success()
+        if probe and gate is not None:
+            await gate.answered()
         return result
 
     async def place_order(self, request: OrderRequest) -> BrokerOrder:
@@ -265,6 +284,7 @@ class Budgets:
         self._max_wait_s = max_wait_s
         self._overrides = dict(overrides or {})
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._gates: dict[str, AccountGate] = {}
 
     def limits(self, broker: str) -> RateLimits:
         return self._overrides.get(broker) or descriptor(broker).limits
@@ -291,4 +311,11 @@ class Budgets:
                     Limit.of(limits.per_host),
                     self._max_wait_s,
                 )
-        return BudgetedBroker(inner, limits, account, host_budget, breaker)
+        gate = self._gates.get(account_id)
+        if gate is None:
+            gate = self._gates[account_id] = AccountGate(
+                self._redis,
+                f"copytrade:gate:account:{account_id}",
+                PROBE_CAP_S if limits.probe_early else math.inf,
+            )
+        return BudgetedBroker(inner, limits, account, host_budget, breaker, gate)

@@ -18,11 +18,17 @@ import random
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replication.retry import backoff_s
+from replication.retry import BACKOFF_CAP_S, backoff_s
 from services.infra.db.repositories.recovery import mark_dead_lettered
 from services.infra.metrics import DEAD_LETTERED
 
 log = logging.getLogger("copytrade.redelivery")
+
+
+# A held order is tried again at most this long after the last try: each try is one position
+# read of the master's account (refused unsent while its 429 gate is closed), and a dependency
+# back within the copy window should cost its copies seconds, not a 30 s backoff.
+HOLD_BACKOFF_CAP_S = 5.0
 
 
 class HoldForSnapshot(Exception):
@@ -36,6 +42,7 @@ async def retry_later(
     order_id: str | None,
     dead_letter_after: int,
     reason: str,
+    cap_s: float = BACKOFF_CAP_S,
 ) -> None:
     """Nak `message` with backoff; park its order (an order message) past `dead_letter_after`,
     recording `reason` (GET /v1/orders/{id} shows it dead-lettered until the sweeper retries)."""
@@ -59,4 +66,4 @@ async def retry_later(
                 await message.term()
             return
     with contextlib.suppress(Exception):
-        await message.nak(delay=backoff_s(delivered, random.random()))
+        await message.nak(delay=backoff_s(delivered, random.random(), cap_s=cap_s))

@@ -58,7 +58,7 @@ from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
 from services.worker.consuming import max_deliveries_subject, out_of_attempts, parse, pull
 from services.worker.dead_letters import DeadLetters
-from services.worker.redelivery import HoldForSnapshot, retry_later
+from services.worker.redelivery import HOLD_BACKOFF_CAP_S, HoldForSnapshot, retry_later
 from services.worker.shard_check import is_uuid, stored_shard
 from services.worker.shards import Shard, ShardRunner
 
@@ -160,7 +160,7 @@ class Replicator:
             raise
         except HoldForSnapshot as exc:
             log.warning("order %s held: %s", order_id, exc)
-            await retry_later(message, self.engine, None, 0, "")
+            await retry_later(message, self.engine, None, 0, "", HOLD_BACKOFF_CAP_S)
         except Exception as exc:
             # Not acked (or acked with legs recorded): redelivered with backoff, never dropped;
             # on the last delivery a configured limit allows, or after dead_letter_after

@@ -382,10 +382,13 @@ class Sweeper:
 
 def with_backoff(row: ClaimedLeg, outcome: LegOutcome) -> LegOutcome:
     """Legs left to retry (or to look up again) wait a capped exponential backoff with jitter
-    after their `attempts`, never less than the broker's hint."""
+    after their `attempts`, never less than the broker's hint (up to the cap); a leg waiting on
+    its account's 429 gate comes back when the gate opens."""
     if outcome.recheck_after_s is None:
         return outcome
-    wait = backoff_s(row.attempts, random.random(), retry_after_s=outcome.recheck_after_s)
+    wait = backoff_s(
+        row.attempts, random.random(), retry_after_s=outcome.recheck_after_s, paced=outcome.paced
+    )
     return replace(outcome, recheck_after_s=wait)
 
 

@@ -25,12 +25,14 @@ import pytest
 
 from services.dev.embedded import ServerProcess, free_port, start_stack, wait_for_port
 from services.dev.supervisor import ServerSupervisor
-from tests.helpers import Api, Stack, eventually
+from tests.helpers import Api, Stack, eventually, wait_http
 
 FOLLOWERS = int(os.environ.get("COPYTRADE_CHAOS_FOLLOWERS", "20"))
 ORDERS = int(os.environ.get("COPYTRADE_CHAOS_ORDERS", "2"))
 FULL = bool(os.environ.get("COPYTRADE_CHAOS_FULL"))
 POSTGRES_DOWN_S = 20.0 if FULL else 4.0
+POSTGRES_LONG_DOWN_S = 120.0 if FULL else 10.0  # past COPYTRADE_DEAD_LETTER_AFTER deliveries
+DEAD_LETTER_AFTER = 3
 VALKEY_DOWN_S = 45.0 if FULL else 4.0
 RECOVERY_S = 30.0
 
@@ -65,12 +67,14 @@ def chaos(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             "COPYTRADE_CONSUMER_ACK_WAIT_S": "5",
             "COPYTRADE_SWEEP_INTERVAL_S": "0.2",
             "COPYTRADE_SNAPSHOT_DEADLINE_S": "1",
+            "COPYTRADE_DEAD_LETTER_RETRY_S": "1",  # parked orders republished after 1 s
         },
     )
     try:
         stack.start()
         ops_port = free_port()
-        stack.start_worker({"COPYTRADE_METRICS_PORT": str(ops_port)})
+        worker = stack.start_worker({"COPYTRADE_METRICS_PORT": str(ops_port)})
+        wait_http(f"http://127.0.0.1:{ops_port}/readyz", 60, [worker])
         yield Chaos(supervisor, stack, f"http://127.0.0.1:{ops_port}")
     finally:
         stack.stop()
@@ -134,7 +138,7 @@ def _report(name: str, numbers: dict[str, Any]) -> None:
     print(
         f"\nchaos {name}: {numbers['copies']} copies, lost {numbers['lost']}, duplicates "
         f"{numbers['duplicates']}, recovered {numbers['recovered_s']:.1f} s after"
-        + "".join(f", {k} {v}" for k, v in numbers.items() if k.startswith("api_"))
+        + "".join(f", {k} {v}" for k, v in numbers.items() if k.startswith(("api_", "parked")))
     )
     assert numbers["duplicates"] == 0 and numbers["lost"] == 0, numbers
     assert numbers["recovered_s"] <= RECOVERY_S, numbers
@@ -171,8 +175,11 @@ async def _not_ready(url: str, dependency: str) -> dict[str, Any]:
     """Wait until `url` (/readyz) answers 503 naming `dependency` unavailable."""
 
     async def probe() -> dict[str, Any] | None:
-        async with httpx.AsyncClient(timeout=5) as http:
-            response = await http.get(url)
+        try:
+            async with httpx.AsyncClient(timeout=5) as http:
+                response = await http.get(url)
+        except httpx.HTTPError:
+            return None  # not listening (yet): not an answer
         body: dict[str, Any] = response.json()
         unavailable = body["checks"].get(dependency, "").startswith("unavailable")
         return body if response.status_code == 503 and unavailable else None
@@ -267,6 +274,67 @@ async def test_kill_valkey(chaos: Chaos) -> None:
         numbers["api_503"], numbers["api_202"] = statuses[503], statuses[202]
         _report(f"kill -9 Valkey, down {VALKEY_DOWN_S:.0f} s", numbers)
         assert not refused, statuses
+    finally:
+        await api.aclose()
+
+
+async def _dead_lettered(ops_url: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"{ops_url}/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("copytrade_orders_dead_lettered_total{")
+    )
+
+
+async def test_postgres_down_past_the_dead_letter_limit(chaos: Chaos) -> None:
+    """Orders accepted, then PostgreSQL down while a replicator (COPYTRADE_DEAD_LETTER_AFTER=3)
+    works on them: every delivery fails, past the limit, and none can be parked (parking writes
+    to the database), so they keep being redelivered with backoff for the whole outage (no
+    JetStream delivery limit drops them); once PostgreSQL is back each is copied exactly once,
+    directly or after being parked and republished by the sweeper (`parked` in the report)."""
+    api = Api(chaos.stack.api_url, chaos.stack.sim_url)
+    supervisor = chaos.supervisor
+    stack = chaos.stack
+    try:
+        await asyncio.to_thread(wait_http, f"{stack.api_url}/readyz", 60, [])
+        run = await Run(api).setup()
+        for worker in stack.workers_alive():  # one replicator, with a low dead-letter limit
+            worker.signal(signal.SIGTERM)
+            worker.wait(30)
+        ops_port = free_port()
+        worker = stack.start_worker(
+            {
+                "COPYTRADE_METRICS_PORT": str(ops_port),
+                "COPYTRADE_DEAD_LETTER_AFTER": str(DEAD_LETTER_AFTER),
+            }
+        )
+        ops_url = f"http://127.0.0.1:{ops_port}"
+
+        await asyncio.to_thread(wait_http, f"{ops_url}/readyz", 60, [worker])
+        worker.signal(signal.SIGSTOP)  # accepted orders wait in JetStream …
+        try:
+            for _ in range(ORDERS):
+                assert (await run.order()).status_code == 202
+            supervisor.hold("postgres")
+            old = _kill(supervisor.server("postgres"))
+        finally:
+            worker.signal(signal.SIGCONT)  # … and are worked on while PostgreSQL is down
+        try:
+            await asyncio.sleep(POSTGRES_LONG_DOWN_S)  # the outage's length is the scenario
+        finally:
+            supervisor.release("postgres")
+        fault_ended = await _back(supervisor, "postgres", old)
+        numbers = await run.measure(fault_ended)
+        numbers["parked"] = await _dead_lettered(ops_url)
+        _report(f"kill -9 PostgreSQL, down {POSTGRES_LONG_DOWN_S:.0f} s", numbers)
+        # Each order failed past the dead-letter limit while the database was down (parking it
+        # needs the database too), and was still copied once it came back.
+        assert worker.log_path is not None
+        log = worker.log_path.read_text()
+        failures = {o: log.count(f"replication of order {o} failed") for o in run.accepted}
+        assert min(failures.values()) >= DEAD_LETTER_AFTER, failures
     finally:
         await api.aclose()
 

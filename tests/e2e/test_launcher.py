@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -170,3 +171,70 @@ def test_launcher_runs_everything_restarts_servers_and_stops_cleanly(tmp_path: P
     # A second start on the same data directory reuses the state: demo users still sign in.
     legs_again, _, _, _ = _run_once(tmp_path / "data")
     assert legs_again == 5
+
+
+def test_a_server_that_keeps_dying_is_restarted_with_backoff_never_given_up(
+    tmp_path: Path,
+) -> None:
+    """Valkey's port is taken by someone else (an outage outside it): every restart dies at
+    once. The supervisor keeps restarting it with growing delays (never "stopping everything"),
+    and once the port is free again Valkey comes back and stays up."""
+    import socket
+
+    import redis
+
+    from services.dev.embedded import start_valkey
+    from services.dev.supervisor import RestartBackoff, ServerSupervisor
+
+    server = start_valkey(tmp_path / "valkey")
+    supervisor = ServerSupervisor([server], RestartBackoff(base_s=0.2, cap_s=1.0))
+    supervisor.start_thread(interval_s=0.05)
+    squatter = socket.socket()
+    try:
+        supervisor.hold("valkey")
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+        squatter.bind(("127.0.0.1", server.port))
+        squatter.listen()
+        supervisor.release("valkey")
+        wait_until(lambda: len(supervisor.restarts.get("valkey", [])) >= 6, timeout_s=30)
+        starts = supervisor.restarts["valkey"]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert gaps[0] < 0.6 and gaps[-1] >= 0.9, gaps  # 0.2 s, 0.4 s, … up to the 1 s cap
+        assert supervisor._thread is not None and supervisor._thread.is_alive()
+        squatter.close()  # the outside cause is gone
+        client = redis.Redis(port=server.port, socket_connect_timeout=1)
+
+        def serving() -> bool:
+            try:
+                return bool(client.ping()) and server.process.poll() is None
+            except redis.RedisError:
+                return False
+
+        wait_until(serving, timeout_s=30, message="valkey did not come back")
+        time.sleep(1.5)  # a client's pace: it stays up (no restart after it is back)
+        assert server.process.poll() is None
+        client.close()
+    finally:
+        squatter.close()
+        supervisor.stop_thread()
+        server.stop()
+
+
+def test_restart_backoff_doubles_caps_and_forgives_a_healthy_run() -> None:
+    from services.dev.supervisor import RestartBackoff
+
+    now = [0.0]
+    backoff = RestartBackoff(base_s=0.5, cap_s=4.0, healthy_after_s=60, clock=lambda: now[0])
+    for expected in (0.0, 0.5, 1.0, 2.0, 4.0, 4.0):  # dies again right after each restart
+        died = now[0]
+        if expected:
+            assert not backoff.due("pg")
+            now[0] = died + expected - 0.01
+            assert not backoff.due("pg")
+            now[0] = died + expected
+        assert backoff.due("pg")
+        backoff.started("pg")
+        now[0] += 1  # up for a second, then dies again
+    now[0] += 120  # a long healthy run: the next death restarts at once
+    assert backoff.due("pg")

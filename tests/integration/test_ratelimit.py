@@ -109,3 +109,29 @@ async def test_market_data_spends_no_follower_budget(servers: dict[str, str]) ->
         assert refused.value.code == "rate_budget"
     finally:
         await client.aclose()
+
+
+async def test_the_429_gate_is_shared_by_processes(servers: dict[str, str]) -> None:
+    """Two processes' gates of one account on a real Redis: a 429 seen by one closes the account
+    for both; when the wait is up exactly one call is the probe, the other waits for its
+    answer; the probe answered reopens the account for both."""
+    from services.infra.cooldown import ANSWER_S, AccountGate
+
+    clients = [aioredis.from_url(servers["redis"]) for _ in range(2)]
+    key = f"copytrade:test:gate:{uuid.uuid4().hex}"
+    one, other = (AccountGate(c, key) for c in clients)
+    try:
+        assert await other.admit() == (0.0, False)  # open: not a probe
+        assert await one.limited(0.3) == 1.0  # first 429: at least 1 s before a probe
+        wait, probe = await other.admit()
+        assert 0.5 < wait <= 1.0 and not probe  # the other process knows
+        await asyncio.sleep(wait + 0.05)
+        assert await other.admit() == (0.0, True)  # the probe
+        wait, probe = await one.admit()
+        assert ANSWER_S - 0.5 < wait <= ANSWER_S and not probe  # waits for the probe's answer
+        assert await other.limited(0.0) == 2.0  # answered 429 again: 2 s this time
+        await other.answered()  # well, no: the limit is lifted
+        assert await one.admit() == (0.0, False)
+    finally:
+        for c in clients:
+            await c.aclose()

@@ -36,6 +36,7 @@ class LegOutcome:
     filled_qty: Decimal | None = None
     filled_avg_price: Decimal | None = None
     recheck_after_s: float | None = None  # for legs left in doubt: when the sweeper may look
+    paced: bool = False  # recheck_after_s is an account's 429 gate opening (no more backoff)
 
 
 @dataclass(frozen=True, slots=True)
