@@ -82,7 +82,7 @@ class TokenResponse(BaseModel):
 class RefreshRequest(Strict):
     """POST /v1/auth/refresh and POST /v1/auth/logout."""
 
-    refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
+    refresh_token: Annotated[Text, Field(min_length=1, max_length=256)]
 
 
 class WsToken(BaseModel):

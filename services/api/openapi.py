@@ -30,7 +30,8 @@ from fastapi.routing import APIRoute
 from brokers.registry import DESCRIPTORS
 from services.api.deps import route_needs
 from services.api.errors import ApiError
-from services.api.operations import OPERATIONS, SCHEMA_EXAMPLES, TAGS, Operation
+from services.api.examples import SCHEMA_EXAMPLES
+from services.api.operations import OPERATIONS, TAGS, Operation
 from services.app.sessions import RefreshReused
 from services.infra.auth import TokenExpired
 
