@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
@@ -14,6 +14,22 @@ from schemas.copy_settings import AnySizing, Caps, Filters
 OPEN_ACTION = "open"
 MASTER_ACTION = "master"
 ZERO = Decimal("0")
+
+_T = TypeVar("_T")
+
+
+def evolve(value: _T, **changes: Any) -> _T:
+    """`dataclasses.replace` for the hot path (a few per leg): these frozen dataclasses have no
+    `__post_init__`, no slots and no init-only fields, so a copy of the instance's dict with the
+    changes is the same value, at a fifth of replace's cost. Unknown field names are refused."""
+    fields: dict[str, Any] = value.__dataclass_fields__  # type: ignore[attr-defined]
+    if not changes.keys() <= fields.keys():
+        raise TypeError(f"unknown fields {sorted(changes.keys() - fields.keys())}")
+    copied = object.__new__(type(value))
+    state = copied.__dict__
+    state.update(value.__dict__)
+    state.update(changes)
+    return copied
 
 
 @dataclass(frozen=True)

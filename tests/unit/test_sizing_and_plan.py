@@ -626,3 +626,18 @@ def test_the_same_inputs_always_give_the_same_plan(
 ) -> None:
     t = target(mult("1.5"), caps=caps, state=state)
     assert plan(order(str(qty)), [t], NOW, context) == plan(order(str(qty)), [t], NOW, context)
+
+
+def test_evolve_is_dataclasses_replace_for_the_hot_path_types() -> None:
+    """recording.py copies targets, states and legs with `evolve` instead of
+    dataclasses.replace: the same value, and unknown fields refused like replace does."""
+    import dataclasses
+
+    from replication.model import FollowerState, evolve
+
+    state = FollowerState()
+    changed = evolve(state, orders_today=3, open_symbols=frozenset({"AAPL"}))
+    assert changed == dataclasses.replace(state, orders_today=3, open_symbols=frozenset({"AAPL"}))
+    assert state.orders_today == 0  # the original is untouched
+    with pytest.raises(TypeError):
+        evolve(state, no_such_field=1)

@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.model import PlannedLeg
@@ -23,7 +22,7 @@ from replication.state import (
     allowed_moves,
     can_transition,
 )
-from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as, text
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 
