@@ -81,7 +81,7 @@ PROFILE: dict[str, Path | None] = {"dir": None}
 
 
 def start_profilers(
-    pids: list[int], directory: Path | None, n: int
+    pids: list[int], directory: Path | None, n: int, name: str = "replicator"
 ) -> list[subprocess.Popen[bytes]]:
     if directory is None:
         return []
@@ -103,7 +103,7 @@ def start_profilers(
                 "raw",
                 "--nonblocking",
                 "-o",
-                str(directory / f"replicator-n{n}-{pid}.txt"),
+                str(directory / f"{name}-n{n}-{pid}.txt"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -4,19 +4,36 @@ Against a running `make run`: `python -m loadtest.ingest --concurrency 8 --secon
 It registers a master with one (fake) simulator account and no followers, then POSTs market
 orders as fast as the API answers and prints throughput and latency percentiles. Stop the
 replicators first (or not) depending on whether you want the API alone.
+
+Its own stack instead (the launcher on free ports, a temporary data directory), and the API
+process sampled by py-spy while the orders run (`py-spy record -f raw`, 250 Hz; rank the
+frames with scripts/profile_summary.py):
+
+    python -m loadtest.ingest --launch --workers 1 --profile bench-results/ingest-profile
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
+from loadtest.bench import start_profilers, stop_profilers
+from loadtest.stack import Launcher, children
 
-async def run(url: str, concurrency: int, seconds: float) -> None:
+
+async def run(
+    url: str,
+    concurrency: int,
+    seconds: float,
+    profile: Path | None = None,
+    profile_pids: tuple[int, ...] = (),
+) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         email = f"ingest-{uuid.uuid4().hex[:10]}@example.test"
@@ -59,8 +76,10 @@ async def run(url: str, concurrency: int, seconds: float) -> None:
                 latencies.append((time.perf_counter() - started) * 1000)
 
         began = time.monotonic()
+        profilers = start_profilers(list(profile_pids), profile, concurrency, "api")
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.monotonic() - began
+        stop_profilers(profilers)
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -77,8 +96,31 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--launch", action="store_true", help="start a stack of its own")
+    parser.add_argument("--workers", type=int, default=1, help="replicators (with --launch)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the API (--launch)")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.concurrency, args.seconds))
+    if not args.launch:
+        asyncio.run(run(args.url, args.concurrency, args.seconds))
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="copytrade-ingest-"))
+    launcher = Launcher(
+        data_dir,
+        {
+            "COPYTRADE_DEMO_FOLLOWERS": "0",
+            "COPYTRADE_WORKERS": str(args.workers),
+            "COPYTRADE_LOG_LEVEL": "WARNING",
+            "COPYTRADE_PASSWORD_HASH_N": "1024",
+        },
+    )
+    try:
+        launcher.start()
+        # The API's serving processes: granian's workers under `python -m services.api`.
+        apis = launcher.pids("services.api")
+        served = tuple(pid for api in apis for pid in children(api, "services.api")) or tuple(apis)
+        asyncio.run(run(launcher.api_url, args.concurrency, args.seconds, args.profile, served))
+    finally:
+        launcher.stop()
 
 
 if __name__ == "__main__":
