@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest.bench import start_profilers, stop_profilers
+from loadtest.bench import cpu_seconds, start_profilers, stop_profilers
 from loadtest.stack import Launcher, children
 
 
@@ -77,8 +77,10 @@ async def run(
 
         began = time.monotonic()
         profilers = start_profilers(list(profile_pids), profile, concurrency, "api")
+        cpu_before = sum(cpu_seconds(pid) for pid in profile_pids)
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.monotonic() - began
+        api_cpu = sum(cpu_seconds(pid) for pid in profile_pids) - cpu_before
         stop_profilers(profilers)
     latencies.sort()
 
@@ -88,6 +90,7 @@ async def run(
     print(
         f"concurrency {concurrency}: {len(latencies) / elapsed:.0f} accepted orders/s, "
         f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms ({len(latencies)} orders)"
+        + (f", API CPU {api_cpu / len(latencies) * 1000:.2f} ms/order" if profile_pids else "")
     )
 
 
