@@ -33,6 +33,7 @@ async def run(
     seconds: float,
     profile: Path | None = None,
     profile_pids: tuple[int, ...] = (),
+    sim_url: str | None = None,
 ) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -42,13 +43,18 @@ async def run(
         r.raise_for_status()
         token = (await client.post("/v1/auth/token", json=credentials)).json()["access_token"]
         headers = {"authorization": f"Bearer {token}"}
+        keys = {"key_id": "ingest", "secret_key": "ingest"}  # unknown to the broker
+        if sim_url is not None:  # an account the simulator knows (admission's reads succeed)
+            async with httpx.AsyncClient(base_url=sim_url) as sim:
+                made = (await sim.post("/sim/accounts", json={"cash": "1e12"})).json()
+            keys = {"key_id": made["key_id"], "secret_key": made["secret_key"]}
         account = await client.post(
             "/v1/accounts",
             headers=headers,
             json={
                 "broker": "sim",
                 "label": "ingest",
-                "credentials": {"key_id": "ingest", "secret_key": "ingest"},
+                "credentials": keys,
             },
         )
         account_id = account.json()["account_id"]
@@ -121,7 +127,16 @@ def main() -> None:
         # The API's serving processes: granian's workers under `python -m services.api`.
         apis = launcher.pids("services.api")
         served = tuple(pid for api in apis for pid in children(api, "services.api")) or tuple(apis)
-        asyncio.run(run(launcher.api_url, args.concurrency, args.seconds, args.profile, served))
+        asyncio.run(
+            run(
+                launcher.api_url,
+                args.concurrency,
+                args.seconds,
+                args.profile,
+                served,
+                launcher.sim_url,
+            )
+        )
     finally:
         launcher.stop()
 

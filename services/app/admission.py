@@ -35,9 +35,11 @@ ADMISSION_DEADLINE_S = 1.0
 class Admission:
     def __init__(self, redis: aioredis.Redis | None) -> None:
         self._redis = redis
-        self._instruments: dict[tuple[str, str], tuple[float, Instrument]] = {}
-        # key → (expires at, unix seconds; value): snapshots this process read or took.
-        self._snapshots: dict[str, tuple[float, Decimal]] = {}
+        self._instruments: dict[tuple[str, str], tuple[float, Instrument | None]] = {}
+        # key → (expires at, unix seconds; value): snapshots this process read or took, and
+        # None for one the broker did not give (down, or refusing the credentials): it is not
+        # asked again, once per order, before that age either.
+        self._snapshots: dict[str, tuple[float, Decimal | None]] = {}
 
     async def check(
         self,
@@ -67,8 +69,9 @@ class Admission:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         found = await _try(broker.instrument(symbol))
-        if found is not None:
-            self._instruments[key] = (time.monotonic() + INSTRUMENT_TTL_S, found)
+        # Not given (the broker down, the credentials refused): not asked again per order.
+        ttl = INSTRUMENT_TTL_S if found is not None else BUYING_POWER_MAX_AGE_S
+        self._instruments[key] = (time.monotonic() + ttl, found)
         return found
 
     @staticmethod
@@ -91,15 +94,15 @@ class Admission:
                     self._remember(key, shared_expiry, shared)
                 return shared
         value = await _try(fetch())
+        expires = now + BUYING_POWER_MAX_AGE_S  # counted from before the broker was asked
+        self._remember(key, expires, value)
         if value is not None:
-            expires = now + BUYING_POWER_MAX_AGE_S  # counted from before the broker was asked
-            self._remember(key, expires, value)
             if self._redis is not None:
                 age_ms = int(BUYING_POWER_MAX_AGE_S * 1000)
                 await _try(self._redis.set(full, json.dumps([str(value), expires]), px=age_ms))
         return value
 
-    def _remember(self, key: str, expires: float, value: Decimal) -> None:
+    def _remember(self, key: str, expires: float, value: Decimal | None) -> None:
         if len(self._snapshots) >= 10_000:  # many accounts and symbols: drop the expired
             now = time.time()
             self._snapshots = {k: v for k, v in self._snapshots.items() if v[0] > now}

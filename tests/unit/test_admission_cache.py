@@ -59,3 +59,31 @@ async def test_a_burst_asks_the_broker_once_and_a_stale_snapshot_is_taken_again(
 def test_snapshots_from_redis_carry_their_expiry_and_old_values_still_read() -> None:
     assert admission_module._decode(b'["12.5", 1700000000.5]') == (Decimal("12.5"), 1700000000.5)
     assert admission_module._decode(b'"12.5"') == (Decimal("12.5"), None)
+
+
+async def test_a_broker_that_gives_no_snapshot_is_not_asked_again_per_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Down, or refusing the credentials: the order is not held against it (no refusal), and
+    the next orders within the age do not each wait for the broker again."""
+    clock = [2_000_000.0]
+    monkeypatch.setattr(admission_module.time, "time", lambda: clock[0])
+
+    class Refusing(CountingBroker):
+        async def account(self) -> AccountSnapshot:
+            self.calls["account"] += 1
+            raise RuntimeError("401 unauthorized")
+
+        async def instrument(self, symbol: str) -> Instrument:
+            self.calls["instrument"] += 1
+            raise RuntimeError("401 unauthorized")
+
+    broker = Refusing()
+    broker_any: Any = broker
+    admission = Admission(None)
+    for _ in range(5):
+        assert await admission.check("acct", "sim", broker_any, ORDER) is None
+    assert broker.calls["account"] == 1 and broker.calls["instrument"] == 1
+    clock[0] += BUYING_POWER_MAX_AGE_S * 1.1
+    assert await admission.check("acct", "sim", broker_any, ORDER) is None
+    assert broker.calls["account"] == 2
