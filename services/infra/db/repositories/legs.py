@@ -14,7 +14,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from replication.model import PlannedLeg
+from replication.model import PlannedLeg, quick_init
 from replication.state import (
     SETTLED,
     UNFILLED_END,
@@ -26,6 +26,7 @@ from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetc
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 
+@quick_init
 @dataclass(frozen=True)
 class LegOutcome:
     leg_id: str
@@ -37,6 +38,7 @@ class LegOutcome:
     recheck_after_s: float | None = None  # for legs left in doubt: when the sweeper may look
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SettledLeg:
     """What a leg's change announces: enough for leg events and the ledger, no jsonb."""
