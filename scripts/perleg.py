@@ -3,15 +3,19 @@ copies (planner inputs, the submitting status), the order request, Alpaca's body
 answer, the leg outcome. Prints the minimum over 15 repeats of CPU µs per leg, which a shared
 machine's load disturbs far less than a whole `make bench` (compare two checkouts with it).
 
-    python -m loadtest.perleg
+    python scripts/perleg.py
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code
 
 from brokers.alpaca import translate
 from replication.model import FollowerState, Instrument, MasterContext, evolve
