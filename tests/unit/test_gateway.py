@@ -112,6 +112,8 @@ async def test_a_batch_of_leg_events_reaches_each_follower_and_no_master() -> No
         {"type": "leg.updated", "leg_id": "a", "follower_id": "f1"},
         {"type": "leg.updated", "leg_id": "b", "follower_id": "f2"},
         {"type": "leg.updated", "leg_id": "c", "follower_id": "nobody-connected"},
+        {"type": "leg.updated", "leg_id": "x", "follower_id": ["not", "an", "id"]},
+        "not an event",
         {"type": "leg.updated", "leg_id": "d", "follower_id": "m1"},
         {"type": "leg.updated", "leg_id": "e", "follower_id": "f1"},
     ]

@@ -141,7 +141,7 @@ class Gateway:
             return
         for event in events if isinstance(events, list) else ():
             follower_id = event.get("follower_id") if isinstance(event, dict) else None
-            if follower_id in self._by_user:
+            if isinstance(follower_id, str) and follower_id in self._by_user:
                 self._deliver(follower_id, "follower", json.dumps(event, separators=(",", ":")))
 
     async def _on_order(self, msg: Msg) -> None:
