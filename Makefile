@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run cluster cluster-test chaos test bench profile transports loadtest loadtest-ingest lint typecheck venv clean
+.PHONY: run cluster cluster-test chaos test bench profile profile-ingest transports loadtest loadtest-ingest lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -50,6 +50,14 @@ profile:
 	@$(PY) -m loadtest.bench --followers 500 --orders 20 --workers 1 \
 		--profile bench-results/profile $(BENCH_ARGS)
 	@$(PY) scripts/profile_summary.py bench-results/profile/*.txt
+
+# The ingest API's process, sampled by py-spy while 8 clients post orders to a stack of its own.
+profile-ingest:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@rm -rf bench-results/ingest-profile
+	@$(PY) -m loadtest.ingest --launch --workers 1 --concurrency 8 --seconds 15 \
+		--profile bench-results/ingest-profile
+	@$(PY) scripts/profile_summary.py bench-results/ingest-profile/*.txt
 
 transports:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh

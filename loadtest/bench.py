@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import ssl
 import statistics
@@ -80,12 +81,15 @@ PROFILE: dict[str, Path | None] = {"dir": None}
 
 
 def start_profilers(
-    pids: list[int], directory: Path | None, n: int
+    pids: list[int], directory: Path | None, n: int, name: str = "replicator"
 ) -> list[subprocess.Popen[bytes]]:
     if directory is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
+    # The venv's py-spy (the bench extra), else one on PATH.
     py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        py_spy = Path(shutil.which("py-spy") or py_spy)
     return [
         subprocess.Popen(  # noqa: S603 (our own py-spy, our own pids)
             [
@@ -99,7 +103,7 @@ def start_profilers(
                 "raw",
                 "--nonblocking",
                 "-o",
-                str(directory / f"replicator-n{n}-{pid}.txt"),
+                str(directory / f"{name}-n{n}-{pid}.txt"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -543,7 +547,10 @@ async def main_async(args: argparse.Namespace) -> None:
         "results": results,
     }
     (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
-    chart(results, RESULTS / "bench.png")
+    try:
+        chart(results, RESULTS / "bench.png")
+    except ImportError:
+        print("no matplotlib (the bench extra): no chart", flush=True)
     print(
         f"\n{'N':>6} {'workers':>7} {'first p50':>10} {'settled p50':>12} {'p95':>8} "
         f"{'p99':>8} {'floor p50':>10} {'ratio':>6} {'cpu µs/leg':>11} {'rss MB':>7} "

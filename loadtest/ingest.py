@@ -1,32 +1,40 @@
 """Accepted orders per second at the ingest API: N concurrent httpx clients, no think time.
 
 Against a running `make run`: `python -m loadtest.ingest --concurrency 8 --seconds 10`.
-It registers a master with one simulator account (created over `--sim`/sim/accounts: linking
-verifies the keys at the broker) and no followers, then POSTs market
+It registers a master with one (fake) simulator account and no followers, then POSTs market
 orders as fast as the API answers and prints throughput and latency percentiles. Stop the
 replicators first (or not) depending on whether you want the API alone.
+
+Its own stack instead (the launcher on free ports, a temporary data directory), and the API
+process sampled by py-spy while the orders run (`py-spy record -f raw`, 250 Hz; rank the
+frames with scripts/profile_summary.py):
+
+    python -m loadtest.ingest --launch --workers 1 --profile bench-results/ingest-profile
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
-
-async def sim_keys(sim_url: str) -> dict[str, str]:
-    """A fresh simulator account's keys (linking an account verifies them at the broker)."""
-    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
-        response = await sim.post("/sim/accounts", json={"cash": "100000000"})
-        response.raise_for_status()
-        keys = response.json()
-    return {"key_id": keys["key_id"], "secret_key": keys["secret_key"]}
+from loadtest.bench import cpu_seconds, start_profilers, stop_profilers
+from loadtest.stack import Launcher, children
 
 
-async def run(url: str, concurrency: int, seconds: float, sim_url: str) -> None:
+async def run(
+    url: str,
+    concurrency: int,
+    seconds: float,
+    profile: Path | None = None,
+    profile_pids: tuple[int, ...] = (),
+    sim_url: str | None = None,
+) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         email = f"ingest-{uuid.uuid4().hex[:10]}@example.test"
@@ -35,16 +43,21 @@ async def run(url: str, concurrency: int, seconds: float, sim_url: str) -> None:
         r.raise_for_status()
         token = (await client.post("/v1/auth/token", json=credentials)).json()["access_token"]
         headers = {"authorization": f"Bearer {token}"}
+        # A simulator account: linking verifies the keys at the broker.
+        keys = {"key_id": "ingest", "secret_key": "ingest"}
+        if sim_url is not None:
+            async with httpx.AsyncClient(base_url=sim_url) as sim:
+                made = (await sim.post("/sim/accounts", json={"cash": "1e12"})).json()
+            keys = {"key_id": made["key_id"], "secret_key": made["secret_key"]}
         account = await client.post(
             "/v1/accounts",
             headers=headers,
             json={
                 "broker": "sim",
                 "label": "ingest",
-                "credentials": await sim_keys(sim_url),
+                "credentials": keys,
             },
         )
-        account.raise_for_status()
         account_id = account.json()["account_id"]
         latencies: list[float] = []
         end = time.monotonic() + seconds
@@ -70,8 +83,12 @@ async def run(url: str, concurrency: int, seconds: float, sim_url: str) -> None:
                 latencies.append((time.perf_counter() - started) * 1000)
 
         began = time.monotonic()
+        profilers = start_profilers(list(profile_pids), profile, concurrency, "api")
+        cpu_before = sum(cpu_seconds(pid) for pid in profile_pids)
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.monotonic() - began
+        api_cpu = sum(cpu_seconds(pid) for pid in profile_pids) - cpu_before
+        stop_profilers(profilers)
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -80,6 +97,7 @@ async def run(url: str, concurrency: int, seconds: float, sim_url: str) -> None:
     print(
         f"concurrency {concurrency}: {len(latencies) / elapsed:.0f} accepted orders/s, "
         f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms ({len(latencies)} orders)"
+        + (f", API CPU {api_cpu / len(latencies) * 1000:.2f} ms/order" if profile_pids else "")
     )
 
 
@@ -88,9 +106,41 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--sim", default="http://127.0.0.1:8100")
+    parser.add_argument("--sim", default="http://127.0.0.1:8100", help="simulator (no --launch)")
+    parser.add_argument("--launch", action="store_true", help="start a stack of its own")
+    parser.add_argument("--workers", type=int, default=1, help="replicators (with --launch)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the API (--launch)")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.concurrency, args.seconds, args.sim))
+    if not args.launch:
+        asyncio.run(run(args.url, args.concurrency, args.seconds, sim_url=args.sim))
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="copytrade-ingest-"))
+    launcher = Launcher(
+        data_dir,
+        {
+            "COPYTRADE_DEMO_FOLLOWERS": "0",
+            "COPYTRADE_WORKERS": str(args.workers),
+            "COPYTRADE_LOG_LEVEL": "WARNING",
+            "COPYTRADE_PASSWORD_HASH_N": "1024",
+        },
+    )
+    try:
+        launcher.start()
+        # The API's serving processes: granian's workers under `python -m services.api`.
+        apis = launcher.pids("services.api")
+        served = tuple(pid for api in apis for pid in children(api, "services.api")) or tuple(apis)
+        asyncio.run(
+            run(
+                launcher.api_url,
+                args.concurrency,
+                args.seconds,
+                args.profile,
+                served,
+                launcher.sim_url,
+            )
+        )
+    finally:
+        launcher.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Sends N orders at once to the simulator (its own process, `python -m brokers.sim
 latency 20 ms) through each candidate, several rounds after a warm-up round, and prints the
 median client CPU µs per request (time.process_time of this process, every thread counted: the
 Rust clients do their I/O on threads of their own) and the median wall time per round. The
+candidates' rounds are interleaved (one round of each in turn), so load drifting on a shared
+machine reaches all of them alike. The
 candidates that go through the real Alpaca adapter answer the question the README decides
 ("keep httpx as the adapters' API, or move the hot path"); the raw ones are the floors: an
 asyncio HTTP/1.1 client over warm keep-alive connections, and plain pyreqwest / curl_cffi calls
@@ -165,21 +167,27 @@ async def measure(
                 (await admin.post("/sim/accounts", json={"cash": "1e9"})).json() for _ in range(n)
             ]
             await admin.put("/sim/faults", json={"latency_ms": latency_ms})
-        for name, make in CANDIDATES.items():
-            if only and not any(o in name for o in only):
-                continue
-            one_round, close = await make(url, accounts)
-            cpu, wall = [], []
-            for round_ in range(rounds + 1):
+        # Every candidate set up first, then the rounds interleaved (one round of each in
+        # turn): a shared machine's load drifts, and this way every candidate sees the same.
+        chosen = {
+            name: await make(url, accounts)
+            for name, make in CANDIDATES.items()
+            if not only or any(o in name for o in only)
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in chosen}
+        wall: dict[str, list[float]] = {name: [] for name in chosen}
+        for round_ in range(rounds + 1):
+            for name, (one_round, _) in chosen.items():
                 started_cpu, started = time.process_time(), time.perf_counter()
                 await one_round()
                 if round_:  # the first round opens the connections
-                    cpu.append((time.process_time() - started_cpu) / n * 1e6)
-                    wall.append((time.perf_counter() - started) * 1000)
+                    cpu[name].append((time.process_time() - started_cpu) / n * 1e6)
+                    wall[name].append((time.perf_counter() - started) * 1000)
+        for name, (_, close) in chosen.items():
             await close()
             results[name] = {
-                "cpu_us_per_request": round(statistics.median(cpu), 1),
-                "wall_ms": round(statistics.median(wall), 1),
+                "cpu_us_per_request": round(statistics.median(cpu[name]), 1),
+                "wall_ms": round(statistics.median(wall[name]), 1),
             }
             print(name, results[name], flush=True)
     finally:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from replication.state import LegStatus
 from schemas.common import OrderType, Side, TimeInForce
@@ -14,6 +14,58 @@ from schemas.copy_settings import AnySizing, Caps, Filters
 OPEN_ACTION = "open"
 MASTER_ACTION = "master"
 ZERO = Decimal("0")
+
+_T = TypeVar("_T")
+_C = TypeVar("_C", bound=type)
+_UNSET: Any = object()
+
+
+def quick_init(cls: _C) -> _C:
+    """A frozen dataclass whose instances are made per leg: the same `__init__` (parameters,
+    defaults, factories), storing each field directly instead of through
+    `object.__setattr__` per field, which is how frozen dataclasses store them and costs ~9 times
+    a plain dataclass's init (a 16-field BrokerOrder ~8 µs). Instances stay frozen (the class's
+    `__setattr__` still refuses), equal, hashable and printable as before. For classes without
+    `__post_init__`; slotted classes are stored through their slot descriptors."""
+    assert not hasattr(cls, "__post_init__"), cls
+    slotted = "__slots__" in cls.__dict__
+    namespace: dict[str, Any] = {"_UNSET": _UNSET}
+    params, body = [], [] if slotted else ["    d = self.__dict__"]
+    for f in fields(cls):
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_UNSET")
+            body.append(f"    if {f.name} is _UNSET: {f.name} = _factory_{f.name}()")
+        else:
+            params.append(f.name)
+        if slotted:
+            namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+            body.append(f"    _set_{f.name}(self, {f.name})")
+        else:
+            body.append(f"    d[{f.name!r}] = {f.name}")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, namespace)  # noqa: S102 (built from the class's own field names, as dataclasses does)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+def evolve(value: _T, **changes: Any) -> _T:
+    """`dataclasses.replace` for the hot path (a few per leg): these frozen dataclasses have no
+    `__post_init__`, no slots and no init-only fields, so a copy of the instance's dict with the
+    changes is the same value, at a fifth of replace's cost. Unknown field names are refused."""
+    fields: dict[str, Any] = value.__dataclass_fields__  # type: ignore[attr-defined]
+    if not changes.keys() <= fields.keys():
+        raise TypeError(f"unknown fields {sorted(changes.keys() - fields.keys())}")
+    copied = object.__new__(type(value))
+    state = copied.__dict__
+    state.update(value.__dict__)
+    state.update(changes)
+    return copied
 
 
 @dataclass(frozen=True)
@@ -82,6 +134,7 @@ class FollowerTarget:
     state: FollowerState = FollowerState()
 
 
+@quick_init
 @dataclass(frozen=True)
 class PlannedLeg:
     leg_id: str
@@ -111,6 +164,7 @@ class PlannedLeg:
         return self.qty if self.side is Side.BUY else -self.qty
 
 
+@quick_init
 @dataclass(frozen=True)
 class OrderRequest:
     """What an adapter sends to a broker for one leg."""
@@ -125,6 +179,7 @@ class OrderRequest:
     stop_price: Decimal | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class BrokerOrder:
     """An order as a broker reports it, already mapped to our leg status."""

@@ -25,7 +25,14 @@ def order_subject(master_id: str) -> str:
 
 
 def leg_event_subject(follower_id: str) -> str:
+    """One follower's leg events, one per message (what workers before batching published;
+    the gateway still listens to it)."""
     return f"events.legs.{follower_id}"
+
+
+# Leg events, many followers' at once: a JSON array of LegEvent, one message per settled batch
+# (not matched by events.legs.*, which needs a fourth token).
+LEG_EVENTS_SUBJECT = "events.legs"
 
 
 def order_event_subject(master_id: str) -> str:

@@ -1,9 +1,11 @@
 """Rank the frames of py-spy raw (collapsed-stack) files: `make profile` prints this.
 
-    python scripts/profile_summary.py bench-results/profile/*.txt [--top 40]
+    python scripts/profile_summary.py bench-results/profile/*.txt [--top 40] [--self]
 
 Inclusive share of samples per frame (a frame counts once per sample), then the broker-call
 path's parts (brokers/, services/app/sending.py) and the event loop, as shares of all samples.
+`--self`: the innermost frame of each sample instead (where the time is spent itself; an empty
+frame is a thread with no Python frame, e.g. the HTTP client's Rust threads).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--self", action="store_true", help="innermost frames only")
     args = parser.parse_args()
     inclusive: Counter[str] = Counter()
     groups: Counter[str] = Counter()
@@ -42,7 +45,7 @@ def main() -> None:
             n = int(count)
             total += n
             frames = stack.split(";")
-            for frame in set(frames):
+            for frame in {frames[-1]} if args.self else set(frames):
                 inclusive[frame] += n
             for name, markers in GROUPS.items():
                 if any(m in frame for frame in frames for m in markers):

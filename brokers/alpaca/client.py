@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from brokers.alpaca import translate
-from brokers.http import HttpApi
+from brokers.http import HttpApi, fixed_headers
 from brokers.transport import transport_error
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 
@@ -27,7 +27,9 @@ class AlpacaBroker:
     ) -> None:
         self._http = http
         self._data_http = data_http or http
-        self._headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
+        self._headers = fixed_headers(
+            http, {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
+        )
 
     async def _request(
         self,

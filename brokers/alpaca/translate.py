@@ -55,7 +55,16 @@ def replace_request_body(
 
 
 def _decimal(value: Any) -> Decimal | None:
-    return None if value in (None, "") else Decimal(str(value))
+    if value is None or value == "":
+        return None
+    return Decimal(value) if type(value) is str else Decimal(str(value))
+
+
+# Wire values → enums by dict lookup (an answer is parsed per leg: no enum construction,
+# no scan of __members__).
+_SIDES = {side.value: side for side in Side}
+_ORDER_TYPES = {kind.value: kind for kind in OrderType}
+_TIFS = {tif.value: tif for tif in TimeInForce}
 
 
 def parse_order(data: dict[str, Any]) -> BrokerOrder:
@@ -64,30 +73,34 @@ def parse_order(data: dict[str, Any]) -> BrokerOrder:
         status = STATUS_MAP[broker_status]
     except KeyError as exc:
         raise Unknown(f"unmapped alpaca order status {broker_status!r}") from exc
-    kind = str(data.get("type") or data.get("order_type") or "")
-    tif = str(data.get("time_in_force") or "")
-    created = data.get("created_at")
+    get = data.get
+    created = get("created_at")
+    replaces = get("replaces")
     return BrokerOrder(
         broker_order_id=str(data["id"]),
-        client_order_id=str(data.get("client_order_id") or ""),
+        client_order_id=str(get("client_order_id") or ""),
         status=status,
         broker_status=broker_status,
-        filled_qty=_decimal(data.get("filled_qty")) or Decimal("0"),
-        filled_avg_price=_decimal(data.get("filled_avg_price")),
-        symbol=data.get("symbol"),
-        side=Side(data["side"]) if data.get("side") in ("buy", "sell") else None,
-        qty=_decimal(data.get("qty")),
-        order_type=OrderType(kind) if kind in OrderType.__members__.values() else None,
-        time_in_force=TimeInForce(tif) if tif in TimeInForce.__members__.values() else None,
-        limit_price=_decimal(data.get("limit_price")),
-        stop_price=_decimal(data.get("stop_price")),
+        filled_qty=_decimal(get("filled_qty")) or Decimal("0"),
+        filled_avg_price=_decimal(get("filled_avg_price")),
+        symbol=get("symbol"),
+        side=_SIDES.get(get("side")),  # type: ignore[arg-type]
+        qty=_decimal(get("qty")),
+        order_type=_ORDER_TYPES.get(str(get("type") or get("order_type") or "")),
+        time_in_force=_TIFS.get(str(get("time_in_force") or "")),
+        limit_price=_decimal(get("limit_price")),
+        stop_price=_decimal(get("stop_price")),
         created_at=_timestamp(created) if created else None,
-        replaces=str(data["replaces"]) if data.get("replaces") else None,
+        replaces=str(replaces) if replaces else None,
     )
 
 
 def _timestamp(value: str) -> datetime:
-    """Alpaca's RFC 3339 with nanoseconds → datetime (microseconds)."""
+    """Alpaca's RFC 3339 with nanoseconds → datetime (microseconds, truncated)."""
+    try:
+        return datetime.fromisoformat(value)  # 3.11+: "Z" and any number of digits
+    except ValueError:
+        pass
     text = value.replace("Z", "+00:00")
     head, _, rest = text.partition(".")
     if rest:

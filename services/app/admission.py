@@ -3,7 +3,9 @@
 The instrument's rules (tradable, whole or fractional units, lot step, minimum) come from an
 in-process cache (INSTRUMENT_TTL_S); buying power and the last price of a market buy from a
 snapshot shared in Redis for at most BUYING_POWER_MAX_AGE_S, so a burst of orders asks the
-broker once. A snapshot that cannot be taken within ADMISSION_DEADLINE_S is not held against the
+broker once; each API process also keeps what it read until that age is reached (the snapshot's
+expiry travels with it), so a burst reads Redis once per process, not twice per order. A
+snapshot that cannot be taken within ADMISSION_DEADLINE_S is not held against the
 order: the broker still decides, and a refusal it answers later is compensated (copy_on)."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
@@ -34,6 +37,11 @@ class Admission:
     def __init__(self, redis: aioredis.Redis | None) -> None:
         self._redis = redis
         self._instruments: SharedLookups[Instrument] = SharedLookups(INSTRUMENT_TTL_S)
+        self._missing: dict[tuple[str, str], float] = {}  # instruments not given, until then
+        # key → (expires at, unix seconds; value): snapshots this process read or took, and
+        # None for one the broker did not give (down, or refusing the credentials): it is not
+        # asked again, once per order, before that age either.
+        self._snapshots: dict[str, tuple[float, Decimal | None]] = {}
 
     async def check(
         self,
@@ -59,26 +67,57 @@ class Admission:
 
     async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument | None:
         """Shared by every order of this process (one request in flight per symbol)."""
-        return await _try(
-            self._instruments.get((broker_name, symbol), lambda: broker.instrument(symbol))
-        )
+        key = (broker_name, symbol)
+        if self._missing.get(key, 0.0) > time.monotonic():
+            return None
+        found = await _try(self._instruments.get(key, lambda: broker.instrument(symbol)))
+        if found is None:  # the broker down or refusing: not asked again per order for a while
+            if len(self._missing) >= 10_000:
+                self._missing.clear()
+            self._missing[key] = time.monotonic() + BUYING_POWER_MAX_AGE_S
+        return found
 
     @staticmethod
     async def _buying_power(broker: Broker) -> Decimal:
         return (await broker.account()).cash
 
     async def _cached(self, key: str, fetch: Callable[[], Awaitable[Decimal]]) -> Decimal | None:
-        """A snapshot value shared by every API process for BUYING_POWER_MAX_AGE_S."""
+        """A snapshot value at most BUYING_POWER_MAX_AGE_S old (from when the broker was asked),
+        shared by every API process through Redis and kept here until it is that old."""
+        now = time.time()
+        known = self._snapshots.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
         full = f"copytrade:admission:{key}"
         if self._redis is not None:
             hit = await _try(self._redis.get(full))
             if hit:
-                return Decimal(json.loads(hit))
+                shared, shared_expiry = _decode(hit)
+                if shared_expiry is not None:
+                    self._remember(key, shared_expiry, shared)
+                return shared
         value = await _try(fetch())
-        if value is not None and self._redis is not None:
-            age_ms = int(BUYING_POWER_MAX_AGE_S * 1000)
-            await _try(self._redis.set(full, json.dumps(str(value)), px=age_ms))
+        expires = now + BUYING_POWER_MAX_AGE_S  # counted from before the broker was asked
+        self._remember(key, expires, value)
+        if value is not None:
+            if self._redis is not None:
+                age_ms = int(BUYING_POWER_MAX_AGE_S * 1000)
+                await _try(self._redis.set(full, json.dumps([str(value), expires]), px=age_ms))
         return value
+
+    def _remember(self, key: str, expires: float, value: Decimal | None) -> None:
+        if len(self._snapshots) >= 10_000:  # many accounts and symbols: drop the expired
+            now = time.time()
+            self._snapshots = {k: v for k, v in self._snapshots.items() if v[0] > now}
+        self._snapshots[key] = (expires, value)
+
+
+def _decode(stored: bytes | str) -> tuple[Decimal, float | None]:
+    """[value, expires at] (a bare value from a release before the expiry was stored)."""
+    data = json.loads(stored)
+    if isinstance(data, list):
+        return Decimal(data[0]), float(data[1])
+    return Decimal(data), None
 
 
 async def _none() -> None:

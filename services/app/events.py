@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
+from pydantic import TypeAdapter
 
-from schemas.messages import LegEvent, OrderEvent, leg_event_subject, order_event_subject
+from schemas.messages import LEG_EVENTS_SUBJECT, LegEvent, OrderEvent, order_event_subject
 from services.infra.db.repositories.legs import SettledLeg
 from services.infra.db.repositories.orders import OrderProgress
 
@@ -35,12 +36,20 @@ def leg_event(row: SettledLeg, order_created_at: datetime | None) -> LegEvent:
     )
 
 
+_LEG_EVENTS: TypeAdapter[list[LegEvent]] = TypeAdapter(list[LegEvent])
+# Events per message: ~500 bytes each, well under NATS's default 1 MB payload limit.
+LEG_EVENTS_PER_MESSAGE = 200
+
+
 async def publish_leg_events(
     nc: NATS, rows: Iterable[SettledLeg], order_created_at: datetime | None = None
 ) -> None:
-    for row in rows:
-        event = leg_event(row, order_created_at)
-        await nc.publish(leg_event_subject(event.follower_id), event.model_dump_json().encode())
+    """One message per up to LEG_EVENTS_PER_MESSAGE legs (a JSON array on LEG_EVENTS_SUBJECT),
+    not one per leg: the gateway routes each event to its follower's sockets."""
+    events = [leg_event(row, order_created_at) for row in rows]
+    for start in range(0, len(events), LEG_EVENTS_PER_MESSAGE):
+        chunk = events[start : start + LEG_EVENTS_PER_MESSAGE]
+        await nc.publish(LEG_EVENTS_SUBJECT, _LEG_EVENTS.dump_json(chunk))
 
 
 async def publish_order_event(

@@ -9,7 +9,14 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replication.model import ZERO, FollowerState, FollowerTarget, Instrument, PlannedLeg
+from replication.model import (
+    ZERO,
+    FollowerState,
+    FollowerTarget,
+    Instrument,
+    PlannedLeg,
+    evolve,
+)
 from replication.plan import master_leg, plan
 from replication.state import LegStatus, transition
 from schemas.messages import OrderMessage, PlanContext
@@ -59,7 +66,7 @@ class Recorder:
                 [t.account_id for t in batch if t.caps.max_open_positions is not None],
             )
             targets = [
-                replace(
+                evolve(
                     target,
                     instrument=snapshot.instruments.get(target.broker, Instrument(order.symbol)),
                     state=merge_state(
@@ -78,7 +85,7 @@ class Recorder:
                 # An order the master placed directly at its broker is already there.
                 legs.append(own_leg(order, master_row.broker, context))
             to_record = [
-                replace(leg, status=transition(leg.status, LegStatus.SUBMITTING))
+                evolve(leg, status=transition(leg.status, LegStatus.SUBMITTING))
                 if leg.status is LegStatus.PLANNED
                 else leg
                 for leg in legs
@@ -119,7 +126,7 @@ def merge_state(
         return snapshot
     own = risk.copies.get(subscription_id, {})
     ledger_symbols = frozenset(s for s, qty in own.items() if qty != 0)
-    return replace(
+    return evolve(
         snapshot,
         copy_position=own.get(symbol, ZERO),
         other_copies=risk.others(subscription_id, symbol),

@@ -30,7 +30,7 @@ from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.leases import renew_leases
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.logs import bind_log_context
-from services.infra.metrics import BROKER_REQUESTS
+from services.infra.metrics import BROKER_REQUESTS, labelled
 from services.infra.settings import Settings
 
 log = logging.getLogger("copytrade.sending")
@@ -109,7 +109,7 @@ async def _timed(broker_name: str, operation: str, coro: Any) -> Any:
         outcome = "deadline"
         raise
     finally:
-        BROKER_REQUESTS.labels(broker_name, operation, outcome).observe(
+        labelled(BROKER_REQUESTS, broker_name, operation, outcome).observe(
             time.perf_counter() - started
         )
 

@@ -20,7 +20,7 @@ from services.app.events import publish_leg_events, publish_order_event
 from services.app.notifications import legs_announced
 from services.infra.db.repositories.legs import LegOutcome, SettledLeg, settle_legs
 from services.infra.db.repositories.orders import OrderProgress, orders_progress
-from services.infra.metrics import LEGS
+from services.infra.metrics import LEGS, labelled
 from services.infra.positions import MasterPositions
 
 MASTER_ACTION = "master"
@@ -53,7 +53,7 @@ class Settler:
         The progress is read after the change committed: of the workers settling an order's
         shards, the last to read sees every shard settled, so the complete picture gets out."""
         for row in rows:
-            LEGS.labels(row.status).inc()
+            labelled(LEGS, row.status).inc()
         for account_id in {str(r.account_id) for r in rows if r.action == MASTER_ACTION}:
             # A master leg moved: its account's cached position may be stale now.
             await self.master_positions.invalidate(account_id)

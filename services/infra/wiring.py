@@ -4,6 +4,7 @@ to, built and closed in one place; the API adds only its own parts on top (servi
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -137,10 +138,25 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+# The cyclic garbage collector on the per-leg path: every leg allocates a few hundred objects,
+# which with the default first threshold (700) runs a young collection every few legs. What
+# start-up made (modules, classes, the ORM's and pydantic's schemas) is frozen out of every
+# collection, and young collections run ten times less often; memory stays bounded (worker
+# peak RSS is measured by `make bench`).
+GC_THRESHOLDS = (7_000, 10, 10)
+
+
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(main_async: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
     """Entry point of a service process: logging, uvloop (the metrics endpoint is the runtime's)."""
     setup_logging()
     settings = Settings.from_env()
     import uvloop
 
+    tune_gc()
     uvloop.run(main_async(settings))

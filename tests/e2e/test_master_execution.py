@@ -57,6 +57,25 @@ async def test_orders_the_master_broker_would_refuse_are_422(api: Api, symbol: s
     assert follower_id
 
 
+async def test_a_replay_is_never_re_judged(api: Api, symbol: str) -> None:
+    """The same order again (same client_order_id and body) is the first answer, even once the
+    checks would refuse it as a new order (they only look for a replay when they refuse)."""
+    _, master = await api.user("master")
+    account, _ = await api.sim_account(master, cash="1000")
+    first = await api.order(master, account, symbol=symbol, qty="9", client_order_id="replay-1")
+    assert first.status_code == 202, first.text
+    assert (await api.sim.put("/sim/prices", json={symbol: "1000"})).status_code == 200
+
+    async def new_orders_refused() -> bool:
+        fresh = await api.order(master, account, symbol=symbol, qty="9")
+        return fresh.status_code == 422
+
+    await eventually(new_orders_refused, timeout_s=20, interval_s=0.3)
+    again = await api.order(master, account, symbol=symbol, qty="9", client_order_id="replay-1")
+    assert again.status_code == 202, again.text
+    assert again.json()["order_id"] == first.json()["order_id"]
+
+
 async def _rows(api: Api, follower: dict[str, str], order_id: str) -> list[dict[str, Any]]:
     response = await api.http.get(
         "/v1/copies", headers=api.auth(follower["token"]), params={"order_id": order_id}

@@ -89,3 +89,79 @@ async def test_overflow_becomes_one_resync_and_spares_other_clients() -> None:
     assert all(json.loads(s)["type"] == "leg.updated" for s in after)
     for pump in pumps:
         pump.cancel()
+
+
+class FakeBatch:
+    def __init__(self, subject: str, body: object) -> None:
+        self.subject = subject
+        self.data = json.dumps(body).encode()
+
+
+async def test_a_batch_of_leg_events_reaches_each_follower_and_no_master() -> None:
+    """Workers publish a settled batch's leg events as one JSON array on `events.legs`; each
+    event goes to its own follower's sockets only (never to a master with the same id)."""
+    gateway = Gateway()
+    f1, f2, master = RecordingSocket(), RecordingSocket(), RecordingSocket()
+    clients = [
+        gateway.register("f1", "follower", f1),
+        gateway.register("f2", "follower", f2),
+        gateway.register("m1", "master", master),
+    ]
+    pumps = [asyncio.create_task(c.pump()) for c in clients]
+    batch = [
+        {"type": "leg.updated", "leg_id": "a", "follower_id": "f1"},
+        {"type": "leg.updated", "leg_id": "b", "follower_id": "f2"},
+        {"type": "leg.updated", "leg_id": "c", "follower_id": "nobody-connected"},
+        {"type": "leg.updated", "leg_id": "x", "follower_id": ["not", "an", "id"]},
+        "not an event",
+        {"type": "leg.updated", "leg_id": "d", "follower_id": "m1"},
+        {"type": "leg.updated", "leg_id": "e", "follower_id": "f1"},
+    ]
+    await gateway._on_legs(FakeBatch("events.legs", batch))
+    await gateway._on_legs(FakeBatch("events.legs", {"not": "a list"}))  # ignored, no crash
+    await gateway._on_order(FakeMsg("events.orders.m1", {"type": "order.updated", "order_id": "z"}))
+
+    async def delivered() -> bool:
+        return len(f1.sent) == 2 and len(f2.sent) == 1 and len(master.sent) == 1
+
+    await eventually(delivered, timeout_s=2, interval_s=0.005)
+    assert [json.loads(s)["leg_id"] for s in f1.sent] == ["a", "e"]
+    assert [json.loads(s)["leg_id"] for s in f2.sent] == ["b"]
+    assert [json.loads(s)["type"] for s in master.sent] == ["order.updated"]
+    for pump in pumps:
+        pump.cancel()
+    for client in clients:
+        gateway.unregister(client)
+
+
+async def test_leg_events_are_published_in_bounded_batches() -> None:
+    """publish_leg_events: one message per LEG_EVENTS_PER_MESSAGE legs, every leg once."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from uuid import uuid4
+
+    from services.app.events import LEG_EVENTS_PER_MESSAGE, publish_leg_events
+    from services.infra.db.repositories.legs import SettledLeg
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.published: list[tuple[str, bytes]] = []
+
+        async def publish(self, subject: str, payload: bytes) -> None:
+            self.published.append((subject, payload))
+
+    now = datetime.now(UTC)
+    rows = [
+        SettledLeg(
+            uuid4(), uuid4(), uuid4(), uuid4(), uuid4(), uuid4(), "open", "AAPL", "buy",
+            Decimal("1.50"), "accepted", None, f"cid{i}", f"b{i}", Decimal(0), now,
+        )
+        for i in range(LEG_EVENTS_PER_MESSAGE + 5)
+    ]
+    nc = Recorder()
+    await publish_leg_events(nc, rows, now)  # type: ignore[arg-type]
+    assert [subject for subject, _ in nc.published] == ["events.legs", "events.legs"]
+    events = [e for _, payload in nc.published for e in json.loads(payload)]
+    assert [e["leg_id"] for e in events] == [str(r.id) for r in rows]
+    assert events[0]["qty"] == "1.5" and events[0]["type"] == "leg.updated"
+    assert events[0]["follower_id"] == str(rows[0].follower_id)

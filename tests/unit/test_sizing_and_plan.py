@@ -626,3 +626,56 @@ def test_the_same_inputs_always_give_the_same_plan(
 ) -> None:
     t = target(mult("1.5"), caps=caps, state=state)
     assert plan(order(str(qty)), [t], NOW, context) == plan(order(str(qty)), [t], NOW, context)
+
+
+def test_evolve_is_dataclasses_replace_for_the_hot_path_types() -> None:
+    """recording.py copies targets, states and legs with `evolve` instead of
+    dataclasses.replace: the same value, and unknown fields refused like replace does."""
+    import dataclasses
+
+    from replication.model import FollowerState, evolve
+
+    state = FollowerState()
+    changed = evolve(state, orders_today=3, open_symbols=frozenset({"AAPL"}))
+    assert changed == dataclasses.replace(state, orders_today=3, open_symbols=frozenset({"AAPL"}))
+    assert state.orders_today == 0  # the original is untouched
+    with pytest.raises(TypeError):
+        evolve(state, no_such_field=1)
+
+
+def test_quick_init_builds_the_same_frozen_values_as_dataclass_init() -> None:
+    """quick_init replaces a frozen dataclass's __init__ (per-leg types): same parameters,
+    defaults and factories, same values, still frozen; slotted classes too."""
+    import dataclasses
+    import inspect
+
+    from replication.model import quick_init
+
+    def both(slots: bool) -> tuple[Any, Any]:
+        def make() -> Any:
+            @dataclasses.dataclass(frozen=True, slots=slots)
+            class Value:
+                a: int
+                b: str = "x"
+                c: list[int] = dataclasses.field(default_factory=list)
+
+            return Value
+
+        return make(), quick_init(make())
+
+    for slots in (False, True):
+        plain, quick = both(slots)
+        got = inspect.signature(quick.__init__).parameters
+        want = inspect.signature(plain.__init__).parameters
+        assert [(p.name, p.kind) for p in got.values()] == [(p.name, p.kind) for p in want.values()]
+        assert got["b"].default == "x" and got["a"].default is inspect.Parameter.empty
+        for args, kwargs in [((1,), {}), ((1, "y"), {}), ((1,), {"c": [2]}), ((), {"a": 3})]:
+            made, expected = quick(*args, **kwargs), plain(*args, **kwargs)
+            assert dataclasses.astuple(made) == dataclasses.astuple(expected)
+            assert repr(made).split("(", 1)[1] == repr(expected).split("(", 1)[1]
+        assert quick(1).c is not quick(1).c  # a fresh default per instance
+        assert quick(1) == quick(1) and quick(1) != quick(2)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            quick(1).a = 2
+        with pytest.raises(TypeError):
+            quick()  # a required field is still required

@@ -30,6 +30,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
+from schemas.messages import LEG_EVENTS_SUBJECT
+
 log = logging.getLogger("copytrade.dashboard")
 
 WS_CLIENTS = Gauge("copytrade_ws_clients", "Connected WebSocket clients", ["role"])
@@ -92,6 +94,8 @@ class Gateway:
 
     async def start(self, nc: NATS) -> None:
         self._subscriptions = [
+            await nc.subscribe(LEG_EVENTS_SUBJECT, cb=self._on_legs),
+            # One event per message: what workers of earlier releases publish (rolling deploys).
             await nc.subscribe("events.legs.*", cb=self._on_leg),
             await nc.subscribe("events.orders.*", cb=self._on_order),
         ]
@@ -126,6 +130,19 @@ class Gateway:
     async def _on_leg(self, msg: Msg) -> None:
         # Subject events.legs.<follower_id>: route without parsing the body.
         self._deliver(msg.subject.rsplit(".", 1)[-1], "follower", msg.data.decode())
+
+    async def _on_legs(self, msg: Msg) -> None:
+        # A batch of many followers' events: each is serialized again only for a follower
+        # with a socket here (most followers of a fan-out have none).
+        try:
+            events = json.loads(msg.data)
+        except ValueError:
+            log.warning("unreadable leg event batch on %s", msg.subject)
+            return
+        for event in events if isinstance(events, list) else ():
+            follower_id = event.get("follower_id") if isinstance(event, dict) else None
+            if isinstance(follower_id, str) and follower_id in self._by_user:
+                self._deliver(follower_id, "follower", json.dumps(event, separators=(",", ":")))
 
     async def _on_order(self, msg: Msg) -> None:
         self._deliver(msg.subject.rsplit(".", 1)[-1], "master", msg.data.decode())

@@ -43,7 +43,7 @@ from services.infra.db.repositories.orders import (
     request_replace,
 )
 from services.infra.logs import bind_log_context
-from services.infra.metrics import ORDER_PUBLISH, ORDERS_INGESTED
+from services.infra.metrics import ORDER_PUBLISH, ORDERS_INGESTED, labelled
 
 log = logging.getLogger("copytrade.api")
 
@@ -110,10 +110,9 @@ async def _insert_or_replay(
 
 
 async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
-    """Refuse (422) an order the master's broker would refuse; a replay is never re-judged."""
+    """Refuse (422) an order the master's broker would refuse; a replay is never re-judged
+    (looked up only when the checks would refuse: no query per order for the rare replay)."""
     async with c.engine.connect() as conn:
-        if await get_master_order_by_client_id(conn, master_id, body.client_order_id):
-            return
         account = await get_sealed_account(conn, str(body.account_id), master_id)
     if account is None:
         raise AccountNotFound()
@@ -133,6 +132,9 @@ async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
         (body.symbol, body.side, body.qty, body.type, body.time_in_force, body.limit_price),
     )
     if refused is not None:
+        async with c.engine.connect() as conn:
+            if await get_master_order_by_client_id(conn, master_id, body.client_order_id):
+                return  # a replay: the order stored under this client id stands
         ORDERS_INGESTED.labels("refused").inc()
         raise BrokerWouldRefuse(refused.code, refused.message)
 
@@ -148,7 +150,7 @@ async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAcc
         raise IdempotencyConflict(details={"order_id": str(row.id)})
     if row.published_at is None:
         await _publish(c, row)
-    ORDERS_INGESTED.labels("replayed" if replay else "accepted").inc()
+    labelled(ORDERS_INGESTED, "replayed" if replay else "accepted").inc()
     return OrderAccepted(
         order_id=str(row.id), client_order_id=row.client_order_id, status="accepted"
     )

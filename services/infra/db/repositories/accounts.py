@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import OPEN as OPEN_LEG_STATUSES
 from replication.state import OPEN_AT_BROKER
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
 
 
 @dataclass(frozen=True, slots=True)

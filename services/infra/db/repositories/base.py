@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from functools import lru_cache
 from typing import Any, TypeVar
 
+from sqlalchemy import TextClause
+from sqlalchemy import text as _text
+
 Row = dict[str, Any]
+
+
+@lru_cache(maxsize=1024)
+def text(sql: str) -> TextClause:
+    """`sqlalchemy.text`, built once per statement: parsing a statement's bind parameters costs
+    ~100 µs for the fan-out's long ones, paid per batch when built per call."""
+    return _text(sql)
 
 
 class Conflict(Exception):

@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import columns, fetch_all_as
+from services.infra.db.repositories.base import columns, fetch_all_as, text
 from services.infra.db.repositories.orders import MasterOrder
 
 _ORDER_COLUMNS = columns(MasterOrder)

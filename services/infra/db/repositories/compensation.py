@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import columns, fetch_all_as
+from services.infra.db.repositories.base import columns, fetch_all_as, text
 from services.infra.db.repositories.legs import ClaimedLeg
 
 REFUSED = ("rejected", "failed")

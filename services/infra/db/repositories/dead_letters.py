@@ -3,8 +3,9 @@ sweeper once their dependencies are back (the column is shared with the API's vi
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.infra.db.repositories.base import text
 
 
 async def due_dead_letters(conn: AsyncConnection, older_than_s: float, limit: int) -> list[str]:

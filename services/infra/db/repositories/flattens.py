@@ -14,11 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import OPEN, OPEN_AT_BROKER
-from services.infra.db.repositories.base import fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import fetch_all_as, fetch_one_as, text
 
 _OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
 _NOT_FINAL = sorted(s.value for s in OPEN | OPEN_AT_BROKER)

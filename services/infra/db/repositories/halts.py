@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.infra.db.repositories.base import text
 
 
 def master_halt_scope(master_id: str) -> str:

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import Row, columns, fetch_all_as
+from services.infra.db.repositories.base import Row, columns, fetch_all_as, text
 from services.infra.db.repositories.legs import Leg
 from services.infra.db.repositories.orders import MasterOrder
 

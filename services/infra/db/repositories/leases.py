@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import OPEN_AT_BROKER, TO_SWEEP, LegStatus, predecessors
-from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one
+from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one, text
 from services.infra.db.repositories.legs import ClaimedLeg, Leg
 
 _OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)

@@ -12,10 +12,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from replication.model import PlannedLeg
+from replication.model import PlannedLeg, quick_init
 from replication.state import (
     SETTLED,
     UNFILLED_END,
@@ -23,10 +22,11 @@ from replication.state import (
     allowed_moves,
     can_transition,
 )
-from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as, text
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 
+@quick_init
 @dataclass(frozen=True)
 class LegOutcome:
     leg_id: str
@@ -39,6 +39,7 @@ class LegOutcome:
     paced: bool = False  # recheck_after_s is an account's 429 gate opening (no more backoff)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SettledLeg:
     """What a leg's change announces: enough for leg events and the ledger, no jsonb."""

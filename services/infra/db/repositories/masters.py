@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
 
 
 @dataclass(frozen=True, slots=True)

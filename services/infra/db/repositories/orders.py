@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.progress import fanout_ms, progress_status
@@ -25,6 +24,7 @@ from services.infra.db.repositories.base import (
     fetch_all_as,
     fetch_one,
     fetch_one_as,
+    text,
 )
 
 

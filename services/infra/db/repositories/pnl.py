@@ -9,11 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.infra.db.repositories.accounts import SealedAccount
-from services.infra.db.repositories.base import Row, fetch_all_as
+from services.infra.db.repositories.base import Row, fetch_all_as, text
 
 
 @dataclass(frozen=True, slots=True)

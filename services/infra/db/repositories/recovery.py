@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.state import retry_moves
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
 from services.infra.db.repositories.legs import Leg, SettledLeg
 from services.infra.db.repositories.orders import MasterOrder
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger

@@ -13,11 +13,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from replication.model import PlannedLeg
-from services.infra.db.repositories.base import fetch_all
+from services.infra.db.repositories.base import fetch_all, text
 
 _LEDGER_UPSERT = (
     "INSERT INTO copy_positions (subscription_id, account_id, symbol, qty) "

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import Conflict, columns, fetch_one_as
+from services.infra.db.repositories.base import Conflict, columns, fetch_one_as, text
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as
+from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
 
 
 @dataclass(frozen=True, slots=True)
