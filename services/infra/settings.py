@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "COPYTRADE_"
@@ -205,7 +205,26 @@ class Settings(ProjectSettings):
     budget_max_wait_s: float = 6.0
     broker_transport: Literal["reqwest", "httpx"] = "reqwest"
     broker_ca_file: str | None = None  # extra trusted roots (the simulator under --tls)
+    # Trading API base URL per broker instead of the descriptor's, as JSON: a broker's sandbox
+    # or testnet ({"binance": "https://testnet.binance.vision"}), a proxy, or a test venue.
+    broker_urls: dict[str, str] = Field(default_factory=dict)
     poll_interval_s: float = Field(default=1.0, gt=0.05, le=3600)
+
+    @field_validator("broker_urls", mode="before")
+    @classmethod
+    def _json_broker_urls(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _known_broker_urls(self) -> Settings:
+        from brokers.registry import DESCRIPTORS  # the registry imports no settings
+
+        for broker, url in self.broker_urls.items():
+            if broker not in DESCRIPTORS:
+                raise ValueError(f"COPYTRADE_BROKER_URLS: unknown broker {broker!r}")
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise ValueError(f"COPYTRADE_BROKER_URLS: {broker} needs an http(s) URL")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

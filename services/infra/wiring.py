@@ -43,7 +43,8 @@ def broker_factory(
     )
     sim = sim_limits(settings.sim_account_rate_per_min, settings.sim_host_rate_per_s)
     budgets = Budgets(redis, settings.budget_max_wait_s, {SIM.name: sim})
-    return pool, BrokerFactory(pool, {SIM.name: settings.sim_url}, budgets=budgets)
+    urls = {**settings.broker_urls, SIM.name: settings.sim_url}
+    return pool, BrokerFactory(pool, urls, budgets=budgets)
 
 
 def redis_client(url: str) -> aioredis.Redis:

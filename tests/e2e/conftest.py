@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -8,16 +12,52 @@ from playwright.async_api import Browser, async_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.infra.db.engine import make_engine
+from tests.contract.servers import free_port, wait_until
 from tests.helpers import Api, Stack
+
+BROKERS = ("alpaca", "binance", "kite")
 
 
 @pytest.fixture(scope="package")
-def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def brokers_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Alpaca, Binance and Kite on loopback, refusing every key as each documents it
+    (tests/e2e/venue.py)."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("venue") / "venue.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.venue", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: _listening(port), 20, "the brokers' venue")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="package")
+def stack(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, brokers_venue: str
+) -> Iterator[Stack]:
     s = Stack(
         service_env,
         Path(tmp_path_factory.mktemp("e2e")),
         workers=2,
         overrides={
+            # Linking alpaca/binance/kite keys reaches a venue that refuses them (422), as the
+            # real brokers would; the fuzzer generates well-formed keys of every broker.
+            "COPYTRADE_BROKER_URLS": json.dumps({b: brokers_venue for b in BROKERS}),
             "COPYTRADE_EQUITY_MAX_AGE_S": "0.2",
             "COPYTRADE_OPEN_LEG_REFRESH_S": "0.5",
             "COPYTRADE_POLL_INTERVAL_S": "0.5",

@@ -99,3 +99,11 @@ def test_production_refusals_apply_to_the_env_file(clean: Path) -> None:
     )
     with pytest.raises(SettingsError, match="at least 32"):
         Settings.from_env().require_secrets()
+
+
+def test_broker_urls_are_json_of_known_brokers_and_http_urls() -> None:
+    urls = Settings.from_env({"COPYTRADE_BROKER_URLS": '{"binance": "https://testnet.example"}'})
+    assert urls.broker_urls == {"binance": "https://testnet.example"}
+    for bad in ('{"nyse": "https://x.example"}', '{"kite": "ftp://x.example"}', "not json"):
+        with pytest.raises(SettingsError, match="COPYTRADE_BROKER_URLS"):
+            Settings.from_env({"COPYTRADE_BROKER_URLS": bad})
