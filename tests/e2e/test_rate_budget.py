@@ -68,7 +68,10 @@ async def test_fanout_under_a_host_rate_limit(stack: Stack) -> None:
         summary = await eventually(settled, timeout_s=90, interval_s=0.5)
         stats = (await api.sim.get("/sim/stats")).json()
         assert summary["legs"]["by_status"] == {"filled": FOLLOWERS}, summary
-        assert stats["rate_limited"] == 0, stats["rate_limited"]
+        # Paced at 90% of the limit, so none on a quiet machine; on a loaded one requests taken
+        # in pace can leave the process bunched, and a handful may meet a 429 (each retried, the
+        # leg still filled). Unpaced, the same run meets hundreds.
+        assert stats["rate_limited"] <= FOLLOWERS // 100, stats["rate_limited"]
         # Paced, not bunched: 500 requests at under 150/s need more than three seconds.
         assert summary["fanout_ms"] > 3000
         print(
