@@ -13,7 +13,6 @@ still limited per process; Redis's counters take over again when it answers.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 import logging
@@ -121,13 +120,8 @@ LOCAL = LocalCounters()
 
 class TokenBuckets:
     """Per-key token buckets (a burst, refilled at a steady rate) shared by every API process:
-    one Lua script takes tokens atomically on Redis's own clock (services.infra.ratelimit's).
-    Without Redis they fail open to buckets in this process's memory, like the counters.
-
-    Takes for one key while a round trip for it is in flight wait and go together in the next
-    one, as a single all-or-nothing take of their count (a group commit: one EVALSHA for a burst
-    of one user's writes, not one each). Refused as a whole, they are taken one by one, so each
-    answer is what it would have been alone."""
+    one Lua script takes a token atomically on Redis's own clock (services.infra.ratelimit's).
+    Without Redis they fail open to buckets in this process's memory, like the counters."""
 
     MAX_KEYS = 100_000
 
@@ -137,67 +131,20 @@ class TokenBuckets:
         self._burst = max(1, burst)
         self._prefix = prefix
         self._local: dict[str, tuple[float, float]] = {}  # key → (tokens, monotonic ms)
-        # key → takes waiting for the round trip in flight (present while one is in flight)
-        self._waiting: dict[str, list[asyncio.Future[float | None]]] = {}
-        self._batches: set[asyncio.Task[None]] = set()
 
     async def take(self, key: str) -> float | None:
         """Take one token for `key`; None when taken, else seconds until one is there."""
-        waiting = self._waiting.get(key)
-        if waiting is not None:
-            joined: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
-            waiting.append(joined)
-            return await joined
-        self._waiting[key] = []
-        try:
-            return (await self._take(key, 1))[0]
-        finally:
-            self._next(key)
-
-    def _next(self, key: str) -> None:
-        batch = self._waiting.pop(key)
-        if batch:
-            self._waiting[key] = []
-            task = asyncio.create_task(self._take_batch(key, batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
-
-    async def _take_batch(self, key: str, batch: list[asyncio.Future[float | None]]) -> None:
-        try:
-            answers = await self._take(key, len(batch))
-            if len(answers) == 1 and answers[0] is not None and len(batch) > 1:
-                # Not all of them fit: one by one, each answered as it would be alone.
-                answers = [(await self._take(key, 1))[0] for _ in batch]
-            elif len(answers) == 1:
-                answers = answers * len(batch)
-            for joined, answer in zip(batch, answers, strict=True):
-                if not joined.done():  # a caller gone meanwhile (its token is spent)
-                    joined.set_result(answer)
-        except asyncio.CancelledError:
-            for joined in batch:
-                joined.cancel()
-            raise
-        except Exception as exc:  # the callers hear it, as they would have from their own take
-            for joined in batch:
-                if not joined.done():
-                    joined.set_exception(exc)
-        finally:
-            self._next(key)
-
-    async def _take(self, key: str, cost: int) -> list[float | None]:
-        """Take `cost` tokens at once: [None] when taken, [seconds until they are there] when
-        not; without Redis, `cost` local takes of one, one answer each."""
         try:
             answer = int(
                 await self._script(
-                    keys=[f"{self._prefix}:{key}"], args=[self._burst, self._per_ms, cost, 0]
+                    keys=[f"{self._prefix}:{key}"], args=[self._burst, self._per_ms, 1, 0]
                 )
             )
             LOCAL.recovered()
         except (RedisError, OSError) as exc:
             LOCAL.failing(exc)
-            return [self._take_locally(key) for _ in range(cost)]
-        return [None if answer >= 0 else -answer / 1000]
+            return self._take_locally(key)
+        return None if answer >= 0 else -answer / 1000
 
     def _take_locally(self, key: str) -> float | None:
         now = time.monotonic() * 1000
