@@ -44,6 +44,7 @@ from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra import bus
 from services.infra.auth import TokenIssuer, hash_password
+from services.infra.db.engine import autocommit
 from services.infra.nats_auth import GATEWAY
 from services.infra.settings import Settings
 from services.infra.throttle import TokenBuckets
@@ -93,7 +94,7 @@ def make_lifespan(
                 issuer=TokenIssuer(jwt_secret, settings.jwt_issuer, settings.jwt_audience),
                 dummy_hash=hash_password("not-a-real-password", settings.password_hash_n),
                 gateway=Gateway(),
-                published=PublishedMarks(rt.engine),
+                published=PublishedMarks(autocommit(rt.engine)),
                 admission=Admission(rt.redis),
                 writes=_write_limits(settings, rt.redis),
             )

@@ -3,7 +3,9 @@
 The API answers 202 once an order is in PostgreSQL and JetStream acked it; recording that it was
 published is bookkeeping for the outbox (orders never marked are republished by the sweeper,
 and JetStream drops the republish as a duplicate inside its window). So the API does not spend a
-transaction per order on it: ids are collected and marked with one UPDATE every few ms.
+transaction per order on it: ids are collected and marked with one UPDATE per interval (100 ms:
+at 1,000 orders/s one statement per 100 orders, and far inside the 2 s after which the sweeper
+republishes an unmarked order).
 A crash loses only marks, which costs a harmless republish.
 """
 
@@ -21,7 +23,7 @@ log = logging.getLogger("copytrade.outbox")
 
 
 class PublishedMarks:
-    def __init__(self, engine: AsyncEngine, interval_s: float = 0.01) -> None:
+    def __init__(self, engine: AsyncEngine, interval_s: float = 0.1) -> None:
         self._engine = engine
         self._interval_s = interval_s
         self._pending: list[str] = []

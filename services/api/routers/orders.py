@@ -78,8 +78,9 @@ async def _publish(c: Container, row: MasterOrder) -> None:
 async def _insert_or_replay(
     c: Container, body: OrderCreate, master_id: str, request_hash: str
 ) -> tuple[MasterOrder, bool]:
-    """Store the order, or find the one stored under its client_order_id (a replay)."""
-    async with c.engine.begin() as conn:
+    """Store the order, or find the one stored under its client_order_id (a replay). The
+    INSERT is one autocommit statement: committed when it returns, one round trip."""
+    async with c.statements.connect() as conn:
         row = await insert_master_order(
             conn,
             {
@@ -112,7 +113,7 @@ async def _insert_or_replay(
 async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
     """Refuse (422) an order the master's broker would refuse; a replay is never re-judged
     (looked up only when the checks would refuse: no query per order for the rare replay)."""
-    async with c.engine.connect() as conn:
+    async with c.statements.connect() as conn:
         account = await get_sealed_account(conn, str(body.account_id), master_id)
     if account is None:
         raise AccountNotFound()

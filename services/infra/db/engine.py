@@ -22,3 +22,11 @@ def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 1
         hide_parameters=True,
         connect_args={"command_timeout": 30, "server_settings": {"application_name": "copytrade"}},
     )
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool with every statement its own transaction: a lone INSERT or SELECT is one
+    round trip instead of three (asyncpg under SQLAlchemy otherwise sends BEGIN before the
+    first statement and COMMIT/ROLLBACK after the last). Only for work that is one statement
+    or needs no atomicity across statements; an INSERT is durable when it returns."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
