@@ -48,6 +48,10 @@ def _watch(parent: int, interval_s: float) -> None:
 
 def _leave() -> None:
     log.warning("parent process %d is gone; this worker stops", os.getppid())
+    # The kernel ends the process after the grace period whatever Python is doing: a worker
+    # stopping with requests in flight can keep the GIL from this thread, so the `os._exit`
+    # below may never run (seen in tests/chaos/test_process_faults.py: an orphan kept serving).
+    signal.alarm(int(GRACE_S) + 1)  # SIGALRM's default action terminates the process
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(GRACE_S)
     os._exit(1)
