@@ -9,6 +9,7 @@ process, as in production. Sizes: COPYTRADE_CHAOS_FOLLOWERS (20) and COPYTRADE_C
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -149,3 +150,72 @@ async def test_kill_the_api_main_process_with_posts_in_flight(stack: Stack) -> N
 
 async def test_kill_an_api_worker_with_posts_in_flight(stack: Stack) -> None:
     _report("kill -9 an API worker", await _kill_api_mid_flight(stack, "worker"))
+
+
+def _malformed(token: str, account_id: str) -> list[tuple[str, dict[str, str], bytes]]:
+    """(kind, headers, body) of requests POST /v1/orders must refuse with a 4xx."""
+    auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    good = {
+        "client_order_id": "k",
+        "account_id": account_id,
+        "symbol": "AAPL",
+        "side": "buy",
+        "qty": "1",
+        "type": "market",
+        "time_in_force": "day",
+    }
+
+    def body(**changes: Any) -> bytes:
+        return json.dumps({**good, "client_order_id": os.urandom(8).hex(), **changes}).encode()
+
+    return [
+        ("bad JSON", auth, b'{"client_order_id": "x", "symbol": '),
+        ("NUL in a field", auth, body(symbol="AA\u0000PL")),
+        ("raw NUL bytes", auth, b"\x00" * 64),
+        ("invalid UTF-8", auth, b'{"symbol": "\xff\xfe"}'),
+        ("qty a list", auth, body(qty=[1])),
+        ("side a number", auth, body(side=5)),
+        ("JSON array", auth, b"[1, 2, 3]"),
+        ("body over 64 KiB", auth, body(client_order_id="x" * 100_000)),
+        ("bad token", {**auth, "authorization": "Bearer not.a.token"}, body()),
+        ("no token", {"content-type": "application/json"}, body()),
+    ]
+
+
+async def test_malformed_requests_mixed_with_valid_orders(stack: Stack) -> None:
+    """MALFORMED_PER_VALID malformed POSTs (ten kinds) around each valid order, all at once:
+    every malformed one is a 4xx (no 5xx), every valid order copied exactly once."""
+    api = Api(stack.api_url, stack.sim_url)
+    try:
+        run = await Run(api).setup()
+        started = time.monotonic()
+        kinds = _malformed(run.master_token, run.master_account)
+        statuses: Counter[int] = Counter()
+        semaphore = asyncio.Semaphore(20)
+
+        async def bad(kind: str, headers: dict[str, str], content: bytes) -> None:
+            async with semaphore:
+                try:
+                    response = await api.http.post("/v1/orders", headers=headers, content=content)
+                except httpx.HTTPError as exc:
+                    raise AssertionError(f"{kind}: {exc!r}") from exc
+            statuses[response.status_code] += 1
+            assert 400 <= response.status_code < 500, (kind, response.status_code, response.text)
+            assert response.json()["error"]["code"], (kind, response.text)
+
+        async def valid() -> None:
+            async with semaphore:
+                assert (await run.order()).status_code == 202
+
+        batch: list[Any] = []
+        for _ in range(max(ORDERS, 4)):
+            batch.append(valid())
+            batch.extend(bad(*kinds[i % len(kinds)]) for i in range(MALFORMED_PER_VALID))
+        await asyncio.gather(*batch)
+        numbers = await run.measure(time.monotonic())
+        numbers["api_4xx"] = sum(statuses.values())
+        numbers["api_statuses"] = dict(statuses)
+        numbers["recovered_s"] = time.monotonic() - started
+        _report("malformed requests mixed with valid ones", numbers)
+    finally:
+        await api.aclose()
