@@ -219,3 +219,48 @@ async def test_malformed_requests_mixed_with_valid_orders(stack: Stack) -> None:
         _report("malformed requests mixed with valid ones", numbers)
     finally:
         await api.aclose()
+
+
+async def test_kill_the_sweeper_during_a_broker_outage(stack: Stack) -> None:
+    """Every follower's account answers 5xx for 10 s; once their copies are in doubt or
+    `retrying` (the sweeper's to look up and retry) the sweeper is killed with SIGKILL, and
+    restarted 3 s later as the launcher would: once the accounts answer again every copy is
+    placed exactly once."""
+    api = Api(stack.api_url, stack.sim_url)
+    sweeper = _child(stack, "sweeper")
+    try:
+        run = await Run(api).setup()
+        outage_started = time.monotonic()
+        for follower in run.followers:
+            account = follower["sim_account_id"]
+            await api.sim.put(f"/sim/faults?account_id={account}", json={"error_rate": 1.0})
+        for _ in range(ORDERS):
+            assert (await run.order()).status_code == 202
+
+        async def retrying() -> bool:
+            follower = run.followers[-1]
+            copies = (
+                await api.http.get(
+                    "/v1/copies",
+                    params={"order_id": run.accepted[-1]},
+                    headers=api.auth(follower["token"]),
+                )
+            ).json()
+            return len(copies) == 1 and copies[0]["status"] in ("retrying", "unknown")
+
+        await eventually(retrying, timeout_s=20, message="copies not in doubt")
+        old_pid = sweeper.pid
+        os.kill(old_pid, signal.SIGKILL)
+        assert sweeper.wait(5)
+        await asyncio.sleep(3.0)  # the sweeper stays dead for a while: the scenario
+        sweeper.start()  # the launcher's loop restarts a child that exited
+        assert sweeper.pid != old_pid
+        await asyncio.sleep(max(0.0, 10.0 - (time.monotonic() - outage_started)))
+        for follower in run.followers:
+            account = follower["sim_account_id"]
+            await api.sim.put(f"/sim/faults?account_id={account}", json={"error_rate": 0.0})
+        numbers = await run.measure(time.monotonic())
+        _report("kill -9 the sweeper during a follower outage", numbers)
+        assert sweeper.alive()
+    finally:
+        await api.aclose()
