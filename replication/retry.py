@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 
 DEFAULT_COPY_DEADLINE_S = 300.0
 BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 30.0
+# The longest wait between two tries: a broker that answers again is tried within it, so its
+# copies are placed within 30 s of its recovery (tests/chaos), never a whole backoff later.
+BACKOFF_CAP_S = 15.0
 # After a 429, one request per account probes the limit: never sooner than the broker's
 # Retry-After unless that is longer than PROBE_CAP_S (a lifted limit is noticed within it).
 PROBE_BASE_S = 1.0

@@ -3,9 +3,12 @@
 The API's granian workers (COPYTRADE_API_WORKERS) are multiprocessing children of granian's
 main process. If that main process is killed (kill -9, OOM), nothing tells them: they keep the
 port bound and serve with nobody supervising them. `exit_with_parent()` arms two guards in such
-a child: the kernel's parent-death signal (PR_SET_PDEATHSIG, SIGTERM) and a watchdog thread that
-notices the child was re-parented (the signal is tied to the thread that forked, which may end
-early); either way the worker gets SIGTERM, then exits for good after a grace period.
+a child: the kernel's parent-death signal (PR_SET_PDEATHSIG, SIGKILL: granian forks its workers
+from its main thread) and a watchdog thread that notices the child was re-parented; the latter
+sends SIGTERM, then the process ends after a grace period. The kernel's SIGKILL is the guard
+that always works: a worker orphaned while starting can block in granian's native code holding
+the GIL (tests/chaos/test_process_faults.py caught one), so neither a Python signal handler nor
+the watchdog thread ever runs again there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def exit_with_parent(interval_s: float = 0.5) -> bool:
         return False
     parent = os.getppid()
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent or parent == 1:  # the parent died before the guard was armed
         _leave()
     threading.Thread(
@@ -48,6 +51,10 @@ def _watch(parent: int, interval_s: float) -> None:
 
 def _leave() -> None:
     log.warning("parent process %d is gone; this worker stops", os.getppid())
+    # The kernel ends the process after the grace period whatever Python is doing: a worker
+    # stopping with requests in flight can keep the GIL from this thread, so the `os._exit`
+    # below may never run (seen in tests/chaos/test_process_faults.py: an orphan kept serving).
+    signal.alarm(int(GRACE_S) + 1)  # SIGALRM's default action terminates the process
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(GRACE_S)
     os._exit(1)

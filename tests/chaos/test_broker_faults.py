@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.helpers import Api, Stack
@@ -38,6 +39,10 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             "COPYTRADE_CONSUMER_ACK_WAIT_S": "5",
             "COPYTRADE_SWEEP_INTERVAL_S": "0.2",
             "COPYTRADE_SNAPSHOT_DEADLINE_S": "1",
+            # accept-then-timeout: the simulator places the order, then holds its answer past
+            # our read timeout (the order is at the broker; we do not know it).
+            "COPYTRADE_SIM_TIMEOUT_HOLD_S": "5",
+            "COPYTRADE_BROKER_READ_TIMEOUT_S": "3",
         },
     ).start()
     try:
@@ -52,9 +57,11 @@ async def _run_with_fault(
     fault_s: float,
     orders: int = ORDERS,
     master_fault: dict[str, Any] | None = None,
+    follower_fault: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Followers, then `orders` orders under `fault` (the master's account under `master_fault`
-    when given) for `fault_s`; returns measured numbers."""
+    """Followers, then `orders` orders under `fault` (the master's account under `master_fault`,
+    each follower's under `follower_fault`, when given) for `fault_s`; returns measured
+    numbers."""
     api = Api(stack.api_url, stack.sim_url)
     try:
         master_id, master_token = await api.user("master")
@@ -70,16 +77,25 @@ async def _run_with_fault(
         await api.sim.put("/sim/faults", json={"dedup_client_order_id": False, **fault})
         if master_fault is not None:
             await api.sim.put(f"/sim/faults?account_id={master_sim}", json=master_fault)
+        for follower in followers if follower_fault is not None else []:
+            account = follower["sim_account_id"]
+            await api.sim.put(f"/sim/faults?account_id={account}", json=follower_fault)
         order_ids = []
         for _ in range(orders):
             response = await api.order(master_token, master_account, qty="1")
             assert response.status_code == 202, response.text
             order_ids.append(response.json()["order_id"])
         await asyncio.sleep(fault_s)  # the fault's duration is the scenario, not a wait
-        await api.sim.put(
-            "/sim/faults",
-            json={"error_rate": 0.0, "rate_limit_per_min": None, "dedup_client_order_id": True},
-        )
+        healed = {
+            "error_rate": 0.0,
+            "rate_limit_per_min": None,
+            "accept_then_timeout_rate": 0.0,
+            "dedup_client_order_id": True,
+        }
+        for follower in followers if follower_fault is not None else []:
+            account = follower["sim_account_id"]
+            await api.sim.put(f"/sim/faults?account_id={account}", json=healed)
+        await api.sim.put("/sim/faults", json=healed)
         fault_ended = time.monotonic()
         for order_id in order_ids:
             summary = await api.settled(master_token, order_id, timeout_s=RECOVERY_S + 15)
@@ -195,3 +211,29 @@ async def test_a_follower_down_past_its_copy_deadline_expires_its_copy(stack: St
     finally:
         await api.sim.put("/sim/faults", json={"dedup_client_order_id": True})
         await api.aclose()
+
+
+async def test_thirty_percent_of_orders_accepted_then_timed_out(stack: Stack) -> None:
+    """30% of new orders are placed by the broker, whose answer never arrives (held past our
+    read timeout): each such copy is in doubt, found by lookup, never sent twice."""
+    received_before = (await _sim_stats(stack))["orders_received"]
+    numbers = await _run_with_fault(stack, {"accept_then_timeout_rate": 0.3}, 8.0)
+    _report("accept-then-timeout 30%", numbers)
+    # Every order the broker received was kept: no resend reached it (dedup was off).
+    stats = await _sim_stats(stack)
+    assert stats["orders_received"] - received_before == numbers["copies"] + ORDERS, stats
+
+
+async def test_follower_accounts_down_longer_than_the_old_attempt_budget(stack: Stack) -> None:
+    """Every follower's account (not the master's) answers 5xx for 20 s (90 s under `make
+    chaos`): far more than the old 8 attempts' 13-70 s. With the default copy deadline (300 s)
+    every copy is retried until the accounts answer again, then placed once."""
+    down_s = 90.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 20.0
+    numbers = await _run_with_fault(stack, {}, down_s, follower_fault={"error_rate": 1.0})
+    _report(f"follower accounts down {down_s:.0f} s", numbers)
+
+
+async def _sim_stats(stack: Stack) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=stack.sim_url, timeout=30) as sim:
+        stats: dict[str, Any] = (await sim.get("/sim/stats")).json()
+        return stats

@@ -27,7 +27,7 @@ def test_backoff_is_capped_jittered_and_never_zero(attempt: int, random: float) 
 
 
 def test_backoff_grows_then_stops_growing_and_honours_retry_after() -> None:
-    assert [backoff_s(a, 0.0) for a in range(7)] == [0.5, 1, 2, 4, 8, 15, 15]
+    assert [backoff_s(a, 0.0) for a in range(7)] == [0.5, 1, 2, 4, 7.5, 7.5, 7.5]
     assert backoff_s(1, 0.0, retry_after_s=7) == 7  # the broker's Retry-After wins
 
 
