@@ -85,6 +85,16 @@ def wait_until(
     raise AssertionError(f"{message} within {timeout_s}s (last value: {last!r})")
 
 
+def listening(port: int) -> bool:
+    """Some process has a listening socket on loopback `port` (/proc/net/tcp*: state 0A)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 def wait_http(url: str, timeout_s: float, children: list[Child]) -> None:
     def up() -> bool:
         for child in children:
@@ -236,7 +246,10 @@ class Api:
         caps: dict[str, Any] | None = None,
         filters: dict[str, Any] | None = None,
         cash: str = "1000000",
+        **settings: Any,
     ) -> dict[str, str]:
+        """A new follower with a simulator account subscribed to `master_id`; `settings`: any
+        other field of the subscription (e.g. on_master_rejected)."""
         user_id, token = await self.user("follower")
         account_id, sim_account_id = await self.sim_account(token, cash=cash)
         body: dict[str, Any] = {"master_id": master_id, "account_id": account_id, "sizing": sizing}
@@ -244,6 +257,7 @@ class Api:
             body["caps"] = caps
         if filters:
             body["filters"] = filters
+        body.update(settings)
         response = await self.http.post("/v1/subscriptions", headers=self.auth(token), json=body)
         assert response.status_code == 201, response.text
         return {

@@ -23,7 +23,7 @@ import pytest
 
 from services.dev.processes import Child
 from tests.chaos.test_server_faults import Run, _children, _report, _zombie
-from tests.helpers import Api, Stack, eventually, wait_http
+from tests.helpers import Api, Stack, eventually, listening, wait_http
 
 ORDERS = int(os.environ.get("COPYTRADE_CHAOS_ORDERS", "2"))
 IN_FLIGHT = 20  # POSTs /v1/orders in flight when the API is killed
@@ -55,16 +55,6 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
 def _child(stack: Stack, name: str) -> Child:
     [child] = [c for c in stack.children if c.name == name]
     return child
-
-
-def _listening(port: int) -> bool:
-    """Some process still has a listening socket on `port` (/proc/net/tcp*: state 0A)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
 
 
 async def _post_in_flight(
@@ -121,7 +111,7 @@ async def _kill_api_mid_flight(stack: Stack, victim: str) -> dict[str, Any]:
 
         async def gone() -> bool:
             alive = [w for w in workers if Path(f"/proc/{w}").exists() and not _zombie(w)]
-            return not alive and not _listening(port)
+            return not alive and not listening(port)
 
         await eventually(gone, timeout_s=30, message="an orphan of the API keeps the port")
         api_child.start()  # the launcher's loop restarts a child that exited

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -11,9 +10,9 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.dev.embedded import free_port
 from services.infra.db.engine import make_engine
-from tests.contract.servers import free_port, wait_until
-from tests.helpers import Api, Stack
+from tests.helpers import Api, Stack, listening, wait_until
 
 BROKERS = ("alpaca", "binance", "kite")
 
@@ -30,20 +29,12 @@ def brokers_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: _listening(port), 20, "the brokers' venue")
+        wait_until(lambda: listening(port), message="the brokers' venue not listening")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(10)
         log.close()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="package")

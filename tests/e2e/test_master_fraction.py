@@ -115,21 +115,9 @@ async def test_keep_holds_a_filled_copy_when_the_master_is_refused(api: Api, sym
     master_id, master = await api.user("master")
     account, master_sim = await api.sim_account(master)
     closing = await api.follower(master_id, {"mode": "fixed", "qty": "3"})
-    _, token = await api.user("follower")
-    keeper_account, keeper_sim = await api.sim_account(token)
-    r = await api.http.post(
-        "/v1/subscriptions",
-        headers=api.auth(token),
-        json={
-            "master_id": master_id,
-            "account_id": keeper_account,
-            "sizing": {"mode": "fixed", "qty": "3"},
-            "on_master_rejected": "keep",
-        },
-    )
-    assert r.status_code == 201, r.text
-    assert r.json()["on_master_rejected"] == "keep"
-    keeper = {"token": token, "sim_account_id": keeper_sim}
+    keeper = await api.follower(master_id, {"mode": "fixed", "qty": "3"}, on_master_rejected="keep")
+    subscriptions = await api.http.get("/v1/subscriptions", headers=api.auth(keeper["token"]))
+    assert [sub["on_master_rejected"] for sub in subscriptions.json()] == ["keep"]
     await _fault(api, master_sim, reject_orders=True)
     order_id = (await api.order(master, account, symbol=symbol, qty="5")).json()["order_id"]
 
@@ -147,8 +135,8 @@ async def test_keep_holds_a_filled_copy_when_the_master_is_refused(api: Api, sym
     # The closing follower was made flat after its copy filled; the keeper's copy stays filled
     # and nothing was sent to close it (simulator truth).
     assert [(row["status"], row["qty"]) for row in kept] == [("filled", "3")]
-    assert await api.position(keeper_sim, symbol) == 3
-    assert [o["side"] for o in await _sim_orders(api, keeper_sim, symbol)] == ["buy"]
+    assert await api.position(keeper["sim_account_id"], symbol) == 3
+    assert [o["side"] for o in await _sim_orders(api, keeper["sim_account_id"], symbol)] == ["buy"]
     assert await api.position(master_sim, symbol) == 0
     await _fault(api, master_sim, reject_orders=False)
 
@@ -383,20 +371,7 @@ async def test_a_master_order_never_placed_before_its_deadline_leaves_followers_
     master_id, master = await api.user("master")
     account, master_sim = await api.sim_account(master)
     closing = await api.follower(master_id, {"mode": "fixed", "qty": "3"})
-    _, token = await api.user("follower")
-    keeper_account, keeper_sim = await api.sim_account(token)
-    r = await api.http.post(
-        "/v1/subscriptions",
-        headers=api.auth(token),
-        json={
-            "master_id": master_id,
-            "account_id": keeper_account,
-            "sizing": {"mode": "fixed", "qty": "2"},
-            "on_master_rejected": "keep",
-        },
-    )
-    assert r.status_code == 201, r.text
-    keeper = {"token": token, "sim_account_id": keeper_sim}
+    keeper = await api.follower(master_id, {"mode": "fixed", "qty": "2"}, on_master_rejected="keep")
     # The master's broker answers 429 to every new order of the master's (reads are served).
     await _fault(api, master_sim, throttle_orders=True)
     try:
@@ -409,7 +384,7 @@ async def test_a_master_order_never_placed_before_its_deadline_leaves_followers_
                 execution is not None
                 and execution["status"] == "retrying"
                 and await api.position(closing["sim_account_id"], symbol) == 3
-                and await api.position(keeper_sim, symbol) == 2
+                and await api.position(keeper["sim_account_id"], symbol) == 2
             )
 
         await eventually(master_retrying, message="copies not filled, master not retrying")
@@ -432,7 +407,7 @@ async def test_a_master_order_never_placed_before_its_deadline_leaves_followers_
             )
         expected = {
             closing["sim_account_id"]: (closing, 0, 3),
-            keeper_sim: (keeper, 2, 0),
+            keeper["sim_account_id"]: (keeper, 2, 0),
         }
         await eventually(
             lambda: _at_fraction(api, order_id, symbol, expected, reason="master_expired"),
