@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.chaos.settings import FAST_RECOVERY
 from tests.helpers import Api, Stack
 
 FOLLOWERS = int(os.environ.get("COPYTRADE_CHAOS_FOLLOWERS", "20"))
@@ -33,12 +34,7 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         Path(tmp_path_factory.mktemp("chaos")),
         workers=1,
         overrides={
-            "COPYTRADE_LEG_LEASE_S": "3",
-            "COPYTRADE_RESEND_GRACE_S": "1",
-            "COPYTRADE_UNKNOWN_RECHECK_S": "0.5",
-            "COPYTRADE_CONSUMER_ACK_WAIT_S": "5",
-            "COPYTRADE_SWEEP_INTERVAL_S": "0.2",
-            "COPYTRADE_SNAPSHOT_DEADLINE_S": "1",
+            **FAST_RECOVERY,
             # accept-then-timeout: the simulator places the order, then holds its answer past
             # our read timeout (the order is at the broker; we do not know it).
             "COPYTRADE_SIM_TIMEOUT_HOLD_S": "5",

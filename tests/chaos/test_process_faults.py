@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from services.dev.processes import Child
+from tests.chaos.settings import FAST_RECOVERY
 from tests.chaos.test_server_faults import Run, _children, _report, _zombie
 from tests.helpers import Api, Stack, eventually, listening, wait_http
 
@@ -38,12 +39,7 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         workers=1,
         overrides={
             "COPYTRADE_API_WORKERS": "2",
-            "COPYTRADE_LEG_LEASE_S": "3",
-            "COPYTRADE_RESEND_GRACE_S": "1",
-            "COPYTRADE_UNKNOWN_RECHECK_S": "0.5",
-            "COPYTRADE_CONSUMER_ACK_WAIT_S": "5",
-            "COPYTRADE_SWEEP_INTERVAL_S": "0.2",
-            "COPYTRADE_SNAPSHOT_DEADLINE_S": "1",
+            **FAST_RECOVERY,
         },
     ).start()
     try:

@@ -25,6 +25,7 @@ import pytest
 
 from services.dev.embedded import ServerProcess, free_port, start_stack, wait_for_port
 from services.dev.supervisor import ServerSupervisor
+from tests.chaos.settings import FAST_RECOVERY
 from tests.helpers import Api, Stack, eventually, wait_http
 
 FOLLOWERS = int(os.environ.get("COPYTRADE_CHAOS_FOLLOWERS", "20"))
@@ -61,12 +62,7 @@ def chaos(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         base / "stack",
         workers=0,
         overrides={
-            "COPYTRADE_LEG_LEASE_S": "3",
-            "COPYTRADE_RESEND_GRACE_S": "1",
-            "COPYTRADE_UNKNOWN_RECHECK_S": "0.5",
-            "COPYTRADE_CONSUMER_ACK_WAIT_S": "5",
-            "COPYTRADE_SWEEP_INTERVAL_S": "0.2",
-            "COPYTRADE_SNAPSHOT_DEADLINE_S": "1",
+            **FAST_RECOVERY,
             "COPYTRADE_DEAD_LETTER_RETRY_S": "1",  # parked orders republished after 1 s
         },
     )
