@@ -29,11 +29,11 @@ from loadtest.stack import Launcher, children
 
 async def run(
     url: str,
+    sim_url: str,
     concurrency: int,
     seconds: float,
     profile: Path | None = None,
     profile_pids: tuple[int, ...] = (),
-    sim_url: str | None = None,
 ) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -44,11 +44,9 @@ async def run(
         token = (await client.post("/v1/auth/token", json=credentials)).json()["access_token"]
         headers = {"authorization": f"Bearer {token}"}
         # A simulator account: linking verifies the keys at the broker.
-        keys = {"key_id": "ingest", "secret_key": "ingest"}
-        if sim_url is not None:
-            async with httpx.AsyncClient(base_url=sim_url) as sim:
-                made = (await sim.post("/sim/accounts", json={"cash": "1e12"})).json()
-            keys = {"key_id": made["key_id"], "secret_key": made["secret_key"]}
+        async with httpx.AsyncClient(base_url=sim_url) as sim:
+            made = (await sim.post("/sim/accounts", json={"cash": "1e12"})).json()
+        keys = {"key_id": made["key_id"], "secret_key": made["secret_key"]}
         account = await client.post(
             "/v1/accounts",
             headers=headers,
@@ -112,7 +110,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the API (--launch)")
     args = parser.parse_args()
     if not args.launch:
-        asyncio.run(run(args.url, args.concurrency, args.seconds, sim_url=args.sim))
+        asyncio.run(run(args.url, args.sim, args.concurrency, args.seconds))
         return
     data_dir = Path(tempfile.mkdtemp(prefix="copytrade-ingest-"))
     launcher = Launcher(
@@ -132,11 +130,11 @@ def main() -> None:
         asyncio.run(
             run(
                 launcher.api_url,
+                launcher.sim_url,
                 args.concurrency,
                 args.seconds,
                 args.profile,
                 served,
-                launcher.sim_url,
             )
         )
     finally:
