@@ -130,13 +130,13 @@ async def test_thirty_percent_of_broker_calls_answer_5xx(stack: Stack) -> None:
 
 
 async def test_a_429_storm(stack: Stack) -> None:
-    """One request per follower account per minute for 20 s (60 s under `make chaos`), three
+    """One request per follower account per minute for 8 s (60 s under `make chaos`), three
     orders: every follower's second and third copies are answered 429 with a Retry-After near
     60 s. Each account is probed with one request at most every 15 s (services/infra/
     cooldown.py), so the copies are placed within 30 s of the limit being lifted, not a minute
     after. (The master's account is not limited here: a master whose position cannot be read
     holds the order, copies included, which test_a_429_storm_on_the_master covers.)"""
-    storm_s = 60.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 20.0
+    storm_s = 60.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 8.0
     orders = max(ORDERS, 3)
     numbers = await _run_with_fault(
         stack, {"rate_limit_per_min": 1}, storm_s, orders, {"rate_limit_per_min": None}
@@ -155,9 +155,10 @@ async def test_the_broker_down_for_a_while(stack: Stack) -> None:
 
 
 async def test_a_429_storm_on_the_master(stack: Stack) -> None:
-    """Every account, the master's included, at one request a minute for 20 s: orders are held
-    while the master's position cannot be read (copy-or-hold), then all copied once."""
-    storm_s = 60.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 20.0
+    """Every account, the master's included, at one request a minute for 8 s (60 s under `make
+    chaos`): orders are held while the master's position cannot be read (copy-or-hold), then
+    all copied once."""
+    storm_s = 60.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 8.0
     numbers = await _run_with_fault(stack, {"rate_limit_per_min": 1}, storm_s, max(ORDERS, 3))
     _report("429 storm, master included", numbers)
     assert numbers["answered_429"] > 0, numbers
@@ -221,10 +222,10 @@ async def test_thirty_percent_of_orders_accepted_then_timed_out(stack: Stack) ->
 
 
 async def test_follower_accounts_down_longer_than_the_old_attempt_budget(stack: Stack) -> None:
-    """Every follower's account (not the master's) answers 5xx for 20 s (90 s under `make
+    """Every follower's account (not the master's) answers 5xx for 15 s (90 s under `make
     chaos`): far more than the old 8 attempts' 13-70 s. With the default copy deadline (300 s)
     every copy is retried until the accounts answer again, then placed once."""
-    down_s = 90.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 20.0
+    down_s = 90.0 if os.environ.get("COPYTRADE_CHAOS_FULL") else 15.0
     numbers = await _run_with_fault(stack, {}, down_s, follower_fault={"error_rate": 1.0})
     _report(f"follower accounts down {down_s:.0f} s", numbers)
 
