@@ -56,7 +56,7 @@ import httpx
 import websockets
 from websockets.typing import Origin, Subprotocol
 
-from loadtest.stack import MASTER_EMAIL, MASTER_PASSWORD, Launcher
+from loadtest.stack import MASTER_EMAIL, MASTER_PASSWORD, Launcher, cpu_by_component
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
 
@@ -313,7 +313,7 @@ async def inspect_first_order(
 
 
 async def measure(
-    g: Group, orders: int, api_url: str, sim_url: str, workers: list[int]
+    g: Group, orders: int, api_url: str, sim_url: str, workers: list[int], stack_pid: int
 ) -> dict[str, Any]:
     """POST → first follower order and POST → all settled for `orders` sequential orders."""
     http = httpx.AsyncClient(base_url=api_url, timeout=60)
@@ -365,6 +365,7 @@ async def measure(
                 master_sim = await inspect_first_order(http, sim, auth, order_id, g.n)
     profilers = start_profilers(workers, PROFILE["dir"], g.n)
     cpu_before = sum(cpu_seconds(pid) for pid in workers)
+    parts_before = cpu_by_component(stack_pid)
     first, all_settled = [], []
     for i in range(orders):
         f, s, _ = await one(symbols[i % len(symbols)])
@@ -372,6 +373,12 @@ async def measure(
         all_settled.append(s)
         await asyncio.sleep(0.05)
     cpu_after = sum(cpu_seconds(pid) for pid in workers)
+    legs = g.n * orders
+    machine = {  # every stack process's CPU per leg (the bench's own client not included)
+        name: round((used - parts_before.get(name, 0.0)) / legs * 1e6, 1)
+        for name, used in cpu_by_component(stack_pid).items()
+        if used > parts_before.get(name, 0.0)
+    }
     stop_profilers(profilers)
     await events.close()
     await http.aclose()
@@ -383,7 +390,8 @@ async def measure(
         "first_follower_ms": summary(first),
         "all_settled_ms": summary(all_settled),
         "cold": cold,
-        "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / (g.n * orders) * 1e6, 1),
+        "worker_cpu_us_per_leg": round((cpu_after - cpu_before) / legs * 1e6, 1),
+        "stack_cpu_us_per_leg": dict(sorted(machine.items(), key=lambda kv: -kv[1])),
         "worker_peak_rss_mb": round(max(peak_rss_mb(pid) for pid in workers), 1),
     }
 
@@ -503,7 +511,10 @@ async def run_one(
         if len(workers) != count:
             raise RuntimeError(f"expected {count} replicator processes, found {workers}")
         await asyncio.sleep(2)  # connected and pulling
-        result = await measure(group, args.orders, launcher.api_url, launcher.sim_url, workers)
+        assert launcher.process is not None
+        result = await measure(
+            group, args.orders, launcher.api_url, launcher.sim_url, workers, launcher.process.pid
+        )
     finally:
         launcher.stop()
     result["floor_ms"] = floors[n]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from loadtest.bench import cpu_seconds, start_profilers, stop_profilers
-from loadtest.stack import Launcher, children
+from loadtest.stack import Launcher, children, cpu_by_component
 
 
 async def run(
@@ -34,6 +35,7 @@ async def run(
     seconds: float,
     profile: Path | None = None,
     profile_pids: tuple[int, ...] = (),
+    stack_pid: int | None = None,
 ) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -83,9 +85,16 @@ async def run(
         began = time.monotonic()
         profilers = start_profilers(list(profile_pids), profile, concurrency, "api")
         cpu_before = sum(cpu_seconds(pid) for pid in profile_pids)
+        parts_before = cpu_by_component(stack_pid) if stack_pid else {}
+        own_before = _own_cpu()
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.monotonic() - began
         api_cpu = sum(cpu_seconds(pid) for pid in profile_pids) - cpu_before
+        own = _own_cpu() - own_before
+        parts = {
+            name: used - parts_before.get(name, 0.0)
+            for name, used in (cpu_by_component(stack_pid) if stack_pid else {}).items()
+        }
         stop_profilers(profilers)
     latencies.sort()
 
@@ -97,6 +106,17 @@ async def run(
         f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms ({len(latencies)} orders)"
         + (f", API CPU {api_cpu / len(latencies) * 1000:.2f} ms/order" if profile_pids else "")
     )
+    if parts:
+        parts["load generator"] = own
+        per_order = {k: v / len(latencies) * 1e6 for k, v in parts.items() if v > 0}
+        ranked = sorted(per_order.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{k} {v:.0f}" for k, v in ranked)
+        print(f"CPU µs per accepted order, whole machine {sum(per_order.values()):.0f}: {shown}")
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def main() -> None:
@@ -135,6 +155,7 @@ def main() -> None:
                 args.seconds,
                 args.profile,
                 served,
+                launcher.process.pid if launcher.process else None,
             )
         )
     finally:

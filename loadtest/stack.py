@@ -91,6 +91,62 @@ def children(pid: int, module: str) -> list[int]:
     return sorted(found)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, …), from /proc (Linux)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in parents.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def component(pid: int) -> str:
+    """What a stack process is, for a CPU breakdown: api, replicator, sweeper, …, postgres,
+    nats, valkey, simulator, launcher."""
+    try:
+        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return "gone"
+    if not argv:
+        return "other"
+    if "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        return {
+            "services.api": "api",
+            "services.worker": "replicator",
+            "services.dev.launcher": "launcher",
+            "brokers.sim": "simulator",
+        }.get(module, module.rsplit(".", 1)[-1])
+    name = Path(argv[0]).name
+    for known in ("postgres", "nats-server", "valkey", "redis"):
+        if known in name or (known == "postgres" and "postgres:" in argv[0]):
+            return "valkey" if known == "redis" else known
+    return name
+
+
+def cpu_by_component(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each kind of process under `pid` (user + system)."""
+    totals: dict[str, float] = {}
+    for child in descendants(pid):
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        name = component(child)
+        totals[name] = totals.get(name, 0.0) + seconds
+    return totals
+
+
 def start_simulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """`python -m brokers.sim` on a free port; returns the process and its base URL."""
     port = free_port()
