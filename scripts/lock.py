@@ -18,8 +18,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run(  # noqa: S603 - our interpreter, our project
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-             "--quiet", "--report", str(report), str(ROOT)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(report),
+                str(ROOT),
+            ],
             check=True,
         )
         items = json.loads(report.read_text())["install"]

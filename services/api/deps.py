@@ -5,19 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.dashboard.gateway import Gateway
 from services.api.errors import Forbidden, RateLimited, Unauthorized
 from services.app.admission import Admission
 from services.app.outbox import PublishedMarks
 from services.infra.auth import Principal, TokenError, TokenIssuer
-from services.infra.db.engine import autocommit
 from services.infra.throttle import TokenBuckets
 from services.infra.wiring import Runtime
 
@@ -32,11 +29,6 @@ class Container(Runtime):
     published: PublishedMarks
     admission: Admission
     writes: TokenBuckets | None = None  # per-user write rate (None: off)
-
-    @cached_property
-    def statements(self) -> AsyncEngine:
-        """The engine in autocommit, for single statements (services.infra.db.engine)."""
-        return autocommit(self.engine)
 
 
 async def container(request: Request) -> Container:

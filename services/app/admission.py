@@ -28,6 +28,7 @@ from services.infra.lookups import SharedLookups
 
 log = logging.getLogger("copytrade.admission")
 T = TypeVar("T")
+_UNKNOWN = object()  # not in this process's memory (None is a remembered "not given")
 INSTRUMENT_TTL_S = 300.0
 BUYING_POWER_MAX_AGE_S = 1.0
 ADMISSION_DEADLINE_S = 1.0
@@ -53,17 +54,37 @@ class Admission:
         """`order` = (symbol, side, qty, type, time in force, limit price)."""
         symbol, side, qty, kind, tif, limit_price = order
         buys = side is Side.BUY
-        instrument, buying_power, price = await asyncio.gather(
-            self._instrument(broker_name, broker, symbol),
-            self._cached(f"bp:{account_id}", lambda: self._buying_power(broker))
-            if buys
-            else _none(),
-            self._cached(f"px:{broker_name}:{symbol}", lambda: broker.last_price(symbol))
-            if buys and limit_price is None and kind is not OrderType.STOP
-            else _none(),
+        wants_price = buys and limit_price is None and kind is not OrderType.STOP
+        keys = (f"bp:{account_id}", f"px:{broker_name}:{symbol}")
+        known = (
+            self._known_instrument((broker_name, symbol)),
+            self._known(keys[0]) if buys else None,
+            self._known(keys[1]) if wants_price else None,
         )
+        if _UNKNOWN in known:  # something to ask: the broker calls run together
+            instrument, buying_power, price = await asyncio.gather(
+                self._instrument(broker_name, broker, symbol),
+                self._cached(keys[0], lambda: self._buying_power(broker)) if buys else _none(),
+                self._cached(keys[1], lambda: broker.last_price(symbol))
+                if wants_price
+                else _none(),
+            )
+        else:  # a burst of orders: everything is in this process already, no task per look-up
+            instrument, buying_power, price = known  # type: ignore[assignment]
         reference = limit_price if limit_price is not None else price
         return refusal(qty, side, tif, instrument or Instrument(symbol), buying_power, reference)
+
+    def _known_instrument(self, key: tuple[str, str]) -> Instrument | object | None:
+        if self._missing.get(key, 0.0) > time.monotonic():
+            return None
+        found = self._instruments.peek(key)
+        return _UNKNOWN if found is None else found
+
+    def _known(self, key: str) -> Decimal | object | None:
+        known = self._snapshots.get(key)
+        if known is not None and known[0] > time.time():
+            return known[1]
+        return _UNKNOWN
 
     async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument | None:
         """Shared by every order of this process (one request in flight per symbol)."""

@@ -4,7 +4,6 @@ locked until the legs are recorded, so caps hold across workers and concurrent o
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +21,7 @@ from replication.state import LegStatus, transition
 from schemas.messages import OrderMessage, PlanContext
 from services.app.snapshots import Snapshot
 from services.infra.brokerage import broker_day
+from services.infra.db.fast import fast_begin
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.legs import insert_legs
 from services.infra.db.repositories.orders import shard_recorded, store_plan
@@ -52,10 +52,10 @@ class Recorder:
         `completes` = (shard, shards) on a shard's last batch: the shard is then recorded."""
         # Each account counts its day in its own broker's calendar, at the plan's fixed time.
         days = {t.account_id: broker_day(t.broker, context.planned_at) for t in batch}
-        async with self.engine.begin() as conn:
+        async with fast_begin(self.engine) as conn:
             if fix_plan is not None:
-                stored, _ = await store_plan(conn, order.order_id, fix_plan)
-                if stored != json.loads(fix_plan):
+                ours, _ = await store_plan(conn, order.order_id, fix_plan)
+                if not ours:
                     raise PlanLost(order.order_id)  # rolls this batch back
             # Risk rows stay locked until the legs are recorded: caps hold across workers.
             risk = await lock_risk(

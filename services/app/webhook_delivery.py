@@ -112,8 +112,9 @@ class Deliverer:
     async def _announce_failure(
         self, target: DeliveryTarget, code: int | None, error: str | None
     ) -> None:
-        log.warning("webhook delivery %s failed for good after %d attempts", target.id,
-                    target.attempts)
+        log.warning(
+            "webhook delivery %s failed for good after %d attempts", target.id, target.attempts
+        )
         failure = {
             "type": "webhook.failed",
             "delivery_id": str(target.id),

@@ -8,13 +8,15 @@ import hmac
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
 WS_AUDIENCE_SUFFIX = "-ws"
+LEEWAY_S = 5
+VERIFIED_CACHE_MAX = 10_000
 
 
 # OWASP Password Storage Cheat Sheet: scrypt N=2^17, r=8, p=1 (128 MiB per hash).
@@ -79,6 +81,12 @@ class TokenIssuer:
     secret: str
     issuer: str
     audience: str
+    # Tokens this process verified, until their exp (+ the leeway): a client sends the same
+    # token with every request, and its signature and claims cannot change. Only successes
+    # are kept; an expired one goes through PyJWT again (and is refused as expired).
+    _verified: dict[tuple[str, bool], tuple[float, Principal]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def issue(
         self,
@@ -104,6 +112,20 @@ class TokenIssuer:
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, *, websocket: bool = False) -> Principal:
+        known = self._verified.get((token, websocket))
+        if known is not None and time.time() < known[0]:
+            return known[1]
+        principal, valid_until = self._decode(token, websocket)
+        if len(self._verified) >= VERIFIED_CACHE_MAX:
+            now = time.time()
+            live = {k: v for k, v in self._verified.items() if v[0] > now}
+            self._verified.clear()
+            if len(live) < VERIFIED_CACHE_MAX // 2:
+                self._verified.update(live)
+        self._verified[(token, websocket)] = (valid_until, principal)
+        return principal
+
+    def _decode(self, token: str, websocket: bool) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -112,7 +134,7 @@ class TokenIssuer:
                 audience=self.audience + (WS_AUDIENCE_SUFFIX if websocket else ""),
                 issuer=self.issuer,
                 options={"require": REQUIRED_CLAIMS},
-                leeway=5,
+                leeway=LEEWAY_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("token expired") from exc
@@ -126,9 +148,10 @@ class TokenIssuer:
         if not isinstance(expires, int):
             raise TokenError("invalid token")
         jti = claims.get("jti")
-        return Principal(
+        principal = Principal(
             user_id=sub,
             role=role,
             expires_at=expires,
             token_id=jti if isinstance(jti, str) else None,
         )
+        return principal, float(claims["exp"]) + LEEWAY_S  # PyJWT refuses it from then on

@@ -95,6 +95,7 @@ async def _tell_the_master(js: JetStreamContext, stream: str, seq: Any) -> None:
 
 async def run(nc: NATS, js: JetStreamContext, engine: AsyncEngine, interval_s: float) -> None:
     """Until cancelled."""
+
     async def on_dead_letter(msg: Msg) -> None:
         await _on_dead_letter(js, msg)
 

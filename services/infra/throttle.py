@@ -120,10 +120,18 @@ LOCAL = LocalCounters()
 
 class TokenBuckets:
     """Per-key token buckets (a burst, refilled at a steady rate) shared by every API process:
-    one Lua script takes a token atomically on Redis's own clock (services.infra.ratelimit's).
-    Without Redis they fail open to buckets in this process's memory, like the counters."""
+    one Lua script takes tokens atomically on Redis's own clock (services.infra.ratelimit's).
+    Without Redis they fail open to buckets in this process's memory, like the counters.
+
+    A process takes a key's tokens a few at a time (a lease: a hundredth of the burst, at most
+    LEASE_MAX, used within LEASE_S) and spends them without asking Redis again, so a client
+    writing at full speed costs one round trip per lease, not per request. Never looser than
+    the limit: a lease is taken from the shared bucket first, and what a process does not
+    spend within LEASE_S is lost, not returned. Near the limit it takes one token at a time."""
 
     MAX_KEYS = 100_000
+    LEASE_MAX = 20
+    LEASE_S = 1.0
 
     def __init__(self, redis: aioredis.Redis, per_second: float, burst: int, prefix: str) -> None:
         self._script = redis.register_script(BUCKET_SCRIPT)
@@ -131,20 +139,39 @@ class TokenBuckets:
         self._burst = max(1, burst)
         self._prefix = prefix
         self._local: dict[str, tuple[float, float]] = {}  # key → (tokens, monotonic ms)
+        self._lease = max(1, min(self.LEASE_MAX, self._burst // 100))
+        self._leased: dict[str, tuple[int, float]] = {}  # key → (tokens left, until monotonic)
+        self.round_trips = 0  # scripts sent (for tests and benchmarks)
 
     async def take(self, key: str) -> float | None:
         """Take one token for `key`; None when taken, else seconds until one is there."""
+        left, until = self._leased.get(key, (0, 0.0))
+        if left > 0 and time.monotonic() < until:
+            self._leased[key] = (left - 1, until)
+            return None
         try:
-            answer = int(
-                await self._script(
-                    keys=[f"{self._prefix}:{key}"], args=[self._burst, self._per_ms, 1, 0]
-                )
-            )
+            taken, answer = self._lease, await self._run(key, self._lease)
+            if answer < 0 and taken > 1:  # fewer than a lease left: one at a time
+                taken, answer = 1, await self._run(key, 1)
             LOCAL.recovered()
         except (RedisError, OSError) as exc:
             LOCAL.failing(exc)
             return self._take_locally(key)
-        return None if answer >= 0 else -answer / 1000
+        if answer < 0:
+            return -answer / 1000
+        if taken > 1:
+            if len(self._leased) >= self.MAX_KEYS:
+                self._leased.clear()  # losing leases is the strict direction
+            self._leased[key] = (taken - 1, time.monotonic() + self.LEASE_S)
+        return None
+
+    async def _run(self, key: str, count: int) -> int:
+        self.round_trips += 1
+        return int(
+            await self._script(
+                keys=[f"{self._prefix}:{key}"], args=[self._burst, self._per_ms, count, 0]
+            )
+        )
 
     def _take_locally(self, key: str) -> float | None:
         now = time.monotonic() * 1000

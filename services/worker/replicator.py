@@ -49,6 +49,7 @@ from services.app.targets import TargetCache, TargetSet, TargetSets
 from services.infra import bus
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
+from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.orders import OrderState, order_state
 from services.infra.db.repositories.subscriptions import load_targets
@@ -292,7 +293,7 @@ class Replicator:
         A message is only a request to work on an order id: nothing else in it is trusted."""
         if not is_uuid(order_id):
             return None
-        async with self.engine.connect() as conn:
+        async with fast_connect(self.engine) as conn:
             state = await order_state(conn, order_id)
             if state is None or state.order.origin not in ("api", "broker"):
                 return None  # unknown, or a flatten's own order (never fanned out)
@@ -330,7 +331,7 @@ class Replicator:
 
     async def replicate_shard(self, given: ShardMessage, message: Msg | None) -> None:
         """Record one shard, as PostgreSQL has it (services/worker/shard_check.py)."""
-        async with self.engine.connect() as conn:
+        async with fast_connect(self.engine) as conn:
             shard = await stored_shard(conn, given)
         if shard is None or shard.account_ids != given.account_ids:
             log.warning(
@@ -349,7 +350,7 @@ class Replicator:
         if cached is not None:
             followers = cached.only(shard.account_ids)
         else:
-            async with self.engine.connect() as conn:
+            async with fast_connect(self.engine) as conn:
                 rows = await load_targets(conn, master_id, shard.account_ids)
             followers = TargetSet.build(-1, rows, self.targets)
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from schemas.messages import OrderPlan, ShardMessage
 from services.app.gating import REFUSED
 from services.app.order_messages import order_message_from_row
+from services.infra.db.repositories.base import Connection
 from services.infra.db.repositories.compensation import master_leg_status
 from services.infra.db.repositories.halts import GLOBAL_HALT_SCOPE, master_halt_scope
 from services.infra.db.repositories.orders import order_state, orders_by_ids
@@ -30,7 +29,7 @@ def is_uuid(value: str) -> bool:
     return True
 
 
-async def stored_shard(conn: AsyncConnection, shard: ShardMessage) -> ShardMessage | None:
+async def stored_shard(conn: Connection, shard: ShardMessage) -> ShardMessage | None:
     """The shard as PostgreSQL has it, or None when no planned order has such a shard. Only
     `master_refused` may come from the message, and only to skip copies, never to send them."""
     order_id = shard.order.order_id

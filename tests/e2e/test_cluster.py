@@ -339,9 +339,9 @@ async def test_two_api_processes_behind_one_cluster(
         master_id, master = await a.user("master")
         master_account, _ = await a.sim_account(master)
         follower = await a.follower(master_id, {"mode": "fixed", "qty": "2"})
-        token = (
-            await b.http.post("/v1/ws/token", headers=b.auth(follower["token"]))
-        ).json()["token"]
+        token = (await b.http.post("/v1/ws/token", headers=b.auth(follower["token"]))).json()[
+            "token"
+        ]
         socket = await websockets.connect(
             url_b.replace("http://", "ws://") + "/v1/ws",
             subprotocols=["copytrade.v1", token],  # type: ignore[list-item]

@@ -71,8 +71,10 @@ def _authenticate(case: Any, generated: dict[str, Any], headers: dict[str, str])
     one, and expects 401; nobody's case carries no Authorization at all."""
     base = {k: v for k, v in generated.items() if k.lower() != "authorization"}
     # Spelled as the security scheme's parameter: the probes remove exactly that key.
-    case.headers = {**base, **{k.title() if k.lower() == "authorization" else k: v
-                               for k, v in headers.items()}}
+    case.headers = {
+        **base,
+        **{k.title() if k.lower() == "authorization" else k: v for k, v in headers.items()},
+    }
     case._has_explicit_auth = bool(headers)  # schemathesis has no public setter for this
 
 

@@ -61,7 +61,8 @@ async def test_follower_pnl_after_a_round_trip_matches_the_simulators_fills(
     await api.sim.put("/sim/prices", json={symbol: "120"})  # the mark
 
     fills = [
-        o for o in await api.sim_orders()
+        o
+        for o in await api.sim_orders()
         if o["account_id"] == follower["sim_account_id"] and o["symbol"] == symbol
     ]
     assert len(fills) == 3
@@ -101,15 +102,18 @@ async def test_pnl_window_realizes_only_what_the_window_holds(api: Api, symbol: 
     await api.sim.put("/sim/prices", json={symbol: "90"})
     await _trade(api, master, master_account, symbol, "sell", "1")
     headers = api.auth(follower["token"])
-    before = (await api.http.get("/v1/pnl", headers=headers,
-                                 params={"until": after_buy.isoformat()})).json()
+    before = (
+        await api.http.get("/v1/pnl", headers=headers, params={"until": after_buy.isoformat()})
+    ).json()
     assert before["positions"] == []  # `until` is exclusive: not even the buy
-    window = (await api.http.get("/v1/pnl", headers=headers,
-                                 params={"since": after_buy.isoformat()})).json()
+    window = (
+        await api.http.get("/v1/pnl", headers=headers, params={"since": after_buy.isoformat()})
+    ).json()
     [line] = window["positions"]
     assert line["fills"] == 2 and Decimal(line["position"]) == 0
-    bad = await api.http.get("/v1/pnl", headers=api.auth(master),
-                             params={"master_id": follower["user_id"]})
+    bad = await api.http.get(
+        "/v1/pnl", headers=api.auth(master), params={"master_id": follower["user_id"]}
+    )
     assert bad.status_code == 403
 
 
@@ -126,12 +130,16 @@ async def test_pagination_walks_every_row_exactly_once_and_csv_parses(
         walked = [c async for c in client.iter_copies(limit=3)]
         assert [c["order_id"] for c in walked] == orders[::-1]  # newest first, each once
         # Old clients: a plain list, the next page in Link / X-Next-Cursor.
-        first = await api.http.get("/v1/copies", headers=api.auth(follower["token"]),
-                                   params={"limit": 4})
+        first = await api.http.get(
+            "/v1/copies", headers=api.auth(follower["token"]), params={"limit": 4}
+        )
         assert isinstance(first.json(), list) and len(first.json()) == 4
         assert 'rel="next"' in first.headers["link"]
-        rest = await api.http.get("/v1/copies", headers=api.auth(follower["token"]),
-                                  params={"limit": 4, "cursor": first.headers["x-next-cursor"]})
+        rest = await api.http.get(
+            "/v1/copies",
+            headers=api.auth(follower["token"]),
+            params={"limit": 4, "cursor": first.headers["x-next-cursor"]},
+        )
         assert [c["leg_id"] for c in first.json() + rest.json()["items"]] == [
             c["leg_id"] for c in walked
         ]
@@ -153,9 +161,7 @@ async def test_pagination_walks_every_row_exactly_once_and_csv_parses(
         listed = [o async for o in client.iter_orders(limit=2)]
         assert [o["order_id"] for o in listed] == orders[::-1]
         assert all(o["legs"]["total"] == 1 for o in listed)  # the follower's copy
-    response = await api.http.get(
-        "/v1/orders", headers={**api.auth(master), "accept": "text/csv"}
-    )
+    response = await api.http.get("/v1/orders", headers={**api.auth(master), "accept": "text/csv"})
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [row["order_id"] for row in rows] == orders[::-1]

@@ -34,9 +34,10 @@ async def test_refresh_rotation_reuse_race_and_logout(stack: Stack) -> None:
         # Two simultaneous refreshes with one token on a fresh sign-in: exactly one wins.
         await ct.sign_in(email, password)
         body = {"refresh_token": ct.refresh_token}
-        async with httpx.AsyncClient(base_url=stack.api_url) as a, httpx.AsyncClient(
-            base_url=stack.api_url
-        ) as b:
+        async with (
+            httpx.AsyncClient(base_url=stack.api_url) as a,
+            httpx.AsyncClient(base_url=stack.api_url) as b,
+        ):
             answers = await asyncio.gather(
                 a.post("/v1/auth/refresh", json=body), b.post("/v1/auth/refresh", json=body)
             )

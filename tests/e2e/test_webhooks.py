@@ -46,8 +46,9 @@ def receiver_factory() -> Iterator[Any]:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 with lock:
-                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()},
-                                              body))
+                    receiver.received.append(
+                        ({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     status = 500 if len(receiver.received) <= receiver.fail_first else 200
                     receiver.answers.append(status)
                 self.send_response(status)
@@ -79,7 +80,8 @@ async def test_signed_delivery_and_a_receiver_that_fails_twice(
         flaky_hook = await client.create_webhook(flaky.url, ["account.halted", "leg.failed"])
         assert hook["secret"].startswith("whsec_")
         assert {h["webhook_id"] for h in await client.webhooks()} == {
-            hook["webhook_id"], flaky_hook["webhook_id"]
+            hook["webhook_id"],
+            flaky_hook["webhook_id"],
         }
         assert "secret" not in (await client.webhooks())[0]
         await client.halt_account(account_id)
@@ -90,7 +92,9 @@ async def test_signed_delivery_and_a_receiver_that_fails_twice(
             hook["secret"], headers["copytrade-timestamp"], body, headers["copytrade-signature"]
         )
         assert not verify_signature(
-            flaky_hook["secret"], headers["copytrade-timestamp"], body,
+            flaky_hook["secret"],
+            headers["copytrade-timestamp"],
+            body,
             headers["copytrade-signature"],
         )
         event = json.loads(body)
@@ -145,13 +149,15 @@ async def test_subscription_ended_is_delivered(api: Api, receiver_factory: Any) 
     receiver = receiver_factory()
     headers = api.auth(follower["token"])
     created = await api.http.post(
-        "/v1/webhooks", headers=headers,
+        "/v1/webhooks",
+        headers=headers,
         json={"url": receiver.url, "events": ["subscription.ended"]},
     )
     assert created.status_code == 201, created.text
     [subscription] = (await api.http.get("/v1/subscriptions", headers=headers)).json()
-    removed = await api.http.delete(f"/v1/subscriptions/{subscription['subscription_id']}",
-                                    headers=headers)
+    removed = await api.http.delete(
+        f"/v1/subscriptions/{subscription['subscription_id']}", headers=headers
+    )
     assert removed.status_code == 204
     await eventually(lambda: _async(len(receiver.received) == 1), message="no delivery")
     event = json.loads(receiver.received[0][1])
@@ -225,7 +231,8 @@ async def test_daily_loss_limit_is_delivered_once_per_subscription_and_day(
     )
     receiver = receiver_factory()
     created = await api.http.post(
-        "/v1/webhooks", headers=api.auth(follower["token"]),
+        "/v1/webhooks",
+        headers=api.auth(follower["token"]),
         json={"url": receiver.url, "events": ["daily_loss_limit"]},
     )
     assert created.status_code == 201, created.text
@@ -248,7 +255,8 @@ async def test_daily_loss_limit_is_delivered_once_per_subscription_and_day(
     assert event["data"]["leg_id"] == skipped[0] and event["data"]["symbol"] == symbol
     [hook] = (await api.http.get("/v1/webhooks", headers=api.auth(follower["token"]))).json()
     deliveries = (
-        await api.http.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries",
-                           headers=api.auth(follower["token"]))
+        await api.http.get(
+            f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=api.auth(follower["token"])
+        )
     ).json()
     assert len(deliveries) == 1  # the second skip the same day is the same event

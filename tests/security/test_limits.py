@@ -188,3 +188,36 @@ async def test_write_limit_fails_open_to_a_local_bucket_without_valkey() -> None
         assert await buckets.take("user-b") is None  # per key
     finally:
         await unreachable.aclose()
+
+
+async def test_a_lease_of_tokens_saves_round_trips_and_never_exceeds_the_burst(
+    servers: dict[str, str],
+) -> None:
+    """Two API processes' buckets on the same key (burst 300, refill ~0): each takes 3 tokens
+    per round trip, together they admit exactly the burst, then both refuse."""
+    redis = aioredis.from_url(servers["redis"])
+    prefix = f"test:lease:{random_address()}"
+    try:
+        one, two = (
+            TokenBuckets(redis, per_second=0.001, burst=300, prefix=prefix) for _ in range(2)
+        )
+        answers = [await (one if i % 2 else two).take("user") for i in range(400)]
+        admitted = sum(1 for a in answers if a is None)
+        assert admitted == 300
+        assert all(a is not None and a > 0 for a in answers[300:])
+        # 100 lease round trips for the 300 tokens, plus the refused tail's two tries each.
+        assert one.round_trips + two.round_trips <= 100 + 2 * 100 + 4
+        assert one.round_trips + two.round_trips < 400
+    finally:
+        await redis.aclose()
+
+
+async def test_a_small_burst_takes_one_token_at_a_time(servers: dict[str, str]) -> None:
+    redis = aioredis.from_url(servers["redis"])
+    try:
+        buckets = TokenBuckets(redis, per_second=0.001, burst=5, prefix=f"t:{random_address()}")
+        answers = [await buckets.take("user") for _ in range(7)]
+        assert [a is None for a in answers] == [True] * 5 + [False] * 2
+        assert buckets.round_trips == 7
+    finally:
+        await redis.aclose()

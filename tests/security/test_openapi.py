@@ -98,9 +98,9 @@ def test_every_refusal_is_the_error_schema_with_its_codes(doc: dict[str, Any]) -
     error_body = {"$ref": REF + "ErrorBody"}
     for key, _, operation in _operations(doc):
         responses = operation["responses"]
-        assert not any(
-            "HTTPValidationError" in str(r) for r in responses.values()
-        ), f"{key}: FastAPI's default 422"
+        assert not any("HTTPValidationError" in str(r) for r in responses.values()), (
+            f"{key}: FastAPI's default 422"
+        )
         if key not in {"GET /healthz", "GET /metrics"}:
             assert "503" in responses, key
         if "parameters" in operation or "requestBody" in operation:
@@ -119,9 +119,7 @@ def test_every_refusal_is_the_error_schema_with_its_codes(doc: dict[str, Any]) -
     # The route-specific codes are where they belong.
     assert "refresh_token_reused" in str(doc["paths"]["/v1/auth/refresh"]["post"]["responses"])
     assert "idempotency_conflict" in str(doc["paths"]["/v1/orders"]["post"]["responses"]["409"])
-    assert "invite_required" in str(
-        doc["paths"]["/v1/subscriptions"]["post"]["responses"]["403"]
-    )
+    assert "invite_required" in str(doc["paths"]["/v1/subscriptions"]["post"]["responses"]["403"])
 
 
 def test_examples_everywhere_and_valid(doc: dict[str, Any]) -> None:

@@ -208,9 +208,7 @@ async def test_the_client_refreshes_silently_when_the_access_token_expired(
             first_refresh = ct.refresh_token
             # An access token that expired a minute ago, as the API answers after 15 minutes.
             claims = app.state.container.issuer.verify(ct.token)
-            ct.token = app.state.container.issuer.issue(
-                Principal(claims.user_id, claims.role), -60
-            )
+            ct.token = app.state.container.issuer.issue(Principal(claims.user_id, claims.role), -60)
             r = await ct.http.get("/v1/accounts", headers={"authorization": f"Bearer {ct.token}"})
             assert r.json()["error"]["code"] == "token_expired"
             accounts, _ = await asyncio.gather(ct.accounts(), ct.accounts())  # one refresh

@@ -87,3 +87,28 @@ async def test_a_broker_that_gives_no_snapshot_is_not_asked_again_per_order(
     clock[0] += BUYING_POWER_MAX_AGE_S * 1.1
     assert await admission.check("acct", "sim", broker_any, ORDER) is None
     assert broker.calls["account"] == 2
+
+
+async def test_a_burst_is_judged_from_memory_without_a_task_per_look_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once instrument, buying power and price are in this process, an order is judged from
+    them directly (refusals included): no broker call and no asyncio.gather."""
+    broker = CountingBroker()
+    admission = Admission(None)
+    broker_any: Any = broker
+    assert await admission.check("acct", "sim", broker_any, ORDER) is None  # fills the memory
+
+    def no_gather(*calls: Any) -> None:
+        for call in calls:
+            call.close()  # never started
+        raise AssertionError("a look-up was started for values already in memory")
+
+    monkeypatch.setattr(admission_module.asyncio, "gather", no_gather)
+    too_big = ("AAPL", Side.BUY, Decimal("200"), OrderType.MARKET, TimeInForce.DAY, None)
+    refused = await admission.check("acct", "sim", broker_any, too_big)
+    assert refused is not None and refused.code == "insufficient_buying_power"
+    assert await admission.check("acct", "sim", broker_any, ORDER) is None
+    assert broker.calls == {"account": 1, "last_price": 1, "instrument": 1}
+    with pytest.raises(AssertionError):  # another account is not in memory: it is asked
+        await admission.check("other", "sim", broker_any, ORDER)

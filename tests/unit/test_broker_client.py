@@ -171,6 +171,7 @@ async def test_tls_simulator_negotiates_http2_and_http1_by_alpn(tmp_path: Path) 
 
     def trusting() -> ssl.SSLContext:
         return ssl.create_default_context(cafile=ca)
+
     try:
 
         def serving() -> bool:

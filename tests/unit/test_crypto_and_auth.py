@@ -5,7 +5,15 @@ import time
 import jwt
 import pytest
 
-from services.infra.auth import Principal, TokenError, TokenIssuer, hash_password, verify_password
+from services.infra.auth import (
+    VERIFIED_CACHE_MAX,
+    Principal,
+    TokenError,
+    TokenExpired,
+    TokenIssuer,
+    hash_password,
+    verify_password,
+)
 from services.infra.crypto import CredentialCipher, CredentialError
 
 
@@ -101,3 +109,28 @@ def test_websocket_tokens_do_not_work_as_access_tokens() -> None:
     assert verified.user_id == "u1" and verified.expires_at == 1234567890 + 10**9
     with pytest.raises(TokenError):
         ISSUER.verify(ws_token)
+
+
+def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    """Verified once per process (the signature and claims of a token cannot change), refused
+    as expired once exp + the 5 s leeway has passed, exactly as PyJWT would."""
+    issuer = TokenIssuer("s" * 48, "copytrade", "copytrade-api")
+    # exp 4 s ago: still inside the leeway for about one more second.
+    token = jwt.encode(_claims(exp=int(time.time()) - 4), "s" * 48, algorithm="HS256")
+    first = issuer.verify(token)
+    assert issuer.verify(token) == first
+    assert len(issuer._verified) == 1
+    time.sleep(1.2)
+    with pytest.raises(TokenExpired):
+        issuer.verify(token)
+    # Refusals are never remembered: a bad token costs a full check every time.
+    with pytest.raises(TokenError):
+        issuer.verify(token[:-2] + "xx")
+
+
+def test_the_verified_tokens_kept_are_bounded() -> None:
+    issuer = TokenIssuer("s" * 48, "copytrade", "copytrade-api")
+    for i in range(VERIFIED_CACHE_MAX + 10):
+        issuer._verified[(f"t{i}", False)] = (time.time() - 1, Principal("u", "master"))
+    issuer.verify(issuer.issue(Principal("u1", "master"), 60))
+    assert len(issuer._verified) <= VERIFIED_CACHE_MAX // 2

@@ -153,8 +153,22 @@ async def test_leg_events_are_published_in_bounded_batches() -> None:
     now = datetime.now(UTC)
     rows = [
         SettledLeg(
-            uuid4(), uuid4(), uuid4(), uuid4(), uuid4(), uuid4(), "open", "AAPL", "buy",
-            Decimal("1.50"), "accepted", None, f"cid{i}", f"b{i}", Decimal(0), now,
+            uuid4(),
+            uuid4(),
+            uuid4(),
+            uuid4(),
+            uuid4(),
+            uuid4(),
+            "open",
+            "AAPL",
+            "buy",
+            Decimal("1.50"),
+            "accepted",
+            None,
+            f"cid{i}",
+            f"b{i}",
+            Decimal(0),
+            now,
         )
         for i in range(LEG_EVENTS_PER_MESSAGE + 5)
     ]

@@ -51,8 +51,13 @@ def test_api_processes_default_to_the_cpu_count_in_production(
 
 def test_every_process_gets_its_own_metrics_port() -> None:
     ports = metrics_ports(9100, workers=2)
-    assert ports == {"replicator-1": 9101, "replicator-2": 9102, "sweeper": 9103, "poller": 9104,
-                     "notifier": 9105}
+    assert ports == {
+        "replicator-1": 9101,
+        "replicator-2": 9102,
+        "sweeper": 9103,
+        "poller": 9104,
+        "notifier": 9105,
+    }
     assert len(set(ports.values())) == len(ports)
     assert metrics_ports(0, workers=2) == {}
 

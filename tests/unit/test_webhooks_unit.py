@@ -42,7 +42,12 @@ async def test_production_refuses_private_and_loopback_destinations(url: str) ->
 
 async def test_public_addresses_pass_and_odd_urls_do_not() -> None:
     await check_destination("https://8.8.8.8/hook", allow_private=False)
-    for url in ("ftp://8.8.8.8/x", "http:///x", "https://user:pw@8.8.8.8/", "http://8.8.8.8:99999/"):
+    for url in (
+        "ftp://8.8.8.8/x",
+        "http:///x",
+        "https://user:pw@8.8.8.8/",
+        "http://8.8.8.8:99999/",
+    ):
         with pytest.raises(AddressRefused) as refused:
             await check_destination(url, allow_private=True)
         assert refused.value.code == "webhook_url_invalid"

@@ -10,6 +10,7 @@ import uuid
 from uuid import UUID
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
 
 from replication.errors import Fatal
 from schemas.api import CancelAccepted, OrderAccepted, OrderCreate, OrderOut, OrderReplace
@@ -30,6 +31,7 @@ from services.app.order_messages import order_message_from_row
 from services.app.targets import broker_for
 from services.infra import bus
 from services.infra.crypto import CredentialError
+from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import get_account, get_sealed_account
 from services.infra.db.repositories.orders import (
     MasterOrder,
@@ -79,8 +81,8 @@ async def _insert_or_replay(
     c: Container, body: OrderCreate, master_id: str, request_hash: str
 ) -> tuple[MasterOrder, bool]:
     """Store the order, or find the one stored under its client_order_id (a replay). The
-    INSERT is one autocommit statement: committed when it returns, one round trip."""
-    async with c.statements.connect() as conn:
+    INSERT is one autocommit statement on asyncpg: committed when it returns, one round trip."""
+    async with fast_connect(c.engine) as conn:
         row = await insert_master_order(
             conn,
             {
@@ -113,7 +115,7 @@ async def _insert_or_replay(
 async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
     """Refuse (422) an order the master's broker would refuse; a replay is never re-judged
     (looked up only when the checks would refuse: no query per order for the rare replay)."""
-    async with c.statements.connect() as conn:
+    async with fast_connect(c.engine) as conn:
         account = await get_sealed_account(conn, str(body.account_id), master_id)
     if account is None:
         raise AccountNotFound()
@@ -141,7 +143,7 @@ async def _admit(c: Container, body: OrderCreate, master_id: str) -> None:
 
 
 @router.post("/v1/orders", status_code=202, response_model=OrderAccepted, responses=ORDER_ACCEPTED)
-async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAccepted:
+async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> Response:
     await _admit(c, body, user.user_id)
     request_hash = _request_hash(body)
     row, replay = await _insert_or_replay(c, body, user.user_id, request_hash)
@@ -152,9 +154,10 @@ async def create_order(body: OrderCreate, user: MasterAuth, c: Deps) -> OrderAcc
     if row.published_at is None:
         await _publish(c, row)
     labelled(ORDERS_INGESTED, "replayed" if replay else "accepted").inc()
-    return OrderAccepted(
-        order_id=str(row.id), client_order_id=row.client_order_id, status="accepted"
-    )
+    # The answer as OrderAccepted declares it, written directly: FastAPI would otherwise
+    # validate and serialize a model per order (tests/e2e check the body against the schema).
+    accepted = {"order_id": str(row.id), "client_order_id": row.client_order_id}
+    return JSONResponse({**accepted, "status": "accepted"}, status_code=202)
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut)

@@ -6,11 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.state import OPEN as OPEN_LEG_STATUSES
 from replication.state import OPEN_AT_BROKER
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
+from services.infra.db.repositories.base import (
+    Connection,
+    columns,
+    fetch_all_as,
+    fetch_one_as,
+    text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,7 @@ class MasterAccount:
 
 
 async def insert_account(
-    conn: AsyncConnection,
+    conn: Connection,
     account_id: str,
     user_id: str,
     broker: str,
@@ -68,7 +72,7 @@ _ACCOUNT_COLUMNS = columns(Account)
 _NOT_FINAL = sorted(s.value for s in OPEN_LEG_STATUSES | OPEN_AT_BROKER)
 
 
-async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Account]:
+async def accounts_of_user(conn: Connection, user_id: str) -> list[Account]:
     return fetch_all_as(
         await conn.execute(
             text(
@@ -81,7 +85,7 @@ async def accounts_of_user(conn: AsyncConnection, user_id: str) -> list[Account]
     )
 
 
-async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> Account | None:
+async def get_account(conn: Connection, account_id: str, user_id: str) -> Account | None:
     return fetch_one_as(
         await conn.execute(
             text(
@@ -95,7 +99,7 @@ async def get_account(conn: AsyncConnection, account_id: str, user_id: str) -> A
 
 
 async def set_account_halted(
-    conn: AsyncConnection, account_id: str, user_id: str, halted: bool
+    conn: Connection, account_id: str, user_id: str, halted: bool
 ) -> Account | None:
     """Halt or resume an owned account; an account being deleted stays halted (None)."""
     return fetch_one_as(
@@ -112,7 +116,7 @@ async def set_account_halted(
     )
 
 
-async def master_accounts(conn: AsyncConnection) -> list[MasterAccount]:
+async def master_accounts(conn: Connection) -> list[MasterAccount]:
     return fetch_all_as(
         await conn.execute(
             text(
@@ -125,7 +129,7 @@ async def master_accounts(conn: AsyncConnection) -> list[MasterAccount]:
     )
 
 
-async def get_cursor(conn: AsyncConnection, account_id: str) -> datetime | None:
+async def get_cursor(conn: Connection, account_id: str) -> datetime | None:
     value: datetime | None = (
         await conn.execute(
             text("SELECT cursor_at FROM poller_cursors WHERE account_id = :a"), {"a": account_id}
@@ -134,7 +138,7 @@ async def get_cursor(conn: AsyncConnection, account_id: str) -> datetime | None:
     return value
 
 
-async def set_cursor(conn: AsyncConnection, account_id: str, cursor_at: datetime) -> None:
+async def set_cursor(conn: Connection, account_id: str, cursor_at: datetime) -> None:
     await conn.execute(
         text(
             "INSERT INTO poller_cursors (account_id, cursor_at) VALUES (:a, :c) "
@@ -146,7 +150,7 @@ async def set_cursor(conn: AsyncConnection, account_id: str, cursor_at: datetime
 
 
 async def get_sealed_account(
-    conn: AsyncConnection, account_id: str, user_id: str
+    conn: Connection, account_id: str, user_id: str
 ) -> SealedAccount | None:
     """The caller's account (not a deleted one) with what building its broker adapter needs."""
     return fetch_one_as(
@@ -162,7 +166,7 @@ async def get_sealed_account(
 
 
 async def update_account(
-    conn: AsyncConnection,
+    conn: Connection,
     account_id: str,
     user_id: str,
     label: str | None,
@@ -183,7 +187,7 @@ async def update_account(
     )
 
 
-async def account_in_use(conn: AsyncConnection, account_id: str) -> bool:
+async def account_in_use(conn: Connection, account_id: str) -> bool:
     """Whether copies into or from the account are open: a subscription not ended, or a leg
     that has not reached a terminal status (resting at the broker included: once the account
     is gone nothing could cancel or follow it)."""
@@ -198,9 +202,7 @@ async def account_in_use(conn: AsyncConnection, account_id: str) -> bool:
     return bool(result.scalar())
 
 
-async def delete_account(
-    conn: AsyncConnection, account_id: str, user_id: str, tombstone: bytes
-) -> bool:
+async def delete_account(conn: Connection, account_id: str, user_id: str, tombstone: bytes) -> bool:
     """Retire an owned account: its orders and legs keep referencing the row, so it stays as a
     halted tombstone whose credentials are `tombstone` (a sealed empty object); its
     subscriptions go."""
@@ -218,7 +220,7 @@ async def delete_account(
     return True
 
 
-async def begin_deletion(conn: AsyncConnection, account_id: str, user_id: str) -> Account | None:
+async def begin_deletion(conn: Connection, account_id: str, user_id: str) -> Account | None:
     """Mark an owned account as being deleted (DELETE ?positions=close): halted (nothing new
     opens in it), its subscriptions ended (the master's exits still flow until the flatten
     closes what is left). None when it is not the owner's or a deletion already began."""
@@ -244,7 +246,7 @@ async def begin_deletion(conn: AsyncConnection, account_id: str, user_id: str) -
     return row
 
 
-async def flat_deleting_accounts(conn: AsyncConnection) -> list[Account]:
+async def flat_deleting_accounts(conn: Connection) -> list[Account]:
     """Accounts being deleted whose flatten is done and which no open leg uses any more
     (locked: one sweeper retires each)."""
     return fetch_all_as(
@@ -264,7 +266,7 @@ async def flat_deleting_accounts(conn: AsyncConnection) -> list[Account]:
     )
 
 
-async def all_sealed(conn: AsyncConnection) -> list[SealedAccount]:
+async def all_sealed(conn: Connection) -> list[SealedAccount]:
     """Every account's sealed credentials (key rotation)."""
     return fetch_all_as(
         await conn.execute(
@@ -274,7 +276,7 @@ async def all_sealed(conn: AsyncConnection) -> list[SealedAccount]:
     )
 
 
-async def reseal(conn: AsyncConnection, account_id: str, previous: bytes, sealed: bytes) -> bool:
+async def reseal(conn: Connection, account_id: str, previous: bytes, sealed: bytes) -> bool:
     """Replace sealed credentials only if they are still `previous` (a concurrent change wins)."""
     result = await conn.execute(
         text(

@@ -3,10 +3,10 @@ error. Every repository returns frozen row types (dataclasses), never ORM object
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import TextClause
 from sqlalchemy import text as _text
@@ -19,6 +19,30 @@ def text(sql: str) -> TextClause:
     """`sqlalchemy.text`, built once per statement: parsing a statement's bind parameters costs
     ~100 µs for the fan-out's long ones, paid per batch when built per call."""
     return _text(sql)
+
+
+class Result(Protocol):
+    """What repositories read of a statement's result (SQLAlchemy's, or FastResult's)."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def keys(self) -> Any: ...
+    def all(self) -> Sequence[Any]: ...
+    def first(self) -> Any: ...
+    def scalar(self) -> Any: ...
+    def scalar_one(self) -> Any: ...
+    def scalar_one_or_none(self) -> Any: ...
+    def mappings(self) -> Any: ...
+    @property
+    def rowcount(self) -> int: ...
+
+
+class Connection(Protocol):
+    """What a repository needs of a connection: SQLAlchemy's `AsyncConnection`, or on the hot
+    paths `services.infra.db.fast.FastConnection` (the same statements, run on asyncpg)."""
+
+    async def execute(
+        self, statement: TextClause, parameters: Mapping[str, Any] | None = None, /
+    ) -> Result: ...
 
 
 class Conflict(Exception):

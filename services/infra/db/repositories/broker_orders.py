@@ -8,16 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import columns, fetch_all_as, text
+from services.infra.db.repositories.base import Connection, columns, fetch_all_as, text
 from services.infra.db.repositories.orders import MasterOrder
 
 _ORDER_COLUMNS = columns(MasterOrder)
 
 
 async def followed_orders(
-    conn: AsyncConnection, account_id: str, broker_order_ids: Sequence[str]
+    conn: Connection, account_id: str, broker_order_ids: Sequence[str]
 ) -> list[MasterOrder]:
     """The account's broker-origin orders that are still open at the broker (and not being
     canceled by us already), plus any whose current broker order is one of these ids."""
@@ -36,7 +34,7 @@ async def followed_orders(
 
 
 async def set_broker_state(
-    conn: AsyncConnection,
+    conn: Connection,
     order_id: str,
     broker_order_id: str,
     broker_client_order_id: str | None,
@@ -52,9 +50,7 @@ async def set_broker_state(
     )
 
 
-async def set_broker_end(
-    conn: AsyncConnection, order_id: str, status: str, filled_qty: Decimal
-) -> None:
+async def set_broker_end(conn: Connection, order_id: str, status: str, filled_qty: Decimal) -> None:
     """The order ended at the broker without filling in full (canceled, expired, rejected):
     its copies are to be brought to what it filled (services.app.compensating)."""
     await conn.execute(

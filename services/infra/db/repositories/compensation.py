@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import columns, fetch_all_as, text
+from services.infra.db.repositories.base import Connection, columns, fetch_all_as, text
 from services.infra.db.repositories.legs import ClaimedLeg
 
 REFUSED = ("rejected", "failed")
@@ -54,7 +52,7 @@ class MasterFill:
     filled_qty: Decimal | None
 
 
-async def master_fill(conn: AsyncConnection, order_id: str) -> MasterFill | None:
+async def master_fill(conn: Connection, order_id: str) -> MasterFill | None:
     row = (
         await conn.execute(
             text(
@@ -67,7 +65,7 @@ async def master_fill(conn: AsyncConnection, order_id: str) -> MasterFill | None
     return None if row is None else MasterFill(str(row[0]), row[1], row[2])
 
 
-async def master_leg_status(conn: AsyncConnection, order_id: str) -> str | None:
+async def master_leg_status(conn: Connection, order_id: str) -> str | None:
     value = (
         await conn.execute(
             text("SELECT status FROM legs WHERE order_id = :o AND action = 'master'"),
@@ -77,7 +75,7 @@ async def master_leg_status(conn: AsyncConnection, order_id: str) -> str | None:
     return None if value is None else str(value)
 
 
-async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: float) -> bool:
+async def claim_compensation(conn: Connection, order_id: str, lease_s: float) -> bool:
     """Take an order whose master's order was refused (or ended short of its quantity), unless
     it is done or someone holds it."""
     claimed = await conn.execute(
@@ -95,7 +93,7 @@ async def claim_compensation(conn: AsyncConnection, order_id: str, lease_s: floa
     return claimed.first() is not None
 
 
-async def refused_uncompensated(conn: AsyncConnection, limit: int) -> list[str]:
+async def refused_uncompensated(conn: Connection, limit: int) -> list[str]:
     """Orders whose master's order was refused (or ended short of its quantity) and whose
     compensation is not done (sweeper): API orders by their master leg, orders placed directly
     at the broker by the end the poller recorded."""
@@ -113,13 +111,13 @@ async def refused_uncompensated(conn: AsyncConnection, limit: int) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-async def compensation_done(conn: AsyncConnection, order_id: str) -> None:
+async def compensation_done(conn: Connection, order_id: str) -> None:
     await conn.execute(
         text("UPDATE master_orders SET compensated_at = now() WHERE id = :o"), {"o": order_id}
     )
 
 
-async def follower_legs(conn: AsyncConnection, order_id: str) -> list[CompensatedLeg]:
+async def follower_legs(conn: Connection, order_id: str) -> list[CompensatedLeg]:
     """Every follower leg of the order (copies and unwinds), with what talking to its broker
     and the subscription's choice need."""
     leg_columns = columns(ClaimedLeg, "l").replace("l.broker,", "a.broker,")

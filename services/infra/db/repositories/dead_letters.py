@@ -3,12 +3,10 @@ sweeper once their dependencies are back (the column is shared with the API's vi
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import text
+from services.infra.db.repositories.base import Connection, text
 
 
-async def due_dead_letters(conn: AsyncConnection, older_than_s: float, limit: int) -> list[str]:
+async def due_dead_letters(conn: Connection, older_than_s: float, limit: int) -> list[str]:
     """Orders parked for at least `older_than_s`, oldest first (locked: one sweeper each)."""
     rows = await conn.execute(
         text(
@@ -21,7 +19,7 @@ async def due_dead_letters(conn: AsyncConnection, older_than_s: float, limit: in
     return [str(row[0]) for row in rows.all()]
 
 
-async def revive(conn: AsyncConnection, order_ids: list[str]) -> None:
+async def revive(conn: Connection, order_ids: list[str]) -> None:
     await conn.execute(
         text(
             "UPDATE master_orders SET dead_lettered_at = NULL, dead_letter_reason = NULL "

@@ -14,10 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.state import OPEN, OPEN_AT_BROKER
-from services.infra.db.repositories.base import fetch_all_as, fetch_one_as, text
+from services.infra.db.repositories.base import Connection, fetch_all_as, fetch_one_as, text
 
 _OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
 _NOT_FINAL = sorted(s.value for s in OPEN | OPEN_AT_BROKER)
@@ -55,7 +53,7 @@ def _scope(scope: str) -> tuple[str, dict[str, str]]:
     return f"{column} = CAST(:scope_id AS uuid)", {"scope_id": value}
 
 
-async def request_flatten(conn: AsyncConnection, scope: str, requested_by: str) -> str:
+async def request_flatten(conn: Connection, scope: str, requested_by: str) -> str:
     _scope(scope)  # refuses an unknown scope before anything is stored
     request_id = str(uuid.uuid4())
     await conn.execute(
@@ -65,7 +63,7 @@ async def request_flatten(conn: AsyncConnection, scope: str, requested_by: str) 
     return request_id
 
 
-async def claim_flatten(conn: AsyncConnection, lease_s: float) -> FlattenRequest | None:
+async def claim_flatten(conn: Connection, lease_s: float) -> FlattenRequest | None:
     """The oldest pending request, under a lease (concurrent sweepers take different ones)."""
     return fetch_one_as(
         await conn.execute(
@@ -81,7 +79,7 @@ async def claim_flatten(conn: AsyncConnection, lease_s: float) -> FlattenRequest
     )
 
 
-async def cancel_resting_copies(conn: AsyncConnection, scope: str) -> int:
+async def cancel_resting_copies(conn: Connection, scope: str) -> int:
     """Mark every copy resting at a broker in the scope for cancel (the sweeper's cancel pass)."""
     condition, params = _scope(scope)
     result = await conn.execute(
@@ -95,7 +93,7 @@ async def cancel_resting_copies(conn: AsyncConnection, scope: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def open_copies(conn: AsyncConnection, scope: str) -> int:
+async def open_copies(conn: Connection, scope: str) -> int:
     """Copies in the scope not final yet (in doubt, or resting at a broker)."""
     condition, params = _scope(scope)
     result = await conn.execute(
@@ -109,7 +107,7 @@ async def open_copies(conn: AsyncConnection, scope: str) -> int:
     return int(result.scalar_one())
 
 
-async def copied_positions(conn: AsyncConnection, scope: str) -> list[CopiedPosition]:
+async def copied_positions(conn: Connection, scope: str) -> list[CopiedPosition]:
     condition, params = _scope(scope)
     return fetch_all_as(
         await conn.execute(
@@ -127,7 +125,7 @@ async def copied_positions(conn: AsyncConnection, scope: str) -> list[CopiedPosi
 
 
 async def flatten_order(
-    conn: AsyncConnection, request_id: str, master_id: str, symbol: str, qty: Decimal
+    conn: Connection, request_id: str, master_id: str, symbol: str, qty: Decimal
 ) -> str:
     """The order a flatten's closing legs of one master and symbol belong to (created once).
 
@@ -153,13 +151,13 @@ async def flatten_order(
     return order_id
 
 
-async def finish_flatten(conn: AsyncConnection, request_id: str) -> None:
+async def finish_flatten(conn: Connection, request_id: str) -> None:
     await conn.execute(
         text("UPDATE flatten_requests SET done_at = now() WHERE id = :id"), {"id": request_id}
     )
 
 
-async def end_subscription(conn: AsyncConnection, subscription_id: str, follower_id: str) -> bool:
+async def end_subscription(conn: Connection, subscription_id: str, follower_id: str) -> bool:
     """Stop the subscription opening anything new; its copies keep following exits."""
     result = await conn.execute(
         text(
@@ -180,7 +178,7 @@ class EndedSubscription:
 
 
 async def drop_subscription(
-    conn: AsyncConnection, subscription_id: str, follower_id: str
+    conn: Connection, subscription_id: str, follower_id: str
 ) -> EndedSubscription | None:
     """Remove the subscription now; its copies become the follower's own (no longer tracked)."""
     ended = fetch_one_as(
@@ -201,7 +199,7 @@ async def drop_subscription(
     return ended
 
 
-async def end_flat_subscriptions(conn: AsyncConnection) -> list[EndedSubscription]:
+async def end_flat_subscriptions(conn: Connection) -> list[EndedSubscription]:
     """Remove ended subscriptions whose copies are flat and settled; returns them."""
     result = await conn.execute(
         text(

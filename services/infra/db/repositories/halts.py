@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import text
+from services.infra.db.repositories.base import Connection, text
 
 
 def master_halt_scope(master_id: str) -> str:
@@ -14,11 +12,11 @@ def master_halt_scope(master_id: str) -> str:
 GLOBAL_HALT_SCOPE = "global"
 
 
-async def halt_scopes(conn: AsyncConnection) -> set[str]:
+async def halt_scopes(conn: Connection) -> set[str]:
     return {str(row[0]) for row in (await conn.execute(text("SELECT scope FROM halts"))).all()}
 
 
-async def set_halt(conn: AsyncConnection, scope: str, halted_by: str, halted: bool) -> None:
+async def set_halt(conn: Connection, scope: str, halted_by: str, halted: bool) -> None:
     if halted:
         await conn.execute(
             text(

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import Row, columns, fetch_all_as, text
+from services.infra.db.repositories.base import Connection, Row, columns, fetch_all_as, text
 from services.infra.db.repositories.legs import Leg
 from services.infra.db.repositories.orders import MasterOrder
 
@@ -52,7 +50,7 @@ def _clauses(window: Window, params: Row) -> str:
 
 
 async def copies_page(
-    conn: AsyncConnection, follower_id: str, order_id: str | None, window: Window
+    conn: Connection, follower_id: str, order_id: str | None, window: Window
 ) -> list[Leg]:
     """Up to limit + 1 of the follower's copies (legs other than the master's own)."""
     params: Row = {"f": follower_id}
@@ -64,7 +62,7 @@ async def copies_page(
     return fetch_all_as(await conn.execute(text(sql), params), Leg)
 
 
-async def orders_page(conn: AsyncConnection, master_id: str, window: Window) -> list[MasterOrder]:
+async def orders_page(conn: Connection, master_id: str, window: Window) -> list[MasterOrder]:
     """Up to limit + 1 of the master's orders."""
     params: Row = {"m": master_id}
     sql = f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE master_id = :m"

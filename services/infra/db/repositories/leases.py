@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.state import OPEN_AT_BROKER, TO_SWEEP, LegStatus, predecessors
-from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one, text
+from services.infra.db.repositories.base import (
+    Connection,
+    Row,
+    columns,
+    fetch_all_as,
+    fetch_one,
+    text,
+)
 from services.infra.db.repositories.legs import ClaimedLeg, Leg
 
 _OPEN_AT_BROKER = sorted(s.value for s in OPEN_AT_BROKER)
@@ -23,7 +28,7 @@ _CLAIMED = (
 
 
 async def _claim(
-    conn: AsyncConnection, candidates: str, params: Row, lease_s: float, also_set: str = ""
+    conn: Connection, candidates: str, params: Row, lease_s: float, also_set: str = ""
 ) -> list[ClaimedLeg]:
     """Take the legs `candidates` selects (a locking SELECT of ids, SKIP LOCKED) under a lease,
     atomically: concurrent sweepers never take the same leg."""
@@ -39,7 +44,7 @@ async def _claim(
     )
 
 
-async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
+async def claim_replaces(conn: Connection, limit: int, lease_s: float) -> list[ClaimedLeg]:
     """Open legs older than their master order's version."""
     return await _claim(
         conn,
@@ -55,7 +60,7 @@ async def claim_replaces(conn: AsyncConnection, limit: int, lease_s: float) -> l
 
 
 async def claim_stale_open(
-    conn: AsyncConnection, limit: int, older_than_s: float, lease_s: float
+    conn: Connection, limit: int, older_than_s: float, lease_s: float
 ) -> list[ClaimedLeg]:
     """Legs open at their broker that nobody looked at for a while (fills, expiries)."""
     return await _claim(
@@ -69,7 +74,7 @@ async def claim_stale_open(
     )
 
 
-async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
+async def claim_cancels(conn: Connection, limit: int, lease_s: float) -> list[ClaimedLeg]:
     """Open legs of orders whose master asked to cancel, and copies a kill switch asked to
     cancel (flatten)."""
     return await _claim(
@@ -85,7 +90,7 @@ async def claim_cancels(conn: AsyncConnection, limit: int, lease_s: float) -> li
     )
 
 
-async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> list[ClaimedLeg]:
+async def claim_in_doubt(conn: Connection, limit: int, lease_s: float) -> list[ClaimedLeg]:
     """Legs whose lease ran out while submitting, unknown or retrying (each claim counts an
     attempt)."""
     return await _claim(
@@ -99,7 +104,7 @@ async def claim_in_doubt(conn: AsyncConnection, limit: int, lease_s: float) -> l
     )
 
 
-async def renew_leases(conn: AsyncConnection, leg_ids: Sequence[str], lease_s: float) -> int:
+async def renew_leases(conn: Connection, leg_ids: Sequence[str], lease_s: float) -> int:
     """Extend the lease of legs a live worker is still sending, so no sweeper steps in."""
     result = await conn.execute(
         text(
@@ -111,7 +116,7 @@ async def renew_leases(conn: AsyncConnection, leg_ids: Sequence[str], lease_s: f
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
+async def mark_sent(conn: Connection, leg_id: str, lease_s: float) -> None:
     await conn.execute(
         text(
             "UPDATE legs SET last_sent_at = now(), status = :submitting, "
@@ -127,7 +132,7 @@ async def mark_sent(conn: AsyncConnection, leg_id: str, lease_s: float) -> None:
     )
 
 
-async def in_doubt_backlog(conn: AsyncConnection) -> tuple[int, float]:
+async def in_doubt_backlog(conn: Connection) -> tuple[int, float]:
     """Legs in doubt whose lease ran out (the sweeper's backlog) and the oldest one's age in
     seconds past its lease (0 when there is none)."""
     row = fetch_one(

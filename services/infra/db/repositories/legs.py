@@ -12,8 +12,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.model import PlannedLeg, quick_init
 from replication.state import (
     SETTLED,
@@ -22,7 +20,14 @@ from replication.state import (
     allowed_moves,
     can_transition,
 )
-from services.infra.db.repositories.base import Row, columns, fetch_all_as, fetch_one_as, text
+from services.infra.db.repositories.base import (
+    Connection,
+    Row,
+    columns,
+    fetch_all_as,
+    fetch_one_as,
+    text,
+)
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
 
 
@@ -107,7 +112,7 @@ _SETTLED_COLUMNS = columns(SettledLeg, "legs")
 
 
 async def insert_legs(
-    conn: AsyncConnection, master_id: str, legs: Sequence[PlannedLeg], lease_s: float
+    conn: Connection, master_id: str, legs: Sequence[PlannedLeg], lease_s: float
 ) -> list[str]:
     """One bulk insert; returns the ids this call inserted (existing legs are left alone)."""
     if not legs:
@@ -166,7 +171,7 @@ async def insert_legs(
 _MOVES = sorted(f"{current.value}>{target.value}" for current, target in allowed_moves())
 
 
-async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> list[SettledLeg]:
+async def settle_legs(conn: Connection, outcomes: Sequence[LegOutcome]) -> list[SettledLeg]:
     """The one way a broker's answer reaches a leg: one bulk update, each row only along an
     allowed move of the transition table (others were settled by another actor meanwhile, or
     the answer is stale: they are left alone). Legs that end unfilled release their ledger,
@@ -212,7 +217,7 @@ async def settle_legs(conn: AsyncConnection, outcomes: Sequence[LegOutcome]) -> 
 _UNFILLED_END = frozenset(s.value for s in UNFILLED_END)
 
 
-async def release_unfilled(conn: AsyncConnection, rows: Sequence[SettledLeg]) -> None:
+async def release_unfilled(conn: Connection, rows: Sequence[SettledLeg]) -> None:
     """Give back the ledger reservation of follower legs that ended without (full) fills."""
     entries = []
     for row in rows:
@@ -230,7 +235,7 @@ def _entry(leg: Leg | SettledLeg, delta: Decimal) -> LedgerEntry:
 
 
 async def known_client_ids(
-    conn: AsyncConnection, account_id: str, client_order_ids: Sequence[str]
+    conn: Connection, account_id: str, client_order_ids: Sequence[str]
 ) -> set[str]:
     """Which of these broker client ids are our own legs (placed by us, not by the master)."""
     rows = await conn.execute(
@@ -244,7 +249,7 @@ async def known_client_ids(
 
 
 async def reserve_replace(
-    conn: AsyncConnection, leg: Leg, version: int, qty: Decimal, note: str | None = None
+    conn: Connection, leg: Leg, version: int, qty: Decimal, note: str | None = None
 ) -> Decimal:
     """Record the planned quantity of a leg's replace once per version, reserving its ledger
     change; a second call for the same version returns the first plan without reserving again.
@@ -267,7 +272,7 @@ async def reserve_replace(
 
 
 async def _settle_reservation(
-    conn: AsyncConnection, row: Leg, version: int, keep_reservation: bool
+    conn: Connection, row: Leg, version: int, keep_reservation: bool
 ) -> dict[str, Any]:
     """The leg's details after a replace attempt: the pending reservation is kept (recorded in
     `replaced`) or given back to the ledger when the replace did not happen."""
@@ -289,7 +294,7 @@ async def _settle_reservation(
 
 
 async def finish_replace(
-    conn: AsyncConnection,
+    conn: Connection,
     leg_id: str,
     version: int,
     outcome: LegOutcome | None,
@@ -340,7 +345,7 @@ async def finish_replace(
 
 
 async def list_copies(
-    conn: AsyncConnection, follower_id: str, order_id: str | None, limit: int
+    conn: Connection, follower_id: str, order_id: str | None, limit: int
 ) -> list[Leg]:
     clause = " AND order_id = :o" if order_id else ""
     params: Row = {"f": follower_id, "limit": limit}
@@ -359,7 +364,7 @@ async def list_copies(
     )
 
 
-async def settled_by_ids(conn: AsyncConnection, leg_ids: Sequence[str]) -> list[SettledLeg]:
+async def settled_by_ids(conn: Connection, leg_ids: Sequence[str]) -> list[SettledLeg]:
     """Legs as a change announces them (e.g. legs recorded as skipped)."""
     return fetch_all_as(
         await conn.execute(

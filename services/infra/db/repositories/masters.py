@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
+from services.infra.db.repositories.base import (
+    Connection,
+    columns,
+    fetch_all_as,
+    fetch_one_as,
+    text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,7 @@ def invite_digest(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-async def get_profile(conn: AsyncConnection, master_id: str) -> MasterProfile | None:
+async def get_profile(conn: Connection, master_id: str) -> MasterProfile | None:
     return fetch_one_as(
         await conn.execute(
             text(f"SELECT {columns(MasterProfile)} FROM users WHERE id = :id AND role = 'master'"),
@@ -46,7 +50,7 @@ async def get_profile(conn: AsyncConnection, master_id: str) -> MasterProfile | 
 
 
 async def update_profile(
-    conn: AsyncConnection, master_id: str, changes: dict[str, str | None]
+    conn: Connection, master_id: str, changes: dict[str, str | None]
 ) -> MasterProfile | None:
     """Set copy_access, display_name and/or copy_on (only those columns can be named here)."""
     allowed = [name for name in ("copy_access", "display_name", "copy_on") if name in changes]
@@ -66,7 +70,7 @@ async def update_profile(
 
 
 async def insert_invite(
-    conn: AsyncConnection, master_id: str, code: str, max_uses: int | None, expires_at: datetime
+    conn: Connection, master_id: str, code: str, max_uses: int | None, expires_at: datetime
 ) -> None:
     await conn.execute(
         text(
@@ -82,7 +86,7 @@ async def insert_invite(
     )
 
 
-async def use_invite(conn: AsyncConnection, master_id: str, code: str) -> bool:
+async def use_invite(conn: Connection, master_id: str, code: str) -> bool:
     """Spend one use of a valid code of this master (atomic: a row lock, one statement)."""
     result = await conn.execute(
         text(
@@ -95,7 +99,7 @@ async def use_invite(conn: AsyncConnection, master_id: str, code: str) -> bool:
     return result.first() is not None
 
 
-async def followers_of_master(conn: AsyncConnection, master_id: str) -> list[FollowerView]:
+async def followers_of_master(conn: Connection, master_id: str) -> list[FollowerView]:
     return fetch_all_as(
         await conn.execute(
             text(
@@ -108,7 +112,7 @@ async def followers_of_master(conn: AsyncConnection, master_id: str) -> list[Fol
     )
 
 
-async def end_follower(conn: AsyncConnection, master_id: str, subscription_id: str) -> bool:
+async def end_follower(conn: Connection, master_id: str, subscription_id: str) -> bool:
     """The master's removal of a follower: the subscription ends (follow_exits semantics: the
     replicator copies no new entries, only exits, once `ending_at` is set)."""
     result = await conn.execute(

@@ -9,8 +9,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.progress import fanout_ms, progress_status
 from replication.state import (
     OPEN,
@@ -18,6 +16,7 @@ from replication.state import (
 )
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.base import (
+    Connection,
     Row,
     columns,
     fetch_all,
@@ -80,7 +79,7 @@ class OrderProgress:
 _ORDER_COLUMNS = columns(MasterOrder)
 
 
-async def insert_master_order(conn: AsyncConnection, values: Row) -> MasterOrder | None:
+async def insert_master_order(conn: Connection, values: Row) -> MasterOrder | None:
     """Insert unless (master, client_order_id) exists or the account is not the master's; None
     means one of the two (the caller tells which on that rare path). One round trip."""
     return fetch_one_as(
@@ -102,7 +101,7 @@ async def insert_master_order(conn: AsyncConnection, values: Row) -> MasterOrder
 
 
 async def get_master_order_by_client_id(
-    conn: AsyncConnection, master_id: str, client_order_id: str
+    conn: Connection, master_id: str, client_order_id: str
 ) -> MasterOrder | None:
     return fetch_one_as(
         await conn.execute(
@@ -116,9 +115,7 @@ async def get_master_order_by_client_id(
     )
 
 
-async def get_master_order(
-    conn: AsyncConnection, order_id: str, master_id: str
-) -> MasterOrder | None:
+async def get_master_order(conn: Connection, order_id: str, master_id: str) -> MasterOrder | None:
     return fetch_one_as(
         await conn.execute(
             text(f"SELECT {_ORDER_COLUMNS} FROM master_orders WHERE id = :id AND master_id = :m"),
@@ -128,9 +125,7 @@ async def get_master_order(
     )
 
 
-async def list_master_orders(
-    conn: AsyncConnection, master_id: str, limit: int
-) -> list[MasterOrder]:
+async def list_master_orders(conn: Connection, master_id: str, limit: int) -> list[MasterOrder]:
     return fetch_all_as(
         await conn.execute(
             text(
@@ -143,7 +138,7 @@ async def list_master_orders(
     )
 
 
-async def mark_published(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
+async def mark_published(conn: Connection, order_ids: Sequence[str]) -> None:
     await conn.execute(
         text(
             "UPDATE master_orders SET published_at = now() "
@@ -154,7 +149,7 @@ async def mark_published(conn: AsyncConnection, order_ids: Sequence[str]) -> Non
 
 
 async def unpublished_orders(
-    conn: AsyncConnection, older_than_s: float, limit: int
+    conn: Connection, older_than_s: float, limit: int
 ) -> list[MasterOrder]:
     return fetch_all_as(
         await conn.execute(
@@ -171,7 +166,10 @@ async def unpublished_orders(
 
 _ORDER_AS = ", ".join(f"o.{f.name} AS o_{f.name}" for f in fields(MasterOrder))
 # A master leg still moving: not final at its broker, so the master's position may change.
-_MASTER_OPEN = sorted(s.value for s in OPEN | OPEN_AT_BROKER)
+# Written into the statement, not bound: only then can the planner of a prepared (generic) plan
+# use the partial index legs_master_open_idx, whose predicate is this list; with a bound array it
+# scanned every master leg the account ever had (tests/integration/test_query_plans.py).
+_MASTER_OPEN = ", ".join(f"'{s}'" for s in sorted(s.value for s in OPEN | OPEN_AT_BROKER))
 
 
 @dataclass(frozen=True)
@@ -190,19 +188,19 @@ class OrderState:
     copy_on: str = "submitted"  # the master's execution policy (issue 18)
 
 
-async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None:
+async def order_state(conn: Connection, order_id: str) -> OrderState | None:
     row = fetch_one(
         await conn.execute(
             text(
                 "SELECT o.plan, o.shards_recorded, EXISTS (SELECT 1 FROM legs l "
                 "WHERE l.account_id = o.account_id AND l.action = 'master' "
-                "AND l.status = ANY(CAST(:master_open AS text[]))) AS master_busy, "
+                f"AND l.status IN ({_MASTER_OPEN})) AS master_busy, "
                 "u.targets_version, u.copy_on, ARRAY(SELECT scope FROM halts) AS halts, "
                 f"a.id AS account_id, a.broker, a.credentials, {_ORDER_AS} "
                 "FROM master_orders o JOIN users u ON u.id = o.master_id "
                 "LEFT JOIN accounts a ON a.id = o.account_id WHERE o.id = :id"
             ),
-            {"id": order_id, "master_open": _MASTER_OPEN},
+            {"id": order_id},
         )
     )
     if row is None:
@@ -221,23 +219,25 @@ async def order_state(conn: AsyncConnection, order_id: str) -> OrderState | None
     )
 
 
-async def store_plan(conn: AsyncConnection, order_id: str, plan: str) -> tuple[Any, set[int]]:
-    """Store this plan unless one is stored already; returns the stored one (first one wins)."""
+async def store_plan(conn: Connection, order_id: str, plan: str) -> tuple[bool, set[int]]:
+    """Store this plan unless one is stored already (the first one wins); returns whether the
+    stored plan is this one (equal as JSON: a redelivery that planned the same is no loser) and
+    the shards recorded. The stored plan does not travel back (it is ~40 bytes per follower)."""
     row = fetch_one(
         await conn.execute(
             text(
                 "UPDATE master_orders SET plan = COALESCE(plan, CAST(:plan AS jsonb)) "
-                "WHERE id = :id RETURNING plan, shards_recorded"
+                "WHERE id = :id RETURNING plan = CAST(:plan AS jsonb) AS ours, shards_recorded"
             ),
             {"id": order_id, "plan": plan},
         )
     )
     if row is None:
         raise LookupError(f"master order {order_id} does not exist")
-    return row["plan"], set(row["shards_recorded"] or [])
+    return bool(row["ours"]), set(row["shards_recorded"] or [])
 
 
-async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shards: int) -> None:
+async def shard_recorded(conn: Connection, order_id: str, shard: int, shards: int) -> None:
     """Count a shard as recorded (idempotent); the order is planned once all of them are."""
     await conn.execute(
         text(
@@ -257,15 +257,13 @@ async def shard_recorded(conn: AsyncConnection, order_id: str, shard: int, shard
     )
 
 
-async def order_progress(conn: AsyncConnection, order_id: str) -> OrderProgress:
+async def order_progress(conn: Connection, order_id: str) -> OrderProgress:
     """Follower legs by status, the master's own leg, and the fan-out time once every follower
     leg has settled (master order created → last follower leg settled)."""
     return (await orders_progress(conn, [order_id]))[order_id]
 
 
-async def orders_progress(
-    conn: AsyncConnection, order_ids: Sequence[str]
-) -> dict[str, OrderProgress]:
+async def orders_progress(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderProgress]:
     """order_progress for many orders in three queries; the status rule is
     replication.progress (an id that is no order reads as an unplanned order with no legs)."""
     ids = {"ids": list(order_ids)}
@@ -327,7 +325,7 @@ def _progress(
     )
 
 
-async def insert_broker_order(conn: AsyncConnection, values: Row) -> MasterOrder | None:
+async def insert_broker_order(conn: Connection, values: Row) -> MasterOrder | None:
     """A master order seen at the broker, keyed by the broker's order id: seen twice, kept once."""
     return fetch_one_as(
         await conn.execute(
@@ -347,7 +345,7 @@ async def insert_broker_order(conn: AsyncConnection, values: Row) -> MasterOrder
 
 
 async def request_replace(
-    conn: AsyncConnection,
+    conn: Connection,
     order_id: str,
     master_id: str,
     qty: Decimal | None,
@@ -375,7 +373,7 @@ async def request_replace(
     )
 
 
-async def orders_by_ids(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, MasterOrder]:
+async def orders_by_ids(conn: Connection, order_ids: Sequence[str]) -> dict[str, MasterOrder]:
     rows = fetch_all_as(
         await conn.execute(
             text(
@@ -388,7 +386,7 @@ async def orders_by_ids(conn: AsyncConnection, order_ids: Sequence[str]) -> dict
     return {str(row.id): row for row in rows}
 
 
-async def request_cancel(conn: AsyncConnection, order_id: str, master_id: str) -> Row | None:
+async def request_cancel(conn: Connection, order_id: str, master_id: str) -> Row | None:
     return fetch_one(
         await conn.execute(
             text(

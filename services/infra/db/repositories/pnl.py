@@ -9,10 +9,8 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from services.infra.db.repositories.accounts import SealedAccount
-from services.infra.db.repositories.base import Row, fetch_all_as, text
+from services.infra.db.repositories.base import Connection, Row, fetch_all_as, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +35,7 @@ _SELECT = (
 
 
 async def copy_fills(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     follower_id: str | None = None,
     master_id: str | None = None,
@@ -61,7 +59,7 @@ async def copy_fills(
     return fetch_all_as(await conn.execute(text(sql), params), CopyFill)
 
 
-async def sealed_accounts(conn: AsyncConnection, account_ids: list[str]) -> list[SealedAccount]:
+async def sealed_accounts(conn: Connection, account_ids: list[str]) -> list[SealedAccount]:
     """What building these accounts' broker adapters needs (for their last prices)."""
     return fetch_all_as(
         await conn.execute(
@@ -75,7 +73,7 @@ async def sealed_accounts(conn: AsyncConnection, account_ids: list[str]) -> list
     )
 
 
-async def master_account_ids(conn: AsyncConnection, master_id: str) -> list[str]:
+async def master_account_ids(conn: Connection, master_id: str) -> list[str]:
     rows = await conn.execute(
         text("SELECT id FROM accounts WHERE user_id = :m ORDER BY created_at, id"),
         {"m": master_id},

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.state import retry_moves
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
+from services.infra.db.repositories.base import (
+    Connection,
+    columns,
+    fetch_all_as,
+    fetch_one_as,
+    text,
+)
 from services.infra.db.repositories.legs import Leg, SettledLeg
 from services.infra.db.repositories.orders import MasterOrder
 from services.infra.db.repositories.risk import LedgerEntry, add_to_ledger
@@ -22,7 +26,7 @@ _RETRY_TO = sorted({target.value for _, target in retry_moves()})
 assert len(_RETRY_TO) == 1, "a retry has one destination"
 
 
-async def mark_dead_lettered(conn: AsyncConnection, order_id: str, reason: str) -> bool:
+async def mark_dead_lettered(conn: Connection, order_id: str, reason: str) -> bool:
     """Record that the order's message will not be delivered again; True the first time."""
     result = await conn.execute(
         text(
@@ -34,7 +38,7 @@ async def mark_dead_lettered(conn: AsyncConnection, order_id: str, reason: str) 
     return result.first() is not None
 
 
-async def leg_for(conn: AsyncConnection, leg_id: str, follower_id: str | None) -> Leg | None:
+async def leg_for(conn: Connection, leg_id: str, follower_id: str | None) -> Leg | None:
     """A follower leg as its owner (or, with follower_id None, an admin) may see it."""
     return fetch_one_as(
         await conn.execute(
@@ -49,7 +53,7 @@ async def leg_for(conn: AsyncConnection, leg_id: str, follower_id: str | None) -
 
 
 async def retry_failed_leg(
-    conn: AsyncConnection, leg_id: str, follower_id: str | None
+    conn: Connection, leg_id: str, follower_id: str | None
 ) -> SettledLeg | None:
     """Put a failed follower leg back in doubt (lease expired, attempts reset) and reserve
     again the ledger its failure gave back. One guarded UPDATE: of two concurrent retries one
@@ -89,7 +93,7 @@ async def retry_failed_leg(
 IN_DOUBT = ("submitting", "unknown", "retrying")
 
 
-async def stuck_legs(conn: AsyncConnection, statuses: list[str], limit: int) -> list[Leg]:
+async def stuck_legs(conn: Connection, statuses: list[str], limit: int) -> list[Leg]:
     """Follower legs in one of `statuses`, most recently changed first."""
     return fetch_all_as(
         await conn.execute(
@@ -103,7 +107,7 @@ async def stuck_legs(conn: AsyncConnection, statuses: list[str], limit: int) -> 
     )
 
 
-async def dead_lettered_orders(conn: AsyncConnection, limit: int) -> list[tuple[MasterOrder, str]]:
+async def dead_lettered_orders(conn: Connection, limit: int) -> list[tuple[MasterOrder, str]]:
     """Master orders parked after their deliveries ran out, newest first, with the reason."""
     rows = await conn.execute(
         text(

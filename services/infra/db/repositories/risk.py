@@ -13,10 +13,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from replication.model import PlannedLeg
-from services.infra.db.repositories.base import fetch_all, text
+from services.infra.db.repositories.base import Connection, fetch_all, text
 
 _LEDGER_UPSERT = (
     "INSERT INTO copy_positions (subscription_id, account_id, symbol, qty) "
@@ -37,7 +35,7 @@ class LedgerEntry:
     delta: Decimal
 
 
-async def add_to_ledger(conn: AsyncConnection, entries: Sequence[LedgerEntry]) -> None:
+async def add_to_ledger(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
     if not entries:
         return
     await conn.execute(
@@ -81,7 +79,7 @@ def _day_of(day: date | Mapping[str, date], account_id: str) -> date:
 
 
 async def _lock_counters(
-    conn: AsyncConnection, ids: list[str], day: date | Mapping[str, date]
+    conn: Connection, ids: list[str], day: date | Mapping[str, date]
 ) -> list[dict[str, Any]]:
     """Lock the day counters of these accounts in id order (creating missing rows first)."""
     lock = text(
@@ -107,7 +105,7 @@ async def _lock_counters(
 
 
 async def lock_risk(
-    conn: AsyncConnection,
+    conn: Connection,
     account_ids: Sequence[str],
     day: date | Mapping[str, date],
     symbol: str,
@@ -152,7 +150,7 @@ async def lock_risk(
 
 
 async def spend_risk(
-    conn: AsyncConnection, legs: Sequence[PlannedLeg], day: date | Mapping[str, date]
+    conn: Connection, legs: Sequence[PlannedLeg], day: date | Mapping[str, date]
 ) -> None:
     """Count recorded follower legs against the day's orders and reserve their ledger."""
     planned = [leg for leg in legs if leg.qty is not None and leg.action != "master"]

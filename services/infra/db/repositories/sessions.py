@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import fetch_one_as
+from services.infra.db.repositories.base import Connection, fetch_one_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +28,14 @@ class Presented:
     spent: bool
 
 
-async def open_family(conn: AsyncConnection, family_id: str, user_id: str) -> None:
+async def open_family(conn: Connection, family_id: str, user_id: str) -> None:
     await conn.execute(
         text("INSERT INTO refresh_families (id, user_id) VALUES (:id, :user_id)"),
         {"id": family_id, "user_id": user_id},
     )
 
 
-async def add_token(conn: AsyncConnection, digest: bytes, family_id: str, ttl_s: int) -> None:
+async def add_token(conn: Connection, digest: bytes, family_id: str, ttl_s: int) -> None:
     await conn.execute(
         text(
             "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) "
@@ -46,7 +45,7 @@ async def add_token(conn: AsyncConnection, digest: bytes, family_id: str, ttl_s:
     )
 
 
-async def spend_token(conn: AsyncConnection, digest: bytes) -> Spent | None:
+async def spend_token(conn: Connection, digest: bytes) -> Spent | None:
     """Mark a live token spent, atomically: of two concurrent spends of one token the second
     waits for the first's row lock, sees `used_at` set and updates nothing."""
     return fetch_one_as(
@@ -64,7 +63,7 @@ async def spend_token(conn: AsyncConnection, digest: bytes) -> Spent | None:
     )
 
 
-async def presented(conn: AsyncConnection, digest: bytes) -> Presented | None:
+async def presented(conn: Connection, digest: bytes) -> Presented | None:
     return fetch_one_as(
         await conn.execute(
             text(
@@ -77,7 +76,7 @@ async def presented(conn: AsyncConnection, digest: bytes) -> Presented | None:
     )
 
 
-async def revoke_family(conn: AsyncConnection, family_id: UUID | str, reason: str) -> None:
+async def revoke_family(conn: Connection, family_id: UUID | str, reason: str) -> None:
     await conn.execute(
         text(
             "UPDATE refresh_families SET revoked_at = now(), revoked_reason = :reason "
@@ -87,8 +86,7 @@ async def revoke_family(conn: AsyncConnection, family_id: UUID | str, reason: st
     )
 
 
-
-async def purge_expired(conn: AsyncConnection, grace_s: int, limit: int = 5000) -> int:
+async def purge_expired(conn: Connection, grace_s: int, limit: int = 5000) -> int:
     """Delete tokens expired more than `grace_s` ago, then families left without tokens; the
     number of tokens deleted (at most `limit` per call)."""
     result = await conn.execute(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.infra.db.repositories.base import (
     Conflict,
+    Connection,
     Row,
     columns,
     fetch_all_as,
@@ -93,7 +94,7 @@ async def insert_subscription(conn: AsyncConnection, values: Row) -> Subscriptio
     return row
 
 
-async def subscriptions_of_follower(conn: AsyncConnection, follower_id: str) -> list[Subscription]:
+async def subscriptions_of_follower(conn: Connection, follower_id: str) -> list[Subscription]:
     return fetch_all_as(
         await conn.execute(
             text(
@@ -107,7 +108,7 @@ async def subscriptions_of_follower(conn: AsyncConnection, follower_id: str) -> 
 
 
 async def update_subscription(
-    conn: AsyncConnection, subscription_id: str, follower_id: str, changes: Row
+    conn: Connection, subscription_id: str, follower_id: str, changes: Row
 ) -> Subscription | None:
     assignments = []
     params: Row = {"id": subscription_id, "f": follower_id}
@@ -132,9 +133,7 @@ async def update_subscription(
     )
 
 
-async def remove_subscription(
-    conn: AsyncConnection, subscription_id: str, follower_id: str
-) -> bool:
+async def remove_subscription(conn: Connection, subscription_id: str, follower_id: str) -> bool:
     result = await conn.execute(
         text("DELETE FROM subscriptions WHERE id = :id AND follower_id = :f RETURNING id"),
         {"id": subscription_id, "f": follower_id},
@@ -143,7 +142,7 @@ async def remove_subscription(
 
 
 async def load_targets(
-    conn: AsyncConnection, master_id: str, account_ids: Sequence[str] | None = None
+    conn: Connection, master_id: str, account_ids: Sequence[str] | None = None
 ) -> list[Target]:
     """Every subscription to a master (or those of `account_ids`) with what the planner and the
     sender need."""
@@ -158,7 +157,7 @@ async def load_targets(
 
 
 async def subscriptions_by_ids(
-    conn: AsyncConnection, subscription_ids: Sequence[str]
+    conn: Connection, subscription_ids: Sequence[str]
 ) -> dict[str, Target]:
     rows = fetch_all_as(
         await conn.execute(

@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.infra.db.repositories.base import Conflict, columns, fetch_one_as, text
+from services.infra.db.repositories.base import Conflict, Connection, columns, fetch_one_as, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ async def create_user(
         raise Conflict("email_taken") from exc
 
 
-async def get_user_by_email(conn: AsyncConnection, email: str) -> Login | None:
+async def get_user_by_email(conn: Connection, email: str) -> Login | None:
     return fetch_one_as(
         await conn.execute(
             text(f"SELECT {columns(Login)} FROM users WHERE email = :email"), {"email": email}
@@ -53,7 +53,7 @@ async def get_user_by_email(conn: AsyncConnection, email: str) -> Login | None:
     )
 
 
-async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
+async def get_user(conn: Connection, user_id: str) -> User | None:
     return fetch_one_as(
         await conn.execute(
             text(f"SELECT {columns(User)} FROM users WHERE id = :id"), {"id": user_id}
@@ -63,7 +63,7 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
 
 
 async def set_password_hash(
-    conn: AsyncConnection, user_id: str, previous: str, password_hash: str
+    conn: Connection, user_id: str, previous: str, password_hash: str
 ) -> None:
     """Replace a user's hash, only if it is still `previous` (a concurrent change wins)."""
     await conn.execute(

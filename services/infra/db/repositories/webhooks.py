@@ -9,9 +9,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.infra.db.repositories.base import columns, fetch_all_as, fetch_one_as, text
+from services.infra.db.repositories.base import (
+    Connection,
+    columns,
+    fetch_all_as,
+    fetch_one_as,
+    text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ _ATTEMPT = columns(Attempt)
 
 
 async def insert_webhook(
-    conn: AsyncConnection, webhook_id: str, user_id: str, url: str, events: list[str], secret: bytes
+    conn: Connection, webhook_id: str, user_id: str, url: str, events: list[str], secret: bytes
 ) -> Webhook:
     row = fetch_one_as(
         await conn.execute(
@@ -83,7 +87,7 @@ async def insert_webhook(
     return row
 
 
-async def webhooks_of(conn: AsyncConnection, user_id: str) -> list[Webhook]:
+async def webhooks_of(conn: Connection, user_id: str) -> list[Webhook]:
     return fetch_all_as(
         await conn.execute(
             text(f"SELECT {_WEBHOOK} FROM webhooks WHERE user_id = :u ORDER BY created_at, id"),
@@ -93,7 +97,7 @@ async def webhooks_of(conn: AsyncConnection, user_id: str) -> list[Webhook]:
     )
 
 
-async def delete_webhook(conn: AsyncConnection, webhook_id: str, user_id: str) -> bool:
+async def delete_webhook(conn: Connection, webhook_id: str, user_id: str) -> bool:
     result = await conn.execute(
         text("DELETE FROM webhooks WHERE id = :id AND user_id = :u RETURNING id"),
         {"id": webhook_id, "u": user_id},
@@ -102,7 +106,7 @@ async def delete_webhook(conn: AsyncConnection, webhook_id: str, user_id: str) -
 
 
 async def add_deliveries(
-    conn: AsyncConnection, user_id: str, event: str, event_id: str, payload: dict[str, Any]
+    conn: Connection, user_id: str, event: str, event_id: str, payload: dict[str, Any]
 ) -> list[str]:
     """One delivery per webhook of the user that listens to `event` (again: no new rows);
     returns the ids of every delivery of this event that is still pending."""
@@ -122,7 +126,7 @@ async def add_deliveries(
     return [str(row[0]) for row in rows.all()]
 
 
-async def claim_attempt(conn: AsyncConnection, delivery_id: str) -> DeliveryTarget | None:
+async def claim_attempt(conn: Connection, delivery_id: str) -> DeliveryTarget | None:
     """Count one more attempt of a pending delivery (None: delivered, failed or gone)."""
     return fetch_one_as(
         await conn.execute(
@@ -138,7 +142,7 @@ async def claim_attempt(conn: AsyncConnection, delivery_id: str) -> DeliveryTarg
 
 
 async def record_attempt(
-    conn: AsyncConnection,
+    conn: Connection,
     target: DeliveryTarget,
     status_code: int | None,
     error: str | None,
@@ -151,8 +155,13 @@ async def record_attempt(
             "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, duration_ms) "
             "VALUES (:d, :n, :code, :error, :ms) ON CONFLICT DO NOTHING"
         ),
-        {"d": str(target.id), "n": target.attempts, "code": status_code, "error": error,
-         "ms": duration_ms},
+        {
+            "d": str(target.id),
+            "n": target.attempts,
+            "code": status_code,
+            "error": error,
+            "ms": duration_ms,
+        },
     )
     if final_status is not None:
         await conn.execute(
@@ -165,7 +174,7 @@ async def record_attempt(
 
 
 async def deliveries_of(
-    conn: AsyncConnection, webhook_id: str, user_id: str, limit: int
+    conn: Connection, webhook_id: str, user_id: str, limit: int
 ) -> list[tuple[Delivery, list[Attempt]]]:
     """A webhook's newest deliveries with their attempts (only the owner's)."""
     deliveries = fetch_all_as(
@@ -183,7 +192,7 @@ async def deliveries_of(
     return [(d, [a for a in attempts if a.delivery_id == d.id]) for d in deliveries]
 
 
-async def _attempts(conn: AsyncConnection, delivery_ids: Sequence[str]) -> list[Attempt]:
+async def _attempts(conn: Connection, delivery_ids: Sequence[str]) -> list[Attempt]:
     return fetch_all_as(
         await conn.execute(
             text(
