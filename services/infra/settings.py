@@ -262,6 +262,14 @@ class Settings(ProjectSettings):
         return self.nats_user, self.nats_password
 
     @property
+    def replicator_db_pool(self) -> int:
+        """A connection kept open for every order and shard a replicator may work on at once,
+        and a few for lease renewals and retries: an overflow connection is closed when given
+        back, so a smaller pool opened a connection (TLS, SCRAM, codecs, prepared statements)
+        on every other order (README, "Statements on asyncpg")."""
+        return self.max_orders_in_flight + self.max_shards_in_flight + 4
+
+    @property
     def production(self) -> bool:
         return self.environment == "production"
 

@@ -125,9 +125,11 @@ class TokenBuckets:
 
     A process takes a key's tokens a few at a time (a lease: a hundredth of the burst, at most
     LEASE_MAX, used within LEASE_S) and spends them without asking Redis again, so a client
-    writing at full speed costs one round trip per lease, not per request. Never looser than
-    the limit: a lease is taken from the shared bucket first, and what a process does not
-    spend within LEASE_S is lost, not returned. Near the limit it takes one token at a time."""
+    writing at full speed costs one round trip per lease, not per request. Every token spent
+    was taken from the shared bucket first, and what a process does not spend within LEASE_S is
+    lost, not returned; since a lease may be spent up to LEASE_S after it was taken, a short
+    window can see the burst exceeded by at most one lease per API process (20 of 2,000 by
+    default). Near the limit it takes one token at a time."""
 
     MAX_KEYS = 100_000
     LEASE_MAX = 20

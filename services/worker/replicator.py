@@ -382,7 +382,7 @@ def past_copy_window(order: OrderMessage) -> bool:
 
 
 async def main_async(settings: Settings) -> None:
-    async with runtime(settings, "replicator", pool_size=5) as rt:
+    async with runtime(settings, "replicator", settings.replicator_db_pool, max_overflow=4) as rt:
         await bus.ensure_consumer(rt.js, settings.consumer_ack_wait_s, settings.max_deliver)
         positions = MasterPositions(rt.redis, settings.master_position_max_age_s)
         snapshots = Snapshots(

@@ -103,9 +103,11 @@ async def test_a_cancelled_transaction_never_goes_back_to_the_pool_open(
                 await conn.execute(text(f"INSERT INTO {table} VALUES (7, 'lost')"))
                 await conn.execute(text("SELECT pg_sleep(5)"))
 
-        for _ in range(3):
+        # Cancelled mid-statement, and at whatever await it reached after 0-3 ms: waiting for
+        # the pool, for BEGIN's answer, mid-INSERT.
+        for delay in (0.2, 0.0, 0.0005, 0.001, 0.002, 0.003):
             task = asyncio.create_task(stuck())
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(delay)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

@@ -8,10 +8,11 @@ limits, recycling and codecs: JSON comes back decoded) and hand the repositories
 still compiles each statement (once: `:name` → `$n`, casts and quoting as it would send them),
 asyncpg prepares it once per connection and runs it.
 
-A transaction is asyncpg's own (`fast_begin`). A connection that comes back still inside a
-transaction (cancelled mid-rollback) or closed is invalidated, never returned to the pool, and a
-connection-level failure disposes of the pool's idle connections (what SQLAlchemy does on a
-disconnect: after a PostgreSQL restart the next checkout opens a fresh connection).
+`fast_begin` sends BEGIN/COMMIT/ROLLBACK itself. A connection that comes back closed, inside a
+transaction, or through a cancellation is invalidated, never returned to the pool, and a lost
+connection disposes of the pool's idle ones (what SQLAlchemy does on a disconnect: after a
+PostgreSQL restart the next checkout opens a fresh connection). Prepared statements are kept in
+the pool record's `info`, which SQLAlchemy clears when it replaces the connection.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import asyncpg
 from asyncpg.prepared_stmt import PreparedStatement
@@ -29,12 +29,11 @@ from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.infra.availability import dependency_unavailable
 from services.infra.db.engine import autocommit
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 _PREPARED_PER_CONNECTION = 256
-_prepared: WeakKeyDictionary[Any, OrderedDict[str, PreparedStatement]] = WeakKeyDictionary()
+_PREPARED_KEY = "copytrade.prepared"  # in the pool record's info: cleared with its connection
 
 
 @lru_cache(maxsize=1024)
@@ -103,8 +102,11 @@ class _Mappings:
 class FastConnection:
     """`execute(text(...), {...})` on asyncpg; what repositories take as their `Connection`."""
 
-    def __init__(self, driver: asyncpg.Connection) -> None:
+    def __init__(
+        self, driver: asyncpg.Connection, prepared: OrderedDict[str, PreparedStatement]
+    ) -> None:
         self.driver = driver
+        self._prepared = prepared  # this connection's statements, most recently used last
 
     async def execute(
         self,
@@ -119,21 +121,18 @@ class FastConnection:
         try:
             records = await prepared.fetch(*args)
         except asyncpg.InvalidCachedStatementError:
-            # The schema changed under a prepared statement (a migration): prepare it again.
-            self._statements().pop(sql, None)
+            # The schema changed under a prepared statement (a migration): prepare it again,
+            # unless a transaction is open (the error has aborted it: the caller must retry).
+            self._prepared.pop(sql, None)
+            if self.driver.is_in_transaction():
+                raise
             prepared = await self._prepare(sql)
             records = await prepared.fetch(*args)
         keys = tuple(attribute.name for attribute in prepared.get_attributes())
         return FastResult(keys, records, prepared.get_statusmsg() or "")
 
-    def _statements(self) -> OrderedDict[str, PreparedStatement]:
-        known = _prepared.get(self.driver)
-        if known is None:
-            known = _prepared[self.driver] = OrderedDict()
-        return known
-
     async def _prepare(self, sql: str) -> PreparedStatement:
-        known = self._statements()
+        known = self._prepared
         prepared = known.get(sql)
         if prepared is None:
             prepared = await self.driver.prepare(sql)
@@ -156,8 +155,9 @@ async def fast_connect(engine: AsyncEngine) -> AsyncIterator[FastConnection]:
     async with _autocommit(engine).connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None  # a checked-out connection has its driver's connection
+        prepared = conn.info.setdefault(_PREPARED_KEY, OrderedDict())
         try:
-            yield FastConnection(driver)
+            yield FastConnection(driver, prepared)
         except BaseException as exc:
             await _after_failure(engine, conn, driver, exc)
             raise
@@ -168,15 +168,28 @@ async def fast_connect(engine: AsyncEngine) -> AsyncIterator[FastConnection]:
 @asynccontextmanager
 async def fast_begin(engine: AsyncEngine) -> AsyncIterator[FastConnection]:
     """A pooled connection inside one transaction: committed when the block ends, rolled back
-    when it raises."""
-    async with fast_connect(engine) as fast, fast.driver.transaction():
-        yield fast
+    when it raises. BEGIN, COMMIT and ROLLBACK are sent as plain statements (not asyncpg's
+    Transaction, which counts itself started before BEGIN is answered): a failure or a
+    cancellation while one is in flight ends in fast_connect's invalidation."""
+    async with fast_connect(engine) as fast:
+        await fast.driver.execute("BEGIN")
+        try:
+            yield fast
+        except BaseException:
+            await fast.driver.execute("ROLLBACK")
+            raise
+        await fast.driver.execute("COMMIT")
 
 
 async def _after_failure(
     engine: AsyncEngine, conn: AsyncConnection, driver: asyncpg.Connection, exc: BaseException
 ) -> None:
-    if driver.is_closed() or driver.is_in_transaction():
+    """A cancellation (or any BaseException that is not an Exception) may have left a statement
+    or a BEGIN half-answered; a closed connection or an open transaction is no use to the next
+    caller: none of them goes back to the pool. A lost connection means PostgreSQL went away:
+    the pool's idle connections go too (SQLAlchemy does the same on a disconnect)."""
+    lost = driver.is_closed()
+    if lost or not isinstance(exc, Exception) or driver.is_in_transaction():
         await conn.invalidate()
-    if dependency_unavailable(exc):
-        await engine.dispose()  # the idle connections are likely dead too
+    if lost:
+        await engine.dispose()
