@@ -17,10 +17,11 @@ import os
 import random
 import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
-from locust import HttpUser, User, between, events, task
+from gevent.lock import Semaphore
+from locust import FastHttpUser, HttpUser, User, between, events, task
 from websockets.sync.client import connect
 
 MASTER_EMAIL = os.environ.get("LOCUST_MASTER_EMAIL", "master@demo.copytrade.dev")
@@ -126,13 +127,29 @@ class _Wrapped:
         return self.session.post(f"{self.host}{path}", **kwargs)
 
 
-class IngestUser(HttpUser):
-    """The ingest API alone: a master without followers placing orders as fast as it can."""
+class IngestUser(FastHttpUser):
+    """The ingest API alone: masters without followers placing orders as fast as they can.
+    Locust's FastHttpUser (geventhttpclient): the load generator shares the stack's two cores,
+    and requests' client cost several times more CPU per request. The users share
+    INGEST_MASTERS masters (each registered, signed in and linked once, by its first user):
+    registering one master per user spent the run hashing passwords (scrypt at the OWASP cost
+    is ~0.5 s of CPU each), not placing orders."""
 
     weight = 1  # run it alone: `make loadtest-ingest` names it on the command line
     wait_time = between(0, 0)
+    masters: ClassVar[dict[int, tuple[dict[str, str], str]]] = {}
+    _locks: ClassVar[dict[int, Semaphore]] = {}
+    _started: ClassVar[list[int]] = [0]
 
     def on_start(self) -> None:
+        slot = self._started[0] % int(os.environ.get("INGEST_MASTERS", "4"))
+        self._started[0] += 1
+        with self._locks.setdefault(slot, Semaphore()):
+            if slot not in self.masters:
+                self.masters[slot] = self._new_master()
+        self.headers, self.account_id = self.masters[slot]
+
+    def _new_master(self) -> tuple[dict[str, str], str]:
         email = f"ingest-{uuid.uuid4().hex[:10]}@example.test"
         self.client.post(
             "/v1/auth/register",
@@ -140,10 +157,10 @@ class IngestUser(HttpUser):
             json={"email": email, "password": "locust password", "role": "master"},
         )
         token = sign_in(self.client, email, "locust password")
-        self.headers = {"authorization": f"Bearer {token}"}
+        headers = {"authorization": f"Bearer {token}"}
         account = self.client.post(
             "/v1/accounts",
-            headers=self.headers,
+            headers=headers,
             name="POST /v1/accounts",
             json={
                 "broker": "sim",
@@ -151,7 +168,7 @@ class IngestUser(HttpUser):
                 "credentials": self._sim_keys(),
             },
         )
-        self.account_id = account.json()["account_id"]
+        return headers, str(account.json()["account_id"])
 
     @staticmethod
     def _sim_keys() -> dict[str, str]:
