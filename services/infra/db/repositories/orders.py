@@ -280,11 +280,12 @@ async def orders_progress(conn: Connection, order_ids: Sequence[str]) -> dict[st
     timings = fetch_all(
         await conn.execute(
             text(
+                # The last settle per order by a subquery on legs_order_idx: as a join, the
+                # prepared (generic) plan hashed a scan of every leg ever recorded.
                 "SELECT o.id, o.planned_at, o.cancel_requested_at, "
-                "EXTRACT(EPOCH FROM (max(l.settled_at) - o.created_at)) * 1000 AS fanout_ms "
-                "FROM master_orders o "
-                "LEFT JOIN legs l ON l.order_id = o.id AND l.action <> 'master' "
-                "WHERE o.id = ANY(CAST(:ids AS uuid[])) GROUP BY o.id"
+                "EXTRACT(EPOCH FROM ((SELECT max(l.settled_at) FROM legs l "
+                "WHERE l.order_id = o.id AND l.action <> 'master') - o.created_at)) * 1000 "
+                "AS fanout_ms FROM master_orders o WHERE o.id = ANY(CAST(:ids AS uuid[]))"
             ),
             ids,
         )
