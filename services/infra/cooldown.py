@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from replication.retry import PROBE_BASE_S, PROBE_CAP_S, probe_interval_s
+from services.infra.scripts import for_client
 
 log = logging.getLogger("copytrade.cooldown")
 
@@ -77,7 +78,8 @@ class AccountGate:
         self._redis = redis
         self._key = key
         self._cap_s = cap_s
-        self._admit = redis.register_script(_ADMIT) if redis is not None else None
+        # Asked before every account call: batched with the loop iteration's other scripts.
+        self._admit = for_client(redis).register(_ADMIT) if redis is not None else None
         self._limited = redis.register_script(_LIMITED) if redis is not None else None
         # The in-process fallback: consecutive 429s and when the next probe may go.
         self._n = 0

@@ -29,6 +29,7 @@ from replication.ports import Broker
 from replication.retry import PROBE_CAP_S
 from services.infra.cooldown import AccountGate
 from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT, CIRCUIT_OPEN
+from services.infra.scripts import for_client
 
 T = TypeVar("T")
 
@@ -79,7 +80,7 @@ class RateBudget:
         self._key = key
         self._limit = limit
         self._max_wait_ms = int(max_wait_s * 1000)
-        self._script = redis.register_script(BUCKET_SCRIPT)
+        self._script = for_client(redis).register(BUCKET_SCRIPT)  # batched per loop iteration
         # "copytrade:budget:account:<id>" → "account": the metric's label, never the id itself.
         parts = key.split(":")
         self._scope = parts[2] if len(parts) > 3 else "other"
