@@ -41,15 +41,17 @@ class ScriptBatches:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._flush)
+            # Its first step runs after every task already ready in this iteration (the rest
+            # of a gathered batch), so it finds their calls pending too.
+            task = loop.create_task(self._flush())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         self._pending.append((script, keys, args, future))
         return future
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        await self._send(batch)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:

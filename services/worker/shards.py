@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replication.model import MASTER_ACTION, FollowerTarget
+from replication.model import MASTER_ACTION, FollowerTarget, PlannedLeg
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import OrderMessage, PlanContext
 from services.app.compensating import Compensator
@@ -144,15 +144,7 @@ class ShardRunner:
                 )
                 if number == 0 and after_first_batch is not None:
                     after_first_batch()
-                sent.legs += len(mine)
-                if any(leg.action == MASTER_ACTION for leg in mine):
-                    # Before a master leg is sent: nobody may plan with a position from before it.
-                    await self.master_positions.invalidate(order.account_id)
-                to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
-                sent.skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
-                sent_ids.extend(leg.leg_id for leg in to_send)
-                send = self.sender.send_all(to_send, by_account, sent.first_answer)
-                sending.append(asyncio.create_task(send))
+                await self._send_batch(order, mine, by_account, sent, sending, sent_ids)
             await on_recorded()
             sent.outcomes = [o for batch in await asyncio.gather(*sending) for o in batch]
         finally:
@@ -160,6 +152,33 @@ class ShardRunner:
             for task in sending:
                 task.cancel()  # only matters on failure: in-doubt legs go to the sweeper
         return sent
+
+    async def _send_batch(
+        self,
+        order: OrderMessage,
+        mine: list[PlannedLeg],
+        by_account: dict[str, Sealed],
+        sent: _Sent,
+        sending: list[asyncio.Task[list[LegOutcome]]],
+        sent_ids: list[str],
+    ) -> None:
+        """Start sending a recorded batch: the followers' orders at once; the master's own
+        order once its cached positions are dropped (nobody may plan with a position from
+        before it), a Valkey round trip the copies need not wait for."""
+        sent.legs += len(mine)
+        to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
+        sent.skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
+        sent_ids.extend(leg.leg_id for leg in to_send)
+        copies = [leg for leg in to_send if leg.action != MASTER_ACTION]
+        sending.append(
+            asyncio.create_task(self.sender.send_all(copies, by_account, sent.first_answer))
+        )
+        if any(leg.action == MASTER_ACTION for leg in mine):
+            await self.master_positions.invalidate(order.account_id)
+            own = [leg for leg in to_send if leg.action == MASTER_ACTION]
+            sending.append(
+                asyncio.create_task(self.sender.send_all(own, by_account, sent.first_answer))
+            )
 
     async def _settle(self, shard: Shard, sent: _Sent) -> None:
         order = shard.order
