@@ -14,7 +14,6 @@ from services.infra.brokerage import BrokerFactory, broker_day
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.orders import OrderState
-from services.infra.db.repositories.subscriptions import Target
 from services.infra.settings import Settings
 
 
@@ -40,11 +39,9 @@ class Planner:
     ) -> OrderPlan:
         """The plan this worker would store: the master context and the shards."""
         targets = followers.targets
-        one_per_broker: dict[str, Target] = {}
-        for target in targets:
-            one_per_broker.setdefault(target.broker, followers.rows[target.account_id])
         by_broker = {
-            name: broker_for(self.factory, self.cipher, row) for name, row in one_per_broker.items()
+            name: broker_for(self.factory, self.cipher, row)
+            for name, row in followers.one_per_broker.items()
         }
         master_broker = (
             None if master_row is None else broker_for(self.factory, self.cipher, master_row)
@@ -53,7 +50,7 @@ class Planner:
         context = await self.snapshots.master(
             order,
             master_broker,
-            targets,
+            (followers.needs_master_equity, followers.needs_price),
             by_broker,
             state.halts,
             now,

@@ -197,7 +197,7 @@ class Snapshots:
         self,
         order: OrderMessage,
         master_broker: Broker | None,
-        targets: Sequence[FollowerTarget],
+        needs: tuple[bool, bool],
         by_broker: dict[str, Broker],
         halts: set[str],
         now: datetime,
@@ -207,9 +207,9 @@ class Snapshots:
     ) -> PlanContext:
         """The master's side of the plan (position, reference price, equity, halts) and the
         symbol's rules at every followers' broker (`by_broker`: one adapter per broker name),
-        fetched concurrently; taken once per order and shared by all its shards."""
-        needs_master_equity = any(t.sizing.mode == "equity_ratio" for t in targets)
-        needs_price = any(needs_reference_price(t) for t in targets)
+        fetched concurrently; taken once per order and shared by all its shards. `needs`: whether
+        any follower sizes by the master's equity, and whether any needs a reference price."""
+        needs_master_equity, needs_price = needs
         names = list(by_broker)
         (position, (price, source), equity), instruments = await asyncio.gather(
             asyncio.gather(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -14,6 +15,7 @@ from pydantic import TypeAdapter
 from replication.model import FollowerTarget
 from replication.ports import Broker
 from schemas.copy_settings import Caps, Filters, Sizing
+from services.app.snapshots import needs_reference_price
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.subscriptions import Target
@@ -89,6 +91,24 @@ class TargetSet:
             targets,
             {str(row.account_id): row for row in rows if str(row.subscription_id) in chosen},
         )
+
+    # What planning asks of every follower, once per version rather than once per order (at
+    # 2,000 followers these passes were ~2 ms of the first follower's wait).
+    @cached_property
+    def needs_price(self) -> bool:
+        return any(needs_reference_price(t) for t in self.targets)
+
+    @cached_property
+    def needs_master_equity(self) -> bool:
+        return any(t.sizing.mode == "equity_ratio" for t in self.targets)
+
+    @cached_property
+    def one_per_broker(self) -> dict[str, Target]:
+        """A row of each broker the followers use (its adapter reads the symbol's rules)."""
+        rows: dict[str, Target] = {}
+        for target in self.targets:
+            rows.setdefault(target.broker, self.rows[target.account_id])
+        return rows
 
     def only(self, account_ids: list[str]) -> TargetSet:
         wanted = set(account_ids)

@@ -17,7 +17,7 @@ from replication.model import FollowerTarget, Instrument, Position
 from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, NotionalSizing
 from schemas.messages import OrderMessage
-from services.app.snapshots import Snapshots
+from services.app.snapshots import Snapshots, needs_reference_price
 from services.infra.ratelimit import Budgets
 
 
@@ -81,7 +81,7 @@ async def test_twenty_plans_ask_once_and_charge_no_follower(servers: dict[str, s
                 snapshots.master(
                     _order(n),
                     master,
-                    [target],
+                    (False, needs_reference_price(target)),
                     {"sim": follower},
                     set(),
                     datetime.now(UTC),

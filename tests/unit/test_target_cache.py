@@ -69,3 +69,37 @@ def test_target_sets_are_kept_per_master_version_and_bounded() -> None:
     assert sets.get("m1", 7) is built  # m1 is now the most recently used
     sets.put("m3", 1, rows, cache)
     assert sets.get("m2", 1) is None and sets.get("m1", 7) is built  # m2 evicted
+
+
+def test_what_planning_asks_of_every_follower_is_answered_once_per_set() -> None:
+    from services.app.targets import TargetSet
+
+    cache = TargetCache()
+    fixed = row()
+    notional = row(
+        subscription_id="s2",
+        account_id="a2",
+        follower_id="f2",
+        broker="alpaca",
+        sizing={"mode": "notional", "amount": "100"},
+    )
+    equity = row(
+        subscription_id="s3",
+        account_id="a3",
+        follower_id="f3",
+        sizing={"mode": "equity_ratio"},
+    )
+    capped = row(
+        subscription_id="s4", account_id="a4", follower_id="f4", caps={"max_notional": "500"}
+    )
+    plain = TargetSet.build(1, [fixed], cache)
+    assert not plain.needs_price and not plain.needs_master_equity
+    assert TargetSet.build(2, [fixed, notional], cache).needs_price
+    assert TargetSet.build(3, [fixed, capped], cache).needs_price
+    assert TargetSet.build(4, [fixed, equity], cache).needs_master_equity
+    mixed = TargetSet.build(5, [fixed, notional, equity], cache)
+    assert {b: r.account_id for b, r in mixed.one_per_broker.items()} == {
+        "sim": "a1",
+        "alpaca": "a2",
+    }
+    assert mixed.one_per_broker is mixed.one_per_broker  # computed once per set (version)
