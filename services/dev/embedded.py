@@ -34,6 +34,18 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports. Asked one at a time, the kernel may hand out the same port
+    twice (nothing holds it in between): a 3-node cluster once got a node's client port equal to
+    another node's route port, and that node never started."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the process that started it dies (Linux)."""
     with contextlib.suppress(Exception):
@@ -167,8 +179,8 @@ def start_nats_cluster(
     """`size` nats-server processes from the same wheel, with routes between them (a JetStream
     cluster: R3 streams survive the loss of any one node). Each keeps its own store under
     `state_dir/n<i>`; a node restarted on the same directory rejoins and catches up."""
-    client_ports = [free_port() for _ in range(size)]
-    route_ports = [free_port() for _ in range(size)]
+    ports = free_ports(2 * size)
+    client_ports, route_ports = ports[:size], ports[size:]
     routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in route_ports)
     nodes: list[ServerProcess] = []
     try:
