@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 
@@ -89,8 +89,9 @@ class Admission:
     async def _instrument(self, broker_name: str, broker: Broker, symbol: str) -> Instrument | None:
         """Shared by every order of this process (one request in flight per symbol)."""
         key = (broker_name, symbol)
-        if self._missing.get(key, 0.0) > time.monotonic():
-            return None
+        known = self._known_instrument(key)
+        if known is None or isinstance(known, Instrument):
+            return known
         found = await _try(self._instruments.get(key, lambda: broker.instrument(symbol)))
         if found is None:  # the broker down or refusing: not asked again per order for a while
             if len(self._missing) >= 10_000:
@@ -106,9 +107,9 @@ class Admission:
         """A snapshot value at most BUYING_POWER_MAX_AGE_S old (from when the broker was asked),
         shared by every API process through Redis and kept here until it is that old."""
         now = time.time()
-        known = self._snapshots.get(key)
-        if known is not None and known[0] > now:
-            return known[1]
+        known = self._known(key)
+        if known is not _UNKNOWN:
+            return cast(Decimal | None, known)
         full = f"copytrade:admission:{key}"
         if self._redis is not None:
             hit = await _try(self._redis.get(full))
