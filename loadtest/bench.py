@@ -375,9 +375,8 @@ async def measure(
     cpu_after = sum(cpu_seconds(pid) for pid in workers)
     legs = g.n * orders
     machine = {  # every stack process's CPU per leg (the bench's own client not included)
-        name: round((used - parts_before.get(name, 0.0)) / legs * 1e6, 1)
-        for name, used in cpu_by_component(stack_pid).items()
-        if used > parts_before.get(name, 0.0)
+        name: round(used / legs * 1e6, 1)
+        for name, used in cpu_by_component(stack_pid, since=parts_before).items()
     }
     stop_profilers(profilers)
     await events.close()

@@ -91,10 +91,7 @@ async def run(
         elapsed = time.monotonic() - began
         api_cpu = sum(cpu_seconds(pid) for pid in profile_pids) - cpu_before
         own = _own_cpu() - own_before
-        parts = {
-            name: used - parts_before.get(name, 0.0)
-            for name, used in (cpu_by_component(stack_pid) if stack_pid else {}).items()
-        }
+        parts = cpu_by_component(stack_pid, since=parts_before) if stack_pid else {}
         stop_profilers(profilers)
     latencies.sort()
 

@@ -133,8 +133,9 @@ def component(pid: int) -> str:
     return name
 
 
-def cpu_by_component(pid: int) -> dict[str, float]:
-    """CPU seconds used so far by each kind of process under `pid` (user + system)."""
+def cpu_by_component(pid: int, since: dict[str, float] | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each kind of process under `pid` (user + system); with
+    `since` (an earlier answer), only what each kind used after it, where it used any."""
     totals: dict[str, float] = {}
     for child in descendants(pid):
         try:
@@ -144,7 +145,9 @@ def cpu_by_component(pid: int) -> dict[str, float]:
         seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         name = component(child)
         totals[name] = totals.get(name, 0.0) + seconds
-    return totals
+    if since is None:
+        return totals
+    return {k: v - since.get(k, 0.0) for k, v in totals.items() if v > since.get(k, 0.0)}
 
 
 def start_simulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
