@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,9 +31,39 @@ from services.infra.db.repositories.leases import renew_leases
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.logs import bind_log_context
 from services.infra.metrics import BROKER_REQUESTS, labelled
+from services.infra.ratelimit import ON_ADMITTED
 from services.infra.settings import Settings
 
 log = logging.getLogger("copytrade.sending")
+
+
+class Admissions:
+    """A batch's legs through admission (services/infra/ratelimit.py: the 429 gate and the
+    budgets), each counted once whether it was admitted or failed first; `done` is set when
+    every leg is. An order's first copies leave while the worker waits for this instead of
+    planning its next batch: a hundred legs of planning is milliseconds of CPU that the first
+    copies' admission answers would otherwise wait behind."""
+
+    def __init__(self, legs: int) -> None:
+        self._left = legs
+        self.done = asyncio.Event()
+        if legs <= 0:
+            self.done.set()
+
+    def one(self) -> Callable[[], None]:
+        """The counter of one leg (idempotent)."""
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if counted:
+                return
+            counted = True
+            self._left -= 1
+            if self._left <= 0:
+                self.done.set()
+
+        return count
 
 
 def request_from_leg(leg: PlannedLeg) -> OrderRequest:
@@ -270,10 +300,14 @@ class Sender:
         legs: list[PlannedLeg],
         by_account: Mapping[str, Sealed],
         first_answer: list[float],
+        admissions: Admissions | None = None,
     ) -> list[LegOutcome]:
         return list(
             await asyncio.gather(
-                *(self._send(leg, by_account[leg.account_id], first_answer) for leg in legs)
+                *(
+                    self._send(leg, by_account[leg.account_id], first_answer, admissions)
+                    for leg in legs
+                )
             )
         )
 
@@ -292,9 +326,25 @@ class Sender:
             except Exception:
                 log.warning("lease renewal failed", exc_info=True)
 
-    async def _send(self, leg: PlannedLeg, row: Sealed, first_answer: list[float]) -> LegOutcome:
-        # Its own task (gathered): the ids stay on this leg's log lines.
+    async def _send(
+        self,
+        leg: PlannedLeg,
+        row: Sealed,
+        first_answer: list[float],
+        admissions: Admissions | None = None,
+    ) -> LegOutcome:
+        # Its own task (gathered): the ids, and the admission hook, stay on this leg's task.
         bind_log_context(leg_id=leg.leg_id, account_id=leg.account_id)
+        passed = None if admissions is None else admissions.one()
+        if passed is not None:
+            ON_ADMITTED.set(passed)
+        try:
+            return await self._place(leg, row, first_answer)
+        finally:
+            if passed is not None:
+                passed()  # refused or failed before admission: it will not be sent now
+
+    async def _place(self, leg: PlannedLeg, row: Sealed, first_answer: list[float]) -> LegOutcome:
         broker = broker_for(self.factory, self.cipher, row)
         async with self._host_limits[leg.broker]:
             outcome = await place_once(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -289,9 +289,10 @@ class Snapshots:
         order: OrderMessage,
         plan: PlanContext,
         targets: Sequence[FollowerTarget],
-        brokers: dict[str, Broker],
+        broker_of: Callable[[str], Broker],
     ) -> Snapshot:
-        """Everything one shard's followers need (equity, positions, instrument rules)."""
+        """Everything one shard's followers need (equity, positions, instrument rules);
+        `broker_of` gives an account's adapter (asked only for the followers asked here)."""
         context = MasterContext(
             reference_price=plan.reference_price,
             price_source=plan.price_source,
@@ -320,7 +321,7 @@ class Snapshots:
             states = {t.account_id: FollowerState() for t in active}
             states.update(
                 await asyncio.gather(
-                    *(self._follower(order, t, brokers[t.account_id], exit_order) for t in asked)
+                    *(self._follower(order, t, broker_of(t.account_id), exit_order) for t in asked)
                 )
             )
         return Snapshot(

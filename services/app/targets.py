@@ -5,7 +5,7 @@ unchanged), and broker adapters for their accounts (credentials decrypted here).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID
@@ -21,6 +21,7 @@ from services.infra.crypto import CredentialCipher
 from services.infra.db.repositories.subscriptions import Target
 
 _SIZING: TypeAdapter[Any] = TypeAdapter(Sizing)
+_SUBSETS_KEPT = 64  # shards per follower set (2,000 followers are 8 shards)
 
 
 class Sealed(Protocol):
@@ -81,6 +82,9 @@ class TargetSet:
     version: int
     targets: list[FollowerTarget]
     rows: dict[str, Target]  # by account id
+    _subsets: dict[tuple[str, ...], TargetSet] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(cls, version: int, rows: list[Target], cache: TargetCache) -> TargetSet:
@@ -111,12 +115,21 @@ class TargetSet:
         return rows
 
     def only(self, account_ids: list[str]) -> TargetSet:
-        wanted = set(account_ids)
-        return TargetSet(
-            self.version,
-            [t for t in self.targets if t.account_id in wanted],
-            {a: row for a, row in self.rows.items() if a in wanted},
-        )
+        """The followers among `account_ids` (a shard of a plan): made once per shard and
+        version, a pass over every follower that cost ~0.6 ms per shard at 2,000 followers."""
+        key = tuple(account_ids)
+        subset = self._subsets.get(key)
+        if subset is None:
+            wanted = set(account_ids)
+            subset = TargetSet(
+                self.version,
+                [t for t in self.targets if t.account_id in wanted],
+                {a: row for a, row in self.rows.items() if a in wanted},
+            )
+            if len(self._subsets) >= _SUBSETS_KEPT:
+                self._subsets.clear()
+            self._subsets[key] = subset
+        return subset
 
 
 class TargetSets:

@@ -85,13 +85,28 @@ class AccountGate:
         self._n = 0
         self._next_at: float | None = None
 
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def shared(self) -> bool:
+        """Kept in Redis (else in this process only)."""
+        return self._admit is not None
+
+    @staticmethod
+    def answer(answer: int) -> tuple[float, bool]:
+        """_ADMIT's answer (Redis reached) as (seconds to wait, is this call the probe)."""
+        _reachable()
+        return max(answer, 0) / 1000, answer == 0
+
     async def admit(self) -> tuple[float, bool]:
         """(seconds to wait, is this call the probe); a wait > 0 means do not send."""
         if self._admit is not None:
             try:
-                answer = int(await self._admit(keys=[self._key], args=[int(ANSWER_S * 1000)]))
-                _reachable()
-                return max(answer, 0) / 1000, answer == 0
+                return self.answer(
+                    int(await self._admit(keys=[self._key], args=[int(ANSWER_S * 1000)]))
+                )
             except (RedisError, OSError) as exc:
                 _unreachable(exc)
         if self._next_at is None:

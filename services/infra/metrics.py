@@ -22,6 +22,8 @@ copytrade_rate_budget_refused_total{scope}        reservations refused (wait too
 copytrade_orders_dead_lettered_total{stream}      master orders whose message ran out of
                                                   delivery attempts (JetStream max_deliver)
 copytrade_legs_retried_total                      failed legs put back in doubt by a retry
+copytrade_gc_holds_total{end}                     young GCs held off an order's first copies,
+                                                  by how the hold ended: released, expired
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ ORDER_PUBLISH = Histogram(
 LEGS = Counter("copytrade_legs_total", "Legs settled, by final status", ["status"])
 FANOUT = Histogram(
     "copytrade_fanout_seconds", "Master order created to all legs settled", buckets=_LATENCY_BUCKETS
+)
+GC_HELD = Counter(
+    "copytrade_gc_holds_total",
+    "Cyclic GC held off while an order's first copies were sent, by how the hold ended",
+    ["end"],
 )
 FIRST_LEG = Histogram(
     "copytrade_first_leg_seconds",

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from brokers.descriptor import RateLimits, Window
 from brokers.registry import descriptor
@@ -27,34 +28,18 @@ from replication.errors import Fatal, NotFound, Rejected, Retryable, Unknown
 from replication.model import AccountSnapshot, BrokerOrder, Instrument, OrderRequest, Position
 from replication.ports import Broker
 from replication.retry import PROBE_CAP_S
-from services.infra.cooldown import AccountGate
-from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT, CIRCUIT_OPEN
-from services.infra.scripts import for_client
+from services.infra.breaker import CircuitBreaker
+from services.infra.budget_scripts import ADMISSION_SCRIPT, BUCKET_SCRIPT
+from services.infra.cooldown import ANSWER_S, AccountGate
+from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT
+from services.infra.scripts import ScriptBatches, for_client
 
 T = TypeVar("T")
+__all__ = ["BUCKET_SCRIPT", "BudgetedBroker", "Budgets", "CircuitBreaker", "Limit", "RateBudget"]
 
-BUCKET_SCRIPT = """
-local capacity = tonumber(ARGV[1])
-local per_ms = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local max_wait = tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local ts = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + (now - ts) * per_ms)
-local after = tokens - cost
-local wait = 0
-if after < 0 then wait = math.ceil(-after / per_ms) end
-if wait > max_wait then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-  return -wait
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(after), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / per_ms) + 60000)
-return wait
-"""
+# Told (in the calling task) that a call has been admitted and is about to be sent: the sender
+# of an order's first batch waits for its copies to get here before it plans the next batch.
+ON_ADMITTED: ContextVar[Callable[[], None] | None] = ContextVar("on_admitted", default=None)
 
 
 @dataclass(frozen=True)
@@ -85,75 +70,44 @@ class RateBudget:
         parts = key.split(":")
         self._scope = parts[2] if len(parts) > 3 else "other"
 
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def batches(self) -> ScriptBatches | None:
+        """Where BudgetedBroker sends this budget's part of an admission (None: only through
+        `acquire`)."""
+        return for_client(self._redis)
+
+    def bucket_args(self, cost: float) -> list[float]:
+        """BUCKET_SCRIPT's ARGV (and one bucket's part of ADMISSION_SCRIPT's)."""
+        return [self._limit.capacity, self._limit.per_second / 1000, cost, self._max_wait_ms]
+
     async def reserve(self, cost: float = 1.0) -> float:
         """Reserve `cost` tokens; returns seconds to wait (raises Retryable when too long)."""
-        wait_ms = int(
-            await self._script(
-                keys=[self._key],
-                args=[self._limit.capacity, self._limit.per_second / 1000, cost, self._max_wait_ms],
-            )
-        )
+        wait_ms = int(await self._script(keys=[self._key], args=self.bucket_args(cost)))
         if wait_ms < 0:
-            BUDGET_REFUSED.labels(self._scope).inc()
-            raise Retryable(
-                f"rate budget {self._key} exhausted",
-                retry_after=-wait_ms / 1000,
-                code="rate_budget",
-            )
+            self.refused(-wait_ms)
         return wait_ms / 1000
+
+    def refused(self, wait_ms: int) -> NoReturn:
+        BUDGET_REFUSED.labels(self._scope).inc()
+        raise Retryable(
+            f"rate budget {self._key} exhausted", retry_after=wait_ms / 1000, code="rate_budget"
+        )
+
+    def waits(self, wait_ms: int) -> float:
+        """A reservation made (by ADMISSION_SCRIPT): seconds to wait before the call."""
+        wait = wait_ms / 1000
+        BUDGET_WAIT.labels(self._scope).observe(wait)
+        return wait
 
     async def acquire(self, cost: float = 1.0) -> None:
         wait = await self.reserve(cost)
         BUDGET_WAIT.labels(self._scope).observe(wait)
         if wait > 0:
             await asyncio.sleep(wait)
-
-
-class CircuitBreaker:
-    """Opens after `threshold` consecutive failures that suggest the host is down; while open,
-    calls fail fast (not sent, safe to retry); after `reset_s` one trial call is let through.
-
-    Any well-formed answer closes it (an order, a 404, a rejection, a 429): the host is up.
-    A trial that ends with neither answer nor failure (cancelled, a bug) must not keep the
-    breaker half-open for ever, so a trial older than `reset_s` lets the next caller try."""
-
-    def __init__(
-        self,
-        threshold: int = 20,
-        reset_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        host: str = "",
-    ) -> None:
-        self.host = host
-        self.threshold = threshold
-        self.reset_s = reset_s
-        self._clock = clock
-        self.failures = 0
-        self.opened_at: float | None = None
-        self._trial_at: float | None = None
-
-    def before(self) -> None:
-        if self.opened_at is None:
-            return
-        now = self._clock()
-        remaining = self.opened_at + self.reset_s - now
-        trial_running = self._trial_at is not None and now - self._trial_at < self.reset_s
-        if remaining > 0 or trial_running:
-            raise Retryable("circuit open", retry_after=max(remaining, 0.5), code="circuit_open")
-        self._trial_at = now  # half-open: this one call decides
-
-    def success(self) -> None:
-        """A well-formed answer from the host (whatever it said)."""
-        if self.opened_at is not None:
-            CIRCUIT_OPEN.labels(self.host).set(0)
-        self.failures, self.opened_at, self._trial_at = 0, None, None
-
-    def failure(self) -> None:
-        self.failures += 1
-        self._trial_at = None
-        if self.failures >= self.threshold or self.opened_at is not None:
-            self.opened_at = self._clock()
-            CIRCUIT_OPEN.labels(self.host).set(1)
 
 
 class BudgetedBroker:
@@ -175,6 +129,8 @@ class BudgetedBroker:
         self._host = host
         self._breaker = breaker
         self._gate = gate
+        batches = next((b.batches for b in (account, host) if b is not None), None)
+        self._admission = None if batches is None else batches.register(ADMISSION_SCRIPT)
 
     def _weight(self, operation: str) -> int:
         """The host weight of one call: the adapter knows best where the weight depends on its
@@ -192,15 +148,10 @@ class BudgetedBroker:
         Account calls pass the account's 429 gate first (services/infra/cooldown.py)."""
         self._breaker.before()
         gate = self._gate if for_account else None
-        probe = False
-        if gate is not None:
-            wait, probe = await gate.admit()
-            if wait > 0:  # not sent: the account is waiting for its probe
-                raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
-        if self._host is not None:
-            await self._host.acquire(self._weight(operation))
-        if for_account and self._account is not None and self._limits.counts_for_account(operation):
-            await self._account.acquire()
+        probe = await self._admit(operation, gate, for_account)
+        admitted = ON_ADMITTED.get()
+        if admitted is not None:
+            admitted()
         try:
             result = await call()
         except Retryable as exc:
@@ -224,6 +175,66 @@ class BudgetedBroker:
         if probe and gate is not None:
             await gate.answered()
         return result
+
+    async def _admit(self, operation: str, gate: AccountGate | None, for_account: bool) -> bool:
+        """Pass the account's 429 gate, then spend the host's and the account's budgets,
+        waiting for them if need be; returns whether this call is the gate's probe. Kept in
+        Redis, all of it is one script (ADMISSION_SCRIPT, batched with the loop iteration's
+        other calls): one round trip per batch of legs instead of one per part."""
+        budgets: list[tuple[RateBudget, float]] = []
+        if self._host is not None:
+            budgets.append((self._host, self._weight(operation)))
+        if for_account and self._account is not None and self._limits.counts_for_account(operation):
+            budgets.append((self._account, 1))
+        probe = False
+        if gate is not None and not gate.shared:  # the gate in this process: no round trip
+            probe = await self._pass(gate)
+            gate = None
+        if self._admission is not None and (budgets or gate is not None):
+            keys = [gate.key] if gate is not None else []
+            args: list[float] = [int(ANSWER_S * 1000) if gate is not None else 0]
+            for budget, cost in budgets:
+                keys.append(budget.key)
+                args.extend(budget.bucket_args(cost))
+            try:
+                answer = await self._admission(keys=keys, args=args)
+            except (RedisError, OSError):
+                pass  # part by part below: the gate falls back to this process
+            else:
+                return await self._admitted(answer, gate, budgets) or probe
+        if gate is not None:
+            probe = await self._pass(gate)
+        for budget, cost in budgets:
+            await budget.acquire(cost)
+        return probe
+
+    @staticmethod
+    async def _pass(gate: AccountGate) -> bool:
+        wait, probe = await gate.admit()
+
+        if wait > 0:  # not sent: the account is waiting for its probe
+            raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
+        return probe
+
+    @staticmethod
+    async def _admitted(
+        answer: list[int], gate: AccountGate | None, budgets: list[tuple[RateBudget, float]]
+    ) -> bool:
+        """ADMISSION_SCRIPT's answer: raise when refused, else wait for the budgets."""
+        code = int(answer[0])
+        if code == 1:  # the gate is closed
+            wait, _ = AccountGate.answer(int(answer[1]))
+            raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
+        if code == 2:
+            budgets[int(answer[2])][0].refused(int(answer[1]))
+        probe = gate is not None and AccountGate.answer(0 if int(answer[1]) else -1)[1]
+        wait = max(
+            (budget.waits(int(ms)) for (budget, _), ms in zip(budgets, answer[2:], strict=True)),
+            default=0.0,
+        )
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return probe
 
     async def place_order(self, request: OrderRequest) -> BrokerOrder:
         return await self._call("place_order", lambda: self._inner.place_order(request))

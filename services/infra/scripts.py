@@ -1,12 +1,13 @@
 """Lua scripts on Valkey, the calls made in one event-loop iteration sent together.
 
-A batch of legs is sent with `asyncio.gather`: every leg's broker call first asks its account's
-429 gate, and its account and host budgets where the broker has them, each one script on
-Valkey. Sent one by one that is a round trip per script per leg, ~8% of a replicator's CPU at
-N = 500 (py-spy, README "Issue 13, fourth pass"). Here the calls waiting at the end of a loop
-iteration go as one pipeline (not a transaction: each script is still atomic on its own, in the
-order the calls were made), and each caller gets its own answer or its own error. EVALSHA
-first; scripts Valkey does not know (after a restart) are loaded and those calls sent again.
+A batch of legs is sent with `asyncio.gather`: every leg's broker call is first admitted by its
+account's 429 gate and, where the broker has them, its account and host budgets: one script on
+Valkey (`ratelimit.ADMISSION_SCRIPT`). Sent one by one that is a round trip per leg, ~8% of a
+replicator's CPU at N = 500 (py-spy, README "Issue 13, fourth pass"). Here the calls waiting at
+the end of a loop iteration go as one pipeline (not a transaction: each script is still atomic
+on its own, in the order the calls were made), and each caller gets its own answer or its own
+error. EVALSHA first; scripts Valkey does not know (after a restart) are loaded and those calls
+sent again.
 
 A few lines rather than redis-py's pipeline scripts, which ask SCRIPT EXISTS before every batch.
 """
@@ -32,10 +33,14 @@ class ScriptBatches:
         self._redis = redis
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._scripts: dict[str, BatchedScript] = {}  # by body: registered once per client
         self.round_trips = 0  # pipelines sent (for tests and benchmarks)
 
     def register(self, body: str) -> BatchedScript:
-        return BatchedScript(self, body)
+        script = self._scripts.get(body)
+        if script is None:
+            script = self._scripts[body] = BatchedScript(self, body)
+        return script
 
     def call(self, script: BatchedScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()

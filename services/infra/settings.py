@@ -188,7 +188,7 @@ class Settings(ProjectSettings):
     # Legs recorded per transaction inside a shard; the first batch is small so the first
     # followers' orders leave while the rest are still being recorded.
     batch_size: int = Field(default=100, ge=1, le=10_000)
-    first_batch: int = Field(default=16, ge=1, le=10_000)
+    first_batch: int = Field(default=4, ge=1, le=10_000)  # 4 vs 16: README, issue 13 fifth pass
     leg_lease_s: float = 15.0
     unknown_recheck_s: float = 1.0
     sweep_interval_s: float = 0.5

@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 import random
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replication.retry import BACKOFF_CAP_S, backoff_s
+from replication.retry import BACKOFF_CAP_S, DEFAULT_COPY_DEADLINE_S, backoff_s
+from schemas.messages import OrderMessage
 from services.infra.db.repositories.recovery import mark_dead_lettered
 from services.infra.metrics import DEAD_LETTERED
 
@@ -34,6 +36,13 @@ HOLD_BACKOFF_CAP_S = 5.0
 class HoldForSnapshot(Exception):
     """The master's position could not be read: neither the master's order nor its copies go
     out yet (copy-or-hold: hold); the message is redelivered until the copy deadline."""
+
+
+def past_copy_window(order: OrderMessage) -> bool:
+    """Held orders wait for the master's snapshot at most the default copy window; then the plan
+    records every leg skipped (`master_position_unavailable`), the master's own included."""
+    age = (datetime.now(UTC) - order.created_at).total_seconds()
+    return age >= DEFAULT_COPY_DEADLINE_S
 
 
 async def retry_later(

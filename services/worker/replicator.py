@@ -1,11 +1,10 @@
 """Replicator worker: pull master orders from JetStream and fan them out to follower brokers.
 
 A master order is planned once: the worker that pulls it reads the master's side (position,
-reference price, equity, halts), splits the follower accounts into shards of
-COPYTRADE_SHARD_SIZE and stores both on the order (the first plan stored wins, so redeliveries and
-other workers size against the same facts). Shard 0 is handled by that worker at once; the
-others go to the ORDER_SHARDS work queue that every worker pulls from, so a large fan-out uses
-every worker.
+reference price, equity, halts), splits the follower accounts into shards of COPYTRADE_SHARD_SIZE
+and stores both on the order (the first plan stored wins: redeliveries and other workers size
+against the same facts). Shard 0 is handled by that worker at once; the others go to the
+ORDER_SHARDS work queue every worker pulls from, so a large fan-out uses every worker.
 
 Per shard: follower snapshots → record the legs in batches (lock the risk rows, plan, one bulk
 insert per batch) → ack → send with asyncio.gather → settle in one bulk update → publish leg
@@ -14,9 +13,8 @@ events. A leg is recorded before anything is sent, so a crash at any point leave
 the broker. Nothing here ever resends.
 
 Nothing is silently stuck: a message that fails on its last delivery attempt (max_deliver), or
-whose worker died on it (JetStream's MAX_DELIVERIES advisory), dead-letters its order: recorded
-on the order (GET /v1/orders/{id} shows `dead_lettered`) and counted in a metric.
-"""
+whose worker died on it (JetStream's MAX_DELIVERIES advisory), dead-letters its order (GET
+/v1/orders/{id} shows `dead_lettered`; a metric counts it)."""
 
 from __future__ import annotations
 
@@ -24,14 +22,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replication.retry import DEFAULT_COPY_DEADLINE_S
 from replication.state import TERMINAL
 from schemas.messages import (
     ORDERS_STREAM,
@@ -53,18 +49,25 @@ from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.orders import OrderState, order_state
 from services.infra.db.repositories.subscriptions import load_targets
+from services.infra.gc_hold import GcHold
 from services.infra.logs import log_context
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
 from services.worker.consuming import max_deliveries_subject, out_of_attempts, parse, pull
 from services.worker.dead_letters import DeadLetters
-from services.worker.redelivery import HOLD_BACKOFF_CAP_S, HoldForSnapshot, retry_later
+from services.worker.redelivery import (
+    HOLD_BACKOFF_CAP_S,
+    HoldForSnapshot,
+    past_copy_window,
+    retry_later,
+)
 from services.worker.shard_check import is_uuid, stored_shard
 from services.worker.shards import Shard, ShardRunner
 
 log = logging.getLogger("copytrade.replicator")
 _FINAL = frozenset(status.value for status in TERMINAL)
+Done = Callable[[], None]
 
 
 class Replicator:
@@ -96,6 +99,7 @@ class Replicator:
             settings, engine, factory, cipher, snapshots, self.master_positions, self.settler
         )
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.gc_hold = GcHold()
         self._coordinating = 0
         self._not_coordinating = asyncio.Event()
         self._not_coordinating.set()
@@ -192,13 +196,15 @@ class Replicator:
             if self._coordinating == 0:
                 self._not_coordinating.set()
 
+        resume_gc = self.gc_hold.hold()  # no young GC pause on the way to the first copies
         try:
-            await self._replicate(order, message, release)
+            await self._replicate(order, message, release, resume_gc)
         finally:
             release()
+            resume_gc()
 
     async def _replicate(
-        self, order: OrderMessage, message: Msg | None, release: Callable[[], None]
+        self, order: OrderMessage, message: Msg | None, release: Done, resume_gc: Done
     ) -> None:
         loaded = await self._load(order.order_id)
         if loaded is None:
@@ -207,15 +213,14 @@ class Replicator:
                 await message.term()
             return
         order, state, followers = loaded  # the message names an order; the row is the order
-        master_row = state.master_account
-        recorded = state.shards_recorded
+        master_row, recorded = state.master_account, state.shards_recorded
         order_plan, fresh = await self._plan(order, state, followers)
         try:
             refused, fresh, master_row = await self._master_first(
                 order, state, order_plan, fresh, master_row
             )
         except PlanLost:
-            await self._replicate(order, message, release)
+            await self._replicate(order, message, release, resume_gc)
             return
         if fresh is not None and order_plan.context.master_position_unavailable:
             if not past_copy_window(order):
@@ -249,11 +254,12 @@ class Replicator:
                 followers.only(order_plan.shards[0]),
                 recorded_here,
                 after_first_batch=start_dispatch,
+                first_batch_answered=resume_gc,
             )
         except PlanLost:
             # Another delivery of this order stored its plan first: go again with that one.
             log.info("order %s was planned elsewhere first; using that plan", order.order_id)
-            await self._replicate(order, message, release)
+            await self._replicate(order, message, release, resume_gc)
         finally:
             if dispatch is not None and not dispatch.done():
                 dispatch.cancel()
@@ -372,13 +378,6 @@ class Replicator:
             followers,
             recorded_here,
         )
-
-
-def past_copy_window(order: OrderMessage) -> bool:
-    """Held orders wait for the master's snapshot at most the default copy window; then the plan
-    records every leg skipped (`master_position_unavailable`), the master's own included."""
-    age = (datetime.now(UTC) - order.created_at).total_seconds()
-    return age >= DEFAULT_COPY_DEADLINE_S
 
 
 async def main_async(settings: Settings) -> None:

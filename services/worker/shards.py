@@ -6,6 +6,7 @@ either nothing (the message is redelivered) or legs in doubt for the sweeper."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.model import MASTER_ACTION, FollowerTarget, PlannedLeg
+from replication.ports import Broker
 from replication.state import TERMINAL, LegStatus
 from schemas.messages import OrderMessage, PlanContext
 from services.app.compensating import Compensator
 from services.app.gating import MasterFirst
 from services.app.recording import Recorder
-from services.app.sending import Sender
+from services.app.sending import Admissions, Sender
 from services.app.settling import Settler
 from services.app.snapshots import Snapshot, Snapshots
 from services.app.targets import Sealed, TargetSet, broker_for
@@ -34,6 +36,7 @@ from services.infra.settings import Settings
 
 log = logging.getLogger("copytrade.replicator")
 _FINAL = frozenset(status.value for status in TERMINAL)
+_FIRST_ADMISSIONS_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -94,20 +97,32 @@ class ShardRunner:
         followers: TargetSet,
         on_recorded: Callable[[], Awaitable[None]],
         after_first_batch: Callable[[], None] | None = None,
+        first_batch_answered: Callable[[], None] | None = None,
     ) -> None:
         """Record and send one shard batch by batch, then settle it; `on_recorded` runs once
-        every leg of the shard is durable (the message may be acked then)."""
+        every leg of the shard is durable (the message may be acked then), `after_first_batch`
+        once the first batch's copies have started, `first_batch_answered` once they are
+        answered."""
         order, master_row = shard.order, shard.master_row
         by_account: dict[str, Sealed] = dict(followers.rows)
-        brokers = {
-            account_id: broker_for(self.factory, self.cipher, row)
-            for account_id, row in by_account.items()
-        }
+        rows = followers.rows
+
+        def broker_of(account_id: str) -> Broker:  # only for the followers snapshots ask
+            return broker_for(self.factory, self.cipher, rows[account_id])
+
         if master_row is not None:
             by_account[order.account_id] = master_row
-        snapshot = await self.snapshots.followers(order, shard.context, followers.targets, brokers)
+        snapshot = await self.snapshots.followers(
+            order, shard.context, followers.targets, broker_of
+        )
         sent = await self._record_and_send(
-            shard, followers.targets, snapshot, by_account, on_recorded, after_first_batch
+            shard,
+            followers.targets,
+            snapshot,
+            by_account,
+            on_recorded,
+            after_first_batch,
+            first_batch_answered,
         )
         await self._settle(shard, sent)
 
@@ -119,6 +134,7 @@ class ShardRunner:
         by_account: dict[str, Sealed],
         on_recorded: Callable[[], Awaitable[None]],
         after_first_batch: Callable[[], None] | None,
+        first_batch_answered: Callable[[], None] | None,
     ) -> _Sent:
         """The first followers' orders leave while later batches are still being recorded;
         each leg is durable before it is sent."""
@@ -142,9 +158,20 @@ class ShardRunner:
                     shard.fix_plan if number == 0 else None,
                     shard.master_refused,
                 )
+                first = number == 0 and shard.index == 0
+                admissions = await self._send_batch(
+                    order, mine, by_account, sent, sending, sent_ids, first
+                )
+                if admissions is not None:
+                    # The order's first copies are admitted and sent before the next batch's
+                    # planning takes the loop (bounded: a slow Valkey must not stall the rest).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_FIRST_ADMISSIONS_S):
+                            await admissions.done.wait()
+                if number == 0 and first_batch_answered is not None:
+                    sending[0].add_done_callback(_ignoring_task(first_batch_answered))
                 if number == 0 and after_first_batch is not None:
-                    after_first_batch()
-                await self._send_batch(order, mine, by_account, sent, sending, sent_ids)
+                    after_first_batch()  # after the first copies have started
             await on_recorded()
             sent.outcomes = [o for batch in await asyncio.gather(*sending) for o in batch]
         finally:
@@ -161,17 +188,22 @@ class ShardRunner:
         sent: _Sent,
         sending: list[asyncio.Task[list[LegOutcome]]],
         sent_ids: list[str],
-    ) -> None:
+        first: bool = False,
+    ) -> Admissions | None:
         """Start sending a recorded batch: the followers' orders at once; the master's own
         order once its cached positions are dropped (nobody may plan with a position from
-        before it), a Valkey round trip the copies need not wait for."""
+        before it), a Valkey round trip the copies need not wait for. For an order's `first`
+        batch, returns its copies' admissions."""
         sent.legs += len(mine)
         to_send = [leg for leg in mine if leg.status is LegStatus.SUBMITTING]
         sent.skipped += [leg.leg_id for leg in mine if leg.status is LegStatus.SKIPPED]
         sent_ids.extend(leg.leg_id for leg in to_send)
         copies = [leg for leg in to_send if leg.action != MASTER_ACTION]
+        admissions = Admissions(len(copies)) if first else None
         sending.append(
-            asyncio.create_task(self.sender.send_all(copies, by_account, sent.first_answer))
+            asyncio.create_task(
+                self.sender.send_all(copies, by_account, sent.first_answer, admissions)
+            )
         )
         if any(leg.action == MASTER_ACTION for leg in mine):
             await self.master_positions.invalidate(order.account_id)
@@ -179,6 +211,7 @@ class ShardRunner:
             sending.append(
                 asyncio.create_task(self.sender.send_all(own, by_account, sent.first_answer))
             )
+        return admissions
 
     async def _settle(self, shard: Shard, sent: _Sent) -> None:
         order = shard.order
@@ -230,3 +263,8 @@ class ShardRunner:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _ignoring_task(call: Callable[[], None]) -> Callable[[asyncio.Task[Any]], None]:
+    """`call` as a task's done callback."""
+    return lambda _: call()

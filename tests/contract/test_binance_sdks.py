@@ -214,6 +214,10 @@ class ChargedBudget(RateBudget):
     def __init__(self) -> None:
         self.charged: list[float] = []
 
+    @property
+    def batches(self) -> None:
+        return None  # charged through acquire, not in Valkey
+
     async def acquire(self, cost: float = 1.0) -> None:
         self.charged.append(cost)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from brokers.descriptor import RateLimits, Window
 from replication.errors import NotFound, Retryable
@@ -135,3 +136,119 @@ async def test_the_429_gate_is_shared_by_processes(servers: dict[str, str]) -> N
     finally:
         for c in clients:
             await c.aclose()
+
+
+class _Orders:
+    """A broker whose order look-ups answer at once, counting what reached it (a fake)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.limited = False
+
+    async def get_order_by_client_id(self, client_order_id: str, symbol: str | None = None) -> Any:
+        self.sent += 1
+        if self.limited:
+            raise Retryable("429", retry_after=0.2, code="rate_limited")
+        raise NotFound()
+
+
+def _budgeted(
+    client: aioredis.Redis, account_limit: Limit, host_limit: Limit
+) -> tuple[BudgetedBroker, _Orders, RateBudget, RateBudget, Any]:
+    from services.infra.cooldown import AccountGate
+
+    run = uuid.uuid4().hex
+    account = RateBudget(client, f"copytrade:test:{run}:account", account_limit, 0.5)
+    host = RateBudget(client, f"copytrade:test:{run}:host", host_limit, 0.5)
+    gate = AccountGate(client, f"copytrade:test:{run}:gate")
+    inner = _Orders()
+    limits = RateLimits(per_account=Window(1000, 60), per_host=Window(1000, 60))
+    broker = BudgetedBroker(inner, limits, account, host, CircuitBreaker(), gate)  # type: ignore[arg-type]
+    return broker, inner, account, host, gate
+
+
+async def _tokens(client: aioredis.Redis, budget: RateBudget) -> float:
+    return float(await client.hget(budget.key, "tokens") or "nan")
+
+
+async def test_a_batch_of_calls_is_admitted_in_one_round_trip(servers: dict[str, str]) -> None:
+    """The gate and both budgets of every call started in one loop iteration: one pipeline,
+    each call spending one token of each budget."""
+    from services.infra.scripts import for_client
+
+    client = aioredis.from_url(servers["redis"])
+    try:
+        broker, inner, account, host, _ = _budgeted(client, Limit(100, 1), Limit(100, 1))
+        batches = for_client(client)
+        before = batches.round_trips
+        outcomes = await asyncio.gather(
+            *(broker.get_order_by_client_id(f"c{i}") for i in range(16)), return_exceptions=True
+        )
+        assert all(isinstance(o, NotFound) for o in outcomes) and inner.sent == 16
+        assert batches.round_trips - before == 1  # was one per gate and one per budget
+        assert 83.9 < await _tokens(client, account) <= 85.1
+        assert 83.9 < await _tokens(client, host) <= 85.1
+    finally:
+        await client.aclose()
+
+
+async def test_a_refused_call_spends_nothing(servers: dict[str, str]) -> None:
+    """The account's budget refuses: the host's token is not spent, nothing is sent; the
+    gate's probe is not taken by a call that never went."""
+    client = aioredis.from_url(servers["redis"])
+    try:
+        broker, inner, _, host, gate = _budgeted(client, Limit(1, 0.1), Limit(50, 1))
+        with pytest.raises(NotFound):
+            await broker.get_order_by_client_id("c1")  # the account's one token
+        host_tokens = await _tokens(client, host)
+        with pytest.raises(Retryable) as refused:
+            await broker.get_order_by_client_id("c2")
+        assert refused.value.code == "rate_budget" and refused.value.retry_after > 5
+        assert inner.sent == 1
+        assert abs(await _tokens(client, host) - host_tokens) < 0.2  # only refilled
+        # A 429 closes the gate; when the wait is up, a refused call does not take the probe.
+        await gate.limited(0.0)
+        await client.hset(gate.key, "next", 0)
+        with pytest.raises(Retryable) as again:
+            await broker.get_order_by_client_id("c3")
+        assert again.value.code == "rate_budget"
+        assert await gate.admit() == (0.0, True)  # the probe is still there to take
+    finally:
+        await client.aclose()
+
+
+async def test_a_closed_gate_refuses_before_any_budget(servers: dict[str, str]) -> None:
+    client = aioredis.from_url(servers["redis"])
+    try:
+        broker, inner, account, host, gate = _budgeted(client, Limit(10, 1), Limit(10, 1))
+        inner.limited = True
+        with pytest.raises(Retryable) as limited:
+            await broker.get_order_by_client_id("c1")  # 429: the gate closes for 1 s
+        assert limited.value.code == "rate_limited" and inner.sent == 1
+        spent = (await _tokens(client, account), await _tokens(client, host))
+        with pytest.raises(Retryable) as closed:
+            await broker.get_order_by_client_id("c2")
+        assert closed.value.code == "rate_limited" and 0.5 < closed.value.retry_after <= 1.0
+        assert inner.sent == 1  # not sent
+        after = (await _tokens(client, account), await _tokens(client, host))
+        assert all(abs(a - b) < 0.1 for a, b in zip(after, spent, strict=True))  # nothing spent
+        await client.hset(gate.key, "next", 0)  # the wait is up: this call is the probe
+        inner.limited = False
+        with pytest.raises(NotFound):
+            await broker.get_order_by_client_id("c3")
+        assert await client.exists(gate.key) == 0  # answered: open again
+    finally:
+        await client.aclose()
+
+
+async def test_admission_falls_back_part_by_part_when_valkey_is_gone() -> None:
+    """Valkey unreachable: the gate keeps its state in the process, and a budget that cannot
+    be reached fails the call as before (never sent)."""
+    client = aioredis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    try:
+        broker, inner, *_ = _budgeted(client, Limit(10, 1), Limit(10, 1))
+        with pytest.raises(RedisConnectionError):
+            await broker.get_order_by_client_id("c1")
+        assert inner.sent == 0
+    finally:
+        await client.aclose()
