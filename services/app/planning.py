@@ -38,7 +38,6 @@ class Planner:
         master_row: SealedAccount | None,
     ) -> OrderPlan:
         """The plan this worker would store: the master context and the shards."""
-        targets = followers.targets
         by_broker = {
             name: broker_for(self.factory, self.cipher, row)
             for name, row in followers.one_per_broker.items()
@@ -58,9 +57,8 @@ class Planner:
             position_cache_ok=not state.master_busy,
             master_broker_name=master_row.broker if master_row else "",
         )
-        ids, size = [t.account_id for t in targets], self.shard_size
         return OrderPlan(
             context=context,
-            shards=[ids[i : i + size] for i in range(0, len(ids), size)] or [[]],
+            shards=followers.shards(self.shard_size) or [[]],
             targets_version=followers.version,
         )

@@ -85,6 +85,7 @@ class TargetSet:
     _subsets: dict[tuple[str, ...], TargetSet] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _shards: dict[int, list[list[str]]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, version: int, rows: list[Target], cache: TargetCache) -> TargetSet:
@@ -113,6 +114,15 @@ class TargetSet:
         for target in self.targets:
             rows.setdefault(target.broker, self.rows[target.account_id])
         return rows
+
+    def shards(self, size: int) -> list[list[str]]:
+        """The account ids in shards of `size` (a new plan's partition), made once per size
+        and version: a pass over 2,000 followers was ~1 ms of the first follower's wait."""
+        made = self._shards.get(size)
+        if made is None:
+            ids = [t.account_id for t in self.targets]
+            made = self._shards[size] = [ids[i : i + size] for i in range(0, len(ids), size)]
+        return made
 
     def only(self, account_ids: list[str]) -> TargetSet:
         """The followers among `account_ids` (a shard of a plan): made once per shard and

@@ -66,6 +66,8 @@ def test_target_sets_are_kept_per_master_version_and_bounded() -> None:
     only = built.only(["a2", "zz"])
     assert [t.account_id for t in only.targets] == ["a2"] and list(only.rows) == ["a2"]
     assert built.only(["a2", "zz"]) is only  # a shard's subset is made once per version
+    assert built.shards(1) == [["a1"], ["a2"]] and built.shards(1) is built.shards(1)
+    assert built.shards(250) == [["a1", "a2"]]
     assert [t.account_id for t in built.only(["a1"]).targets] == ["a1"]
     sets.put("m2", 1, rows, cache)
     assert sets.get("m1", 7) is built  # m1 is now the most recently used
