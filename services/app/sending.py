@@ -31,6 +31,7 @@ from services.infra.db.repositories.leases import renew_leases
 from services.infra.db.repositories.legs import ClaimedLeg, LegOutcome
 from services.infra.logs import bind_log_context
 from services.infra.metrics import BROKER_REQUESTS, labelled
+from services.infra.once import once
 from services.infra.ratelimit import ON_ADMITTED
 from services.infra.settings import Settings
 
@@ -52,18 +53,12 @@ class Admissions:
 
     def one(self) -> Callable[[], None]:
         """The counter of one leg (idempotent)."""
-        counted = False
+        return once(self._count)
 
-        def count() -> None:
-            nonlocal counted
-            if counted:
-                return
-            counted = True
-            self._left -= 1
-            if self._left <= 0:
-                self.done.set()
-
-        return count
+    def _count(self) -> None:
+        self._left -= 1
+        if self._left <= 0:
+            self.done.set()
 
 
 def request_from_leg(leg: PlannedLeg) -> OrderRequest:

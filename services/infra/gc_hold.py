@@ -18,6 +18,7 @@ import gc
 from collections.abc import Callable
 
 from services.infra.metrics import GC_HELD
+from services.infra.once import once
 
 
 class GcHold:
@@ -36,18 +37,12 @@ class GcHold:
         if self._off is None and self._holders == 1 and gc.isenabled():
             gc.disable()
             self._off = asyncio.get_running_loop().call_later(self.max_s, self._expire)
-        released = False
+        return once(self._release)
 
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            self._holders -= 1
-            if self._holders == 0:
-                self._resume()
-
-        return release
+    def _release(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            self._resume()
 
     def _expire(self) -> None:
         """Held for max_s: collect again even if holders remain (they release as usual)."""

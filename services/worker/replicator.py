@@ -51,6 +51,7 @@ from services.infra.db.repositories.orders import OrderState, order_state
 from services.infra.db.repositories.subscriptions import load_targets
 from services.infra.gc_hold import GcHold
 from services.infra.logs import log_context
+from services.infra.once import once
 from services.infra.positions import MasterPositions
 from services.infra.settings import Settings
 from services.infra.wiring import runtime, serve, stop_on_signals
@@ -184,24 +185,19 @@ class Replicator:
         """Plan a master order once, hand shards 1.. to every worker, and run shard 0 here."""
         self._coordinating += 1
         self._not_coordinating.clear()
-        released = False
-
-        def release() -> None:
-            """Shard 0 is recorded (or this failed): this worker may take shards again."""
-            nonlocal released
-            if released:
-                return
-            released = True
-            self._coordinating -= 1
-            if self._coordinating == 0:
-                self._not_coordinating.set()
-
+        release = once(self._coordinated)
         resume_gc = self.gc_hold.hold()  # no young GC pause on the way to the first copies
         try:
             await self._replicate(order, message, release, resume_gc)
         finally:
             release()
             resume_gc()
+
+    def _coordinated(self) -> None:
+        """An order's shard 0 is recorded (or failed): this worker may take shards again."""
+        self._coordinating -= 1
+        if self._coordinating == 0:
+            self._not_coordinating.set()
 
     async def _replicate(
         self, order: OrderMessage, message: Msg | None, release: Done, resume_gc: Done
