@@ -1,9 +1,10 @@
 """What admitting one gathered batch of broker calls costs a worker, on an embedded Valkey of its
 own under uvloop: `--calls` calls of an Alpaca-like account (a 429 gate and an account budget),
 as the fourth pass sent them (the gate's script for every call in one pipeline, then the
-budget's script for every call in a second one) and as now (one ADMISSION_SCRIPT per call, one
-pipeline: services/infra/ratelimit.py), each with redis-py's pure-Python reply parser and with
-hiredis (a dependency since the fifth pass).
+budget's script for every call in a second one; the gate's logic is now ADMISSION_SCRIPT with
+the gate's key only) and as now (one ADMISSION_SCRIPT per call, one pipeline:
+services/infra/ratelimit.py), each with redis-py's pure-Python reply parser and with hiredis (a
+dependency since the fifth pass).
 
 Sequential batches on one client, alternating the ways in rounds so drifting load reaches all
 alike; medians of every round's median (µs per batch: mostly the worker's own CPU).
@@ -28,7 +29,7 @@ from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
 from services.dev.embedded import start_valkey
 from services.infra.budget_scripts import ADMISSION_SCRIPT, BUCKET_SCRIPT
-from services.infra.cooldown import _ADMIT, ANSWER_S
+from services.infra.cooldown import ANSWER_MS
 
 # capacity, refill per ms, cost, longest wait (ms): a bucket that always admits, so every batch
 # does the same work (a reservation and its writes)
@@ -39,12 +40,12 @@ def _ways(redis: aioredis.Redis, shas: dict[str, str], calls: int) -> dict[str, 
     run = uuid.uuid4().hex
     gates = [f"bench:{run}:gate:{i}" for i in range(calls)]
     budgets = [f"bench:{run}:budget:{i}" for i in range(calls)]
-    answer_ms = int(ANSWER_S * 1000)
+    answer_ms = ANSWER_MS
 
     async def two_pipelines() -> None:
         pipe = redis.pipeline(transaction=False)
         for gate in gates:
-            pipe.evalsha(shas["gate"], 1, gate, answer_ms)
+            pipe.evalsha(shas["admission"], 1, gate, answer_ms)
         await pipe.execute(raise_on_error=False)
         pipe = redis.pipeline(transaction=False)
         for budget in budgets:
@@ -76,7 +77,6 @@ async def measure(url: str, calls: int, n: int, rounds: int) -> dict[str, list[f
     }
     first = next(iter(clients.values()))
     shas = {
-        "gate": await first.script_load(_ADMIT),
         "bucket": await first.script_load(BUCKET_SCRIPT),
         "admission": await first.script_load(ADMISSION_SCRIPT),
     }

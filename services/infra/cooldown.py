@@ -20,28 +20,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from replication.retry import PROBE_BASE_S, PROBE_CAP_S, probe_interval_s
+from services.infra.budget_scripts import ADMISSION_SCRIPT, NOW
 from services.infra.scripts import for_client
 
 log = logging.getLogger("copytrade.cooldown")
 
 ANSWER_S = 2.0  # while a probe is out, the others come back after this long
 
-# KEYS[1] the account's gate (hash: n = consecutive 429s, next = ms when a probe may go).
-# admit: returns -1 (open: go), 0 (go: you are the probe) or the ms to wait.
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local next_at = tonumber(redis.call('HGET', KEYS[1], 'next'))
-if not next_at then return -1 end
-if now < next_at then return next_at - now end
-redis.call('HSET', KEYS[1], 'next', now + tonumber(ARGV[1]))
-return 0
-"""
+ANSWER_MS = int(ANSWER_S * 1000)
 
+# KEYS[1] the account's gate (hash: n = consecutive 429s, next = ms when a probe may go).
+# admit: budget_scripts.ADMISSION_SCRIPT with the gate's key only ({1, wait} or {0, probe}).
 # limited: ARGV[1] the broker's Retry-After (ms); returns the wait before the next probe (ms).
-_LIMITED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_LIMITED = (
+    NOW
+    + """
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local wait = tonumber(ARGV[1])
 local base = tonumber(ARGV[2]) * 2 ^ math.min(n - 1, 30)
@@ -51,6 +44,7 @@ redis.call('HSET', KEYS[1], 'next', now + wait)
 redis.call('PEXPIRE', KEYS[1], wait + 600000)
 return wait
 """
+)
 
 
 _degraded = False  # Redis unreachable: said once per outage, not once per call
@@ -79,7 +73,7 @@ class AccountGate:
         self._key = key
         self._cap_s = cap_s
         # Asked before every account call: batched with the loop iteration's other scripts.
-        self._admit = for_client(redis).register(_ADMIT) if redis is not None else None
+        self._admit = for_client(redis).register(ADMISSION_SCRIPT) if redis is not None else None
         self._limited = redis.register_script(_LIMITED) if redis is not None else None
         # The in-process fallback: consecutive 429s and when the next probe may go.
         self._n = 0
@@ -95,18 +89,19 @@ class AccountGate:
         return self._admit is not None
 
     @staticmethod
-    def answer(answer: int) -> tuple[float, bool]:
-        """_ADMIT's answer (Redis reached) as (seconds to wait, is this call the probe)."""
+    def answer(answer: list[int]) -> tuple[float, bool]:
+        """ADMISSION_SCRIPT's answer for the gate (Redis reached) as (seconds to wait, is this
+        call the probe)."""
         _reachable()
-        return max(answer, 0) / 1000, answer == 0
+        if int(answer[0]) == 1:
+            return int(answer[1]) / 1000, False
+        return 0.0, int(answer[1]) == 1
 
     async def admit(self) -> tuple[float, bool]:
         """(seconds to wait, is this call the probe); a wait > 0 means do not send."""
         if self._admit is not None:
             try:
-                return self.answer(
-                    int(await self._admit(keys=[self._key], args=[int(ANSWER_S * 1000)]))
-                )
+                return self.answer(await self._admit(keys=[self._key], args=[ANSWER_MS]))
             except (RedisError, OSError) as exc:
                 _unreachable(exc)
         if self._next_at is None:

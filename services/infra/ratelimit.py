@@ -30,7 +30,7 @@ from replication.ports import Broker
 from replication.retry import PROBE_CAP_S
 from services.infra.breaker import CircuitBreaker
 from services.infra.budget_scripts import ADMISSION_SCRIPT, BUCKET_SCRIPT
-from services.infra.cooldown import ANSWER_S, AccountGate
+from services.infra.cooldown import ANSWER_MS, AccountGate
 from services.infra.metrics import BUDGET_REFUSED, BUDGET_WAIT
 from services.infra.scripts import ScriptBatches, for_client
 
@@ -192,7 +192,7 @@ class BudgetedBroker:
             gate = None
         if self._admission is not None and (budgets or gate is not None):
             keys = [gate.key] if gate is not None else []
-            args: list[float] = [int(ANSWER_S * 1000) if gate is not None else 0]
+            args: list[float] = [ANSWER_MS if gate is not None else 0]
             for budget, cost in budgets:
                 keys.append(budget.key)
                 args.extend(budget.bucket_args(cost))
@@ -223,11 +223,11 @@ class BudgetedBroker:
         """ADMISSION_SCRIPT's answer: raise when refused, else wait for the budgets."""
         code = int(answer[0])
         if code == 1:  # the gate is closed
-            wait, _ = AccountGate.answer(int(answer[1]))
+            wait, _ = AccountGate.answer(answer)
             raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
         if code == 2:
             budgets[int(answer[2])][0].refused(int(answer[1]))
-        probe = gate is not None and AccountGate.answer(0 if int(answer[1]) else -1)[1]
+        probe = gate is not None and AccountGate.answer(answer)[1]
         wait = max(
             (budget.waits(int(ms)) for (budget, _), ms in zip(budgets, answer[2:], strict=True)),
             default=0.0,
