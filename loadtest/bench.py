@@ -56,6 +56,7 @@ import httpx
 import websockets
 from websockets.typing import Origin, Subprotocol
 
+from loadtest.machine import capacity, describe
 from loadtest.stack import MASTER_EMAIL, MASTER_PASSWORD, Launcher, cpu_by_component
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
@@ -527,6 +528,8 @@ async def main_async(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    measured = capacity()  # before any stack runs: the machine alone
+    print(describe(measured), flush=True)
     data_root = Path(tempfile.mkdtemp(prefix="copytrade-bench-"))
     print(f"stack data and logs: {data_root}", flush=True)
     results: list[dict[str, Any]] = []
@@ -545,6 +548,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
+            "capacity": measured,
         },
         "settings": {
             "workers": args.workers,

@@ -6,8 +6,8 @@ orders as fast as the API answers and prints throughput and latency percentiles.
 replicators first (or not) depending on whether you want the API alone.
 
 Its own stack instead (the launcher on free ports, a temporary data directory), and the API
-process sampled by py-spy while the orders run (`py-spy record -f raw`, 250 Hz; rank the
-frames with scripts/profile_summary.py):
+and replicator processes sampled by py-spy while the orders run (`py-spy record -f raw`,
+250 Hz, one file each, api-* and replicator-*; rank the frames with scripts/profile_summary.py):
 
     python -m loadtest.ingest --launch --workers 1 --profile bench-results/ingest-profile
 """
@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from loadtest.bench import cpu_seconds, start_profilers, stop_profilers
+from loadtest.machine import capacity, describe
 from loadtest.stack import Launcher, children, cpu_by_component
 
 
@@ -36,6 +37,7 @@ async def run(
     profile: Path | None = None,
     profile_pids: tuple[int, ...] = (),
     stack_pid: int | None = None,
+    replicator_pids: tuple[int, ...] = (),
 ) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -84,6 +86,7 @@ async def run(
 
         began = time.monotonic()
         profilers = start_profilers(list(profile_pids), profile, concurrency, "api")
+        profilers += start_profilers(list(replicator_pids), profile, concurrency, "replicator")
         cpu_before = sum(cpu_seconds(pid) for pid in profile_pids)
         parts_before = cpu_by_component(stack_pid) if stack_pid else {}
         own_before = _own_cpu()
@@ -129,6 +132,7 @@ def main() -> None:
     if not args.launch:
         asyncio.run(run(args.url, args.sim, args.concurrency, args.seconds))
         return
+    print(describe(capacity()), flush=True)  # before the stack starts: the machine alone
     data_dir = Path(tempfile.mkdtemp(prefix="copytrade-ingest-"))
     launcher = Launcher(
         data_dir,
@@ -153,6 +157,7 @@ def main() -> None:
                 args.profile,
                 served,
                 launcher.process.pid if launcher.process else None,
+                tuple(launcher.pids("services.worker.replicator")),
             )
         )
     finally:

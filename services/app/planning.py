@@ -56,6 +56,7 @@ class Planner:
             broker_day(master_row.broker if master_row else None, now),
             position_cache_ok=not state.master_busy,
             master_broker_name=master_row.broker if master_row else "",
+            copies=bool(followers.targets),
         )
         return OrderPlan(
             context=context,

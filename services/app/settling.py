@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.events import publish_leg_events, publish_order_event
 from services.app.notifications import legs_announced
+from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.legs import LegOutcome, SettledLeg, settle_legs
 from services.infra.db.repositories.orders import OrderProgress, orders_progress
 from services.infra.metrics import LEGS, labelled
@@ -66,7 +67,7 @@ class Settler:
             masters.setdefault(*order)
         progress: dict[str, OrderProgress] = {}
         if masters:
-            async with self.engine.connect() as conn:
+            async with fast_connect(self.engine) as conn:
                 progress = await orders_progress(conn, list(masters))
         for order_id, progress_now in progress.items():
             await publish_order_event(self.nc, order_id, masters[order_id], progress_now)

@@ -204,16 +204,19 @@ class Snapshots:
         day: date,
         position_cache_ok: bool = False,
         master_broker_name: str = "",
+        copies: bool = True,
     ) -> PlanContext:
         """The master's side of the plan (position, reference price, equity, halts) and the
         symbol's rules at every followers' broker (`by_broker`: one adapter per broker name),
         fetched concurrently; taken once per order and shared by all its shards. `needs`: whether
-        any follower sizes by the master's equity, and whether any needs a reference price."""
+        any follower sizes by the master's equity, and whether any needs a reference price.
+        `copies`: whether the order has followers at all; without, the master's position
+        (which only sizes and classifies copies) is not read and never holds the order."""
         needs_master_equity, needs_price = needs
         names = list(by_broker)
         (position, (price, source), equity), instruments = await asyncio.gather(
             asyncio.gather(
-                self._master_position(order, master_broker, position_cache_ok),
+                self._master_position(order, master_broker, position_cache_ok, copies),
                 self._reference_price(order, master_broker, needs_price, master_broker_name),
                 self._master_equity(master_broker, needs_master_equity),
             ),
@@ -228,7 +231,7 @@ class Snapshots:
             master_position=position,
             # Without the master's position we cannot tell an exit from an entry: copying an
             # exit as an entry would open positions the master is closing.
-            master_position_unavailable=position is None and master_broker is not None,
+            master_position_unavailable=position is None and master_broker is not None and copies,
             global_halt="global" in halts,
             master_halted=f"master:{order.master_id}" in halts,
             instruments={
@@ -240,10 +243,14 @@ class Snapshots:
         )
 
     async def _master_position(
-        self, order: OrderMessage, master_broker: Broker | None, use_cache: bool
+        self, order: OrderMessage, master_broker: Broker | None, use_cache: bool, copies: bool
     ) -> Decimal | None:
-        """The master's position before this order."""
+        """The master's position before this order (None without copies to size)."""
         if master_broker is None:
+            return None
+        if not copies:
+            if order.origin == "broker":  # its fills are in the broker's positions already
+                await self._master_positions.invalidate(order.account_id)
             return None
         if order.origin == "broker" and order.broker_client_order_id:
             # Placed directly at the broker: the position already holds its fills.

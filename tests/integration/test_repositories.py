@@ -22,6 +22,7 @@ from schemas.messages import OrderMessage, OrderPlan, PlanContext
 from services.app.outbox import PublishedMarks
 from services.app.recording import PlanLost, Recorder
 from services.app.snapshots import Snapshot
+from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import insert_account, set_account_halted
 from services.infra.db.repositories.leases import claim_in_doubt
 from services.infra.db.repositories.legs import LegOutcome, insert_legs, settle_legs
@@ -431,6 +432,8 @@ async def test_progress_of_many_orders_is_each_orders_own(engine: AsyncEngine) -
     async with engine.connect() as conn:
         many = await orders_progress(conn, [second.order_id, first.order_id, missing])
         one = {i: await order_progress(conn, i) for i in (first.order_id, second.order_id)}
+    async with fast_connect(engine) as fast:  # the settler's connection: the same answer
+        assert await orders_progress(fast, [second.order_id, first.order_id, missing]) == many
     assert list(many) == [second.order_id, first.order_id, missing]
     assert many[first.order_id].by_status == {"filled": 1, "submitting": 2}
     assert many[second.order_id].by_status == {"submitting": 2}

@@ -263,66 +263,57 @@ async def order_progress(conn: Connection, order_id: str) -> OrderProgress:
     return (await orders_progress(conn, [order_id]))[order_id]
 
 
+# One round trip per progress read: each order's follower legs counted by status with their
+# last settle (one pass over the order's legs on legs_order_idx) and its master leg (one per
+# order: UNIQUE (order_id, account_id, action)). As a join, the prepared (generic) plan of the
+# last settle hashed a scan of every leg ever recorded; here both are per order subqueries.
+_PROGRESS = text(
+    "SELECT o.id, o.planned_at, o.cancel_requested_at, f.counts, "
+    "EXTRACT(EPOCH FROM (f.last_settled - o.created_at)) * 1000 AS fanout_ms, "
+    "m.status AS master_status, m.reason AS master_reason, "
+    "m.broker_order_id AS master_broker_order_id, m.filled_qty AS master_filled_qty, "
+    "m.filled_avg_price AS master_filled_avg_price "
+    "FROM master_orders o "
+    "CROSS JOIN LATERAL (SELECT json_object_agg(s.status, s.n) AS counts, "
+    "max(s.last_settled) AS last_settled FROM (SELECT l.status, count(*) AS n, "
+    "max(l.settled_at) AS last_settled FROM legs l WHERE l.order_id = o.id "
+    "AND l.action <> 'master' GROUP BY l.status) s) f "
+    "LEFT JOIN LATERAL (SELECT l.status, l.reason, l.broker_order_id, l.filled_qty, "
+    "l.filled_avg_price FROM legs l WHERE l.order_id = o.id AND l.action = 'master') m ON true "
+    "WHERE o.id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
 async def orders_progress(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderProgress]:
-    """order_progress for many orders in three queries; the status rule is
+    """order_progress for many orders in one statement; the status rule is
     replication.progress (an id that is no order reads as an unplanned order with no legs)."""
-    ids = {"ids": list(order_ids)}
-    counts = fetch_all(
-        await conn.execute(
-            text(
-                "SELECT order_id, status, count(*) AS n FROM legs "
-                "WHERE order_id = ANY(CAST(:ids AS uuid[])) AND action <> 'master' "
-                "GROUP BY order_id, status"
-            ),
-            ids,
-        )
-    )
-    timings = fetch_all(
-        await conn.execute(
-            text(
-                # The last settle per order by a subquery on legs_order_idx: as a join, the
-                # prepared (generic) plan hashed a scan of every leg ever recorded.
-                "SELECT o.id, o.planned_at, o.cancel_requested_at, "
-                "EXTRACT(EPOCH FROM ((SELECT max(l.settled_at) FROM legs l "
-                "WHERE l.order_id = o.id AND l.action <> 'master') - o.created_at)) * 1000 "
-                "AS fanout_ms FROM master_orders o WHERE o.id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            ids,
-        )
-    )
-    masters = fetch_all(
-        await conn.execute(
-            text(
-                "SELECT order_id, status, reason, broker_order_id, filled_qty, filled_avg_price "
-                "FROM legs WHERE order_id = ANY(CAST(:ids AS uuid[])) AND action = 'master'"
-            ),
-            ids,
-        )
-    )
-    by_order: dict[str, dict[str, int]] = {}
-    for row in counts:
-        by_order.setdefault(str(row["order_id"]), {})[row["status"]] = int(row["n"])
-    timing = {str(row["id"]): row for row in timings}
-    master = {str(row.pop("order_id")): MasterExecution(**row) for row in masters}
+    rows = fetch_all(await conn.execute(_PROGRESS, {"ids": list(order_ids)}))
+    found = {str(row["id"]): row for row in rows}
     canonical = {order_id: str(UUID(order_id)) for order_id in order_ids}  # as str(uuid) reads
-    return {
-        order_id: _progress(by_order.get(key, {}), timing.get(key), master.get(key))
-        for order_id, key in canonical.items()
-    }
+    return {order_id: _progress(found.get(key)) for order_id, key in canonical.items()}
 
 
-def _progress(
-    by_status: dict[str, int], timing: Row | None, master: MasterExecution | None
-) -> OrderProgress:
-    planned = timing is not None and timing["planned_at"] is not None
-    elapsed = timing["fanout_ms"] if timing is not None else None
+def _progress(row: Row | None) -> OrderProgress:
+    counts = (row["counts"] if row is not None else None) or {}
+    by_status = {str(status): int(n) for status, n in counts.items()}
+    planned = row is not None and row["planned_at"] is not None
+    elapsed = row["fanout_ms"] if row is not None else None
+    master = None
+    if row is not None and row["master_status"] is not None:
+        master = MasterExecution(
+            status=row["master_status"],
+            reason=row["master_reason"],
+            broker_order_id=row["master_broker_order_id"],
+            filled_qty=row["master_filled_qty"],
+            filled_avg_price=row["master_filled_avg_price"],
+        )
     return OrderProgress(
         status=progress_status(planned, by_status).value,
         total=sum(by_status.values()),
         by_status=by_status,
         fanout_ms=fanout_ms(planned, by_status, elapsed),
         master=master,
-        cancel_requested=timing is not None and timing["cancel_requested_at"] is not None,
+        cancel_requested=row is not None and row["cancel_requested_at"] is not None,
     )
 
 
