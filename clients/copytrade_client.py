@@ -285,8 +285,13 @@ class CopytradeClient:
         invite_code: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"master_id": master_id, "account_id": account_id, "sizing": sizing}
-        body.update({k: v for k, v in (("caps", caps), ("filters", filters),
-                                        ("invite_code", invite_code)) if v is not None})
+        body.update(
+            {
+                k: v
+                for k, v in (("caps", caps), ("filters", filters), ("invite_code", invite_code))
+                if v is not None
+            }
+        )
         return cast(dict[str, Any], await self._json("POST", "/v1/subscriptions", json=body))
 
     async def unsubscribe(self, subscription_id: str, positions: str = "follow_exits") -> None:
