@@ -124,7 +124,7 @@ class ShardRunner:
             after_first_batch,
             first_batch_answered,
         )
-        await self._settle(shard, sent)
+        await self._settle(shard, sent, copies=bool(followers.targets) or shard.shards > 1)
 
     async def _record_and_send(
         self,
@@ -213,7 +213,7 @@ class ShardRunner:
             )
         return admissions
 
-    async def _settle(self, shard: Shard, sent: _Sent) -> None:
+    async def _settle(self, shard: Shard, sent: _Sent, copies: bool) -> None:
         order = shard.order
         async with fast_begin(self.engine) as conn:
             settled_rows = await settle_legs(conn, sent.outcomes)
@@ -231,11 +231,14 @@ class ShardRunner:
             # broker executed (once): nothing when refused, the fraction filled when canceled
             # short of its quantity (an IOC, say). The sweeper does it for later ends.
             await self.compensator.compensate(order.order_id)
-        if shard.master_row is not None and any(
-            r.action == MASTER_ACTION and r.status in _FINAL for r in settled_rows
+        if (
+            copies
+            and shard.master_row is not None
+            and any(r.action == MASTER_ACTION and r.status in _FINAL for r in settled_rows)
         ):
             # Read the master's positions again now that its order is done, off the critical
-            # path, so the next order of this master need not wait for the broker.
+            # path, so the next order of this master need not wait for the broker (a master
+            # without followers has no copies to size: its orders do not read them).
             self._spawn(
                 self.snapshots.master_positions(
                     order.account_id,

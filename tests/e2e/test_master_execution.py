@@ -160,3 +160,29 @@ async def test_accepted_mode_copies_once_the_master_is_accepted(api: Api, symbol
     assert (copy["status"], copy["qty"]) == ("filled", "3")
     assert await api.position(follower["sim_account_id"], symbol) == 3
     assert await api.position(master_sim, symbol) == 5
+
+
+async def test_a_master_without_followers_is_not_asked_for_positions(api: Api, symbol: str) -> None:
+    """The master's position sizes and classifies copies only: without followers neither the
+    plan nor the refresh after the master's order asks its broker; with one follower, they do."""
+    master_id, master = await api.user("master")
+    account, sim_account = await api.sim_account(master)
+
+    async def reads() -> int:
+        stats = (await api.sim.get("/sim/stats")).json()
+        return int(stats["accounts"][sim_account]["position_reads"])
+
+    alone = await api.order(master, account, symbol=symbol, qty="2")
+    assert alone.status_code == 202, alone.text
+    summary = await api.settled(master, alone.json()["order_id"])
+    assert summary["master_execution"]["status"] == "filled", summary
+    assert await reads() == 0
+    await api.follower(master_id, {"mode": "multiplier", "factor": "1"})
+    copied = await api.order(master, account, symbol=symbol, qty="2", side="sell")
+    assert copied.status_code == 202, copied.text
+    await api.settled(master, copied.json()["order_id"])
+
+    async def asked() -> bool:
+        return await reads() > 0
+
+    await eventually(asked, timeout_s=10, interval_s=0.2)
