@@ -4,7 +4,9 @@ Two VMs that both report two CPUs differed by 2x in this project's runs: on one,
 each ran as fast as one alone; on another, two processes at once each ran at half speed (the two
 vCPUs did the work of one core). Latency targets measured on the second read twice as far off.
 `capacity()` runs the same pure-Python workload in one process, then in two at once, and reports
-both times and how many cores' worth of work the two did together (2.0: two real cores).
+both times and how many cores' worth of work the two did together (2.0: two real cores). A
+VM whose speed drifts between the two timings can read above 2 (this project's VM: the same
+workload alone took 104 ms in one minute and 192 ms in another): read it as a rough figure.
 """
 
 from __future__ import annotations
