@@ -43,10 +43,15 @@ def capacity(repeats: int = 3) -> dict[str, Any]:
             max(f.result() for f in [pool.submit(_work, _ROUNDS) for _ in range(2)])
             for _ in range(repeats)
         )
+    return summary(alone, together)
+
+
+def summary(alone_s: float, together_s: float) -> dict[str, Any]:
+    """The reading from the two timings (seconds)."""
     return {
-        "one_process_ms": round(alone * 1000, 1),
-        "two_processes_ms": round(together * 1000, 1),
-        "cores_worth": round(2 * alone / together, 2),
+        "one_process_ms": round(alone_s * 1000, 1),
+        "two_processes_ms": round(together_s * 1000, 1),
+        "cores_worth": round(2 * alone_s / together_s, 2),
     }
 
 

@@ -57,6 +57,7 @@ class Planner:
             position_cache_ok=not state.master_busy,
             master_broker_name=master_row.broker if master_row else "",
             copies=bool(followers.targets),
+            broker_order_id=state.order.broker_order_id,
         )
         return OrderPlan(
             context=context,

@@ -14,15 +14,17 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
+from replication.errors import NotFound
 from replication.model import (
     ZERO,
     AccountSnapshot,
+    BrokerOrder,
     FollowerState,
     FollowerTarget,
     Instrument,
@@ -41,6 +43,11 @@ INSTRUMENT_TTL_S = 300.0
 # A last price sizes notional and risk-percent copies and checks max_notional caps: shared by
 # every order on the symbol for this long (its staleness is within a second of market moves).
 PRICE_TTL_S = 1.0
+# How far before our record of a broker-placed order its broker may have created it (the poller
+# sees an order one poll interval after it was placed; after an outage, later). Only orders
+# without a client id are looked up this way: at Kite (an order placed without a tag), whose
+# order list is the day's whatever the start.
+BROKER_ORDER_LOOKBACK = timedelta(days=1)
 
 
 @dataclass
@@ -205,18 +212,22 @@ class Snapshots:
         position_cache_ok: bool = False,
         master_broker_name: str = "",
         copies: bool = True,
+        broker_order_id: str | None = None,
     ) -> PlanContext:
         """The master's side of the plan (position, reference price, equity, halts) and the
         symbol's rules at every followers' broker (`by_broker`: one adapter per broker name),
         fetched concurrently; taken once per order and shared by all its shards. `needs`: whether
         any follower sizes by the master's equity, and whether any needs a reference price.
         `copies`: whether the order has followers at all; without, the master's position
-        (which only sizes and classifies copies) is not read and never holds the order."""
+        (which only sizes and classifies copies) is not read and never holds the order.
+        `broker_order_id`: an order the master placed at the broker, its broker's id."""
         needs_master_equity, needs_price = needs
         names = list(by_broker)
         (position, (price, source), equity), instruments = await asyncio.gather(
             asyncio.gather(
-                self._master_position(order, master_broker, position_cache_ok, copies),
+                self._master_position(
+                    order, master_broker, position_cache_ok, copies, broker_order_id
+                ),
                 self._reference_price(order, master_broker, needs_price, master_broker_name),
                 self._master_equity(master_broker, needs_master_equity),
             ),
@@ -243,7 +254,12 @@ class Snapshots:
         )
 
     async def _master_position(
-        self, order: OrderMessage, master_broker: Broker | None, use_cache: bool, copies: bool
+        self,
+        order: OrderMessage,
+        master_broker: Broker | None,
+        use_cache: bool,
+        copies: bool,
+        broker_order_id: str | None,
     ) -> Decimal | None:
         """The master's position before this order (None without copies to size)."""
         if master_broker is None:
@@ -252,15 +268,12 @@ class Snapshots:
             if order.origin == "broker":  # its fills are in the broker's positions already
                 await self._master_positions.invalidate(order.account_id)
             return None
-        if order.origin == "broker" and order.broker_client_order_id:
-            # Placed directly at the broker: the position already holds its fills.
+        if order.origin == "broker":
+            # Placed directly at the broker: the position already holds its fills. Never from
+            # the cache (a read after the order includes them): the order and the positions are
+            # read together, and without the order the position is unavailable (held).
             seen, positions = await asyncio.gather(
-                self._try(
-                    "master order",
-                    master_broker.get_order_by_client_id(
-                        order.broker_client_order_id, order.symbol
-                    ),
-                ),
+                self._try("master order", _broker_order(master_broker, order, broker_order_id)),
                 self._try("master positions", master_broker.positions()),
             )
             await self._master_positions.invalidate(order.account_id)
@@ -362,3 +375,19 @@ class Snapshots:
             open_symbols=frozenset(signed),
             unavailable=unavailable,
         )
+
+
+async def _broker_order(
+    broker: Broker, order: OrderMessage, broker_order_id: str | None
+) -> BrokerOrder:
+    """The master's broker-placed order as its broker has it now: by its client id, or, where
+    the broker gave it none (a Kite order placed without a tag), by its broker order id among
+    the account's recent orders."""
+    if order.broker_client_order_id:
+        return await broker.get_order_by_client_id(order.broker_client_order_id, order.symbol)
+    if broker_order_id:
+        since = order.created_at - BROKER_ORDER_LOOKBACK
+        for candidate in await broker.list_orders(after=since):
+            if candidate.broker_order_id == broker_order_id:
+                return candidate
+    raise NotFound(f"the master's broker order of {order.order_id} is not at its broker")
