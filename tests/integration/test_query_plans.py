@@ -17,6 +17,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.state import LegStatus
+from services.dev.seeding import market_order_row
 from services.infra.db.fast import FastResult, positional
 from services.infra.db.repositories.accounts import insert_account
 from services.infra.db.repositories.legs import LegOutcome, settle_legs
@@ -56,23 +57,7 @@ async def _seed_legs(conn: Any, orders: int = 40, legs_per_order: int = 60) -> N
         user_id, account_id, order_id = (str(uuid.uuid4()) for _ in range(3))
         await create_user(conn, user_id, f"plans-{user_id}@x.test", "h", "master")
         await insert_account(conn, account_id, user_id, "sim", "a", b"x")
-        await insert_master_order(
-            conn,
-            {
-                "id": order_id,
-                "master_id": user_id,
-                "account_id": account_id,
-                "client_order_id": order_id,
-                "request_hash": "h",
-                "symbol": "AAPL",
-                "side": "buy",
-                "qty": Decimal(1),
-                "type": "market",
-                "limit_price": None,
-                "stop_price": None,
-                "time_in_force": "day",
-            },
-        )
+        await insert_master_order(conn, market_order_row(order_id, user_id, account_id))
         await conn.execute(
             text(
                 "INSERT INTO legs (id, order_id, master_id, subscription_id, follower_id, "
@@ -153,10 +138,14 @@ async def test_hot_statements_reach_legs_by_an_index(
     capture = _Capture()
     await call(capture)
     assert capture.sent
-    for (statement, _), plan in zip(
-        capture.sent, await _generic_plans(engine, capture.sent), strict=True
-    ):
-        assert not _unindexed_leg_scans(plan), (statement.text, json.dumps(plan, indent=1))
+    # Twice: the first seeding's row counts outlive its rollback (pg_class is updated in place),
+    # so the second plans with other statistics, as a busy database's would differ from a quiet
+    # one's. One generic plan of the order progress scanned every master leg only the second time.
+    for _ in range(2):
+        for (statement, _), plan in zip(
+            capture.sent, await _generic_plans(engine, capture.sent), strict=True
+        ):
+            assert not _unindexed_leg_scans(plan), (statement.text, json.dumps(plan, indent=1))
 
 
 async def test_the_order_read_uses_the_open_master_leg_partial_index(engine: AsyncEngine) -> None:

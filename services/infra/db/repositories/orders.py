@@ -266,7 +266,9 @@ async def order_progress(conn: Connection, order_id: str) -> OrderProgress:
 # One round trip per progress read: each order's follower legs counted by status with their
 # last settle (one pass over the order's legs on legs_order_idx) and its master leg (one per
 # order: UNIQUE (order_id, account_id, action)). As a join, the prepared (generic) plan of the
-# last settle hashed a scan of every leg ever recorded; here both are per order subqueries.
+# last settle hashed a scan of every leg ever recorded; here both are per order subqueries. The
+# master leg's LIMIT 1 keeps its subquery per order: without it PostgreSQL may pull it up into a
+# join, and one generic plan did, with a scan of every master leg ever recorded.
 _PROGRESS = text(
     "SELECT o.id, o.planned_at, o.cancel_requested_at, f.counts, "
     "EXTRACT(EPOCH FROM (f.last_settled - o.created_at)) * 1000 AS fanout_ms, "
@@ -279,7 +281,8 @@ _PROGRESS = text(
     "max(l.settled_at) AS last_settled FROM legs l WHERE l.order_id = o.id "
     "AND l.action <> 'master' GROUP BY l.status) s) f "
     "LEFT JOIN LATERAL (SELECT l.status, l.reason, l.broker_order_id, l.filled_qty, "
-    "l.filled_avg_price FROM legs l WHERE l.order_id = o.id AND l.action = 'master') m ON true "
+    "l.filled_avg_price FROM legs l WHERE l.order_id = o.id AND l.action = 'master' LIMIT 1) m "
+    "ON true "
     "WHERE o.id = ANY(CAST(:ids AS uuid[]))"
 )
 
