@@ -18,7 +18,6 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import text
@@ -26,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import OrderPlan, PlanContext
 from services.dev.embedded import start_postgres
+from services.dev.seeding import market_order_row
 from services.infra.db import migrate
 from services.infra.db.engine import make_engine
 from services.infra.db.fast import fast_connect
@@ -49,23 +49,7 @@ def _plan(followers: int, shard_size: int = 250) -> str:
 async def _order(engine: AsyncEngine, master_id: str, account_id: str) -> str:
     order_id = str(uuid.uuid4())
     async with engine.begin() as conn:
-        await insert_master_order(
-            conn,
-            {
-                "id": order_id,
-                "master_id": master_id,
-                "account_id": account_id,
-                "client_order_id": order_id,
-                "request_hash": "h",
-                "symbol": "AAPL",
-                "side": "buy",
-                "qty": Decimal(1),
-                "type": "market",
-                "limit_price": None,
-                "stop_price": None,
-                "time_in_force": "day",
-            },
-        )
+        await insert_master_order(conn, market_order_row(order_id, master_id, account_id))
     return order_id
 
 

@@ -20,7 +20,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dev.embedded import start_postgres
+from services.dev.seeding import market_order_row
 from services.infra.db import migrate
 from services.infra.db.engine import autocommit, make_engine
 from services.infra.db.fast import fast_connect
@@ -43,20 +43,7 @@ from services.infra.db.repositories.users import create_user
 
 async def _seed(engine: AsyncEngine, legs: int) -> dict[str, Any]:
     master_id, account_id = str(uuid.uuid4()), str(uuid.uuid4())
-    order = {
-        "id": str(uuid.uuid4()),
-        "master_id": master_id,
-        "account_id": account_id,
-        "client_order_id": "statement-cost",
-        "request_hash": "h",
-        "symbol": "AAPL",
-        "side": "buy",
-        "qty": Decimal(1),
-        "type": "market",
-        "limit_price": None,
-        "stop_price": None,
-        "time_in_force": "day",
-    }
+    order = market_order_row(str(uuid.uuid4()), master_id, account_id, "statement-cost")
     async with engine.begin() as conn:
         await create_user(conn, master_id, f"m-{master_id}@x.test", "h", "master")
         await insert_account(conn, account_id, master_id, "sim", "m", b"x")

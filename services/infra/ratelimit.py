@@ -211,9 +211,8 @@ class BudgetedBroker:
     @staticmethod
     async def _pass(gate: AccountGate) -> bool:
         wait, probe = await gate.admit()
-
-        if wait > 0:  # not sent: the account is waiting for its probe
-            raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
+        if wait > 0:
+            _gate_closed(wait)
         return probe
 
     @staticmethod
@@ -222,9 +221,8 @@ class BudgetedBroker:
     ) -> bool:
         """ADMISSION_SCRIPT's answer: raise when refused, else wait for the budgets."""
         code = int(answer[0])
-        if code == 1:  # the gate is closed
-            wait, _ = AccountGate.answer(answer)
-            raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")
+        if code == 1:
+            _gate_closed(AccountGate.answer(answer)[0])
         if code == 2:
             budgets[int(answer[2])][0].refused(int(answer[1]))
         probe = gate is not None and AccountGate.answer(answer)[1]
@@ -331,3 +329,8 @@ class Budgets:
                 PROBE_CAP_S if limits.probe_early else math.inf,
             )
         return BudgetedBroker(inner, limits, account, host_budget, breaker, gate)
+
+
+def _gate_closed(wait: float) -> NoReturn:
+    """Not sent: the account is waiting for its 429 gate's probe."""
+    raise Retryable("account rate-limited", retry_after=wait, code="rate_limited")

@@ -14,11 +14,11 @@ import redis.asyncio as aioredis
 
 from brokers.descriptor import RateLimits, Window
 from replication.model import FollowerTarget, Instrument, Position
-from schemas.common import OrderType, Side, TimeInForce
 from schemas.copy_settings import Caps, Filters, NotionalSizing
 from schemas.messages import OrderMessage
 from services.app.snapshots import Snapshots, needs_reference_price
 from services.infra.ratelimit import Budgets
+from tests.builders import order_message
 
 
 class MarketData:
@@ -43,18 +43,7 @@ class MarketData:
 
 
 def _order(n: int) -> OrderMessage:
-    return OrderMessage(
-        order_id=str(uuid.uuid4()),
-        master_id="m",
-        account_id="master-account",
-        client_order_id=f"c{n}",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=Decimal(1),
-        type=OrderType.MARKET,
-        time_in_force=TimeInForce.DAY,
-        created_at=datetime.now(UTC),
-    )
+    return order_message(master_id="m", account_id="master-account", client_order_id=f"c{n}")
 
 
 async def test_twenty_plans_ask_once_and_charge_no_follower(servers: dict[str, str]) -> None:

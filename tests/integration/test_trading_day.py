@@ -6,38 +6,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replication.model import PlannedLeg
-from replication.state import LegStatus
-from schemas.common import OrderType, Side, TimeInForce
 from services.infra.brokerage import broker_day
 from services.infra.db.repositories.accounts import insert_account
 from services.infra.db.repositories.risk import lock_risk, spend_risk
 from services.infra.db.repositories.users import create_user
+from tests.builders import planned_leg
 
 
 def _leg(account_id: str, broker: str) -> PlannedLeg:
-    return PlannedLeg(
-        leg_id=str(uuid.uuid4()),
-        order_id=str(uuid.uuid4()),
-        subscription_id=str(uuid.uuid4()),
-        follower_id=str(uuid.uuid4()),
-        account_id=account_id,
-        broker=broker,
-        action="open",
-        client_order_id=uuid.uuid4().hex[:20],
-        symbol="INFY",
-        side=Side.BUY,
-        qty=Decimal(1),
-        type=OrderType.MARKET,
-        time_in_force=TimeInForce.DAY,
-        limit_price=None,
-        stop_price=None,
-        status=LegStatus.SUBMITTING,
-    )
+    return planned_leg(account_id=account_id, broker=broker, symbol="INFY")
 
 
 async def test_the_daily_counter_of_a_kite_account_rolls_over_at_kolkata_midnight(

@@ -5,29 +5,28 @@ copies nothing from its forged fields (issue 11, "internal trust")."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.common import Side
 from schemas.messages import OrderMessage
+from tests.builders import order_message
 from tests.helpers import eventually
 from tests.security.conftest import AppFactory, Client, random_address, settings_for
 from tests.security.test_internal_auth import _order, _replicator
 
 
 def _forged(order_id: str, master_id: str, account_id: str) -> OrderMessage:
-    return OrderMessage(
+    return order_message(
         order_id=order_id,
         master_id=master_id,
         account_id=account_id,
         client_order_id="forged",
         symbol="TSLA",
-        side="sell",
-        qty="50",
-        type="market",
-        time_in_force="day",
-        created_at=datetime.now(UTC),
+        side=Side.SELL,
+        qty=Decimal(50),
     )
 
 

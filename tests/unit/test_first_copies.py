@@ -18,7 +18,6 @@ import pytest
 from brokers.descriptor import RateLimits
 from replication.model import BrokerOrder, MasterContext, OrderRequest, PlannedLeg
 from replication.state import LegStatus
-from schemas.common import OrderType, Side, TimeInForce
 from schemas.messages import OrderMessage, PlanContext
 from services.app.sending import Admissions, Sender
 from services.app.snapshots import Snapshot
@@ -27,6 +26,7 @@ from services.infra.gc_hold import GcHold
 from services.infra.ratelimit import BudgetedBroker, CircuitBreaker
 from services.infra.settings import Settings
 from services.worker.shards import Shard, ShardRunner
+from tests.builders import order_message, planned_leg
 
 ORDER_ID = str(uuid.uuid4())
 
@@ -89,24 +89,7 @@ class Cipher:
 
 
 def _leg(account_id: str, n: int) -> PlannedLeg:
-    return PlannedLeg(
-        leg_id=str(uuid.uuid4()),
-        order_id=ORDER_ID,
-        subscription_id=str(uuid.uuid4()),
-        follower_id=str(uuid.uuid4()),
-        account_id=account_id,
-        broker="sim",
-        action="open",
-        client_order_id=f"c{n}",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=Decimal(1),
-        type=OrderType.MARKET,
-        time_in_force=TimeInForce.DAY,
-        limit_price=None,
-        stop_price=None,
-        status=LegStatus.SUBMITTING,
-    )
+    return planned_leg(order_id=ORDER_ID, account_id=account_id, client_order_id=f"c{n}")
 
 
 def _sender(broker: HeldBroker, closed: set[str] = frozenset()) -> Sender:  # type: ignore[assignment]
@@ -187,18 +170,7 @@ def _runner(log: list[str], broker: HeldBroker) -> ShardRunner:
 
 
 def _order() -> OrderMessage:
-    return OrderMessage(
-        order_id=ORDER_ID,
-        master_id=str(uuid.uuid4()),
-        account_id=str(uuid.uuid4()),
-        client_order_id="c",
-        symbol="AAPL",
-        side="buy",
-        qty="1",
-        type="market",
-        time_in_force="day",
-        created_at=datetime.now(UTC),
-    )
+    return order_message(order_id=ORDER_ID, client_order_id="c")
 
 
 @pytest.mark.parametrize("index", [0, 1])
