@@ -32,8 +32,8 @@ import httpx
 
 from brokers.alpaca.client import AlpacaBroker
 from brokers.http import HttpApi, HttpClientPool, HttpSettings
-from loadtest.bench import RESULTS, RawClient
-from loadtest.stack import start_simulator, stop
+from loadtest.bench import RESULTS, RawClient, cpu_seconds
+from loadtest.stack import descendants, start_simulator, stop
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
 
@@ -156,6 +156,17 @@ CANDIDATES: dict[str, Callable[[str, list[Account]], Awaitable[Any]]] = {
 }
 
 
+def simulator_cpu(pid: int) -> float:
+    """CPU seconds of the simulator and its server's worker processes."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+    return total
+
+
 async def measure(
     n: int, rounds: int, latency_ms: float, only: list[str]
 ) -> dict[str, dict[str, float]]:
@@ -175,19 +186,23 @@ async def measure(
             if not only or any(o in name for o in only)
         }
         cpu: dict[str, list[float]] = {name: [] for name in chosen}
+        sim_cpu: dict[str, list[float]] = {name: [] for name in chosen}
         wall: dict[str, list[float]] = {name: [] for name in chosen}
         for round_ in range(rounds + 1):
             for name, (one_round, _) in chosen.items():
+                started_sim = simulator_cpu(sim.pid)
                 started_cpu, started = time.process_time(), time.perf_counter()
                 await one_round()
                 if round_:  # the first round opens the connections
                     cpu[name].append((time.process_time() - started_cpu) / n * 1e6)
                     wall[name].append((time.perf_counter() - started) * 1000)
+                    sim_cpu[name].append((simulator_cpu(sim.pid) - started_sim) / n * 1e6)
         for name, (_, close) in chosen.items():
             await close()
             results[name] = {
                 "cpu_us_per_request": round(statistics.median(cpu[name]), 1),
                 "wall_ms": round(statistics.median(wall[name]), 1),
+                "simulator_cpu_us_per_request": round(statistics.median(sim_cpu[name]), 1),
             }
             print(name, results[name], flush=True)
     finally:
@@ -215,10 +230,16 @@ def main() -> None:
         json.dumps({"n": args.n, "rounds": args.rounds, "results": results}, indent=2)
     )
     floor = results.get("raw asyncio HTTP/1.1 (floor)", {}).get("cpu_us_per_request")
-    print(f"\n{'candidate':<45} {'CPU µs/request':>15} {'x floor':>8} {'wall ms':>9}")
+    print(
+        f"\n{'candidate':<52} {'CPU µs/request':>15} {'x floor':>8} {'wall ms':>9} "
+        f"{'simulator µs/request':>21}"
+    )
     for name, r in results.items():
         ratio = f"{r['cpu_us_per_request'] / floor:.2f}" if floor else "-"
-        print(f"{name:<45} {r['cpu_us_per_request']:>15} {ratio:>8} {r['wall_ms']:>9}")
+        print(
+            f"{name:<52} {r['cpu_us_per_request']:>15} {ratio:>8} {r['wall_ms']:>9} "
+            f"{r['simulator_cpu_us_per_request']:>21}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from services.infra.db import migrate
 from services.infra.db.engine import make_engine
 from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import insert_account
-from services.infra.db.repositories.orders import insert_master_order, store_plan
+from services.infra.db.repositories.orders import insert_master_order
+from services.infra.db.repositories.plans import store_plan
 from services.infra.db.repositories.users import create_user
 
 STORAGES = {"compressed (pglz)": "EXTENDED", "uncompressed (EXTERNAL)": "EXTERNAL"}

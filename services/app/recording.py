@@ -24,7 +24,7 @@ from services.infra.brokerage import broker_day
 from services.infra.db.fast import fast_begin
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.legs import insert_legs
-from services.infra.db.repositories.orders import shard_recorded, store_plan
+from services.infra.db.repositories.plans import shard_recorded, store_plan
 from services.infra.db.repositories.risk import RiskRow, lock_risk, spend_risk
 
 
@@ -54,7 +54,8 @@ class Recorder:
         days = {t.account_id: broker_day(t.broker, context.planned_at) for t in batch}
         async with fast_begin(self.engine) as conn:
             if fix_plan is not None:
-                ours, _ = await store_plan(conn, order.order_id, fix_plan)
+                # A shard recorded in this one batch is counted in the same statement.
+                ours, _ = await store_plan(conn, order.order_id, fix_plan, completes)
                 if not ours:
                     raise PlanLost(order.order_id)  # rolls this batch back
             # Risk rows stay locked until the legs are recorded: caps hold across workers.
@@ -93,7 +94,7 @@ class Recorder:
             inserted = set(await insert_legs(conn, order.master_id, to_record, self.lease_s))
             mine = [leg for leg in to_record if leg.leg_id in inserted]
             await spend_risk(conn, mine, days)
-            if completes is not None:
+            if completes is not None and fix_plan is None:
                 await shard_recorded(conn, order.order_id, *completes)
         return mine
 

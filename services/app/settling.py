@@ -10,21 +10,34 @@ leg moved, leg events for followers' dashboards, and the order's progress for th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from replication.state import UNFILLED_END
 from schemas.messages import SWEEP_NOW_SUBJECT
 from services.app.events import publish_leg_events, publish_order_event
 from services.app.notifications import legs_announced
-from services.infra.db.fast import fast_connect
+from services.infra.db.fast import FastConnection, fast_begin, fast_connect
 from services.infra.db.repositories.legs import LegOutcome, SettledLeg, settle_legs
 from services.infra.db.repositories.orders import OrderProgress, orders_progress
 from services.infra.metrics import LEGS, labelled
 from services.infra.positions import MasterPositions
 
 MASTER_ACTION = "master"
+
+
+def settling_connection(
+    engine: AsyncEngine, outcomes: Sequence[LegOutcome]
+) -> AbstractAsyncContextManager[FastConnection]:
+    """Where `settle_legs` records these outcomes: a transaction when one of them can end a
+    leg unfilled (the move and its ledger release commit together), else autocommit: the
+    settle is then one statement, and BEGIN and COMMIT would be two more round trips."""
+    if any(o.status in UNFILLED_END for o in outcomes):
+        return fast_begin(engine)
+    return fast_connect(engine)
 
 
 class Settler:

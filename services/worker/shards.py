@@ -22,12 +22,11 @@ from services.app.compensating import Compensator
 from services.app.gating import MasterFirst
 from services.app.recording import Recorder
 from services.app.sending import Admissions, Sender
-from services.app.settling import Settler
+from services.app.settling import Settler, settling_connection
 from services.app.snapshots import Snapshot, Snapshots
 from services.app.targets import Sealed, TargetSet, broker_for
 from services.infra.brokerage import BrokerFactory
 from services.infra.crypto import CredentialCipher
-from services.infra.db.fast import fast_begin
 from services.infra.db.repositories.accounts import SealedAccount
 from services.infra.db.repositories.legs import LegOutcome, settle_legs, settled_by_ids
 from services.infra.metrics import FANOUT, FIRST_LEG
@@ -215,7 +214,7 @@ class ShardRunner:
 
     async def _settle(self, shard: Shard, sent: _Sent, copies: bool) -> None:
         order = shard.order
-        async with fast_begin(self.engine) as conn:
+        async with settling_connection(self.engine, sent.outcomes) as conn:
             settled_rows = await settle_legs(conn, sent.outcomes)
             skipped_rows = await settled_by_ids(conn, sent.skipped) if sent.skipped else []
         progress = (

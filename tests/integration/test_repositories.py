@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,9 +22,14 @@ from schemas.copy_settings import Caps, Filters, FixedSizing
 from schemas.messages import OrderMessage, OrderPlan, PlanContext
 from services.app.outbox import PublishedMarks
 from services.app.recording import PlanLost, Recorder
+from services.app.settling import settling_connection
 from services.app.snapshots import Snapshot
-from services.infra.db.fast import fast_connect
-from services.infra.db.repositories.accounts import insert_account, set_account_halted
+from services.infra.db.fast import FastConnection, fast_connect
+from services.infra.db.repositories.accounts import (
+    SealedAccount,
+    insert_account,
+    set_account_halted,
+)
 from services.infra.db.repositories.leases import claim_in_doubt
 from services.infra.db.repositories.legs import LegOutcome, insert_legs, settle_legs
 from services.infra.db.repositories.orders import (
@@ -33,9 +39,8 @@ from services.infra.db.repositories.orders import (
     order_progress,
     order_state,
     orders_progress,
-    shard_recorded,
-    store_plan,
 )
+from services.infra.db.repositories.plans import shard_recorded, store_plan
 from services.infra.db.repositories.subscriptions import (
     insert_subscription,
     remove_subscription,
@@ -416,6 +421,105 @@ async def test_a_first_batch_that_loses_the_plan_race_records_nothing(engine: As
     theirs_context = OrderPlan.model_validate_json(theirs).context
     mine = await recorder.record(order, targets, snapshot, theirs_context, None, (0, 1), theirs)
     assert len(mine) == 3 and await legs() == 3
+    # The winner's one statement also counted its shard, the only one: the order is planned.
+    async with engine.connect() as conn:
+        state = await order_state(conn, order.order_id)
+        progress = await order_progress(conn, order.order_id)
+    assert state is not None and state.shards_recorded == {0}
+    assert progress.status != "accepted"
+
+
+async def test_a_plan_stored_with_its_shard_counts_it_once_and_plans_at_the_last(
+    engine: AsyncEngine,
+) -> None:
+    order, _ = await _order_with_followers(engine, 0)
+    now = datetime.now(UTC)
+    context = PlanContext(planned_at=now, trading_day=now.date(), master_position=Decimal(0))
+    plan_json = OrderPlan(context=context, shards=[["a"], ["b"]]).model_dump_json()
+
+    async def planned_at() -> Any:
+        async with engine.connect() as conn:
+            return (
+                await conn.execute(
+                    text("SELECT planned_at, shards_recorded FROM master_orders WHERE id = :o"),
+                    {"o": order.order_id},
+                )
+            ).one()
+
+    async with engine.begin() as conn:
+        await shard_recorded(conn, order.order_id, 1, 2)  # shard 1 was recorded first
+    for _ in range(2):  # shard 0 with the plan, then a redelivery of it
+        async with engine.begin() as conn:
+            assert await store_plan(conn, order.order_id, plan_json, (0, 2)) == (True, {0, 1})
+        when, recorded = await planned_at()
+        assert when is not None and sorted(recorded) == [0, 1]
+    first_planned = when
+    async with engine.begin() as conn:
+        await shard_recorded(conn, order.order_id, 0, 2)  # counted already: nothing moves
+    assert await planned_at() == (first_planned, [1, 0])
+
+
+class _RoundTrips:
+    """Statements sent through FastConnection plus BEGIN/COMMIT/ROLLBACK sent on its driver."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[str] = []
+        execute, raw = FastConnection.execute, asyncpg.Connection.execute
+
+        async def counted(conn: FastConnection, statement: Any, *args: Any) -> Any:
+            self.sent.append(str(statement).split(" ", 1)[0])
+            return await execute(conn, statement, *args)
+
+        async def counted_raw(conn: asyncpg.Connection, query: str, *args: Any) -> Any:
+            self.sent.append(query)
+            return await raw(conn, query, *args)
+
+        monkeypatch.setattr(FastConnection, "execute", counted)
+        monkeypatch.setattr(asyncpg.Connection, "execute", counted_raw)
+
+
+async def test_an_order_without_followers_costs_the_worker_five_round_trips(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording the master's own leg with the plan (BEGIN, the plan with its one shard,
+    the leg, COMMIT) and settling its fill (one statement, no transaction: a fill releases
+    nothing from a ledger). Was ten: the shard's count and planned_at were two more UPDATEs and
+    the settle was BEGIN, UPDATE, COMMIT."""
+    order, _ = await _order_with_followers(engine, 0)
+    master = SealedAccount(uuid.UUID(order.account_id), "sim", b"x")
+    now = datetime.now(UTC)
+    context = PlanContext(planned_at=now, trading_day=now.date(), master_position=Decimal(0))
+    plan_json = OrderPlan(context=context, shards=[[]]).model_dump_json()
+    trips = _RoundTrips(monkeypatch)
+    legs = await Recorder(engine, lease_s=10).record(
+        order, [], Snapshot(context=MasterContext()), context, master, (0, 1), plan_json
+    )
+    assert [leg.action for leg in legs] == ["master"]
+    assert trips.sent == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+    trips.sent.clear()
+    filled = [LegOutcome(legs[0].leg_id, LegStatus.FILLED, filled_qty=Decimal(5))]
+    async with settling_connection(engine, filled) as conn:
+        rows = await settle_legs(conn, filled)
+    assert [r.status for r in rows] == ["filled"] and trips.sent == ["UPDATE"]
+
+
+async def test_an_outcome_that_can_release_a_ledger_settles_in_a_transaction(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected copy gives its reservation back in the same transaction as its move."""
+    order, targets = await _order_with_followers(engine, 1)
+    now = datetime.now(UTC)
+    context = PlanContext(planned_at=now, trading_day=now.date(), master_position=Decimal(0))
+    plan_json = OrderPlan(context=context, shards=[[targets[0].account_id]]).model_dump_json()
+    legs = await Recorder(engine, lease_s=10).record(
+        order, targets, Snapshot(context=MasterContext()), context, None, (0, 1), plan_json
+    )
+    trips = _RoundTrips(monkeypatch)
+    rejected = [LegOutcome(legs[0].leg_id, LegStatus.REJECTED, reason="no")]
+    async with settling_connection(engine, rejected) as conn:
+        rows = await settle_legs(conn, rejected)
+    assert [r.status for r in rows] == ["rejected"]
+    assert trips.sent[0] == "BEGIN" and trips.sent[-1] == "COMMIT" and len(trips.sent) >= 4
 
 
 async def test_progress_of_many_orders_is_each_orders_own(engine: AsyncEngine) -> None:

@@ -219,44 +219,6 @@ async def order_state(conn: Connection, order_id: str) -> OrderState | None:
     )
 
 
-async def store_plan(conn: Connection, order_id: str, plan: str) -> tuple[bool, set[int]]:
-    """Store this plan unless one is stored already (the first one wins); returns whether the
-    stored plan is this one (equal as JSON: a redelivery that planned the same is no loser) and
-    the shards recorded. The stored plan does not travel back (it is ~40 bytes per follower)."""
-    row = fetch_one(
-        await conn.execute(
-            text(
-                "UPDATE master_orders SET plan = COALESCE(plan, CAST(:plan AS jsonb)) "
-                "WHERE id = :id RETURNING plan = CAST(:plan AS jsonb) AS ours, shards_recorded"
-            ),
-            {"id": order_id, "plan": plan},
-        )
-    )
-    if row is None:
-        raise LookupError(f"master order {order_id} does not exist")
-    return bool(row["ours"]), set(row["shards_recorded"] or [])
-
-
-async def shard_recorded(conn: Connection, order_id: str, shard: int, shards: int) -> None:
-    """Count a shard as recorded (idempotent); the order is planned once all of them are."""
-    await conn.execute(
-        text(
-            "UPDATE master_orders SET shards_recorded = CASE "
-            "WHEN CAST(:shard AS integer) = ANY(shards_recorded) THEN shards_recorded "
-            "ELSE array_append(shards_recorded, CAST(:shard AS integer)) END "
-            "WHERE id = :id"
-        ),
-        {"id": order_id, "shard": shard},
-    )
-    await conn.execute(
-        text(
-            "UPDATE master_orders SET planned_at = now() WHERE id = :id AND planned_at IS NULL "
-            "AND cardinality(shards_recorded) >= :shards"
-        ),
-        {"id": order_id, "shards": shards},
-    )
-
-
 async def order_progress(conn: Connection, order_id: str) -> OrderProgress:
     """Follower legs by status, the master's own leg, and the fan-out time once every follower
     leg has settled (master order created → last follower leg settled)."""
