@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Both bootstrap .venv themselves.
-.PHONY: run cluster cluster-test chaos test bench profile profile-ingest transports loadtest loadtest-ingest lint typecheck venv clean
+.PHONY: run cluster cluster-test chaos test bench profile profile-ingest transports loadtest loadtest-ingest loadtest-ceiling lint typecheck venv clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -77,6 +77,14 @@ loadtest-ingest:
 	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 64 -r 16 -t 30s \
 		--host http://127.0.0.1:8000 IngestUser \
 		--csv bench-results/locust-ingest --html bench-results/locust-ingest.html
+
+# What loadtest-ingest's client, server and framework reach with a route that does nothing.
+loadtest-ceiling:
+	@EXTRAS=test,bench ./scripts/bootstrap.sh
+	@mkdir -p bench-results
+	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 64 -r 16 -t 30s \
+		--host http://127.0.0.1:8000 HealthzUser \
+		--csv bench-results/locust-ceiling --html bench-results/locust-ceiling.html
 
 lint: venv
 	@$(PY) -m ruff check .

@@ -10,6 +10,10 @@ and replicator processes sampled by py-spy while the orders run (`py-spy record 
 250 Hz, one file each, api-* and replicator-*; rank the frames with scripts/profile_summary.py):
 
     python -m loadtest.ingest --launch --workers 1 --profile bench-results/ingest-profile
+
+`--healthz`: the same clients send `GET /healthz` instead (no database, no JetStream, no
+replicator work): what this machine's client, server and framework alone reach, the ceiling
+any order path through them stays under.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import httpx
 
 from loadtest.bench import cpu_seconds, start_profilers, stop_profilers
 from loadtest.machine import capacity, describe
-from loadtest.stack import Launcher, children, cpu_by_component
+from loadtest.stack import Launcher, cpu_by_component, descendants
 
 
 async def run(
@@ -38,6 +42,7 @@ async def run(
     profile_pids: tuple[int, ...] = (),
     stack_pid: int | None = None,
     replicator_pids: tuple[int, ...] = (),
+    healthz: bool = False,
 ) -> None:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -67,6 +72,12 @@ async def run(
         async def user() -> None:
             while time.monotonic() < end:
                 started = time.perf_counter()
+                if healthz:
+                    probe = await client.get("/healthz")
+                    if probe.status_code != 200:
+                        raise RuntimeError(f"{probe.status_code}: {probe.text}")
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    continue
                 response = await client.post(
                     "/v1/orders",
                     headers=headers,
@@ -101,17 +112,18 @@ async def run(
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
 
+    what = "GET /healthz answered" if healthz else "accepted orders"
     print(
-        f"concurrency {concurrency}: {len(latencies) / elapsed:.0f} accepted orders/s, "
-        f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms ({len(latencies)} orders)"
-        + (f", API CPU {api_cpu / len(latencies) * 1000:.2f} ms/order" if profile_pids else "")
+        f"concurrency {concurrency}: {len(latencies) / elapsed:.0f} {what}/s, "
+        f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms ({len(latencies)} requests)"
+        + (f", API CPU {api_cpu / len(latencies) * 1000:.2f} ms/request" if profile_pids else "")
     )
     if parts:
         parts["load generator"] = own
         per_order = {k: v / len(latencies) * 1e6 for k, v in parts.items() if v > 0}
         ranked = sorted(per_order.items(), key=lambda kv: -kv[1])
         shown = ", ".join(f"{k} {v:.0f}" for k, v in ranked)
-        print(f"CPU µs per accepted order, whole machine {sum(per_order.values()):.0f}: {shown}")
+        print(f"CPU µs per request, whole machine {sum(per_order.values()):.0f}: {shown}")
 
 
 def _own_cpu() -> float:
@@ -128,9 +140,10 @@ def main() -> None:
     parser.add_argument("--launch", action="store_true", help="start a stack of its own")
     parser.add_argument("--workers", type=int, default=1, help="replicators (with --launch)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the API (--launch)")
+    parser.add_argument("--healthz", action="store_true", help="GET /healthz instead of orders")
     args = parser.parse_args()
     if not args.launch:
-        asyncio.run(run(args.url, args.sim, args.concurrency, args.seconds))
+        asyncio.run(run(args.url, args.sim, args.concurrency, args.seconds, healthz=args.healthz))
         return
     print(describe(capacity()), flush=True)  # before the stack starts: the machine alone
     data_dir = Path(tempfile.mkdtemp(prefix="copytrade-ingest-"))
@@ -145,9 +158,10 @@ def main() -> None:
     )
     try:
         launcher.start()
-        # The API's serving processes: granian's workers under `python -m services.api`.
+        # The API's serving processes: `python -m services.api` and, with more than one
+        # worker, the workers its supervisor spawned.
         apis = launcher.pids("services.api")
-        served = tuple(pid for api in apis for pid in children(api, "services.api")) or tuple(apis)
+        served = tuple(pid for api in apis for pid in (api, *descendants(api)))
         asyncio.run(
             run(
                 launcher.api_url,
@@ -158,6 +172,7 @@ def main() -> None:
                 served,
                 launcher.process.pid if launcher.process else None,
                 tuple(launcher.pids("services.worker.replicator")),
+                args.healthz,
             )
         )
     finally:

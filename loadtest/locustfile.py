@@ -194,3 +194,16 @@ class IngestUser(FastHttpUser):
                 "time_in_force": "day",
             },
         )
+
+
+class HealthzUser(FastHttpUser):
+    """The ceiling of `make loadtest-ingest` on this machine: the same client, server and
+    framework, and a route that does nothing (no database, no JetStream, no replicator work).
+    `make loadtest-ceiling`."""
+
+    weight = 1
+    wait_time = between(0, 0)
+
+    @task
+    def healthz(self) -> None:
+        self.client.get("/healthz", name="GET /healthz")

@@ -6,5 +6,5 @@ from services.infra.logs import setup_logging
 from services.infra.settings import Settings
 
 setup_logging()
-exit_with_parent()  # a granian worker dies with granian's main process (never an orphan)
+exit_with_parent()  # an API worker dies with the server's main process (never an orphan)
 app = build_app(Settings.from_env())

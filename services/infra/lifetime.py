@@ -1,14 +1,14 @@
 """A worker process that must not outlive the process that started it.
 
-The API's granian workers (COPYTRADE_API_WORKERS) are multiprocessing children of granian's
-main process. If that main process is killed (kill -9, OOM), nothing tells them: they keep the
-port bound and serve with nobody supervising them. `exit_with_parent()` arms two guards in such
-a child: the kernel's parent-death signal (PR_SET_PDEATHSIG, SIGKILL: granian forks its workers
-from its main thread) and a watchdog thread that notices the child was re-parented; the latter
-sends SIGTERM, then the process ends after a grace period. The kernel's SIGKILL is the guard
-that always works: a worker orphaned while starting can block in granian's native code holding
-the GIL (tests/chaos/test_process_faults.py caught one), so neither a Python signal handler nor
-the watchdog thread ever runs again there.
+The API's workers (COPYTRADE_API_WORKERS > 1) are multiprocessing children of the server's
+main process (uvicorn's supervisor). If that main process is killed (kill -9, OOM), nothing
+tells them: they keep the port bound and serve with nobody supervising them. `exit_with_parent()`
+arms two guards in such a child: the kernel's parent-death signal (PR_SET_PDEATHSIG, SIGKILL:
+the supervisor starts its workers from its main thread) and a watchdog thread that notices the
+child was re-parented; the latter sends SIGTERM, then the process ends after a grace period.
+The kernel's SIGKILL is the guard that always works: a worker orphaned while starting can block
+in native code holding the GIL (tests/chaos/test_process_faults.py caught one under granian), so
+neither a Python signal handler nor the watchdog thread ever runs again there.
 """
 
 from __future__ import annotations

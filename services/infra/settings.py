@@ -122,7 +122,7 @@ class Settings(ProjectSettings):
     # 0.0.0.0 in a container; loopback by default on a developer's machine.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    # API processes (granian workers); unset → the CPU count in production, 1 in development.
+    # API processes (uvicorn workers); unset → the CPU count in production, 1 in development.
     api_workers: int | None = Field(default=None, ge=1, le=256)
     sim_host: str = "127.0.0.1"
     sim_port: int = 8100

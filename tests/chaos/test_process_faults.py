@@ -3,7 +3,7 @@ cost a follower its copy nor give it two (issue 16).
 
 Same truth as the other chaos modules: the simulator's own orders with its dedup off (a blind
 resend would show as a duplicate); every test asserts 0 duplicates, 0 lost and every copy
-filled within 30 s of the fault ending. The API runs as two granian workers under their main
+filled within 30 s of the fault ending. The API runs as two uvicorn workers under their main
 process, as in production. Sizes: COPYTRADE_CHAOS_FOLLOWERS (20) and COPYTRADE_CHAOS_ORDERS (2)."""
 
 from __future__ import annotations
@@ -86,9 +86,11 @@ async def _gather_answers(
 
 
 async def _kill_api_mid_flight(stack: Stack, victim: str) -> dict[str, Any]:
-    """POST IN_FLIGHT orders, kill -9 granian's main process or one of its workers while they
-    are in flight, check nothing of the old server keeps the port, restart the API as the
-    launcher does, and retry the unanswered POSTs with their client_order_id."""
+    """POST IN_FLIGHT orders and kill -9 the API's main process or one of its workers while
+    they are in flight. The main process: its workers die with it and nothing of the old server
+    keeps the port; the launcher restarts it. A worker: the main process (uvicorn's supervisor)
+    replaces it and stays up. Then the client retries the unanswered POSTs with their
+    client_order_id."""
     api_child = _child(stack, "api")
     port = int(stack.api_url.rsplit(":", 1)[1])
     api = Api(stack.api_url, stack.sim_url)
@@ -102,15 +104,22 @@ async def _kill_api_mid_flight(stack: Stack, victim: str) -> dict[str, Any]:
         await first_answer.wait()  # one answered, the others on their way: the kill lands
         os.kill(main_pid if victim == "main" else workers[0], signal.SIGKILL)
         answered, unanswered = await flight
-        # Granian's main process exits when a worker dies; its workers die with it.
-        assert api_child.wait(30), "granian's main process outlived its worker"
+        if victim == "main":
 
-        async def gone() -> bool:
-            alive = [w for w in workers if Path(f"/proc/{w}").exists() and not _zombie(w)]
-            return not alive and not listening(port)
+            async def gone() -> bool:
+                alive = [w for w in workers if Path(f"/proc/{w}").exists() and not _zombie(w)]
+                return not alive and not listening(port)
 
-        await eventually(gone, timeout_s=30, message="an orphan of the API keeps the port")
-        api_child.start()  # the launcher's loop restarts a child that exited
+            await eventually(gone, timeout_s=30, message="an orphan of the API keeps the port")
+            api_child.start()  # the launcher's loop restarts a child that exited
+        else:
+
+            async def replaced() -> bool:
+                now = _children(main_pid)
+                return len(now) >= 2 and workers[0] not in now
+
+            await eventually(replaced, timeout_s=30, message="the dead worker was not replaced")
+            assert api_child.alive(), "the API's main process exited with its worker"
         await asyncio.to_thread(wait_http, f"{stack.api_url}/healthz", 60, [api_child])
         fault_ended = time.monotonic()
         retried = Counter[str]()

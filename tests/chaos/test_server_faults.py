@@ -342,7 +342,7 @@ def _children(pid: int) -> list[int]:
         return []
     workers = []
     for child in (int(p) for p in text.split()):
-        try:  # granian's workers, not multiprocessing's resource tracker
+        try:  # the server's workers, not multiprocessing's resource tracker
             if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
                 workers.append(child)
         except FileNotFoundError:
@@ -351,7 +351,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_api_workers_die_with_their_parent(chaos: Chaos) -> None:
-    """kill -9 granian's main process: its workers stop too (no orphan keeps the port)."""
+    """kill -9 the API's main process: its workers stop too (no orphan keeps the port)."""
     from services.dev.processes import Child
     from tests.helpers import wait_http, wait_until
 
@@ -370,7 +370,7 @@ def test_api_workers_die_with_their_parent(chaos: Chaos) -> None:
         def gone() -> bool:
             return not any(Path(f"/proc/{w}").exists() and not _zombie(w) for w in workers)
 
-        wait_until(gone, timeout_s=30, message=f"granian workers {workers} outlived their parent")
+        wait_until(gone, timeout_s=30, message=f"API workers {workers} outlived their parent")
     finally:
         api.signal(signal.SIGKILL)
         api.wait(5)

@@ -230,6 +230,36 @@ async def test_register_login_and_throttle(api: Api) -> None:
     assert int(throttled.headers["retry-after"]) in range(1, 3)
 
 
+async def test_a_forwarded_address_is_not_trusted_and_the_server_is_not_named(api: Api) -> None:
+    """The API's server (uvicorn) takes the client's address from the connection: rotating
+    X-Forwarded-For does not make a fresh client of each failed sign-in (uvicorn's default
+    would trust it from 127.0.0.1). And no `server` header tells anyone what runs here."""
+    email = f"xff-{uuid.uuid4().hex[:8]}@example.test"
+    body = {"email": email, "password": "long enough", "role": "follower"}
+    registered = await api.http.post("/v1/auth/register", json=body)
+    assert registered.status_code == 201 and "server" not in registered.headers
+    for i in range(20):
+        _assert_error(
+            await api.http.post(
+                "/v1/auth/token",
+                json={"email": email, "password": "wrong"},
+                headers={
+                    "x-forwarded-for": f"203.0.113.{i + 1}",
+                    "forwarded": f"for=198.51.100.{i}",
+                },
+            ),
+            401,
+            "invalid_credentials",
+        )
+    throttled = await api.http.post(
+        "/v1/auth/token",
+        json={"email": email, "password": "long enough"},
+        headers={"x-forwarded-for": "203.0.113.200"},
+    )
+    _assert_error(throttled, 429, "too_many_attempts")
+    assert "server" not in (await api.http.get("/healthz")).headers
+
+
 async def test_accounts_never_echo_credentials(api: Api) -> None:
     _, token = await api.user("follower")
     account_id, sim_id = await api.sim_account(token)

@@ -318,7 +318,7 @@ async def test_replicators_as_hosts_each_serve_metrics_and_readiness(stack: Stac
 async def test_two_api_processes_behind_one_cluster(
     stack: Stack, cluster: Cluster, tmp_path: Path
 ) -> None:
-    """A follower's socket on API B (two granian workers), the master's POST on API A."""
+    """A follower's socket on API B (two uvicorn workers), the master's POST on API A."""
     port = free_port()
     url_b = f"http://127.0.0.1:{port}"
     servers = cluster.url.split(",")
