@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,9 +26,8 @@ from services.app.order_messages import order_message_from_row
 from services.app.recording import Recorder
 from services.app.settling import settling_connection
 from services.app.snapshots import Snapshot
-from services.dev.embedded import start_postgres
+from services.dev.embedded import scratch_postgres
 from services.dev.seeding import market_order_row
-from services.infra.db import migrate
 from services.infra.db.engine import make_engine
 from services.infra.db.repositories.accounts import SealedAccount, insert_account
 from services.infra.db.repositories.legs import LegOutcome, settle_legs
@@ -92,13 +89,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        server = start_postgres(Path(directory) / "pg")
-        try:
-            migrate.upgrade(server.url)
-            wall, cpu = asyncio.run(measure(server.url, args.n, args.rounds))
-        finally:
-            server.stop()
+    with scratch_postgres() as url:
+        wall, cpu = asyncio.run(measure(url, args.n, args.rounds))
     print(f"record + settle, an order without followers: {wall:.0f} µs wall, {cpu:.0f} µs CPU")
 
 

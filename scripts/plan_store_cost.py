@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import OrderPlan, PlanContext
-from services.dev.embedded import start_postgres
+from services.dev.embedded import scratch_postgres
 from services.dev.seeding import market_order_row
-from services.infra.db import migrate
 from services.infra.db.engine import make_engine
 from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import insert_account
@@ -93,13 +90,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        server = start_postgres(Path(directory) / "pg")
-        try:
-            migrate.upgrade(server.url)
-            results = asyncio.run(measure(server.url, args.followers, args.n, args.rounds))
-        finally:
-            server.stop()
+    with scratch_postgres() as url:
+        results = asyncio.run(measure(url, args.followers, args.n, args.rounds))
     for (count, name), values in results.items():
         shown = ", ".join(f"{v:.0f}" for v in values)
         print(f"N = {count:5}  {name:24} {statistics.median(values):6.0f} µs ({shown})")

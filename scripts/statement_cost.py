@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dev.embedded import start_postgres
+from services.dev.embedded import scratch_postgres
 from services.dev.seeding import market_order_row
-from services.infra.db import migrate
 from services.infra.db.engine import autocommit, make_engine
 from services.infra.db.fast import fast_connect
 from services.infra.db.repositories.accounts import insert_account
@@ -111,14 +108,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--legs", type=int, default=500, help="follower legs of the order")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        server = start_postgres(Path(directory) / "pg")
-        try:
-            url = server.url
-            migrate.upgrade(url)
-            results = asyncio.run(measure(url, args.n, args.rounds, args.legs))
-        finally:
-            server.stop()
+    with scratch_postgres() as url:
+        results = asyncio.run(measure(url, args.n, args.rounds, args.legs))
     for name, ways in results.items():
         shown = ", ".join(
             f"{way} {statistics.median(values):.0f} µs ({', '.join(f'{v:.0f}' for v in values)})"

@@ -15,8 +15,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,6 +278,7 @@ def start_postgres(
     ]
     process = _spawn(args, log_path)
     wait_for_port(port, 30, process)
+    _wait_accepting(bin_dir, port, 30, process)
     user = f"postgres:{password}" if password else "postgres"
     return ServerProcess(
         "postgres",
@@ -288,6 +290,38 @@ def start_postgres(
         port=port,
         prepare=clear,
     )
+
+
+@contextlib.contextmanager
+def scratch_postgres(migrated: bool = True) -> Iterator[str]:
+    """A PostgreSQL of its own in a temporary directory, migrated unless told otherwise; its URL.
+    For the measuring scripts (scripts/*_cost.py, pre_ping), stopped and removed afterwards."""
+    from services.infra.db import migrate  # alembic: only for those who ask for the schema
+
+    with tempfile.TemporaryDirectory() as directory:
+        server = start_postgres(Path(directory) / "pg")
+        try:
+            if migrated:
+                migrate.upgrade(server.url)
+            yield server.url
+        finally:
+            server.stop()
+
+
+def _wait_accepting(
+    bin_dir: Path, port: int, timeout_s: float, process: subprocess.Popen[bytes]
+) -> None:
+    """Until PostgreSQL accepts connections: it listens while still starting up (a connection
+    then fails with "the database system is starting up"; seen in the measuring scripts)."""
+    deadline = time.monotonic() + timeout_s
+    probe = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "1"]
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {process.returncode} while starting")
+        if subprocess.run(probe, check=False, stdin=subprocess.DEVNULL).returncode == 0:  # noqa: S603
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"postgres on {port} did not accept connections within {timeout_s}s")
 
 
 def _clear_postgres_locks(data: Path, socket_dir: Path, port: int) -> None:
