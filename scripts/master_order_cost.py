@@ -26,7 +26,7 @@ from services.app.order_messages import order_message_from_row
 from services.app.recording import Recorder
 from services.app.settling import settling_connection
 from services.app.snapshots import Snapshot
-from services.dev.embedded import scratch_postgres
+from services.dev.scratch import scratch_postgres
 from services.dev.seeding import market_order_row
 from services.infra.db.engine import make_engine
 from services.infra.db.repositories.accounts import SealedAccount, insert_account

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.messages import OrderPlan, PlanContext
-from services.dev.embedded import scratch_postgres
+from services.dev.scratch import scratch_postgres
 from services.dev.seeding import market_order_row
 from services.infra.db.engine import make_engine
 from services.infra.db.fast import fast_connect

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dev.embedded import scratch_postgres
+from services.dev.scratch import scratch_postgres
 from services.dev.seeding import market_order_row
 from services.infra.db.engine import autocommit, make_engine
 from services.infra.db.fast import fast_connect

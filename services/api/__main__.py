@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from services.api.serving import GuardedHttpTools
 from services.infra.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -48,7 +49,7 @@ def main() -> None:
         port=settings.api_port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpTools,  # httptools with a deadline and a size cap on request heads
         ws="websockets-sansio",  # the websockets library's current API, not its legacy one
         ws_max_size=64 * 1024,  # the dashboard reads nothing from its clients: 64 KiB is plenty
         lifespan="on",
@@ -59,6 +60,7 @@ def main() -> None:
         # (uvicorn would trust it from 127.0.0.1 by default), as under granian.
         proxy_headers=False,
         backlog=4096,
+        limit_concurrency=settings.api_max_concurrency,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 

@@ -15,9 +15,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,22 +289,6 @@ def start_postgres(
         port=port,
         prepare=clear,
     )
-
-
-@contextlib.contextmanager
-def scratch_postgres(migrated: bool = True) -> Iterator[str]:
-    """A PostgreSQL of its own in a temporary directory, migrated unless told otherwise; its URL.
-    For the measuring scripts (scripts/*_cost.py, pre_ping), stopped and removed afterwards."""
-    from services.infra.db import migrate  # alembic: only for those who ask for the schema
-
-    with tempfile.TemporaryDirectory() as directory:
-        server = start_postgres(Path(directory) / "pg")
-        try:
-            if migrated:
-                migrate.upgrade(server.url)
-            yield server.url
-        finally:
-            server.stop()
 
 
 def _wait_accepting(

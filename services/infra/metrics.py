@@ -28,7 +28,9 @@ copytrade_gc_holds_total{end}                     young GCs held off an order's 
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -136,3 +138,29 @@ def labelled(metric: Any, *values: str) -> Any:
     """`metric.labels(*values)`, looked up once per label set: labels() costs ~6 µs a call,
     which the per-leg paths (a broker request's timing, a settled leg's count) pay per leg."""
     return metric.labels(*values)
+
+
+def forget_dead_processes(directory: str) -> list[int]:
+    """Prometheus multiprocess mode (several API workers): drop the gauge files of workers
+    that are gone. uvicorn's supervisor replaces a worker that died; the dead one's last gauge
+    values (its WebSocket clients, say) would otherwise stay in /metrics' sum forever. Its
+    counters and histograms stay: what they counted happened. Called as a worker starts;
+    returns the pids forgotten."""
+    gone: list[int] = []
+    for path in Path(directory).glob("gauge_*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[1]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        path.unlink(missing_ok=True)
+        gone.append(int(pid_text))
+    return sorted(set(gone))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True

@@ -215,8 +215,10 @@ class ShardRunner:
     async def _settle(self, shard: Shard, sent: _Sent, copies: bool) -> None:
         order = shard.order
         async with settling_connection(self.engine, sent.outcomes) as conn:
-            settled_rows = await settle_legs(conn, sent.outcomes)
+            # The read first: in autocommit the settle is committed when it returns, and a
+            # failure between the two would leave settled legs nobody announces.
             skipped_rows = await settled_by_ids(conn, sent.skipped) if sent.skipped else []
+            settled_rows = await settle_legs(conn, sent.outcomes)
         progress = (
             await self.settler.announce(
                 [*skipped_rows, *settled_rows], order.created_at, (order.order_id, order.master_id)

@@ -191,3 +191,16 @@ async def test_a_slow_client_gets_resync_and_never_slows_others(api: Api, stack:
     finally:
         await slow.close()
         await fast.close()
+
+
+async def test_a_client_frame_over_64_kib_closes_the_socket(api: Api, stack: Stack) -> None:
+    """The dashboard reads nothing from its clients: the API's server takes frames up to 64 KiB
+    (services/api/__main__.py) and closes the socket with 1009 past that."""
+    _, token = await api.user("follower")
+    socket = await connect(stack, await ws_token(api, token))
+    await socket.send("x" * 1_000)  # a small frame is read and ignored
+    await socket.send("x" * 70_000)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(socket.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
