@@ -1,12 +1,14 @@
 """The API's HTTP/1.1 protocol: uvicorn's httptools protocol with the limits it lacks.
 
-uvicorn bounds neither the time nor the size of a request's line and headers (its only timer is
-the keep-alive one, armed after a response; httptools buffers headers without a cap): a client
-could hold a connection open forever by sending a header a byte at a time, or make the server
-buffer megabytes of headers. granian, which served the API before, had both limits. Here a
-request's head must arrive within `api_head_timeout_s` (the connection is closed otherwise) and
-within `api_head_max_bytes` (431 and closed). Counted per request on a kept-alive connection.
-`tests/e2e/test_api_server.py` drives both with raw sockets.
+uvicorn bounds neither the time a request takes to arrive nor the size of its line and headers
+(its only timer is the keep-alive one, armed after a response; httptools buffers headers without
+a cap): a client could hold a connection open forever by sending a header, or its body, a byte
+at a time, or make the server buffer megabytes of headers. granian, which served the API before,
+bounded its reads. Here a request (line, headers and body) must arrive within
+`api_request_timeout_s` of its first byte (the connection is closed otherwise), and its head
+within `api_head_max_bytes` (431 and closed). Per request on a kept-alive connection; the wait
+between requests is the keep-alive timeout's, and a WebSocket upgrade leaves the deadline once
+its head is in. `tests/e2e/test_api_server.py` drives them with raw sockets.
 """
 
 from __future__ import annotations
@@ -30,18 +32,18 @@ class _HeadTooLarge(Exception):
 @cache
 def _limits() -> tuple[float, int]:
     settings = Settings.from_env()  # once per process (workers are spawned, not forked)
-    return settings.api_head_timeout_s, settings.api_head_max_bytes
+    return settings.api_request_timeout_s, settings.api_head_max_bytes
 
 
 class GuardedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with a deadline and a size cap on every request's head."""
+    """uvicorn's httptools protocol, with a deadline on every request and a size cap on its head."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_timeout_s, self._head_max_bytes = _limits()
+        self._timeout_s, self._head_max_bytes = _limits()
         self._in_head = True  # the next bytes belong to a request's line and headers
         self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._heads = 0  # heads parsed on this connection
         self._head_size = 0  # this head's URL and headers, as the parser hands them over
         self._oversize = False
@@ -55,7 +57,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head and self._head_timer is None:
+        if self._in_head and self._timer is None:
             self._arm()
         heads = self._heads
         super().data_received(data)
@@ -95,27 +97,29 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._heads += 1
-        self._disarm()
+        if self.parser.should_upgrade() and self._should_upgrade():
+            self._disarm()  # a WebSocket's life is not a request's: its protocol takes over
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._disarm()  # the request is in; its response may take as long as it takes
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # the next request's head starts now
         # Armed when its first bytes arrive: between requests uvicorn's keep-alive timer rules.
 
     def _arm(self) -> None:
         self._disarm()
-        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+        self._timer = self.loop.call_later(self._timeout_s, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
-            log.info("closing a connection whose request head did not arrive in time")
+    def _timed_out(self) -> None:
+        self._timer = None
+        if not self.transport.is_closing():
+            log.info("closing a connection whose request did not arrive in time")
             self.transport.close()
 
     def _refuse(self) -> None:

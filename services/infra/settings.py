@@ -124,10 +124,10 @@ class Settings(ProjectSettings):
     api_port: int = 8000
     # API processes (uvicorn workers); unset → the CPU count in production, 1 in development.
     api_workers: int | None = Field(default=None, ge=1, le=256)
-    # A request's line and headers must arrive within this time and size (services/api/serving.py);
-    # past either the connection is closed (431 for the size). Per API process: past this many
-    # connections and requests in flight, new requests are answered 503.
-    api_head_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A request must arrive within this time of its first byte, its line and headers within this
+    # size (services/api/serving.py); past either the connection is closed (431 for the size).
+    # Per API process: past this many connections and requests in flight, new requests get 503.
+    api_request_timeout_s: float = Field(default=10.0, gt=0, le=300)
     api_head_max_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     api_max_concurrency: int = Field(default=2048, ge=1)
     sim_host: str = "127.0.0.1"

@@ -1,21 +1,23 @@
-"""The API's server bounds a request's head in time and size (services/api/serving.py):
-uvicorn alone bounds neither. Raw sockets against an API process of its own (head timeout 1 s,
+"""The API's server bounds a request in time and its head in size (services/api/serving.py):
+uvicorn alone bounds neither. Raw sockets against an API process of its own (request timeout 1 s,
 the default 32 KiB cap, at most 3 connections and requests in flight), beside the e2e stack."""
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
+import websockets
 
 from services.dev.embedded import free_port
 from services.dev.processes import Child, stop_all
-from tests.helpers import Stack, wait_http
+from tests.helpers import Api, Stack, wait_http
 
-HEAD_TIMEOUT_S = 1.0
+REQUEST_TIMEOUT_S = 1.0
 MAX_CONCURRENCY = 3  # connections and requests in flight; the tests here use one at a time
 
 
@@ -25,7 +27,7 @@ def api_port(stack: Stack) -> Iterator[int]:
     env = {
         **stack.env,
         "COPYTRADE_API_PORT": str(port),
-        "COPYTRADE_API_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S),
+        "COPYTRADE_API_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
         "COPYTRADE_API_MAX_CONCURRENCY": str(MAX_CONCURRENCY),
     }
     api = Child("api-guarded", "services.api", env, stack.log_dir / "api-guarded.log")
@@ -114,14 +116,41 @@ def test_a_head_that_never_ends_is_cut_off(api_port: int) -> None:
     with _connect(api_port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         for _ in range(3):  # a header now and then, never the blank line
-            time.sleep(HEAD_TIMEOUT_S / 4)
+            time.sleep(REQUEST_TIMEOUT_S / 4)
             sock.sendall(b"X-Slow: 1\r\n")
-        assert _closed_after(sock) < HEAD_TIMEOUT_S + 2
+        assert _closed_after(sock) < REQUEST_TIMEOUT_S + 2
+
+
+def test_a_body_that_never_ends_is_cut_off(api_port: int) -> None:
+    with _connect(api_port) as sock:
+        sock.sendall(
+            b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        for _ in range(3):  # a byte now and then, never all 100
+            time.sleep(REQUEST_TIMEOUT_S / 4)
+            sock.sendall(b" ")
+        assert _closed_after(sock) < REQUEST_TIMEOUT_S + 2
+
+
+async def test_a_websocket_outlives_the_request_deadline(api: Api, api_port: int) -> None:
+    """The deadline covers the upgrade request; the socket then lives as long as it is open."""
+    _, token = await api.user("follower")
+    ws_token = (await api.http.post("/v1/ws/token", headers=api.auth(token))).json()["token"]
+    async with websockets.connect(
+        f"ws://127.0.0.1:{api_port}/v1/ws",
+        subprotocols=["copytrade.v1", ws_token],  # type: ignore[list-item]
+        origin=f"http://127.0.0.1:{api_port}",  # type: ignore[arg-type]
+        open_timeout=10,
+    ) as socket_:
+        await asyncio.sleep(REQUEST_TIMEOUT_S * 2.5)
+        pong = await socket_.ping()
+        await asyncio.wait_for(pong, 5)  # still open and answering
 
 
 def test_a_connection_that_sends_nothing_is_closed(api_port: int) -> None:
     with _connect(api_port) as sock:
-        assert _closed_after(sock) < HEAD_TIMEOUT_S + 2
+        assert _closed_after(sock) < REQUEST_TIMEOUT_S + 2
 
 
 def test_a_kept_alive_connection_may_wait_between_requests(api_port: int) -> None:
@@ -131,7 +160,7 @@ def test_a_kept_alive_connection_may_wait_between_requests(api_port: int) -> Non
         for _ in range(2):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert _response(sock).startswith(b"HTTP/1.1 200 ")
-            time.sleep(HEAD_TIMEOUT_S * 1.5)
+            time.sleep(REQUEST_TIMEOUT_S * 1.5)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
 
