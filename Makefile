@@ -71,20 +71,19 @@ loadtest:
 		--host http://127.0.0.1:8000 MasterUser FollowerUser \
 		--csv bench-results/locust --html bench-results/locust.html
 
+# INGEST_USER=HealthzUser INGEST_REPORT=locust-ceiling is `make loadtest-ceiling`.
+INGEST_USER ?= IngestUser
+INGEST_REPORT ?= locust-ingest
 loadtest-ingest:
 	@EXTRAS=test,bench ./scripts/bootstrap.sh
 	@mkdir -p bench-results
 	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 64 -r 16 -t 30s \
-		--host http://127.0.0.1:8000 IngestUser \
-		--csv bench-results/locust-ingest --html bench-results/locust-ingest.html
+		--host http://127.0.0.1:8000 $(INGEST_USER) \
+		--csv bench-results/$(INGEST_REPORT) --html bench-results/$(INGEST_REPORT).html
 
 # What loadtest-ingest's client, server and framework reach with a route that does nothing.
 loadtest-ceiling:
-	@EXTRAS=test,bench ./scripts/bootstrap.sh
-	@mkdir -p bench-results
-	@$(PY) -m locust -f loadtest/locustfile.py --headless -u 64 -r 16 -t 30s \
-		--host http://127.0.0.1:8000 HealthzUser \
-		--csv bench-results/locust-ceiling --html bench-results/locust-ceiling.html
+	@$(MAKE) --no-print-directory loadtest-ingest INGEST_USER=HealthzUser INGEST_REPORT=locust-ceiling
 
 lint: venv
 	@$(PY) -m ruff check .

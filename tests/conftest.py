@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dev.embedded import EmbeddedStack, start_stack
@@ -72,3 +73,13 @@ async def engine(servers: dict[str, str]) -> AsyncIterator[AsyncEngine]:
         yield eng
     finally:
         await eng.dispose()
+
+
+@pytest.fixture
+async def redis(servers: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's Valkey, closed after the test."""
+    client = aioredis.from_url(servers["redis"])
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -15,7 +15,7 @@ import websockets
 
 from services.dev.embedded import free_port
 from services.dev.processes import Child, stop_all
-from tests.helpers import Api, Stack, wait_http
+from tests.helpers import Api, Stack, wait_http, wait_until
 
 REQUEST_TIMEOUT_S = 1.0
 MAX_CONCURRENCY = 3  # connections and requests in flight; the tests here use one at a time
@@ -174,7 +174,10 @@ def test_past_the_concurrency_limit_new_requests_get_503(api_port: int) -> None:
     finally:
         for sock in idle:
             sock.close()
-    time.sleep(0.2)  # the server has seen them go
-    with _connect(api_port) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
+
+    def served() -> bool:  # once the server has seen them go
+        with _connect(api_port) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return _read_all(sock).startswith(b"HTTP/1.1 200 ")
+
+    wait_until(served, timeout_s=10, message="still 503 after the other connections closed")

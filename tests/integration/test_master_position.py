@@ -14,12 +14,10 @@ be copied as an entry. Without the order the position is unavailable and the ord
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from replication.errors import NotFound
@@ -31,15 +29,6 @@ from schemas.messages import OrderMessage, PlanContext
 from services.app.snapshots import Snapshots
 from services.infra.positions import MasterPositions
 from tests.builders import order_message
-
-
-@pytest.fixture
-async def redis(servers: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(servers["redis"])
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 class DownBroker:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -17,15 +15,6 @@ COUNT = """
 if ARGV[1] == 'bad' then return redis.error_reply('refused: ' .. KEYS[1]) end
 return redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))
 """
-
-
-@pytest.fixture
-async def redis(servers: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(servers["redis"])
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _keys(n: int) -> list[str]:
