@@ -33,7 +33,7 @@ import httpx
 from brokers.alpaca.client import AlpacaBroker
 from brokers.http import HttpApi, HttpClientPool, HttpSettings
 from loadtest.bench import RESULTS, RawClient, cpu_seconds
-from loadtest.stack import descendants, start_simulator, stop
+from loadtest.stack import cpu_by_component, start_simulator, stop
 from replication.model import OrderRequest
 from schemas.common import OrderType, Side, TimeInForce
 
@@ -158,13 +158,7 @@ CANDIDATES: dict[str, Callable[[str, list[Account]], Awaitable[Any]]] = {
 
 def simulator_cpu(pid: int) -> float:
     """CPU seconds of the simulator and its server's worker processes."""
-    total = 0.0
-    for p in [pid, *descendants(pid)]:
-        try:
-            total += cpu_seconds(p)
-        except OSError:
-            continue
-    return total
+    return cpu_seconds(pid) + sum(cpu_by_component(pid).values())
 
 
 async def measure(

@@ -7,8 +7,8 @@ check is replaced, and each worker dies with this process (`exit_with_parent`). 
 counters are then kept per process in a directory and summed by /metrics (prometheus_client's
 multiprocess mode).
 
-uvicorn rather than granian (which serves the simulator): the same app used 15% less CPU per
-accepted order and answered with half the p99 (README, "Issue 13, seventh pass"). It speaks
+uvicorn rather than granian (which serves the simulator): the same app used 8-15% less CPU per
+accepted order and answered with a lower p99 (README, "Issue 13, seventh pass"). It speaks
 HTTP/1.1 only: h2c, which granian also offered on this port, is gone (this service's HTTP/2 is
 its broker side; a client that wants HTTP/2 gets it from a proxy in front).
 """

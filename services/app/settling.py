@@ -50,7 +50,7 @@ class Settler:
         self, outcomes: Sequence[LegOutcome], order_created_at: datetime | None = None
     ) -> list[SettledLeg]:
         """Record the outcomes (each only along an allowed move), then announce what moved."""
-        async with self.engine.begin() as conn:
+        async with settling_connection(self.engine, outcomes) as conn:
             rows = await settle_legs(conn, outcomes)
         await self.announce(rows, order_created_at)
         return rows
