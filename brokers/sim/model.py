@@ -4,6 +4,7 @@ spelling themselves the way Alpaca's schemas do."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -12,6 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 ASSET_NAMESPACE = uuid.UUID("0b5c4a55-7a3e-4e44-9a6e-6b8b0e6a1d42")
+
+
+@functools.cache
+def asset_id(symbol: str) -> str:
+    """The asset's id, the same for a symbol on every answer (a name-based UUID)."""
+    return str(uuid.uuid5(ASSET_NAMESPACE, symbol))
 
 
 def now() -> datetime:
@@ -96,7 +103,7 @@ class SimOrder:
             "replaced_at": rfc3339(self.replaced_at),
             "replaced_by": self.replaced_by,
             "replaces": self.replaces,
-            "asset_id": str(uuid.uuid5(ASSET_NAMESPACE, self.symbol)),
+            "asset_id": asset_id(self.symbol),
             "symbol": self.symbol,
             "asset_class": "us_equity",
             "notional": None,
@@ -158,7 +165,7 @@ class SimAsset:
     def wire(self) -> dict[str, Any]:
         """The asset as Alpaca's Assets schema spells it (crypto-style minimums when set)."""
         body: dict[str, Any] = {
-            "id": str(uuid.uuid5(ASSET_NAMESPACE, self.symbol)),
+            "id": asset_id(self.symbol),
             "class": "us_equity",
             "exchange": "NASDAQ",
             "symbol": self.symbol,

@@ -265,3 +265,51 @@ async def test_throttled_orders_are_429_while_reads_are_served(sim: httpx.AsyncC
     assert r.status_code == 429 and r.headers["retry-after"] == "60"
     assert (await sim.get("/v2/account", headers=keys)).status_code == 200
     assert (await sim.get("/v2/orders", headers=keys)).json() == []
+
+
+async def test_the_direct_order_path_answers_as_the_routed_one() -> None:
+    """POST /v2/orders skips Starlette's routing (brokers.sim.app.Simulator); through either
+    entry the same order gets the same answer: status, headers and body shape, errors too."""
+    app = build_app(seed=7)
+    entries = {
+        "direct": httpx.ASGITransport(app=app),
+        "routed": httpx.ASGITransport(app=app.routed),
+    }
+    answers: dict[str, list[tuple[int, str, list[str]]]] = {}
+    async with httpx.AsyncClient(transport=entries["routed"], base_url="http://sim") as admin:
+        keys = await account(admin)
+    bad_keys = {**keys, "APCA-API-SECRET-KEY": "wrong"}
+    for name, transport in entries.items():
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+            answers[name] = []
+            for headers, body in (
+                (keys, market(f"{name}-ok")),
+                (keys, market(f"{name}-ok")),  # a duplicate client order id: 422
+                (bad_keys, market(f"{name}-auth")),
+                (keys, {**market(f"{name}-bad"), "qty": "-1"}),
+            ):
+                r = await client.post("/v2/orders", headers=headers, json=body)
+                answers[name].append((r.status_code, r.headers["content-type"], sorted(r.json())))
+            r = await client.post(
+                "/v2/orders", headers={**keys, "content-type": "application/json"}, content=b"{"
+            )
+            answers[name].append((r.status_code, r.headers["content-type"], sorted(r.json())))
+    assert answers["direct"] == answers["routed"]
+    assert [a[0] for a in answers["direct"]] == [200, 422, 401, 422, 400]
+
+
+async def test_a_failure_on_the_direct_order_path_is_a_json_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = build_app(seed=7)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+        keys = await account(client)
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("engine bug")
+
+        monkeypatch.setattr(app.state.engine, "place", broken)
+        r = await client.post("/v2/orders", headers=keys, json=market("x1"))
+    assert r.status_code == 500
+    assert r.json() == {"code": 50010000, "message": "internal server error"}

@@ -1,1 +1,1 @@
-"""The simulator's routes by area; each module's `routes(state)` lists its Starlette routes."""
+"""The simulator's routes by area; each module's `routes(...)` lists its Starlette routes."""

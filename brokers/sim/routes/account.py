@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -10,14 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from brokers.sim.engine import (
-    ASSET_NAMESPACE,
-    Engine,
-    SimAccount,
-    SimPosition,
-    dec,
-    rfc3339,
-)
+from brokers.sim.engine import Engine, SimAccount, SimPosition, dec, rfc3339
+from brokers.sim.model import asset_id
 from brokers.sim.routes.common import SimState
 
 
@@ -27,7 +20,7 @@ def position_wire(symbol: str, p: SimPosition, price: Decimal) -> dict[str, Any]
     cost_basis = p.qty * p.avg_entry_price
     unrealized = market_value - cost_basis
     return {
-        "asset_id": str(uuid.uuid5(ASSET_NAMESPACE, symbol)),
+        "asset_id": asset_id(symbol),
         "symbol": symbol,
         "exchange": "NASDAQ",
         "asset_class": "us_equity",

@@ -109,8 +109,7 @@ class OrderRoutes:
         return await self.state.guarded(request, self.one_order)
 
 
-def routes(state: SimState) -> list[Route]:
-    handlers = OrderRoutes(state)
+def routes(handlers: OrderRoutes) -> list[Route]:
     return [
         Route("/v2/orders", handlers.orders, methods=["GET", "POST"]),
         Route("/v2/orders:by_client_order_id", handlers.by_client_order_id, methods=["GET"]),
