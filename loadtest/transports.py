@@ -9,7 +9,7 @@ machine reaches all of them alike. The
 candidates that go through the real Alpaca adapter answer the question the README decides
 ("keep httpx as the adapters' API, or move the hot path"); the raw ones are the floors: an
 asyncio HTTP/1.1 client over warm keep-alive connections, and plain pyreqwest / curl_cffi calls
-over HTTP/2 without any adapter.
+over HTTP/2 without any adapter, and rnet (another Rust client, on its own tokio runtime).
 
     .venv/bin/python -m loadtest.transports --n 500 --rounds 7 [--only NAME ...]
 """
@@ -104,6 +104,29 @@ async def raw_pyreqwest(
     return one_round, client.close
 
 
+async def raw_rnet(
+    url: str, accounts: list[Account]
+) -> tuple[Round, Callable[[], Awaitable[None]]]:
+    import rnet
+
+    client = rnet.Client(http2_only=True)  # prior knowledge over http://
+    body = json.dumps(BODY).encode()
+    headers = [{**_keys(a), "content-type": "application/json"} for a in accounts]
+    target = url + "/v2/orders"
+
+    async def one(h: dict[str, str]) -> bytes:
+        response = await client.post(target, headers=h, body=body)
+        return await response.bytes()
+
+    async def one_round() -> None:
+        await asyncio.gather(*(one(h) for h in headers))
+
+    async def close() -> None:
+        pass
+
+    return one_round, close
+
+
 async def raw_curl_cffi(
     url: str, accounts: list[Account]
 ) -> tuple[Round, Callable[[], Awaitable[None]]]:
@@ -152,6 +175,7 @@ CANDIDATES: dict[str, Callable[[str, list[Account]], Awaitable[Any]]] = {
     ),
     "raw pyreqwest HTTP/2": raw_pyreqwest,
     "raw curl_cffi HTTP/2": raw_curl_cffi,
+    "raw rnet HTTP/2": raw_rnet,
     "raw asyncio HTTP/1.1 (floor)": raw_floor,
 }
 
