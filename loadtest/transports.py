@@ -116,6 +116,8 @@ async def raw_rnet(
 
     async def one(h: dict[str, str]) -> bytes:
         response = await client.post(target, headers=h, body=body)
+        if response.status != 200:
+            raise RuntimeError(f"rnet: {response.status}")
         return await response.bytes()
 
     async def one_round() -> None:
@@ -123,6 +125,32 @@ async def raw_rnet(
 
     async def close() -> None:
         pass
+
+    return one_round, close
+
+
+async def raw_niquests(
+    url: str, accounts: list[Account]
+) -> tuple[Round, Callable[[], Awaitable[None]]]:
+    """Measured only where niquests is installed: not in the bench extras, because its
+    urllib3-future replaces the `urllib3` package that requests and Locust use there."""
+    import niquests  # type: ignore[import-not-found]
+
+    session = niquests.AsyncSession(multiplexed=True, disable_http1=True, disable_http3=True)
+    body = json.dumps(BODY).encode()
+    headers = [{**_keys(a), "content-type": "application/json"} for a in accounts]
+    target = url + "/v2/orders"
+
+    async def one_round() -> None:
+        responses = await asyncio.gather(
+            *(session.post(target, data=body, headers=h) for h in headers)
+        )
+        await session.gather(*responses)
+        if any(r.status_code != 200 for r in responses):
+            raise RuntimeError("niquests: an order was not accepted")
+
+    async def close() -> None:
+        await session.close()
 
     return one_round, close
 
@@ -176,6 +204,7 @@ CANDIDATES: dict[str, Callable[[str, list[Account]], Awaitable[Any]]] = {
     "raw pyreqwest HTTP/2": raw_pyreqwest,
     "raw curl_cffi HTTP/2": raw_curl_cffi,
     "raw rnet HTTP/2": raw_rnet,
+    "raw niquests HTTP/2 (where installed)": raw_niquests,
     "raw asyncio HTTP/1.1 (floor)": raw_floor,
 }
 
@@ -198,11 +227,14 @@ async def measure(
             await admin.put("/sim/faults", json={"latency_ms": latency_ms})
         # Every candidate set up first, then the rounds interleaved (one round of each in
         # turn): a shared machine's load drifts, and this way every candidate sees the same.
-        chosen = {
-            name: await make(url, accounts)
-            for name, make in CANDIDATES.items()
-            if not only or any(o in name for o in only)
-        }
+        chosen = {}
+        for name, make in CANDIDATES.items():
+            if only and not any(o in name for o in only):
+                continue
+            try:
+                chosen[name] = await make(url, accounts)
+            except ImportError as exc:
+                print(f"{name}: skipped ({exc})", flush=True)
         cpu: dict[str, list[float]] = {name: [] for name in chosen}
         sim_cpu: dict[str, list[float]] = {name: [] for name in chosen}
         wall: dict[str, list[float]] = {name: [] for name in chosen}

@@ -6,21 +6,18 @@ share (error shape, authentication and fault injection) in brokers.sim.routes.co
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from brokers.sim.engine import Engine
 from brokers.sim.routes import account, admin, market, orders
 from brokers.sim.routes.common import SimState, error
-
-log = logging.getLogger("copytrade.sim")
 
 # How long a "timeout" fault holds a request before dropping it: far past any client timeout.
 # Read at request time, so patching it here takes effect.
@@ -60,9 +57,11 @@ class Simulator:
             return
         try:
             response = await self._orders.orders(Request(scope, receive))
-        except Exception:  # what Starlette's ServerErrorMiddleware would have answered
-            log.exception("POST /v2/orders failed")
-            response = error(500, 50010000, "internal server error")
+        except Exception:
+            # As Starlette's ServerErrorMiddleware does on the routed path: a plain 500, then
+            # the exception goes on to the server (and to a test's ASGI transport).
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
         await response(scope, receive, send)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 ASSET_NAMESPACE = uuid.UUID("0b5c4a55-7a3e-4e44-9a6e-6b8b0e6a1d42")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)  # any symbol is accepted: the cache stays bounded
 def asset_id(symbol: str) -> str:
     """The asset's id, the same for a symbol on every answer (a name-based UUID)."""
     return str(uuid.uuid5(ASSET_NAMESPACE, symbol))

@@ -4,6 +4,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -267,49 +268,122 @@ async def test_throttled_orders_are_429_while_reads_are_served(sim: httpx.AsyncC
     assert (await sim.get("/v2/orders", headers=keys)).json() == []
 
 
-async def test_the_direct_order_path_answers_as_the_routed_one() -> None:
+KEYS = {"APCA-API-KEY-ID": "PKPARITY", "APCA-API-SECRET-KEY": "parity-secret"}
+
+
+def _comparable(r: httpx.Response) -> tuple[int, str, str | None, object]:
+    """An answer without what differs between any two runs (order ids, timestamps)."""
+    body = r.json()
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "id" and not k.endswith("_at")}
+    return r.status_code, r.headers["content-type"], r.headers.get("retry-after"), body
+
+
+async def _answers(app: Any, faults: dict[str, Any]) -> list[tuple[int, str, str | None, object]]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+        r = await client.post(
+            "/sim/accounts",
+            json={
+                "cash": "10000",
+                "key_id": KEYS["APCA-API-KEY-ID"],
+                "secret_key": KEYS["APCA-API-SECRET-KEY"],
+            },
+        )
+        assert r.status_code == 201, r.text
+        assert (await client.put("/sim/faults", json=faults)).status_code == 200
+        answers = []
+        for headers, body in (
+            (KEYS, market("p1")),
+            (KEYS, market("p1")),  # a duplicate client order id
+            ({**KEYS, "APCA-API-SECRET-KEY": "wrong"}, market("p2")),
+            (KEYS, {**market("p3"), "qty": "-1"}),
+            (KEYS, {**market("p4"), "type": "limit", "limit_price": "1"}),  # rests
+        ):
+            r = await client.post("/v2/orders", headers=headers, json=body)
+            answers.append(_comparable(r))
+        r = await client.post(
+            "/v2/orders", headers={**KEYS, "content-type": "application/json"}, content=b"{"
+        )
+        answers.append(_comparable(r))
+    return answers
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {},
+        {"latency_ms": 1, "jitter_ms": 1},
+        {"error_rate": 1},
+        {"rate_limit_per_min": 2},
+        {"partial_fill_ratio": 0.5},
+        {"reject_orders": True},
+        {"throttle_orders": True},
+        {"dedup_client_order_id": False},
+    ],
+)
+async def test_the_direct_order_path_answers_as_the_routed_one(faults: dict[str, Any]) -> None:
     """POST /v2/orders skips Starlette's routing (brokers.sim.app.Simulator); through either
-    entry the same order gets the same answer: status, headers and body shape, errors too."""
+    entry, under every fault, the same requests get the same answers: status, content type,
+    Retry-After and the whole body (ids and timestamps aside)."""
+    direct = await _answers(build_app(seed=7), faults)
     app = build_app(seed=7)
-    entries = {
-        "direct": httpx.ASGITransport(app=app),
-        "routed": httpx.ASGITransport(app=app.routed),
-    }
-    answers: dict[str, list[tuple[int, str, list[str]]]] = {}
-    async with httpx.AsyncClient(transport=entries["routed"], base_url="http://sim") as admin:
-        keys = await account(admin)
-    bad_keys = {**keys, "APCA-API-SECRET-KEY": "wrong"}
-    for name, transport in entries.items():
-        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
-            answers[name] = []
-            for headers, body in (
-                (keys, market(f"{name}-ok")),
-                (keys, market(f"{name}-ok")),  # a duplicate client order id: 422
-                (bad_keys, market(f"{name}-auth")),
-                (keys, {**market(f"{name}-bad"), "qty": "-1"}),
-            ):
-                r = await client.post("/v2/orders", headers=headers, json=body)
-                answers[name].append((r.status_code, r.headers["content-type"], sorted(r.json())))
-            r = await client.post(
-                "/v2/orders", headers={**keys, "content-type": "application/json"}, content=b"{"
-            )
-            answers[name].append((r.status_code, r.headers["content-type"], sorted(r.json())))
-    assert answers["direct"] == answers["routed"]
-    assert [a[0] for a in answers["direct"]] == [200, 422, 401, 422, 400]
+    routed = await _answers(app.routed, faults)
+    assert direct == routed
+    assert len({status for status, *_ in direct}) > 1  # not one answer for everything
 
 
-async def test_a_failure_on_the_direct_order_path_is_a_json_500(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_only_order_placement_skips_the_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     app = build_app(seed=7)
+    routed = app.routed
+    seen: list[tuple[str, str]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append((scope["method"], scope["path"]))
+        await routed(scope, receive, send)
+
+    monkeypatch.setattr(app, "routed", recording)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
         keys = await account(client)
+        seen.clear()
+        assert (await client.post("/v2/orders", headers=keys, json=market("a"))).status_code == 200
+        assert seen == []
+        await client.get("/v2/orders", headers=keys)
+        await client.head("/v2/orders", headers=keys)
+        await client.post("/v2/orders/", headers=keys, json=market("b"))
+        await client.post("/v2/positions", headers=keys, json={})
+    assert seen == [
+        ("GET", "/v2/orders"),
+        ("HEAD", "/v2/orders"),
+        ("POST", "/v2/orders/"),
+        ("POST", "/v2/positions"),
+    ]
 
-        def broken(*args: object) -> None:
-            raise RuntimeError("engine bug")
 
+async def test_a_failure_on_the_direct_order_path_is_answered_as_the_routed_path_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the simulator is a plain 500 and an exception that reaches the server (and a
+    test's ASGI transport), through either entry: never an answer that looks like a broker's."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("engine bug")
+
+    answers = []
+    for entry in ("direct", "routed"):
+        app = build_app(seed=7)
         monkeypatch.setattr(app.state.engine, "place", broken)
-        r = await client.post("/v2/orders", headers=keys, json=market("x1"))
-    assert r.status_code == 500
-    assert r.json() == {"code": 50010000, "message": "internal server error"}
+        target = app if entry == "direct" else app.routed
+        quiet = httpx.ASGITransport(app=target, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=quiet, base_url="http://sim") as client:
+            keys = await account(client)
+            r = await client.post("/v2/orders", headers=keys, json=market("x1"))
+            answers.append((r.status_code, r.headers["content-type"], r.text))
+        loud = httpx.ASGITransport(app=target)
+        async with httpx.AsyncClient(transport=loud, base_url="http://sim") as client:
+            with pytest.raises(RuntimeError, match="engine bug"):
+                await client.post("/v2/orders", headers=keys, json=market("x2"))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 500 and answers[0][2] == "Internal Server Error"
