@@ -47,6 +47,13 @@ def _keys(a: Account) -> dict[str, str]:
     return {"APCA-API-KEY-ID": a["key_id"], "APCA-API-SECRET-KEY": a["secret_key"]}
 
 
+def _raw_posts(accounts: list[Account]) -> tuple[bytes, list[dict[str, str]]]:
+    """What each raw candidate sends: one JSON order body, and every account's keys as the
+    headers of a JSON post."""
+    body = json.dumps(BODY).encode()
+    return body, [{**_keys(a), "content-type": "application/json"} for a in accounts]
+
+
 def _requests(n: int) -> list[OrderRequest]:
     return [
         OrderRequest(
@@ -91,8 +98,7 @@ async def raw_pyreqwest(
     from pyreqwest.client import ClientBuilder
 
     client = ClientBuilder().base_url(url + "/").http2_prior_knowledge().build()
-    body = json.dumps(BODY).encode()
-    headers = [{**_keys(a), "content-type": "application/json"} for a in accounts]
+    body, headers = _raw_posts(accounts)
 
     async def one(h: dict[str, str]) -> bytes:
         response = await client.post("v2/orders").headers(h).body_bytes(body).build().send()
@@ -110,8 +116,7 @@ async def raw_rnet(
     import rnet
 
     client = rnet.Client(http2_only=True)  # prior knowledge over http://
-    body = json.dumps(BODY).encode()
-    headers = [{**_keys(a), "content-type": "application/json"} for a in accounts]
+    body, headers = _raw_posts(accounts)
     target = url + "/v2/orders"
 
     async def one(h: dict[str, str]) -> bytes:
@@ -137,8 +142,7 @@ async def raw_niquests(
     import niquests  # type: ignore[import-not-found]
 
     session = niquests.AsyncSession(multiplexed=True, disable_http1=True, disable_http3=True)
-    body = json.dumps(BODY).encode()
-    headers = [{**_keys(a), "content-type": "application/json"} for a in accounts]
+    body, headers = _raw_posts(accounts)
     target = url + "/v2/orders"
 
     async def one_round() -> None:
@@ -164,8 +168,7 @@ async def raw_curl_cffi(
     session: AsyncSession[Any] = AsyncSession(
         base_url=url, http_version=CurlHttpVersion.V2_PRIOR_KNOWLEDGE, max_clients=len(accounts)
     )
-    body = json.dumps(BODY).encode()
-    headers = [{**_keys(a), "content-type": "application/json"} for a in accounts]
+    body, headers = _raw_posts(accounts)
 
     async def one_round() -> None:
         await asyncio.gather(*(session.post("/v2/orders", data=body, headers=h) for h in headers))
